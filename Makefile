@@ -1,0 +1,31 @@
+# hearsay build and test entry points.
+GO ?= go
+
+.PHONY: test test-short build proto lint fuzz demo bench
+
+# test is the README's test command and what CI runs.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+build:
+	$(GO) build -o bin/hearsay ./cmd/hearsay
+
+demo:
+	$(GO) run ./cmd/hearsay demo
+
+# proto regenerates the committed protobuf code. Needs protoc (Debian:
+# protobuf-compiler) and protoc-gen-go (go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12).
+proto:
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc --go_out=. --go_opt=paths=source_relative internal/wire/wire.proto
+
+lint:
+	$(GO) vet ./...
+	$$($(GO) env GOPATH)/bin/staticcheck ./...
+
+# fuzz runs every fuzz target briefly.
+fuzz:
+	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzDecode -fuzztime 30s

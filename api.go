@@ -1,0 +1,85 @@
+package hearsay
+
+import (
+	"errors"
+	"time"
+
+	"github.com/hearsaydb/hearsay/store"
+)
+
+// Errors returned by Node methods. They are wrapped with detail; test them
+// with errors.Is.
+var (
+	// ErrNotFound is returned by Get when the key has no value (never
+	// written, or deleted).
+	ErrNotFound = errors.New("hearsay: key not found")
+	// ErrEmptyKey is returned for a zero-length key.
+	ErrEmptyKey = errors.New("hearsay: empty key")
+	// ErrKeyTooLarge is returned for a key longer than store.MaxKeySize.
+	ErrKeyTooLarge = errors.New("hearsay: key too large")
+	// ErrValueTooLarge is returned for a value longer than Config.MaxValueSize.
+	ErrValueTooLarge = errors.New("hearsay: value too large")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("hearsay: node closed")
+	// ErrNotReady is returned by reads and writes while the node is still
+	// catching up with the cluster (see Status.Ready).
+	ErrNotReady = errors.New("hearsay: node not ready")
+)
+
+// Version orders writes: a hybrid logical clock timestamp and the id of the
+// node that wrote. The newer version wins every conflict.
+type Version = store.Version
+
+// Entry is a live key and its value, as returned by Get and Scan.
+type Entry struct {
+	Key     []byte
+	Value   []byte
+	Version Version
+}
+
+// Event is one change to the replica, delivered to watchers: a write or
+// delete made here or learned from a peer.
+type Event struct {
+	Key     []byte
+	Value   []byte
+	Version Version
+	// Deleted is true when the change is a delete (a tombstone).
+	Deleted bool
+}
+
+// MemberState is a member's state as seen by this node.
+type MemberState string
+
+// Member states, ordered as SWIM orders them.
+const (
+	StateAlive   MemberState = "alive"
+	StateSuspect MemberState = "suspect"
+	StateDead    MemberState = "dead"
+	StateLeft    MemberState = "left"
+)
+
+// Member is one node of the cluster as seen by this node.
+type Member struct {
+	Name        string      `json:"name"`
+	Address     string      `json:"address"`
+	State       MemberState `json:"state"`
+	Incarnation uint64      `json:"incarnation"`
+	// Self is true for the member that is this node.
+	Self bool `json:"self,omitempty"`
+}
+
+// Status describes this node.
+type Status struct {
+	Name    string `json:"name"`
+	NodeID  string `json:"node_id"`
+	Address string `json:"address"`
+	// Ready is false while the node must not serve reads and writes (for
+	// example while it catches up after a long absence).
+	Ready   bool      `json:"ready"`
+	Members int       `json:"members"`
+	Alive   int       `json:"alive"`
+	Started time.Time `json:"started"`
+	// Outbox is the number of direct-mail records waiting for retry, over
+	// all peers.
+	Outbox int `json:"outbox"`
+}

@@ -1,0 +1,139 @@
+// Package store holds a hearsay replica: the record type, the last-writer-wins
+// merge rule, and the Store interface that the protocol engine reads and writes.
+//
+// The store knows nothing of the protocol. It keeps records (key, value,
+// version, tombstone) and a small side namespace of metadata (node identity,
+// clock high-water mark, direct-mail outboxes), and it merges every write by
+// version so that the same record arriving twice, late or out of order
+// changes nothing.
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// Limits on what a record may hold. Values larger than MaxValueSize are
+// refused by the node before they reach the store; the limit is a default that
+// Config can lower or raise.
+const (
+	// MaxKeySize is the largest key, in bytes.
+	MaxKeySize = 1 << 10
+	// DefaultMaxValueSize is the default largest value, in bytes.
+	DefaultMaxValueSize = 1 << 20
+)
+
+// ErrClosed is returned by a store that has been closed.
+var ErrClosed = errors.New("store: closed")
+
+// Version orders writes totally: a hybrid logical clock timestamp, then the id
+// of the node that wrote. Two writes never share a version because a node
+// never issues the same timestamp twice.
+type Version struct {
+	// HLC is the hybrid logical clock reading: physical milliseconds in the
+	// high 48 bits, a logical counter in the low 16 (see internal/hlc).
+	HLC uint64
+	// Node is the id of the writing node.
+	Node uint64
+}
+
+// Compare returns -1, 0 or +1 as v is older than, equal to or newer than o.
+func (v Version) Compare(o Version) int {
+	switch {
+	case v.HLC < o.HLC:
+		return -1
+	case v.HLC > o.HLC:
+		return 1
+	case v.Node < o.Node:
+		return -1
+	case v.Node > o.Node:
+		return 1
+	}
+	return 0
+}
+
+// IsZero reports whether v is the zero version, which no write carries.
+func (v Version) IsZero() bool { return v.HLC == 0 && v.Node == 0 }
+
+// String formats v as hlc@node in hex, the form used in logs and the API.
+func (v Version) String() string { return fmt.Sprintf("%x@%x", v.HLC, v.Node) }
+
+// Record is one key's replicated state. A delete is a record with Tombstone
+// set and no value: a death certificate that replicates like any write.
+type Record struct {
+	Key       []byte
+	Value     []byte
+	Version   Version
+	Tombstone bool
+}
+
+// Size is the number of bytes the record accounts for in bounds and metrics:
+// key and value plus a fixed overhead for the version.
+func (r Record) Size() int { return len(r.Key) + len(r.Value) + 17 }
+
+// Clone returns a copy of r that shares no memory with it.
+func (r Record) Clone() Record {
+	r.Key = bytes.Clone(r.Key)
+	r.Value = bytes.Clone(r.Value)
+	return r
+}
+
+// Wins reports whether r should replace cur under last-writer-wins: r has the
+// higher version. Equal versions come from the same write, so normally hold
+// the same content; if a faulty peer sends different content under the same
+// version, a fixed tie-break (tombstone first, then the larger value) keeps
+// the merge commutative, so every replica still picks the same record.
+func (r Record) Wins(cur Record) bool {
+	if c := r.Version.Compare(cur.Version); c != 0 {
+		return c > 0
+	}
+	if r.Tombstone != cur.Tombstone {
+		return r.Tombstone
+	}
+	return bytes.Compare(r.Value, cur.Value) > 0
+}
+
+// Merge returns whichever of a and b wins last-writer-wins. It is
+// commutative, associative and idempotent, which is what lets replicas apply
+// updates in any order, any number of times.
+func Merge(a, b Record) Record {
+	if b.Wins(a) {
+		return b
+	}
+	return a
+}
+
+// Store is a replica. Implementations are safe for concurrent use: the
+// engine's event loop writes while API handlers read.
+//
+// Apply makes writes visible at once but durable only after Sync, so that the
+// runtime can commit many writes with one fsync (group commit).
+type Store interface {
+	// Get returns the record stored for key, tombstones included; ok is
+	// false when the store holds no record for key.
+	Get(key []byte) (rec Record, ok bool, err error)
+	// Apply merges each record last-writer-wins and reports, for each,
+	// whether it changed the store (it was new, or newer than what was held).
+	Apply(recs []Record) (changed []bool, err error)
+	// Scan calls fn for every record whose key has the given prefix and is
+	// at or after start, in key order, tombstones included, until fn returns
+	// false.
+	Scan(prefix, start []byte, fn func(Record) bool) error
+	// Remove deletes key's record if it still holds version v: used to
+	// collect tombstones after their grace period without racing a newer
+	// write.
+	Remove(key []byte, v Version) error
+
+	// GetMeta, SetMeta and ScanMeta reach the metadata namespace, which is
+	// apart from the records and never replicated. SetMeta with a nil value
+	// deletes the entry.
+	GetMeta(key []byte) (value []byte, ok bool, err error)
+	SetMeta(key, value []byte) error
+	ScanMeta(prefix []byte, fn func(key, value []byte) bool) error
+
+	// Sync makes every Apply, Remove and SetMeta before it durable.
+	Sync() error
+	// Close releases the store. Later calls return ErrClosed.
+	Close() error
+}
