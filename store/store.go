@@ -137,3 +137,28 @@ type Store interface {
 	// Close releases the store. Later calls return ErrClosed.
 	Close() error
 }
+
+// Errors returned by Check.
+var (
+	ErrEmptyKey      = errors.New("empty key")
+	ErrKeyTooLarge   = errors.New("key too large")
+	ErrValueTooLarge = errors.New("value too large")
+)
+
+// Check validates a record's sizes against the key limit and the given
+// value limit (DefaultMaxValueSize when maxValue <= 0). Every record is
+// checked before it is stored, whether written here or received.
+func Check(r Record, maxValue int) error {
+	if maxValue <= 0 {
+		maxValue = DefaultMaxValueSize
+	}
+	switch {
+	case len(r.Key) == 0:
+		return ErrEmptyKey
+	case len(r.Key) > MaxKeySize:
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(r.Key), MaxKeySize)
+	case len(r.Value) > maxValue:
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(r.Value), maxValue)
+	}
+	return nil
+}

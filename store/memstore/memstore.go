@@ -1,0 +1,255 @@
+// Package memstore is an in-memory store.Store, for tests, simulations and
+// nodes that need no durability.
+//
+// Records and metadata are kept in key order, so Scan and ScanMeta cost
+// O(log n) to start plus the entries they visit. Every record or value going
+// in or out is copied: callers may reuse their slices, and slices returned to
+// them never alias the store's memory.
+package memstore
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/hearsaydb/hearsay/store"
+)
+
+// scanChunk bounds how many entries Scan and ScanMeta copy out under the read
+// lock before releasing it to call the callback, and scanChunkBytes bounds
+// the bytes those entries hold.
+const (
+	scanChunk      = 256
+	scanChunkBytes = 1 << 20
+)
+
+// Store is an in-memory store.Store. It is safe for concurrent use. The zero
+// value is not usable; call New.
+type Store struct {
+	mu      sync.RWMutex
+	closed  bool
+	records *orderedMap[store.Record]
+	meta    *orderedMap[[]byte]
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty in-memory store.
+func New() *Store {
+	return &Store{
+		records: newOrderedMap[store.Record](),
+		meta:    newOrderedMap[[]byte](),
+	}
+}
+
+// Len returns the number of records held, tombstones included, or 0 once the
+// store is closed.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0
+	}
+	return s.records.len()
+}
+
+// Get returns a copy of the record stored for key, tombstones included.
+func (s *Store) Get(key []byte) (store.Record, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.Record{}, false, store.ErrClosed
+	}
+	it := s.records.get(string(key))
+	if it == nil {
+		return store.Record{}, false, nil
+	}
+	return it.val.Clone(), true, nil
+}
+
+// Apply merges each record last-writer-wins, storing a copy of those that
+// win, and reports which changed the store. Records later in recs are merged
+// against the result of earlier ones, so a key may appear more than once.
+// A key longer than store.MaxKeySize fails the whole call before anything
+// is written.
+func (s *Store) Apply(recs []store.Record) ([]bool, error) {
+	if err := checkKeys(recs); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	changed := make([]bool, len(recs))
+	for i, r := range recs {
+		it := s.records.get(string(r.Key))
+		if it != nil && !r.Wins(it.val) {
+			continue
+		}
+		r = r.Clone()
+		if it != nil {
+			// Share the key bytes already held rather than keeping a
+			// second copy.
+			r.Key = it.val.Key
+			it.val = r
+		} else {
+			s.records.put(string(r.Key), r)
+		}
+		changed[i] = true
+	}
+	return changed, nil
+}
+
+// checkKeys refuses records whose keys exceed store.MaxKeySize.
+func checkKeys(recs []store.Record) error {
+	for i, r := range recs {
+		if len(r.Key) > store.MaxKeySize {
+			return fmt.Errorf("memstore: apply: record %d: key of %d bytes exceeds the limit of %d", i, len(r.Key), store.MaxKeySize)
+		}
+	}
+	return nil
+}
+
+// Scan calls fn with a copy of every record whose key has prefix and is at or
+// after start, in key order, tombstones included, until fn returns false.
+//
+// fn runs without the store's lock held, so it may call any method of the
+// store except that Close makes the scan end with store.ErrClosed. The scan
+// is not a snapshot: records written while it runs may or may not be seen,
+// but every record present throughout the scan is visited exactly once.
+func (s *Store) Scan(prefix, start []byte, fn func(store.Record) bool) error {
+	batch := make([]store.Record, 0, scanChunk)
+	from := string(start)
+	for {
+		batch = batch[:0]
+		s.mu.RLock()
+		if s.closed {
+			s.mu.RUnlock()
+			return store.ErrClosed
+		}
+		size := 0
+		s.records.ascend(string(prefix), from, func(it *item[store.Record]) bool {
+			batch = append(batch, it.val.Clone())
+			size += it.val.Size()
+			return len(batch) < scanChunk && size < scanChunkBytes
+		})
+		s.mu.RUnlock()
+		for _, r := range batch {
+			if !fn(r) {
+				return nil
+			}
+		}
+		if len(batch) == 0 || (len(batch) < scanChunk && size < scanChunkBytes) {
+			return nil
+		}
+		// The smallest key after the last one visited.
+		from = string(batch[len(batch)-1].Key) + "\x00"
+	}
+}
+
+// Remove deletes key's record if it still holds version v, and does nothing
+// otherwise.
+func (s *Store) Remove(key []byte, v store.Version) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	if it := s.records.get(string(key)); it != nil && it.val.Version == v {
+		s.records.remove(string(key))
+	}
+	return nil
+}
+
+// GetMeta returns a copy of the metadata value stored under key.
+func (s *Store) GetMeta(key []byte) ([]byte, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, false, store.ErrClosed
+	}
+	it := s.meta.get(string(key))
+	if it == nil {
+		return nil, false, nil
+	}
+	return cloneNonNil(it.val), true, nil
+}
+
+// SetMeta stores a copy of value under key, or deletes key when value is nil.
+func (s *Store) SetMeta(key, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	if value == nil {
+		s.meta.remove(string(key))
+		return nil
+	}
+	s.meta.put(string(key), cloneNonNil(value))
+	return nil
+}
+
+// ScanMeta calls fn with copies of every metadata entry whose key has prefix,
+// in key order, until fn returns false. Like Scan, it calls fn without the
+// lock held.
+func (s *Store) ScanMeta(prefix []byte, fn func(key, value []byte) bool) error {
+	type kv struct{ k, v []byte }
+	batch := make([]kv, 0, scanChunk)
+	from := string(prefix)
+	for {
+		batch = batch[:0]
+		s.mu.RLock()
+		if s.closed {
+			s.mu.RUnlock()
+			return store.ErrClosed
+		}
+		size := 0
+		s.meta.ascend(string(prefix), from, func(it *item[[]byte]) bool {
+			batch = append(batch, kv{[]byte(it.key), cloneNonNil(it.val)})
+			size += len(it.key) + len(it.val)
+			return len(batch) < scanChunk && size < scanChunkBytes
+		})
+		s.mu.RUnlock()
+		for _, e := range batch {
+			if !fn(e.k, e.v) {
+				return nil
+			}
+		}
+		if len(batch) == 0 || (len(batch) < scanChunk && size < scanChunkBytes) {
+			return nil
+		}
+		from = string(batch[len(batch)-1].k) + "\x00"
+	}
+}
+
+// Sync does nothing: an in-memory store has nothing to make durable. It
+// returns store.ErrClosed once the store is closed.
+func (s *Store) Sync() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// Close drops the store's contents. Later calls to any method, Close
+// included, return store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	s.closed = true
+	s.records = nil
+	s.meta = nil
+	return nil
+}
+
+// cloneNonNil copies b, returning an empty non-nil slice for an empty b, so
+// that a metadata value set to []byte{} reads back as present and empty.
+func cloneNonNil(b []byte) []byte {
+	return append(make([]byte, 0, len(b)), b...)
+}

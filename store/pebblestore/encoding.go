@@ -1,0 +1,117 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/hearsaydb/hearsay/store"
+)
+
+// Key layout: every pebble key starts with a namespace byte.
+const (
+	// nsRecord prefixes the keys of records.
+	nsRecord byte = 'r'
+	// nsMeta prefixes the keys of metadata entries.
+	nsMeta byte = 'm'
+)
+
+// Record encoding: a fixed header, then the value.
+//
+//	offset size field
+//	0      1    format (recordFormat)
+//	1      8    version HLC, big endian
+//	9      8    version node id, big endian
+//	17     1    flags (flagTombstone; other bits must be zero)
+//	18     n    value
+const (
+	recordFormat  byte = 1
+	headerLen          = 18
+	flagTombstone byte = 1 << 0
+	knownFlags         = flagTombstone
+	offFormat          = 0
+	offHLC             = 1
+	offNode            = 9
+	offFlags           = 17
+)
+
+// dbKey returns the pebble key for key in namespace ns.
+func dbKey(ns byte, key []byte) []byte {
+	k := make([]byte, 1+len(key))
+	k[0] = ns
+	copy(k[1:], key)
+	return k
+}
+
+// encodedLen returns the length of r's encoding.
+func encodedLen(r store.Record) int { return headerLen + len(r.Value) }
+
+// encodeRecord writes r's encoding into dst, which must be encodedLen(r)
+// bytes long. The key is not part of the encoding: it is the pebble key.
+func encodeRecord(dst []byte, r store.Record) {
+	dst[offFormat] = recordFormat
+	binary.BigEndian.PutUint64(dst[offHLC:], r.Version.HLC)
+	binary.BigEndian.PutUint64(dst[offNode:], r.Version.Node)
+	var flags byte
+	if r.Tombstone {
+		flags |= flagTombstone
+	}
+	dst[offFlags] = flags
+	copy(dst[headerLen:], r.Value)
+}
+
+// decodeRecord decodes the record stored under key from b. It copies what it
+// keeps, so b may be reused afterwards. Bytes that are not a valid encoding
+// yield an error wrapping ErrCorrupt.
+func decodeRecord(key, b []byte) (store.Record, error) {
+	if len(b) < headerLen {
+		return store.Record{}, fmt.Errorf("%w: record %q: %d bytes, shorter than the %d-byte header", ErrCorrupt, key, len(b), headerLen)
+	}
+	if b[offFormat] != recordFormat {
+		return store.Record{}, fmt.Errorf("%w: record %q: unknown encoding format %d", ErrCorrupt, key, b[offFormat])
+	}
+	flags := b[offFlags]
+	if flags&^knownFlags != 0 {
+		return store.Record{}, fmt.Errorf("%w: record %q: unknown flags %#02x", ErrCorrupt, key, flags)
+	}
+	r := store.Record{
+		Key: append([]byte(nil), key...),
+		Version: store.Version{
+			HLC:  binary.BigEndian.Uint64(b[offHLC:]),
+			Node: binary.BigEndian.Uint64(b[offNode:]),
+		},
+		Tombstone: flags&flagTombstone != 0,
+	}
+	if len(b) > headerLen {
+		r.Value = append([]byte(nil), b[headerLen:]...)
+	}
+	return r, nil
+}
+
+// prefixEnd returns the smallest key greater than every key with the given
+// prefix, or nil when there is none (the prefix is empty or all 0xff).
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// bounds returns the pebble iterator bounds [lower, upper) covering the keys
+// of namespace ns that have prefix and are at or after start.
+func bounds(ns byte, prefix, start []byte) (lower, upper []byte) {
+	from := prefix
+	if string(start) > string(prefix) {
+		from = start
+	}
+	lower = dbKey(ns, from)
+	if end := prefixEnd(prefix); end != nil {
+		upper = dbKey(ns, end)
+	} else {
+		upper = []byte{ns + 1}
+	}
+	return lower, upper
+}

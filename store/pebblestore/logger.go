@@ -1,0 +1,38 @@
+package pebblestore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// slogLogger adapts an *slog.Logger to pebble.Logger.
+type slogLogger struct{ l *slog.Logger }
+
+var _ pebble.Logger = slogLogger{}
+
+func (s slogLogger) log(level slog.Level, format string, args []any) {
+	if !s.l.Enabled(context.Background(), level) {
+		return
+	}
+	s.l.Log(context.Background(), level, strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
+}
+
+// Infof logs pebble's informational messages at debug level: they describe
+// routine background work (flushes, compactions) a node operator rarely needs.
+func (s slogLogger) Infof(format string, args ...any) { s.log(slog.LevelDebug, format, args) }
+
+// Errorf logs at error level.
+func (s slogLogger) Errorf(format string, args ...any) { s.log(slog.LevelError, format, args) }
+
+// Fatalf logs at error level and exits the process, as pebble's own default
+// logger does: pebble calls it when its state can no longer be trusted (a
+// failed WAL write, for instance) and does not expect it to return.
+func (s slogLogger) Fatalf(format string, args ...any) {
+	s.l.Error("fatal storage error, exiting", "error", strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
+	os.Exit(1)
+}

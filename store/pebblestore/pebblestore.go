@@ -1,0 +1,438 @@
+// Package pebblestore is a durable store.Store kept in a pebble database.
+//
+// # Layout
+//
+// Records live under pebble keys 'r'+key and metadata under 'm'+key. A
+// record's pebble value is an 18-byte header (format byte, version HLC and
+// node as big-endian uint64s, flags byte with the tombstone bit) followed by
+// the value. The data directory holds, beside pebble's files, a marker file
+// named HEARSAY that identifies it and records the format version.
+//
+// # Durability
+//
+// Apply, Remove and SetMeta commit to pebble without waiting for an fsync:
+// their writes are visible at once and reach the write-ahead log's file in
+// order. Sync writes an empty log record with pebble.Sync, which fsyncs the
+// log and so makes every earlier write durable (pebble syncs a log file
+// before it switches to the next), giving group commit: one fsync for any
+// number of writes.
+package pebblestore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/hearsaydb/hearsay/store"
+)
+
+// Errors returned by Open and by reads, for use with errors.Is. They are
+// always wrapped with the directory or key concerned.
+var (
+	// ErrForeignDir means the data directory holds files but no hearsay
+	// marker: it belongs to something else, and Open leaves it untouched.
+	ErrForeignDir = errors.New("not a hearsay data directory")
+	// ErrFormat means the data directory's marker names a format version
+	// this build cannot read, or is not a marker at all.
+	ErrFormat = errors.New("unsupported data directory format")
+	// ErrCorrupt means stored bytes are not a valid encoding, or pebble
+	// found its own files corrupt.
+	ErrCorrupt = errors.New("corrupt data")
+)
+
+// DefaultCacheSize is the block cache size used when Options.CacheSize is 0.
+const DefaultCacheSize = 64 << 20
+
+// scanChunk bounds how many entries a scan reads under the lock before
+// releasing it to call the callback, and scanChunkBytes bounds their bytes.
+const (
+	scanChunk      = 256
+	scanChunkBytes = 1 << 20
+)
+
+// Options configure Open. The zero value is usable.
+type Options struct {
+	// Logger receives pebble's log messages; nil means slog.Default().
+	Logger *slog.Logger
+	// NoSync makes Sync a no-op, trading durability on power loss or OS
+	// crash for speed (tests, benchmarks, throwaway nodes). Writes still
+	// reach the log file, so they survive the process being killed once
+	// pebble has flushed them.
+	NoSync bool
+	// CacheSize is the block cache size in bytes; 0 means DefaultCacheSize.
+	CacheSize int64
+}
+
+// Store is a store.Store on a pebble database. It is safe for concurrent
+// use; Apply and Remove are serialised among themselves, since each reads the
+// current record before deciding whether to write.
+type Store struct {
+	dir    string
+	noSync bool
+	// dirty is set by every write and cleared by Sync, so that a Sync with
+	// nothing to make durable costs no fsync.
+	dirty atomic.Bool
+
+	// wmu serialises the read-modify-write of Apply and Remove.
+	wmu sync.Mutex
+	// mu guards closed and db's lifetime: every operation holds it for
+	// reading, Close for writing.
+	mu     sync.RWMutex
+	closed bool
+	db     *pebble.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the hearsay data directory dir, creating it if it does not
+// exist or is empty. A directory that holds files but no marker yields an
+// error wrapping ErrForeignDir; a marker of another format version, one
+// wrapping ErrFormat; a database pebble cannot open, an error naming dir
+// (wrapping ErrCorrupt as well when pebble reports corruption).
+func Open(dir string, opts Options) (*Store, error) {
+	return open(dir, opts, vfs.Default)
+}
+
+// open is Open on the file system fsys, which tests replace with an
+// in-memory one that can simulate a crash.
+func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
+	create, err := prepareDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cacheSize := opts.CacheSize
+	if cacheSize <= 0 {
+		cacheSize = DefaultCacheSize
+	}
+	popts := &pebble.Options{
+		FS:                 fsys,
+		CacheSize:          cacheSize,
+		Logger:             slogLogger{logger.With("component", "pebble", "dir", dir)},
+		ErrorIfNotExists:   !create,
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	db, err := pebble.Open(dir, popts)
+	switch {
+	case err == nil:
+	case errors.Is(err, pebble.ErrDBDoesNotExist):
+		return nil, fmt.Errorf("pebblestore: open %s: it has a %s marker and other files but no database (deleted, or creation interrupted): %w", dir, MarkerFile, err)
+	case pebble.IsCorruptionError(err):
+		return nil, fmt.Errorf("pebblestore: open %s: %w: %w", dir, ErrCorrupt, err)
+	default:
+		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	return &Store{dir: dir, noSync: opts.NoSync, db: db}, nil
+}
+
+// Dir returns the data directory the store was opened on.
+func (s *Store) Dir() string { return s.dir }
+
+// Get returns the record stored for key, tombstones included. A record whose
+// stored bytes do not decode yields an error wrapping ErrCorrupt.
+func (s *Store) Get(key []byte) (store.Record, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.Record{}, false, store.ErrClosed
+	}
+	r, ok, err := s.get(key)
+	if err != nil {
+		return store.Record{}, false, fmt.Errorf("pebblestore: get: %w", err)
+	}
+	return r, ok, nil
+}
+
+// get reads key's record; the caller holds mu for reading.
+func (s *Store) get(key []byte) (store.Record, bool, error) {
+	v, closer, err := s.db.Get(dbKey(nsRecord, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return store.Record{}, false, nil
+	}
+	if err != nil {
+		return store.Record{}, false, fmt.Errorf("record %q: %w", key, err)
+	}
+	r, err := decodeRecord(key, v)
+	_ = closer.Close()
+	if err != nil {
+		return store.Record{}, false, err
+	}
+	return r, true, nil
+}
+
+// Apply merges each record last-writer-wins and reports which changed the
+// store. The winners are written in one pebble batch, visible at once and
+// durable after the next Sync. Records later in recs are merged against the
+// result of earlier ones, so a key may appear more than once. A key longer
+// than store.MaxKeySize fails the whole call before anything is written.
+func (s *Store) Apply(recs []store.Record) ([]bool, error) {
+	for i, r := range recs {
+		if len(r.Key) > store.MaxKeySize {
+			return nil, fmt.Errorf("pebblestore: apply: record %d: key of %d bytes exceeds the limit of %d", i, len(r.Key), store.MaxKeySize)
+		}
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+
+	changed := make([]bool, len(recs))
+	// pending holds the records this call has already decided to write,
+	// which the database does not show yet.
+	var pending map[string]store.Record
+	if len(recs) > 1 {
+		pending = make(map[string]store.Record, len(recs))
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for i, r := range recs {
+		cur, ok := pending[string(r.Key)]
+		if !ok {
+			var err error
+			if cur, ok, err = s.get(r.Key); err != nil {
+				return nil, fmt.Errorf("pebblestore: apply: %w", err)
+			}
+		}
+		if ok && !r.Wins(cur) {
+			continue
+		}
+		op := b.SetDeferred(1+len(r.Key), encodedLen(r))
+		op.Key[0] = nsRecord
+		copy(op.Key[1:], r.Key)
+		encodeRecord(op.Value, r)
+		if err := op.Finish(); err != nil {
+			return nil, fmt.Errorf("pebblestore: apply: %w", err)
+		}
+		if pending != nil {
+			pending[string(r.Key)] = r
+		}
+		changed[i] = true
+	}
+	if b.Empty() {
+		return changed, nil
+	}
+	if err := s.db.Apply(b, pebble.NoSync); err != nil {
+		return nil, fmt.Errorf("pebblestore: apply: %w", err)
+	}
+	s.dirty.Store(true) // after the write: a Sync that sees it covers it
+	return changed, nil
+}
+
+// Scan calls fn for every record whose key has prefix and is at or after
+// start, in key order, tombstones included, until fn returns false.
+//
+// Records are read in chunks and fn runs with no lock held, so it may call
+// any method of the store; Close makes the scan end with store.ErrClosed.
+// The scan is not a snapshot: records written while it runs may or may not
+// be seen, but every record present throughout is visited exactly once. A
+// record that does not decode ends the scan with an error wrapping
+// ErrCorrupt.
+func (s *Store) Scan(prefix, start []byte, fn func(store.Record) bool) error {
+	lower, upper := bounds(nsRecord, prefix, start)
+	var batch []store.Record
+	for {
+		batch = batch[:0]
+		more, err := s.scanChunk(lower, upper, func(k, v []byte) error {
+			r, err := decodeRecord(k[1:], v)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, r)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("pebblestore: scan: %w", err)
+		}
+		for _, r := range batch {
+			if !fn(r) {
+				return nil
+			}
+		}
+		if !more {
+			return nil
+		}
+		lower = append(dbKey(nsRecord, batch[len(batch)-1].Key), 0)
+	}
+}
+
+// scanChunk visits the keys in [lower, upper) in order, passing each key and
+// value (valid only during the call) to add, until it has visited scanChunk
+// entries or scanChunkBytes bytes. It reports whether it stopped early, so
+// that entries may remain.
+func (s *Store) scanChunk(lower, upper []byte, add func(k, v []byte) error) (more bool, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false, store.ErrClosed
+	}
+	if string(lower) >= string(upper) {
+		return false, nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if cerr := it.Close(); err == nil && cerr != nil {
+			more, err = false, cerr
+		}
+	}()
+	n, size := 0, 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if n >= scanChunk || size >= scanChunkBytes {
+			return true, nil
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return false, err
+		}
+		if err := add(it.Key(), v); err != nil {
+			return false, err
+		}
+		n++
+		size += len(it.Key()) + len(v)
+	}
+	return false, it.Error()
+}
+
+// Remove deletes key's record if it still holds version v, and does nothing
+// otherwise. The deletion is durable after the next Sync.
+func (s *Store) Remove(key []byte, v store.Version) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	cur, ok, err := s.get(key)
+	if err != nil {
+		return fmt.Errorf("pebblestore: remove: %w", err)
+	}
+	if !ok || cur.Version != v {
+		return nil
+	}
+	defer s.dirty.Store(true)
+	if err := s.db.Delete(dbKey(nsRecord, key), pebble.NoSync); err != nil {
+		return fmt.Errorf("pebblestore: remove %q: %w", key, err)
+	}
+	return nil
+}
+
+// GetMeta returns the metadata value stored under key.
+func (s *Store) GetMeta(key []byte) ([]byte, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, false, store.ErrClosed
+	}
+	v, closer, err := s.db.Get(dbKey(nsMeta, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("pebblestore: get meta %q: %w", key, err)
+	}
+	out := append(make([]byte, 0, len(v)), v...)
+	_ = closer.Close()
+	return out, true, nil
+}
+
+// SetMeta stores value under key, or deletes key when value is nil. The
+// change is durable after the next Sync.
+func (s *Store) SetMeta(key, value []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	var err error
+	if value == nil {
+		err = s.db.Delete(dbKey(nsMeta, key), pebble.NoSync)
+	} else {
+		err = s.db.Set(dbKey(nsMeta, key), value, pebble.NoSync)
+	}
+	if err != nil {
+		return fmt.Errorf("pebblestore: set meta %q: %w", key, err)
+	}
+	s.dirty.Store(true)
+	return nil
+}
+
+// ScanMeta calls fn for every metadata entry whose key has prefix, in key
+// order, until fn returns false. Like Scan, it calls fn with no lock held.
+func (s *Store) ScanMeta(prefix []byte, fn func(key, value []byte) bool) error {
+	lower, upper := bounds(nsMeta, prefix, nil)
+	type kv struct{ k, v []byte }
+	var batch []kv
+	for {
+		batch = batch[:0]
+		more, err := s.scanChunk(lower, upper, func(k, v []byte) error {
+			batch = append(batch, kv{
+				k: append([]byte(nil), k[1:]...),
+				v: append(make([]byte, 0, len(v)), v...),
+			})
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("pebblestore: scan meta: %w", err)
+		}
+		for _, e := range batch {
+			if !fn(e.k, e.v) {
+				return nil
+			}
+		}
+		if !more {
+			return nil
+		}
+		lower = append(dbKey(nsMeta, batch[len(batch)-1].k), 0)
+	}
+}
+
+// Sync makes every Apply, Remove and SetMeta before it durable with one
+// fsync of pebble's write-ahead log. With Options.NoSync it does nothing.
+func (s *Store) Sync() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	if s.noSync || !s.dirty.Swap(false) {
+		return nil
+	}
+	// An empty batch would be skipped by pebble's commit pipeline without
+	// syncing anything; a log-data record is not empty, so this commit
+	// writes one record to the WAL and fsyncs the log through it, covering
+	// every earlier NoSync commit (earlier log files were synced when pebble
+	// closed them).
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: sync: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database, which flushes and syncs the write-ahead log.
+// Later calls to any method, Close included, return store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("pebblestore: close %s: %w", s.dir, err)
+	}
+	return nil
+}
