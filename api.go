@@ -14,11 +14,11 @@ var (
 	// written, or deleted).
 	ErrNotFound = errors.New("hearsay: key not found")
 	// ErrEmptyKey is returned for a zero-length key.
-	ErrEmptyKey = errors.New("hearsay: empty key")
+	ErrEmptyKey = store.ErrEmptyKey
 	// ErrKeyTooLarge is returned for a key longer than store.MaxKeySize.
-	ErrKeyTooLarge = errors.New("hearsay: key too large")
+	ErrKeyTooLarge = store.ErrKeyTooLarge
 	// ErrValueTooLarge is returned for a value longer than Config.MaxValueSize.
-	ErrValueTooLarge = errors.New("hearsay: value too large")
+	ErrValueTooLarge = store.ErrValueTooLarge
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("hearsay: node closed")
 	// ErrNotReady is returned by reads and writes while the node is still

@@ -1,20 +1,34 @@
 package hearsay
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/internal/transport"
+	"github.com/hearsaydb/hearsay/internal/wire"
+	"github.com/hearsaydb/hearsay/store"
+	"github.com/hearsaydb/hearsay/store/memstore"
+	"github.com/hearsaydb/hearsay/store/pebblestore"
 )
 
 // Config configures a Node. Start from DefaultConfig and change what you need.
 type Config struct {
 	// Name is the member name, unique in the cluster. Required.
 	Name string
-	// Cluster names the cluster; messages from nodes of another cluster are
-	// ignored. Default "hearsay".
-	Cluster string
 	// DataDir is where the replica and the outboxes are kept. Empty means an
 	// in-memory store that a restart loses (tests, experiments).
 	DataDir string
@@ -28,11 +42,16 @@ type Config struct {
 	// Seeds are gossip addresses of members to join at start. Joining is
 	// retried with backoff until one answers.
 	Seeds []string
-	// MaxValueSize is the largest value accepted, in bytes. Default 1 MiB.
-	MaxValueSize int
 	// NoSync turns off fsync before a write is acknowledged. Faster, and a
-	// crash may lose acknowledged writes. Default false: durable.
+	// power loss may lose acknowledged writes. Default false: durable.
 	NoSync bool
+	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
+	// all gossip with AES-GCM; nodes without the key cannot take part.
+	SecretKey []byte
+	// Protocol tunes the replication protocol: cluster name, value size
+	// limit, the mechanisms and their timers. Name, NodeID and Addr are set
+	// by Open.
+	Protocol engine.Config
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the node's Prometheus metrics.
@@ -42,67 +61,534 @@ type Config struct {
 // DefaultConfig returns a Config with the defaults for a LAN cluster.
 func DefaultConfig() Config {
 	return Config{
-		Cluster:      "hearsay",
-		BindAddr:     "0.0.0.0:7946",
-		MaxValueSize: 1 << 20,
+		BindAddr: "0.0.0.0:7946",
+		Protocol: engine.DefaultConfig(),
 	}
 }
 
 // Node is one hearsay replica: it stores a full copy of the data, serves
 // reads and writes locally and gossips with its peers. Its methods are safe
 // for concurrent use.
-type Node struct{}
+//
+// One goroutine, the event loop, owns the protocol engine. It feeds the
+// engine local requests, received messages and timer ticks; after each batch
+// it makes the store durable with a single fsync (group commit), and only
+// then acknowledges writes and sends messages.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	st      store.Store
+	tr      *transport.Transport
+	eng     *engine.Engine // owned by the loop
+	nodeID  uint64
+	started time.Time
+	metrics *metrics
 
-var errTODO = errors.New("hearsay: not implemented yet")
+	reqs    chan request
+	closing chan struct{}
+	done    chan struct{}
+	closeMu sync.Mutex
+	closed  bool
+
+	view  atomic.Pointer[snapshot] // published by the loop after each batch
+	ready atomic.Bool
+
+	watchMu  sync.Mutex
+	watchers map[*watcher]struct{}
+}
+
+// snapshot is what the loop publishes for readers outside it.
+type snapshot struct {
+	members []Member
+	stats   engine.Stats
+	joined  bool
+	leave   [2]int // acked, sent
+}
+
+type request struct {
+	// exactly one of these
+	write *writeReq
+	join  []string
+	leave bool
+	done  chan result
+}
+
+type writeReq struct {
+	key, value []byte
+	tombstone  bool
+}
+
+type result struct {
+	version Version
+	err     error
+}
+
+const metaNodeID = "node-id"
 
 // Open starts a node: it opens (or creates) the store, binds the transport,
 // and starts joining the seeds.
-func Open(cfg Config) (*Node, error) { return nil, errTODO }
+func Open(cfg Config) (*Node, error) {
+	if err := checkName(cfg.Name); err != nil {
+		return nil, err
+	}
+	if cfg.Protocol.Cluster == "" {
+		cfg.Protocol.Cluster = engine.DefaultConfig().Cluster
+	}
+	if cfg.Protocol.MaxValueSize <= 0 {
+		cfg.Protocol.MaxValueSize = store.DefaultMaxValueSize
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", cfg.Name)
+	var st store.Store
+	if cfg.DataDir == "" {
+		st = memstore.New()
+	} else {
+		ps, err := pebblestore.Open(cfg.DataDir, pebblestore.Options{Logger: log, NoSync: cfg.NoSync})
+		if err != nil {
+			return nil, fmt.Errorf("hearsay: %w", err)
+		}
+		st = ps
+	}
+	n, err := open(cfg, log, st)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
+	id, err := loadNodeID(st)
+	if err != nil {
+		return nil, err
+	}
+	var ring *transport.Keyring
+	if len(cfg.SecretKey) > 0 {
+		if ring, err = transport.NewKeyring(cfg.SecretKey); err != nil {
+			return nil, fmt.Errorf("hearsay: secret key: %w", err)
+		}
+	}
+	tr, err := transport.New(transport.Config{
+		BindAddr:      cfg.BindAddr,
+		AdvertiseAddr: cfg.AdvertiseAddr,
+		MaxFrame:      cfg.Protocol.MaxValueSize + (1 << 20),
+		Keyring:       ring,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hearsay: transport: %w", err)
+	}
+	pc := cfg.Protocol
+	pc.Name, pc.NodeID, pc.Addr = cfg.Name, id, tr.AdvertiseAddr()
+	var seed [16]byte
+	_, _ = rand.Read(seed[:])
+	rng := mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:]), binary.LittleEndian.Uint64(seed[8:])))
+	now := time.Now()
+	eng, err := engine.New(pc, st, rng, now)
+	if err != nil {
+		_ = tr.Close()
+		return nil, fmt.Errorf("hearsay: %w", err)
+	}
+	if err := st.Sync(); err != nil {
+		_ = tr.Close()
+		return nil, fmt.Errorf("hearsay: sync store: %w", err)
+	}
+	cfg.Protocol = pc
+	n := &Node{
+		cfg: cfg, log: log, st: st, tr: tr, eng: eng, nodeID: id, started: now,
+		reqs: make(chan request, 1024), closing: make(chan struct{}), done: make(chan struct{}),
+		watchers: map[*watcher]struct{}{},
+	}
+	n.ready.Store(true)
+	n.metrics = newMetrics(n, cfg.Registerer)
+	if len(cfg.Seeds) > 0 {
+		eng.Join(now, cfg.Seeds)
+	}
+	n.publish(now)
+	log.Info("node started", "addr", tr.AdvertiseAddr(), "bind", tr.LocalAddr(), "node_id", fmt.Sprintf("%x", id),
+		"incarnation", eng.Self().Incarnation, "data_dir", cfg.DataDir, "seeds", cfg.Seeds)
+	go n.loop()
+	return n, nil
+}
+
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("hearsay: config: Name is required")
+	case len(name) > 128:
+		return fmt.Errorf("hearsay: config: Name %.20q... longer than 128 bytes", name)
+	case strings.ContainsAny(name, "\x00\n"):
+		return fmt.Errorf("hearsay: config: Name %q contains a NUL or newline", name)
+	}
+	return nil
+}
+
+// loadNodeID returns the node id kept in the store, creating a random one
+// on first start. The id, not the name, breaks ties between versions, so it
+// must never be reused by another node.
+func loadNodeID(st store.Store) (uint64, error) {
+	v, ok, err := st.GetMeta([]byte(metaNodeID))
+	if err != nil {
+		return 0, fmt.Errorf("hearsay: read node id: %w", err)
+	}
+	if ok {
+		if len(v) != 8 || binary.BigEndian.Uint64(v) == 0 {
+			return 0, fmt.Errorf("hearsay: corrupt node id in store (%d bytes)", len(v))
+		}
+		return binary.BigEndian.Uint64(v), nil
+	}
+	var b [8]byte
+	for binary.BigEndian.Uint64(b[:]) == 0 {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("hearsay: generate node id: %w", err)
+		}
+	}
+	if err := st.SetMeta([]byte(metaNodeID), b[:]); err != nil {
+		return 0, fmt.Errorf("hearsay: write node id: %w", err)
+	}
+	return binary.BigEndian.Uint64(b[:]), nil
+}
+
+// loop is the event loop: the only goroutine that touches the engine.
+func (n *Node) loop() {
+	defer close(n.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var waiting []pending
+	// Release what Open queued (join requests, our alive announcement).
+	if err := n.eng.Tick(time.Now()); err != nil {
+		n.log.Error("protocol tick failed", "err", err)
+	}
+	waiting = n.commit(time.Now(), waiting)
+	for {
+		now := time.Now()
+		if d := n.eng.Deadline(); !d.IsZero() {
+			timer.Reset(max(d.Sub(now), 0))
+		}
+		select {
+		case <-n.closing:
+			for _, w := range waiting {
+				w.done <- result{err: ErrClosed}
+			}
+			return
+		case r := <-n.reqs:
+			waiting = n.handle(time.Now(), r, waiting)
+		case in := <-n.tr.Incoming():
+			n.step(time.Now(), in)
+		case <-timer.C:
+		}
+		// Take whatever else is queued, up to a bound, into the same batch:
+		// one fsync then covers all of it.
+	batch:
+		for range 512 {
+			select {
+			case r := <-n.reqs:
+				waiting = n.handle(time.Now(), r, waiting)
+			case in := <-n.tr.Incoming():
+				n.step(time.Now(), in)
+			default:
+				break batch
+			}
+		}
+		now = time.Now()
+		if err := n.eng.Tick(now); err != nil {
+			n.log.Error("protocol tick failed", "err", err)
+		}
+		waiting = n.commit(now, waiting)
+	}
+}
+
+// pending is a request answered once its batch is durable (writes) or its
+// condition holds (join, leave).
+type pending struct {
+	done  chan result
+	res   result
+	until func(s *snapshot) bool // nil: answer after the sync
+}
+
+func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
+	switch {
+	case r.write != nil:
+		rec, err := n.eng.Write(now, r.write.key, r.write.value, r.write.tombstone)
+		if err != nil {
+			r.done <- result{err: err}
+			return waiting
+		}
+		n.metrics.writes.Inc()
+		return append(waiting, pending{done: r.done, res: result{version: rec.Version}})
+	case r.join != nil:
+		n.eng.Join(now, r.join)
+		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
+	case r.leave:
+		n.eng.Leave(now)
+		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
+	}
+	return waiting
+}
+
+func (n *Node) step(now time.Time, in *transport.Incoming) {
+	n.metrics.received.WithLabelValues(in.Env.Kind()).Inc()
+	n.metrics.receivedBytes.WithLabelValues(in.Env.Kind()).Add(float64(in.Size))
+	if err := n.eng.Step(now, in.Env); err != nil {
+		n.log.Warn("refused message", "from", in.From, "sender", in.Env.From, "kind", in.Env.Kind(), "err", err)
+	}
+}
+
+// commit makes the batch durable, then releases its effects: messages,
+// acknowledgements, watch events.
+func (n *Node) commit(now time.Time, waiting []pending) []pending {
+	rd := n.eng.Ready()
+	start := time.Now()
+	syncErr := n.st.Sync()
+	n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+	if syncErr != nil {
+		n.log.Error("store sync failed: writes in this batch are not acknowledged", "err", syncErr)
+	}
+	if syncErr == nil {
+		for _, m := range rd.Messages {
+			kind := m.Env.Kind()
+			size, err := n.tr.Send(m.To, m.Env)
+			if err != nil {
+				n.metrics.sendErrors.WithLabelValues(kind).Inc()
+				n.log.Debug("send failed", "to", m.To, "kind", kind, "err", err)
+				continue
+			}
+			n.metrics.sent.WithLabelValues(kind).Inc()
+			n.metrics.sentBytes.WithLabelValues(kind).Add(float64(size))
+		}
+		n.notify(rd.Changes)
+	}
+	for _, ev := range rd.MemberEvents {
+		n.logMemberEvent(ev)
+	}
+	s := n.publish(now)
+	keep := waiting[:0]
+	for _, w := range waiting {
+		switch {
+		case w.until == nil && syncErr != nil:
+			w.done <- result{err: fmt.Errorf("hearsay: write not durable: %w", syncErr)}
+		case w.until == nil || w.until(s):
+			w.done <- w.res
+		default:
+			keep = append(keep, w)
+		}
+	}
+	clear(waiting[len(keep):])
+	return keep
+}
+
+func (n *Node) logMemberEvent(ev membership.Event) {
+	m := ev.Member
+	switch {
+	case ev.Joined:
+		n.log.Info("member discovered", "member", m.Name, "addr", m.Addr, "state", stateName(m.State), "incarnation", m.Incarnation)
+	case m.State == wire.State_DEAD:
+		n.log.Warn("member declared dead", "member", m.Name, "addr", m.Addr, "incarnation", m.Incarnation)
+	default:
+		n.log.Info("member state changed", "member", m.Name, "from", stateName(ev.Prev), "to", stateName(m.State), "incarnation", m.Incarnation)
+	}
+}
+
+func (n *Node) publish(_ time.Time) *snapshot {
+	ms := n.eng.Members()
+	self := n.eng.Self().Name
+	out := make([]Member, len(ms))
+	for i, m := range ms {
+		out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self}
+	}
+	acked, sent := n.eng.LeaveAcked()
+	s := &snapshot{members: out, stats: n.eng.Stats(), joined: n.eng.Joined(), leave: [2]int{acked, sent}}
+	n.view.Store(s)
+	return s
+}
+
+func stateName(s wire.State) MemberState {
+	switch s {
+	case wire.State_SUSPECT:
+		return StateSuspect
+	case wire.State_DEAD:
+		return StateDead
+	case wire.State_LEFT:
+		return StateLeft
+	}
+	return StateAlive
+}
+
+// do sends a request to the loop and waits for its answer.
+func (n *Node) do(ctx context.Context, r request) (result, error) {
+	r.done = make(chan result, 1)
+	select {
+	case n.reqs <- r:
+	case <-n.closing:
+		return result{}, ErrClosed
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	}
+	select {
+	case res := <-r.done:
+		return res, res.err
+	case <-n.done:
+		return result{}, ErrClosed
+	case <-ctx.Done():
+		// The write may still happen; the caller just stops waiting.
+		return result{}, ctx.Err()
+	}
+}
+
+func (n *Node) usable() error {
+	select {
+	case <-n.closing:
+		return ErrClosed
+	default:
+	}
+	if !n.ready.Load() {
+		return ErrNotReady
+	}
+	return nil
+}
+
+func (n *Node) write(ctx context.Context, key, value []byte, tomb bool) (Version, error) {
+	if err := n.usable(); err != nil {
+		return Version{}, err
+	}
+	if err := store.Check(store.Record{Key: key, Value: value}, n.cfg.Protocol.MaxValueSize); err != nil {
+		return Version{}, err
+	}
+	// The engine keeps the record until it is sent: give it its own copy.
+	res, err := n.do(ctx, request{write: &writeReq{key: bytes.Clone(key), value: bytes.Clone(value), tombstone: tomb}})
+	return res.version, err
+}
 
 // Put writes key=value and returns the version it was written at, once the
 // write is durable here. The write then spreads to the other members.
 func (n *Node) Put(ctx context.Context, key, value []byte) (Version, error) {
-	return Version{}, errTODO
+	return n.write(ctx, key, value, false)
 }
-
-// Get returns the current value of key, or ErrNotFound.
-func (n *Node) Get(ctx context.Context, key []byte) (Entry, error) { return Entry{}, errTODO }
 
 // Delete removes key by writing a tombstone, and returns its version.
 // Deleting an absent key still writes a tombstone, so that a concurrent
 // older write elsewhere cannot come back.
 func (n *Node) Delete(ctx context.Context, key []byte) (Version, error) {
-	return Version{}, errTODO
+	return n.write(ctx, key, nil, true)
+}
+
+// Get returns the current value of key, or ErrNotFound.
+func (n *Node) Get(ctx context.Context, key []byte) (Entry, error) {
+	if err := n.usable(); err != nil {
+		return Entry{}, err
+	}
+	if err := store.Check(store.Record{Key: key}, n.cfg.Protocol.MaxValueSize); err != nil {
+		return Entry{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Entry{}, err
+	}
+	r, ok, err := n.st.Get(key)
+	if err != nil {
+		return Entry{}, fmt.Errorf("hearsay: get %q: %w", key, err)
+	}
+	if !ok || r.Tombstone {
+		return Entry{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	return Entry{Key: r.Key, Value: r.Value, Version: r.Version}, nil
 }
 
 // Scan returns up to limit live entries whose key has the given prefix and
 // is at or after start, in key order. limit <= 0 means no limit.
 func (n *Node) Scan(ctx context.Context, prefix, start []byte, limit int) ([]Entry, error) {
-	return nil, errTODO
-}
-
-// Watch streams every change to keys with the given prefix, local or learned
-// from peers, until ctx is done; then the channel is closed. A watcher that
-// does not keep up loses events rather than slowing the node: the channel is
-// closed early and the caller should Scan and Watch again.
-func (n *Node) Watch(ctx context.Context, prefix []byte) (<-chan Event, error) {
-	return nil, errTODO
+	if err := n.usable(); err != nil {
+		return nil, err
+	}
+	var out []Entry
+	var ctxErr error
+	err := n.st.Scan(prefix, start, func(r store.Record) bool {
+		if ctxErr = ctx.Err(); ctxErr != nil {
+			return false
+		}
+		if r.Tombstone {
+			return true
+		}
+		out = append(out, Entry{Key: r.Key, Value: r.Value, Version: r.Version})
+		return limit <= 0 || len(out) < limit
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hearsay: scan %q: %w", prefix, err)
+	}
+	if ctxErr != nil {
+		return nil, ctxErr
+	}
+	return out, nil
 }
 
 // Members returns the membership view, this node included, sorted by name.
-func (n *Node) Members() []Member { return nil }
+func (n *Node) Members() []Member {
+	return append([]Member(nil), n.view.Load().members...)
+}
 
 // Status describes this node.
-func (n *Node) Status() Status { return Status{} }
+func (n *Node) Status() Status {
+	s := n.view.Load()
+	st := Status{
+		Name:    n.cfg.Name,
+		NodeID:  fmt.Sprintf("%016x", n.nodeID),
+		Address: n.tr.AdvertiseAddr(),
+		Ready:   n.ready.Load(),
+		Members: len(s.members),
+		Started: n.started,
+		Outbox:  s.stats.Mail.OutboxRecords,
+	}
+	for _, m := range s.members {
+		if m.State == StateAlive {
+			st.Alive++
+		}
+	}
+	return st
+}
 
 // Join contacts the given gossip addresses and joins the cluster through
-// the first that answers. It returns the number of seeds that answered.
-func (n *Node) Join(ctx context.Context, seeds []string) (int, error) { return 0, errTODO }
+// the first that answers, retrying with backoff until ctx is done. It
+// returns the number of members known once joined.
+func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
+	if len(seeds) == 0 {
+		return 0, errors.New("hearsay: join: no seed addresses")
+	}
+	if _, err := n.do(ctx, request{join: seeds}); err != nil {
+		return 0, fmt.Errorf("hearsay: join %v: %w", seeds, err)
+	}
+	return len(n.view.Load().members), nil
+}
 
-// Leave announces a graceful departure and waits (until ctx is done) for
-// the announcement to reach the other members.
-func (n *Node) Leave(ctx context.Context) error { return errTODO }
+// Leave announces a graceful departure and waits, until every live member
+// has acknowledged it or ctx is done, for the announcement to arrive. After
+// Leave the node no longer probes anyone; Close it.
+func (n *Node) Leave(ctx context.Context) error {
+	if _, err := n.do(ctx, request{leave: true}); err != nil {
+		return fmt.Errorf("hearsay: leave: %w", err)
+	}
+	return nil
+}
 
 // Close stops the node and closes the store. It does not announce a leave:
-// call Leave first for a graceful departure.
-func (n *Node) Close() error { return errTODO }
+// call Leave first for a graceful departure. Close is idempotent.
+func (n *Node) Close() error {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	close(n.closing)
+	<-n.done
+	n.closeWatchers()
+	n.metrics.unregister()
+	errT := n.tr.Close()
+	errS := n.st.Close()
+	if err := errors.Join(errT, errS); err != nil {
+		return fmt.Errorf("hearsay: close: %w", err)
+	}
+	n.log.Info("node closed")
+	return nil
+}

@@ -1,0 +1,49 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/hearsaydb/hearsay/engine/directmail"
+	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/store"
+)
+
+// Config configures an Engine. Start from DefaultConfig: the zero value
+// switches every mechanism off.
+type Config struct {
+	// Name is this member's name, unique in the cluster.
+	Name string
+	// NodeID is this node's id, the tie-breaker in every version it writes.
+	// It must be unique in the cluster and stable across restarts.
+	NodeID uint64
+	// Cluster names the cluster; envelopes from another cluster are refused.
+	Cluster string
+	// Addr is the gossip address other members reach this node at.
+	Addr string
+
+	// MaxValueSize is the largest value accepted, written here or received.
+	MaxValueSize int
+	// MaxClockSkew is how far ahead of this node's clock a received
+	// version's timestamp may be. A record further in the future is refused:
+	// accepted, it would win every conflict until the clocks caught up.
+	MaxClockSkew time.Duration
+
+	// DirectMail sends each local write at once to every live member.
+	DirectMail bool
+
+	Membership membership.Config
+	Mail       directmail.Config
+}
+
+// DefaultConfig returns the defaults for a LAN cluster of 3 to 1,000 nodes,
+// with every mechanism switched on. Name, NodeID and Addr must be set.
+func DefaultConfig() Config {
+	return Config{
+		Cluster:      "hearsay",
+		MaxValueSize: store.DefaultMaxValueSize,
+		MaxClockSkew: time.Minute,
+		DirectMail:   true,
+		Membership:   membership.DefaultConfig(),
+		Mail:         directmail.DefaultConfig(),
+	}
+}

@@ -1,0 +1,355 @@
+// Package engine is hearsay's protocol core: a deterministic state machine
+// per node that composes the replication mechanisms over one membership
+// view and one store.
+//
+// The engine is sans-IO, in the shape of etcd's raft RawNode. It never reads
+// the clock, sleeps, starts a goroutine or opens a socket. The caller hands
+// in the time with every input, a seeded random source at construction, and
+// received envelopes; the engine applies records to the store it was given
+// (visible at once, durable only when the caller syncs) and queues what must
+// happen next in a Ready value: messages to send, changes to announce to
+// watchers, membership events.
+//
+// The caller's contract, kept by both drivers (the runtime in package
+// hearsay and the simulator in package sim):
+//
+//  1. feed inputs (Write, Step, Join, Leave) and call Tick whenever Deadline
+//     has passed and after every batch of inputs;
+//  2. take Ready, make the store durable (Store.Sync), and only then send
+//     the messages and acknowledge the writes, so that nothing is announced
+//     or acknowledged that a crash could lose.
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hearsaydb/hearsay/engine/directmail"
+	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/internal/hlc"
+	"github.com/hearsaydb/hearsay/internal/wire"
+	"github.com/hearsaydb/hearsay/store"
+)
+
+// Errors returned by Step for envelopes the engine refuses.
+var (
+	ErrForeignCluster = errors.New("engine: envelope from another cluster")
+	ErrAnonymous      = errors.New("engine: envelope without sender name")
+	ErrBadRecord      = errors.New("engine: refused record")
+)
+
+// Message is an envelope to deliver to a gossip address.
+type Message struct {
+	To  string
+	Env *wire.Envelope
+}
+
+// Ready is what the engine asks its driver to do, collected since the last
+// call to Engine.Ready.
+type Ready struct {
+	// Messages are to be sent after the store is synced.
+	Messages []Message
+	// Changes are records that changed the store (local writes and merged
+	// remote records), to announce to watchers.
+	Changes []store.Record
+	// MemberEvents are changes in the membership view.
+	MemberEvents []membership.Event
+}
+
+// Stats counts what the engine did.
+type Stats struct {
+	Received        uint64 // envelopes stepped
+	Refused         uint64 // envelopes refused (foreign cluster, no sender)
+	RecordsRefused  uint64 // received records refused (size, clock skew)
+	RecordsReceived uint64 // records received by any mechanism
+	RecordsApplied  uint64 // of those, records that changed the store
+	LocalWrites     uint64
+	Mail            directmail.Stats
+}
+
+// Engine is one node's protocol state. It is not safe for concurrent use:
+// one driver goroutine owns it.
+type Engine struct {
+	cfg     Config
+	st      store.Store
+	rng     *rand.Rand
+	clock   hlc.Clock
+	members *membership.Membership
+	mail    *directmail.Mailer
+
+	fresh []store.Record // local writes not yet mailed
+	ready Ready
+	stats Stats
+}
+
+const (
+	metaIncarnation = "incarnation"
+	metaClock       = "hlc"
+)
+
+// New returns an engine over st. It reloads what the store keeps of an
+// earlier run (incarnation, clock high-water mark, outboxes) and starts at
+// a higher incarnation, so that the cluster takes the restarted node's word
+// over any old suspicion of it.
+func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, error) {
+	if cfg.Name == "" || cfg.NodeID == 0 {
+		return nil, errors.New("engine: config needs Name and NodeID")
+	}
+	e := &Engine{cfg: cfg, st: st, rng: rng}
+	inc, err := e.metaUint(metaIncarnation)
+	if err != nil {
+		return nil, err
+	}
+	last, err := e.metaUint(metaClock)
+	if err != nil {
+		return nil, err
+	}
+	e.clock.Observe(last)
+	inc++
+	if err := e.setMetaUint(metaIncarnation, inc); err != nil {
+		return nil, err
+	}
+	self := membership.Member{Name: cfg.Name, Addr: cfg.Addr, NodeID: cfg.NodeID, Incarnation: inc, Since: now}
+	e.members = membership.New(cfg.Membership, self, rng, e.sendAddr)
+	e.mail, err = directmail.New(cfg.Mail, st, rng, e.sendPeer)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) metaUint(key string) (uint64, error) {
+	v, ok, err := e.st.GetMeta([]byte(key))
+	if err != nil {
+		return 0, fmt.Errorf("engine: read %s: %w", key, err)
+	}
+	if !ok {
+		return 0, nil
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("engine: corrupt %s: %d bytes", key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func (e *Engine) setMetaUint(key string, x uint64) error {
+	if err := e.st.SetMeta([]byte(key), binary.BigEndian.AppendUint64(nil, x)); err != nil {
+		return fmt.Errorf("engine: write %s: %w", key, err)
+	}
+	return nil
+}
+
+// sendAddr queues env for addr, filling in the sender and piggybacking
+// membership updates.
+func (e *Engine) sendAddr(addr string, env *wire.Envelope) {
+	env.Protocol = wire.ProtocolVersion
+	env.Cluster = e.cfg.Cluster
+	env.From = e.cfg.Name
+	env.FromAddr = e.cfg.Addr
+	env.FromId = e.cfg.NodeID
+	e.members.Piggyback(env)
+	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env})
+}
+
+// sendPeer queues env for the named member; false if its address is unknown.
+func (e *Engine) sendPeer(name string, env *wire.Envelope) bool {
+	m, ok := e.members.Get(name)
+	if !ok || m.Addr == "" {
+		return false
+	}
+	e.sendAddr(m.Addr, env)
+	return true
+}
+
+// Write makes a local write: a new version for key, applied to the store
+// and handed to the replication mechanisms. A delete is a write with
+// tombstone set and no value.
+func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.Record, error) {
+	if tombstone {
+		value = nil
+	}
+	rec := store.Record{Key: key, Value: value, Tombstone: tombstone}
+	if err := store.Check(rec, e.cfg.MaxValueSize); err != nil {
+		return store.Record{}, err
+	}
+	rec.Version = store.Version{HLC: e.clock.Now(now), Node: e.cfg.NodeID}
+	if _, err := e.st.Apply([]store.Record{rec}); err != nil {
+		return store.Record{}, fmt.Errorf("engine: apply local write: %w", err)
+	}
+	// Persist the clock's high-water mark with the write, so that a restart
+	// with a clock set back still issues newer versions than before.
+	if err := e.setMetaUint(metaClock, rec.Version.HLC); err != nil {
+		return store.Record{}, err
+	}
+	e.stats.LocalWrites++
+	e.ready.Changes = append(e.ready.Changes, rec)
+	e.fresh = append(e.fresh, rec)
+	return rec, nil
+}
+
+// Step processes one envelope received from the network. A non-nil error
+// says what was refused; the engine state stays consistent either way.
+func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
+	if env.Cluster != e.cfg.Cluster {
+		e.stats.Refused++
+		return fmt.Errorf("%w: %q (this node: %q), sender %q", ErrForeignCluster, env.Cluster, e.cfg.Cluster, env.From)
+	}
+	if env.From == "" {
+		e.stats.Refused++
+		return ErrAnonymous
+	}
+	if env.From == e.cfg.Name {
+		return nil // our own message, looped back
+	}
+	e.stats.Received++
+	defer e.drainMemberEvents()
+	if e.members.Handle(now, env) {
+		e.mail.Contact(now, env.From)
+		return nil
+	}
+	e.mail.Contact(now, env.From)
+	switch b := env.Body.(type) {
+	case *wire.Envelope_Mail:
+		refused, err := e.merge(now, b.Mail.Records)
+		if err != nil {
+			return err // not acknowledged: the sender retries
+		}
+		e.sendPeerOrAddr(env, &wire.Envelope{Body: &wire.Envelope_MailAck{MailAck: &wire.MailAck{Id: b.Mail.Id}}})
+		return refused
+	case *wire.Envelope_MailAck:
+		e.mail.Ack(now, env.From, b.MailAck.Id)
+	}
+	return nil
+}
+
+func (e *Engine) sendPeerOrAddr(from *wire.Envelope, env *wire.Envelope) {
+	if !e.sendPeer(from.From, env) && from.FromAddr != "" {
+		e.sendAddr(from.FromAddr, env)
+	}
+}
+
+// merge validates received records and applies them last-writer-wins. It
+// returns an error describing refused records (the rest are applied) and,
+// separately, a store failure.
+func (e *Engine) merge(now time.Time, ws []*wire.Record) (refused error, err error) {
+	recs := make([]store.Record, 0, len(ws))
+	limit := hlc.Pack(uint64(max(now.Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
+	for _, w := range ws {
+		r := directmail.FromWire(w)
+		e.stats.RecordsReceived++
+		if r.Tombstone && len(r.Value) > 0 {
+			r.Value = nil
+		}
+		err := store.Check(r, e.cfg.MaxValueSize)
+		if err == nil && (r.Version.HLC > limit || r.Version.IsZero()) {
+			err = fmt.Errorf("version %v outside clock skew bound", r.Version)
+		}
+		if err != nil {
+			e.stats.RecordsRefused++
+			if refused == nil {
+				refused = fmt.Errorf("%w: key %.64q: %v", ErrBadRecord, r.Key, err)
+			}
+			continue
+		}
+		e.clock.Observe(r.Version.HLC)
+		recs = append(recs, r)
+	}
+	if len(recs) == 0 {
+		return refused, nil
+	}
+	changed, err := e.st.Apply(recs)
+	if err != nil {
+		return nil, fmt.Errorf("engine: apply received records: %w", err)
+	}
+	for i, c := range changed {
+		if c {
+			e.stats.RecordsApplied++
+			e.ready.Changes = append(e.ready.Changes, recs[i])
+		}
+	}
+	return refused, nil
+}
+
+// Tick runs every timer that is due and sends the writes made since the
+// last tick.
+func (e *Engine) Tick(now time.Time) error {
+	e.members.Tick(now)
+	e.drainMemberEvents()
+	if len(e.fresh) > 0 {
+		if e.cfg.DirectMail {
+			e.mail.Send(now, e.fresh, e.members.LivePeers())
+		}
+		clear(e.fresh)
+		e.fresh = e.fresh[:0]
+	}
+	if err := e.mail.Tick(now); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) drainMemberEvents() {
+	for _, ev := range e.members.Events() {
+		if ev.Member.State == wire.State_DEAD || ev.Member.State == wire.State_LEFT {
+			// A dead member's mail is dropped; anti-entropy repairs it
+			// when the member comes back.
+			e.mail.Drop(ev.Member.Name)
+		}
+		e.ready.MemberEvents = append(e.ready.MemberEvents, ev)
+	}
+}
+
+// Deadline returns when Tick next has work to do.
+func (e *Engine) Deadline() time.Time {
+	d := e.members.Deadline()
+	if md := e.mail.Deadline(); !md.IsZero() && md.Before(d) {
+		d = md
+	}
+	return d
+}
+
+// Ready returns what the driver must do and clears it.
+func (e *Engine) Ready() Ready {
+	r := e.ready
+	e.ready = Ready{}
+	return r
+}
+
+// HasReady reports whether Ready has anything to return.
+func (e *Engine) HasReady() bool {
+	return len(e.ready.Messages) > 0 || len(e.ready.Changes) > 0 || len(e.ready.MemberEvents) > 0
+}
+
+// Join starts joining the cluster through the given seed addresses,
+// retrying with backoff until one answers (see Joined).
+func (e *Engine) Join(now time.Time, seeds []string) { e.members.Join(now, seeds) }
+
+// Joined reports whether a seed has answered since the last Join.
+func (e *Engine) Joined() bool { return e.members.Joined() }
+
+// Leave announces a graceful departure to every live member. LeaveAcked
+// tells how far the announcement got.
+func (e *Engine) Leave(now time.Time) {
+	e.members.Leave(now)
+	e.drainMemberEvents()
+}
+
+// LeaveAcked returns how many members acknowledged the leave, of how many
+// it was sent to.
+func (e *Engine) LeaveAcked() (acked, sent int) { return e.members.LeaveAcked() }
+
+// Members returns the membership view, self included, sorted by name.
+func (e *Engine) Members() []membership.Member { return e.members.Members() }
+
+// Self returns this node's own membership entry.
+func (e *Engine) Self() membership.Member { return e.members.Self() }
+
+// Stats returns the counters.
+func (e *Engine) Stats() Stats {
+	s := e.stats
+	s.Mail = e.mail.Stats()
+	return s
+}

@@ -1,0 +1,336 @@
+package engine_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/internal/wire"
+	"github.com/hearsaydb/hearsay/sim"
+	"github.com/hearsaydb/hearsay/store"
+	"github.com/hearsaydb/hearsay/store/memstore"
+)
+
+// cluster starts n nodes named n1..n{n} that join through n1, and waits
+// until every node sees every other.
+func cluster(t *testing.T, opts sim.Options, n int, configure func(*engine.Config)) *sim.Cluster {
+	t.Helper()
+	c := sim.New(opts)
+	for i := 1; i <= n; i++ {
+		if _, err := c.AddNode(fmt.Sprintf("n%d", i), configure); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, nd := range c.Nodes()[1:] {
+		nd.Join("n1")
+	}
+	ok, err := c.RunUntil(time.Minute, func() bool {
+		for _, nd := range c.Nodes() {
+			if nd.Engine.Members()[0].Name == "" || len(live(nd)) != n {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil || !ok {
+		t.Fatalf("cluster of %d did not form: ok=%v err=%v", n, ok, err)
+	}
+	return c
+}
+
+func live(nd *sim.Node) []string {
+	var out []string
+	for _, m := range nd.Engine.Members() {
+		if m.Live() {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+func state(nd *sim.Node, name string) wire.State {
+	for _, m := range nd.Engine.Members() {
+		if m.Name == name {
+			return m.State
+		}
+	}
+	return -1
+}
+
+func holds(nd *sim.Node, key string, v store.Version) bool {
+	r, ok := nd.Get(key)
+	return ok && r.Version == v
+}
+
+func TestDirectMailReachesEveryMember(t *testing.T) {
+	c := cluster(t, sim.Options{Seed: 1, Latency: time.Millisecond}, 5, nil)
+	n1 := c.Nodes()[0]
+	rec, err := n1.Put("greeting", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := c.RunUntil(time.Second, func() bool {
+		for _, nd := range c.Nodes() {
+			if !holds(nd, "greeting", rec.Version) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil || !ok {
+		t.Fatalf("write did not reach every node: %v", err)
+	}
+	// One round trip of latency: direct mail goes out at once.
+	if d := c.Now().Sub(sim.Epoch); d > time.Minute {
+		t.Fatalf("took %v", d)
+	}
+	if s := n1.Engine.Stats().Mail; s.MailsSent != 4 {
+		t.Fatalf("n1 sent %d mails, want one per peer (4)", s.MailsSent)
+	}
+	if err := c.RunFor(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if s := n1.Engine.Stats().Mail; s.Acked != 4 || s.OutboxRecords != 0 {
+		t.Fatalf("after acks: %+v", s)
+	}
+}
+
+func TestOutboxDeliversAfterRestart(t *testing.T) {
+	// Long suspicion so the crashed node is not declared dead while away.
+	slow := func(cfg *engine.Config) { cfg.Membership.SuspicionTimeout = time.Hour }
+	c := cluster(t, sim.Options{Seed: 2, Latency: time.Millisecond}, 3, slow)
+	n1, n3 := c.Nodes()[0], c.Nodes()[2]
+	n3.Crash()
+	var last store.Record
+	for i := range 10 {
+		r, err := n1.Put(fmt.Sprintf("k%d", i), "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r
+	}
+	if err := c.RunFor(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if s := n1.Engine.Stats().Mail; s.OutboxRecords != 10 {
+		t.Fatalf("outbox holds %d records, want 10 (%+v)", s.OutboxRecords, s)
+	}
+	if err := n3.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := c.RunUntil(time.Minute, func() bool { return holds(n3, "k9", last.Version) && n1.Engine.Stats().Mail.OutboxRecords == 0 })
+	if err != nil || !ok {
+		t.Fatalf("outbox not delivered after restart: %+v", n1.Engine.Stats().Mail)
+	}
+	for i := range 10 {
+		if _, ok := n3.Get(fmt.Sprintf("k%d", i)); !ok {
+			t.Fatalf("k%d missing on restarted node", i)
+		}
+	}
+}
+
+func TestOutboxSurvivesSenderRestart(t *testing.T) {
+	slow := func(cfg *engine.Config) { cfg.Membership.SuspicionTimeout = time.Hour }
+	c := cluster(t, sim.Options{Seed: 3, Latency: time.Millisecond}, 2, slow)
+	n1, n2 := c.Nodes()[0], c.Nodes()[1]
+	n2.Crash()
+	r, err := n1.Put("k", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RunFor(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The sender restarts too: its outbox comes back from the store.
+	n1.Crash()
+	if err := n1.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if got := n1.Engine.Stats().Mail.OutboxRecords; got != 1 {
+		t.Fatalf("reloaded outbox holds %d, want 1", got)
+	}
+	if err := n2.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	n2.Join("n1")
+	ok, err := c.RunUntil(time.Minute, func() bool { return holds(n2, "k", r.Version) })
+	if err != nil || !ok {
+		t.Fatal("outbox reloaded after restart was not delivered")
+	}
+}
+
+func TestOutboxDroppedWhenPeerDeclaredDead(t *testing.T) {
+	fast := func(cfg *engine.Config) { cfg.Membership.SuspicionTimeout = 2 * time.Second }
+	c := cluster(t, sim.Options{Seed: 4, Latency: time.Millisecond}, 3, fast)
+	n1, n3 := c.Nodes()[0], c.Nodes()[2]
+	n3.Crash()
+	if _, err := n1.Put("k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := c.RunUntil(time.Minute, func() bool { return state(n1, "n3") == wire.State_DEAD })
+	if err != nil || !ok {
+		t.Fatal("crashed node never declared dead")
+	}
+	if s := n1.Engine.Stats().Mail; s.OutboxRecords != 0 || s.Dropped == 0 {
+		t.Fatalf("outbox not dropped for dead peer: %+v", s)
+	}
+}
+
+func TestOutboxBound(t *testing.T) {
+	cfgf := func(cfg *engine.Config) {
+		cfg.Membership.SuspicionTimeout = time.Hour
+		cfg.Mail.OutboxMaxRecords = 5
+	}
+	c := cluster(t, sim.Options{Seed: 5, Latency: time.Millisecond}, 2, cfgf)
+	n1, n2 := c.Nodes()[0], c.Nodes()[1]
+	n2.Crash()
+	for i := range 8 {
+		if _, err := n1.Put(fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.RunFor(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := n1.Engine.Stats().Mail
+	if s.OutboxRecords != 5 || s.Dropped != 3 {
+		t.Fatalf("bound of 5: outbox %d dropped %d, want 5 and 3", s.OutboxRecords, s.Dropped)
+	}
+}
+
+func TestSuspectRefutesAndStaysAlive(t *testing.T) {
+	c := cluster(t, sim.Options{Seed: 6, Latency: time.Millisecond}, 3, nil)
+	n1, n2 := c.Nodes()[0], c.Nodes()[1]
+	inc := n2.Engine.Self().Incarnation
+	// n1 cannot reach n2 for a while: it suspects it, hears nothing, and
+	// the suspicion reaches n2 through n3, which refutes it.
+	c.Cut("n1", "n2")
+	ok, err := c.RunUntil(time.Minute, func() bool { return state(n1, "n2") == wire.State_SUSPECT })
+	if err != nil || !ok {
+		t.Fatal("n1 never suspected n2")
+	}
+	c.Mend("n1", "n2")
+	ok, err = c.RunUntil(time.Minute, func() bool {
+		return n2.Engine.Self().Incarnation > inc && state(n1, "n2") == wire.State_ALIVE
+	})
+	if err != nil || !ok {
+		t.Fatalf("n2 did not refute: n1 sees %v, n2 incarnation %d", state(n1, "n2"), n2.Engine.Self().Incarnation)
+	}
+}
+
+func TestLeaveSpreads(t *testing.T) {
+	c := cluster(t, sim.Options{Seed: 7, Latency: time.Millisecond}, 4, nil)
+	n4 := c.Nodes()[3]
+	n4.Leave()
+	ok, err := c.RunUntil(10*time.Second, func() bool {
+		for _, nd := range c.Nodes()[:3] {
+			if state(nd, "n4") != wire.State_LEFT {
+				return false
+			}
+		}
+		acked, sent := n4.Engine.LeaveAcked()
+		return sent == 3 && acked == 3
+	})
+	if err != nil || !ok {
+		t.Fatal("leave did not reach every member")
+	}
+}
+
+func TestRefusesForeignClusterAndBadRecords(t *testing.T) {
+	st := memstore.New()
+	cfg := engine.DefaultConfig()
+	cfg.Name, cfg.NodeID, cfg.Addr = "a", 1, "a"
+	cfg.MaxValueSize = 10
+	now := sim.Epoch
+	e, err := engine.New(cfg, st, rand.New(rand.NewPCG(1, 2)), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.Step(now, &wire.Envelope{Cluster: "other", From: "x"})
+	if !errors.Is(err, engine.ErrForeignCluster) {
+		t.Fatalf("foreign cluster: %v", err)
+	}
+	future := uint64(now.Add(time.Hour).UnixMilli()) << 16
+	mail := &wire.Envelope{Cluster: cfg.Cluster, From: "b", FromAddr: "b", Body: &wire.Envelope_Mail{Mail: &wire.Mail{Id: 1, Records: []*wire.Record{
+		{Key: []byte("ok"), Value: []byte("v"), Hlc: uint64(now.UnixMilli()) << 16, Node: 2},
+		{Key: []byte("big"), Value: make([]byte, 11), Hlc: uint64(now.UnixMilli()) << 16, Node: 2},
+		{Key: []byte("future"), Value: []byte("v"), Hlc: future, Node: 2},
+		{Key: nil, Value: []byte("v"), Hlc: 1, Node: 2},
+	}}}}
+	err = e.Step(now, mail)
+	if !errors.Is(err, engine.ErrBadRecord) {
+		t.Fatalf("bad records: %v", err)
+	}
+	if _, ok, _ := st.Get([]byte("ok")); !ok {
+		t.Fatal("the valid record in the mail was not applied")
+	}
+	for _, k := range []string{"big", "future"} {
+		if _, ok, _ := st.Get([]byte(k)); ok {
+			t.Fatalf("refused record %q was stored", k)
+		}
+	}
+	if s := e.Stats(); s.RecordsRefused != 3 || s.Refused != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	// The mail is still acknowledged, so the sender does not retry forever.
+	rd := e.Ready()
+	if len(rd.Messages) != 1 || rd.Messages[0].Env.GetMailAck().GetId() != 1 {
+		t.Fatalf("want one MailAck, got %v", rd.Messages)
+	}
+}
+
+func TestRestartRaisesIncarnationAndKeepsClock(t *testing.T) {
+	st := memstore.New()
+	cfg := engine.DefaultConfig()
+	cfg.Name, cfg.NodeID, cfg.Addr = "a", 1, "a"
+	now := sim.Epoch
+	e1, err := engine.New(cfg, st, rand.New(rand.NewPCG(1, 2)), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, err := e1.Write(now, []byte("k"), []byte("v1"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Restart with the wall clock set an hour back.
+	back := now.Add(-time.Hour)
+	e2, err := engine.New(cfg, st, rand.New(rand.NewPCG(1, 2)), back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e2.Self().Incarnation <= e1.Self().Incarnation {
+		t.Fatalf("incarnation %d after restart, was %d", e2.Self().Incarnation, e1.Self().Incarnation)
+	}
+	r2, err := e2.Write(back, []byte("k"), []byte("v2"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Version.Compare(r1.Version) <= 0 {
+		t.Fatalf("write after restart %v not newer than before %v", r2.Version, r1.Version)
+	}
+}
+
+func TestSameSeedSameRun(t *testing.T) {
+	run := func(seed uint64) string {
+		c := cluster(t, sim.Options{Seed: seed, Latency: time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 0.05}, 6, nil)
+		for i := range 20 {
+			if _, err := c.Nodes()[i%6].Put(fmt.Sprintf("k%d", i), "v"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.RunFor(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%+v %v", c.Stats(), c.Now())
+	}
+	a, b, d := run(9), run(9), run(10)
+	if a != b {
+		t.Fatalf("same seed, different runs:\n%s\n%s", a, b)
+	}
+	if a == d {
+		t.Fatalf("different seeds, same run: %s", a)
+	}
+}

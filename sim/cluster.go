@@ -1,0 +1,357 @@
+// Package sim runs many hearsay engines, the same code the runtime ships,
+// in one process on a virtual clock and a virtual network.
+//
+// There is no goroutine per node and no wall-clock read: a single event
+// queue orders message deliveries and timer ticks by virtual time, ties
+// broken by insertion order, and every random choice (the network's and each
+// engine's) comes from generators seeded from the cluster seed. The same
+// seed gives the same run, bit for bit.
+package sim
+
+import (
+	"container/heap"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/internal/wire"
+	"github.com/hearsaydb/hearsay/store"
+	"github.com/hearsaydb/hearsay/store/memstore"
+)
+
+// Epoch is virtual time zero: a fixed instant, so that versions and outputs
+// do not depend on when a simulation runs.
+var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Options configures the virtual network.
+type Options struct {
+	// Seed seeds every random choice of the run.
+	Seed uint64
+	// Latency is the one-way delay of every message.
+	Latency time.Duration
+	// Jitter adds a uniform random delay in [0, Jitter) to each message,
+	// which also reorders them.
+	Jitter time.Duration
+	// Loss is the probability that a message is lost.
+	Loss float64
+}
+
+// NetStats counts the virtual network's traffic.
+type NetStats struct {
+	Sent      uint64 // messages handed to the network
+	Delivered uint64 // messages delivered to a running node
+	Lost      uint64 // messages lost to Loss, partitions or down nodes
+	Bytes     uint64 // encoded bytes of the messages sent
+}
+
+// Cluster is a set of simulated nodes on one virtual network.
+type Cluster struct {
+	opts   Options
+	now    time.Time
+	rng    *rand.Rand
+	events eventQueue
+	seq    uint64
+	byAddr map[string]*Node
+	nodes  []*Node
+	cut    map[[2]string]bool // directed links that drop everything
+	stats  NetStats
+}
+
+// Node is one simulated member: an engine over a memstore. The store
+// outlives crashes, as a disk would.
+type Node struct {
+	Name   string
+	Addr   string
+	Store  store.Store
+	Engine *engine.Engine
+	// Changes counts records that changed this node's store.
+	Changes int
+
+	c      *Cluster
+	cfg    engine.Config
+	up     bool
+	tickAt time.Time
+	boots  uint64
+}
+
+// New returns an empty cluster at virtual time Epoch.
+func New(opts Options) *Cluster {
+	return &Cluster{
+		opts:   opts,
+		now:    Epoch,
+		rng:    rand.New(rand.NewPCG(opts.Seed, 0x9e3779b97f4a7c15)),
+		byAddr: map[string]*Node{},
+		cut:    map[[2]string]bool{},
+	}
+}
+
+// Now returns the virtual time.
+func (c *Cluster) Now() time.Time { return c.now }
+
+// Stats returns the network counters.
+func (c *Cluster) Stats() NetStats { return c.stats }
+
+// Nodes returns the nodes in the order they were added.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// AddNode starts a node named name with the default engine configuration,
+// changed by configure if it is not nil. Its address is name itself.
+func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, error) {
+	if _, dup := c.byAddr[name]; dup {
+		return nil, fmt.Errorf("sim: node %q exists", name)
+	}
+	cfg := engine.DefaultConfig()
+	cfg.Name = name
+	cfg.Addr = name
+	cfg.NodeID = uint64(len(c.nodes) + 1)
+	if configure != nil {
+		configure(&cfg)
+	}
+	n := &Node{Name: name, Addr: cfg.Addr, Store: memstore.New(), c: c, cfg: cfg}
+	if err := n.boot(); err != nil {
+		return nil, err
+	}
+	c.byAddr[n.Addr] = n
+	c.nodes = append(c.nodes, n)
+	return n, nil
+}
+
+func (n *Node) boot() error {
+	n.boots++
+	seed := n.c.opts.Seed ^ n.cfg.NodeID*0x9e3779b97f4a7c15
+	e, err := engine.New(n.cfg, n.Store, rand.New(rand.NewPCG(seed, n.boots)), n.c.now)
+	if err != nil {
+		return fmt.Errorf("sim: start %s: %w", n.Name, err)
+	}
+	n.Engine = e
+	n.up = true
+	n.tickAt = time.Time{}
+	n.flush()
+	return nil
+}
+
+// Up reports whether the node is running.
+func (n *Node) Up() bool { return n.up }
+
+// Crash stops the node at once; messages to it are lost. Its store is kept.
+func (n *Node) Crash() {
+	n.up = false
+	n.Engine = nil
+}
+
+// Restart boots a crashed node again on its kept store.
+func (n *Node) Restart() error {
+	if n.up {
+		return fmt.Errorf("sim: %s is running", n.Name)
+	}
+	return n.boot()
+}
+
+// Join makes the node join through the given seed node names.
+func (n *Node) Join(seeds ...string) {
+	addrs := make([]string, len(seeds))
+	for i, s := range seeds {
+		addrs[i] = n.c.byAddr[s].Addr
+	}
+	n.Engine.Join(n.c.now, addrs)
+	n.flush()
+}
+
+// Leave makes the node announce a graceful departure.
+func (n *Node) Leave() {
+	n.Engine.Leave(n.c.now)
+	n.flush()
+}
+
+// Put writes key=value on the node.
+func (n *Node) Put(key, value string) (store.Record, error) {
+	return n.write([]byte(key), []byte(value), false)
+}
+
+// Delete deletes key on the node.
+func (n *Node) Delete(key string) (store.Record, error) { return n.write([]byte(key), nil, true) }
+
+func (n *Node) write(key, value []byte, tomb bool) (store.Record, error) {
+	if !n.up {
+		return store.Record{}, fmt.Errorf("sim: %s is down", n.Name)
+	}
+	r, err := n.Engine.Write(n.c.now, key, value, tomb)
+	if err != nil {
+		return r, err
+	}
+	if err := n.Engine.Tick(n.c.now); err != nil {
+		return r, err
+	}
+	n.flush()
+	return r, nil
+}
+
+// Get returns the node's record for key.
+func (n *Node) Get(key string) (store.Record, bool) {
+	r, ok, err := n.Store.Get([]byte(key))
+	if err != nil {
+		panic(fmt.Sprintf("sim: memstore get: %v", err)) // memstore does not fail
+	}
+	return r, ok
+}
+
+// flush carries the engine's Ready out: messages onto the network, and the
+// next tick onto the event queue.
+func (n *Node) flush() {
+	if !n.up {
+		return
+	}
+	rd := n.Engine.Ready()
+	n.Changes += len(rd.Changes)
+	for _, m := range rd.Messages {
+		n.c.send(n.Addr, m)
+	}
+	if d := n.Engine.Deadline(); !d.IsZero() && (n.tickAt.IsZero() || d.Before(n.tickAt)) {
+		if d.Before(n.c.now) {
+			d = n.c.now
+		}
+		n.tickAt = d
+		n.c.push(event{at: d, tick: n})
+	}
+}
+
+// Cut drops every message from a to b (one direction) until Mend.
+func (c *Cluster) Cut(a, b string) { c.cut[[2]string{a, b}] = true }
+
+// Mend restores the link from a to b.
+func (c *Cluster) Mend(a, b string) { delete(c.cut, [2]string{a, b}) }
+
+// Partition cuts every link between the two groups, both ways.
+func (c *Cluster) Partition(g1, g2 []string) {
+	for _, a := range g1 {
+		for _, b := range g2 {
+			c.Cut(a, b)
+			c.Cut(b, a)
+		}
+	}
+}
+
+// Heal mends every cut link.
+func (c *Cluster) Heal() { clear(c.cut) }
+
+func (c *Cluster) send(from string, m engine.Message) {
+	frame, err := wire.Marshal(m.Env)
+	if err != nil {
+		panic(fmt.Sprintf("sim: engine produced an unencodable message: %v", err))
+	}
+	c.stats.Sent++
+	c.stats.Bytes += uint64(len(frame))
+	if c.cut[[2]string{from, m.To}] || (c.opts.Loss > 0 && c.rng.Float64() < c.opts.Loss) {
+		c.stats.Lost++
+		return
+	}
+	d := c.opts.Latency
+	if c.opts.Jitter > 0 {
+		d += time.Duration(c.rng.Int64N(int64(c.opts.Jitter)))
+	}
+	c.push(event{at: c.now.Add(d), to: m.To, frame: frame})
+}
+
+func (c *Cluster) push(ev event) {
+	c.seq++
+	ev.seq = c.seq
+	heap.Push(&c.events, ev)
+}
+
+// step processes the next event; false when there is none before limit.
+func (c *Cluster) step(limit time.Time) (bool, error) {
+	if len(c.events) == 0 || c.events[0].at.After(limit) {
+		return false, nil
+	}
+	ev := heap.Pop(&c.events).(event)
+	c.now = ev.at
+	if n := ev.tick; n != nil {
+		if !n.up || !n.tickAt.Equal(ev.at) {
+			return true, nil // stale: a newer tick was scheduled, or the node crashed
+		}
+		n.tickAt = time.Time{}
+		if err := n.Engine.Tick(c.now); err != nil {
+			return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
+		}
+		n.flush()
+		return true, nil
+	}
+	n := c.byAddr[ev.to]
+	if n == nil || !n.up {
+		c.stats.Lost++
+		return true, nil
+	}
+	env, err := wire.Unmarshal(ev.frame, 0)
+	if err != nil {
+		return false, fmt.Errorf("sim: %s cannot decode: %w", n.Name, err)
+	}
+	c.stats.Delivered++
+	// Refusals (bad records) are the engine's business and are counted in
+	// its stats; the simulation goes on.
+	_ = n.Engine.Step(c.now, env)
+	if err := n.Engine.Tick(c.now); err != nil {
+		return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
+	}
+	n.flush()
+	return true, nil
+}
+
+// RunFor advances virtual time by d, processing every event on the way.
+func (c *Cluster) RunFor(d time.Duration) error {
+	limit := c.now.Add(d)
+	for {
+		ok, err := c.step(limit)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+	}
+	c.now = limit
+	return nil
+}
+
+// RunUntil processes events until cond holds (checked after each event) or
+// d of virtual time has passed. It reports whether cond held.
+func (c *Cluster) RunUntil(d time.Duration, cond func() bool) (bool, error) {
+	limit := c.now.Add(d)
+	for !cond() {
+		ok, err := c.step(limit)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			c.now = limit
+			return cond(), nil
+		}
+	}
+	return true, nil
+}
+
+type event struct {
+	at    time.Time
+	seq   uint64
+	tick  *Node  // a timer tick for this node, or
+	to    string // a message delivery to this address
+	frame []byte
+}
+
+type eventQueue []event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if !q[i].at.Equal(q[j].at) {
+		return q[i].at.Before(q[j].at)
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	ev := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return ev
+}
