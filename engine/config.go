@@ -5,6 +5,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/engine/rumor"
 	"github.com/hearsaydb/hearsay/store"
 )
 
@@ -28,8 +29,15 @@ type Config struct {
 	// accepted, it would win every conflict until the clocks caught up.
 	MaxClockSkew time.Duration
 
-	// DirectMail sends each local write at once to every live member.
-	DirectMail bool
+	// DirectMail sends each local write at once to every live member, while
+	// the cluster has at most DirectMailMaxPeers other live members (0: no
+	// limit). Beyond that, mailing everyone costs more than rumors do.
+	DirectMail         bool
+	DirectMailMaxPeers int
+	// RumorMongering makes every new update a hot rumor, spread epidemically
+	// (see package rumor).
+	RumorMongering bool
+	Rumor          rumor.Config
 
 	Membership membership.Config
 	Mail       directmail.Config
@@ -39,11 +47,14 @@ type Config struct {
 // with every mechanism switched on. Name, NodeID and Addr must be set.
 func DefaultConfig() Config {
 	return Config{
-		Cluster:      "hearsay",
-		MaxValueSize: store.DefaultMaxValueSize,
-		MaxClockSkew: time.Minute,
-		DirectMail:   true,
-		Membership:   membership.DefaultConfig(),
-		Mail:         directmail.DefaultConfig(),
+		Cluster:            "hearsay",
+		MaxValueSize:       store.DefaultMaxValueSize,
+		MaxClockSkew:       time.Minute,
+		DirectMail:         true,
+		DirectMailMaxPeers: 64,
+		RumorMongering:     true,
+		Rumor:              rumor.DefaultConfig(),
+		Membership:         membership.DefaultConfig(),
+		Mail:               directmail.DefaultConfig(),
 	}
 }

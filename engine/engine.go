@@ -29,6 +29,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/engine/rumor"
 	"github.com/hearsaydb/hearsay/internal/hlc"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -68,6 +69,7 @@ type Stats struct {
 	RecordsApplied  uint64 // of those, records that changed the store
 	LocalWrites     uint64
 	Mail            directmail.Stats
+	Rumor           rumor.Stats
 }
 
 // Engine is one node's protocol state. It is not safe for concurrent use:
@@ -79,6 +81,7 @@ type Engine struct {
 	clock   hlc.Clock
 	members *membership.Membership
 	mail    *directmail.Mailer
+	monger  *rumor.Monger
 
 	fresh []store.Record // local writes not yet mailed
 	ready Ready
@@ -118,6 +121,7 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	if err != nil {
 		return nil, err
 	}
+	e.monger = rumor.New(cfg.Rumor, st, rng, now, rumor.Uniform(e.members.LivePeers), e.sendPeer)
 	return e, nil
 }
 
@@ -187,6 +191,9 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 	e.stats.LocalWrites++
 	e.ready.Changes = append(e.ready.Changes, rec)
 	e.fresh = append(e.fresh, rec)
+	if e.cfg.RumorMongering {
+		e.monger.Add(now, rec)
+	}
 	return rec, nil
 }
 
@@ -213,7 +220,7 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	e.mail.Contact(now, env.From)
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Mail:
-		refused, err := e.merge(now, b.Mail.Records)
+		_, refused, err := e.merge(now, b.Mail.Records)
 		if err != nil {
 			return err // not acknowledged: the sender retries
 		}
@@ -221,8 +228,55 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		return refused
 	case *wire.Envelope_MailAck:
 		e.mail.Ack(now, env.From, b.MailAck.Id)
+	case *wire.Envelope_Rumor:
+		return e.stepRumor(now, env, b.Rumor)
+	case *wire.Envelope_RumorAck:
+		e.monger.Feedback(b.RumorAck.Id, b.RumorAck.Known)
+	case *wire.Envelope_RumorPull:
+		if e.cfg.RumorMongering {
+			return e.monger.Pulled(now, env.From)
+		}
+	case *wire.Envelope_Fetch:
+		return e.monger.Fetch(env.From, b.Fetch.Keys)
 	}
 	return nil
+}
+
+// stepRumor merges a rumor message. Updates new to this node make it
+// infective in turn; under the feedback rule it answers which it knew.
+func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) error {
+	changed, refused, err := e.merge(now, r.Records)
+	if err != nil {
+		return err
+	}
+	known := make([]uint32, 0, len(r.Records)+len(r.Announces))
+	for i, c := range changed {
+		if !c {
+			known = append(known, uint32(i))
+		} else if e.cfg.RumorMongering {
+			e.monger.Add(now, directmail.FromWire(r.Records[i]))
+		}
+	}
+	var fetch [][]byte
+	for i, a := range r.Announces {
+		v := store.Version{HLC: a.Hlc, Node: a.Node}
+		cur, ok, err := e.st.Get(a.Key)
+		if err != nil {
+			return fmt.Errorf("engine: read %q for announcement: %w", a.Key, err)
+		}
+		if ok && cur.Version.Compare(v) >= 0 {
+			known = append(known, uint32(len(r.Records)+i))
+			continue
+		}
+		if len(a.Key) > 0 && len(a.Key) <= store.MaxKeySize {
+			fetch = append(fetch, a.Key)
+		}
+	}
+	e.monger.RequestFetch(env.From, fetch)
+	if r.Feedback && r.Id != 0 {
+		e.sendPeerOrAddr(env, &wire.Envelope{Body: &wire.Envelope_RumorAck{RumorAck: &wire.RumorAck{Id: r.Id, Known: known}}})
+	}
+	return refused
 }
 
 func (e *Engine) sendPeerOrAddr(from *wire.Envelope, env *wire.Envelope) {
@@ -232,12 +286,15 @@ func (e *Engine) sendPeerOrAddr(from *wire.Envelope, env *wire.Envelope) {
 }
 
 // merge validates received records and applies them last-writer-wins. It
-// returns an error describing refused records (the rest are applied) and,
+// reports, for each, whether it changed the store (refused records did
+// not), an error describing refused records (the rest are applied) and,
 // separately, a store failure.
-func (e *Engine) merge(now time.Time, ws []*wire.Record) (refused error, err error) {
+func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refused error, err error) {
+	changed = make([]bool, len(ws))
 	recs := make([]store.Record, 0, len(ws))
+	idx := make([]int, 0, len(ws))
 	limit := hlc.Pack(uint64(max(now.Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
-	for _, w := range ws {
+	for i, w := range ws {
 		r := directmail.FromWire(w)
 		e.stats.RecordsReceived++
 		if r.Tombstone && len(r.Value) > 0 {
@@ -256,21 +313,23 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (refused error, err err
 		}
 		e.clock.Observe(r.Version.HLC)
 		recs = append(recs, r)
+		idx = append(idx, i)
 	}
 	if len(recs) == 0 {
-		return refused, nil
+		return changed, refused, nil
 	}
-	changed, err := e.st.Apply(recs)
+	applied, err := e.st.Apply(recs)
 	if err != nil {
-		return nil, fmt.Errorf("engine: apply received records: %w", err)
+		return nil, nil, fmt.Errorf("engine: apply received records: %w", err)
 	}
-	for i, c := range changed {
+	for i, c := range applied {
 		if c {
+			changed[idx[i]] = true
 			e.stats.RecordsApplied++
 			e.ready.Changes = append(e.ready.Changes, recs[i])
 		}
 	}
-	return refused, nil
+	return changed, refused, nil
 }
 
 // Tick runs every timer that is due and sends the writes made since the
@@ -279,14 +338,19 @@ func (e *Engine) Tick(now time.Time) error {
 	e.members.Tick(now)
 	e.drainMemberEvents()
 	if len(e.fresh) > 0 {
-		if e.cfg.DirectMail {
-			e.mail.Send(now, e.fresh, e.members.LivePeers())
+		if peers := e.members.LivePeers(); e.cfg.DirectMail && (e.cfg.DirectMailMaxPeers <= 0 || len(peers) <= e.cfg.DirectMailMaxPeers) {
+			e.mail.Send(now, e.fresh, peers)
 		}
 		clear(e.fresh)
 		e.fresh = e.fresh[:0]
 	}
 	if err := e.mail.Tick(now); err != nil {
 		return fmt.Errorf("engine: %w", err)
+	}
+	if e.cfg.RumorMongering {
+		if err := e.monger.Tick(now); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
 	}
 	return nil
 }
@@ -307,6 +371,11 @@ func (e *Engine) Deadline() time.Time {
 	d := e.members.Deadline()
 	if md := e.mail.Deadline(); !md.IsZero() && md.Before(d) {
 		d = md
+	}
+	if e.cfg.RumorMongering {
+		if rd := e.monger.Deadline(); rd.Before(d) {
+			d = rd
+		}
 	}
 	return d
 }
@@ -351,5 +420,6 @@ func (e *Engine) Self() membership.Member { return e.members.Self() }
 func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.Mail = e.mail.Stats()
+	s.Rumor = e.monger.Stats()
 	return s
 }

@@ -16,6 +16,18 @@ func (x *Envelope) Kind() string {
 		return "mail"
 	case *Envelope_MailAck:
 		return "mail_ack"
+	case *Envelope_Rumor:
+		return "rumor"
+	case *Envelope_RumorAck:
+		return "rumor_ack"
+	case *Envelope_RumorPull:
+		return "rumor_pull"
+	case *Envelope_Fetch:
+		return "fetch"
+	case *Envelope_PingReq:
+		return "ping_req"
+	case *Envelope_Nack:
+		return "nack"
 	case nil:
 		return "empty"
 	}

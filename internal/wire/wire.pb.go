@@ -158,12 +158,16 @@ func (x *Record) GetTombstone() bool {
 
 // Member is one entry of the membership view, gossiped by piggybacking.
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Incarnation   uint64                 `protobuf:"varint,3,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
-	State         State                  `protobuf:"varint,4,opt,name=state,proto3,enum=hearsay.wire.State" json:"state,omitempty"`
-	NodeId        uint64                 `protobuf:"varint,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Address     string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Incarnation uint64                 `protobuf:"varint,3,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	State       State                  `protobuf:"varint,4,opt,name=state,proto3,enum=hearsay.wire.State" json:"state,omitempty"`
+	NodeId      uint64                 `protobuf:"varint,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// from names the member that raised a SUSPECT update: suspicions from
+	// distinct accusers are independent confirmations that shorten the
+	// suspicion timeout (Lifeguard, "Local Health Aware Suspicion").
+	From          string `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,6 +235,13 @@ func (x *Member) GetNodeId() uint64 {
 		return x.NodeId
 	}
 	return 0
+}
+
+func (x *Member) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
 }
 
 // Ping asks the receiver to answer with an Ack carrying the same seq.
@@ -333,6 +344,116 @@ func (x *Ack) GetSeq() uint64 {
 	return 0
 }
 
+// PingReq asks the receiver to probe target on the sender's behalf (SWIM
+// §3.1): it pings target and forwards the Ack, with the sender's seq, if one
+// comes, or answers with a Nack if none comes in time (Lifeguard).
+type PingReq struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	TargetAddress string                 `protobuf:"bytes,3,opt,name=target_address,json=targetAddress,proto3" json:"target_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PingReq) Reset() {
+	*x = PingReq{}
+	mi := &file_internal_wire_wire_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PingReq) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PingReq) ProtoMessage() {}
+
+func (x *PingReq) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PingReq.ProtoReflect.Descriptor instead.
+func (*PingReq) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PingReq) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PingReq) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *PingReq) GetTargetAddress() string {
+	if x != nil {
+		return x.TargetAddress
+	}
+	return ""
+}
+
+// Nack tells the sender of a PingReq that its target did not answer the
+// indirect probe in time. A missing Nack tells the requester that it, not
+// the target, may be the slow one (Lifeguard, "Local Health Aware Probe").
+type Nack struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Nack) Reset() {
+	*x = Nack{}
+	mi := &file_internal_wire_wire_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Nack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Nack) ProtoMessage() {}
+
+func (x *Nack) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Nack.ProtoReflect.Descriptor instead.
+func (*Nack) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Nack) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // Join asks a seed to admit the sender and to send back the member list.
 type Join struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -342,7 +463,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_internal_wire_wire_proto_msgTypes[4]
+	mi := &file_internal_wire_wire_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +475,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[4]
+	mi := &file_internal_wire_wire_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +488,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{4}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{6}
 }
 
 // JoinReply carries the seed's full member list.
@@ -380,7 +501,7 @@ type JoinReply struct {
 
 func (x *JoinReply) Reset() {
 	*x = JoinReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[5]
+	mi := &file_internal_wire_wire_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +513,7 @@ func (x *JoinReply) String() string {
 func (*JoinReply) ProtoMessage() {}
 
 func (x *JoinReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[5]
+	mi := &file_internal_wire_wire_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +526,7 @@ func (x *JoinReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinReply.ProtoReflect.Descriptor instead.
 func (*JoinReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{5}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JoinReply) GetMembers() []*Member {
@@ -428,7 +549,7 @@ type Mail struct {
 
 func (x *Mail) Reset() {
 	*x = Mail{}
-	mi := &file_internal_wire_wire_proto_msgTypes[6]
+	mi := &file_internal_wire_wire_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +561,7 @@ func (x *Mail) String() string {
 func (*Mail) ProtoMessage() {}
 
 func (x *Mail) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[6]
+	mi := &file_internal_wire_wire_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +574,7 @@ func (x *Mail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mail.ProtoReflect.Descriptor instead.
 func (*Mail) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{6}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Mail) GetId() uint64 {
@@ -480,7 +601,7 @@ type MailAck struct {
 
 func (x *MailAck) Reset() {
 	*x = MailAck{}
-	mi := &file_internal_wire_wire_proto_msgTypes[7]
+	mi := &file_internal_wire_wire_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +613,7 @@ func (x *MailAck) String() string {
 func (*MailAck) ProtoMessage() {}
 
 func (x *MailAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[7]
+	mi := &file_internal_wire_wire_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +626,7 @@ func (x *MailAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailAck.ProtoReflect.Descriptor instead.
 func (*MailAck) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{7}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MailAck) GetId() uint64 {
@@ -513,6 +634,292 @@ func (x *MailAck) GetId() uint64 {
 		return x.Id
 	}
 	return 0
+}
+
+// Announce names a record by key and version without its body: how a rumor
+// too large for a datagram travels. A receiver that lacks it fetches it.
+type Announce struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Hlc           uint64                 `protobuf:"varint,2,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	Node          uint64                 `protobuf:"varint,3,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Announce) Reset() {
+	*x = Announce{}
+	mi := &file_internal_wire_wire_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Announce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Announce) ProtoMessage() {}
+
+func (x *Announce) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Announce.ProtoReflect.Descriptor instead.
+func (*Announce) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Announce) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Announce) GetHlc() uint64 {
+	if x != nil {
+		return x.Hlc
+	}
+	return 0
+}
+
+func (x *Announce) GetNode() uint64 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+// Rumor carries hot rumors (rumor mongering): records small enough to ride
+// along, and announcements of larger ones. With feedback, the receiver
+// answers with RumorAck. reply marks the answer to a RumorPull.
+type Rumor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Records       []*Record              `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Announces     []*Announce            `protobuf:"bytes,3,rep,name=announces,proto3" json:"announces,omitempty"`
+	Reply         bool                   `protobuf:"varint,4,opt,name=reply,proto3" json:"reply,omitempty"`
+	Feedback      bool                   `protobuf:"varint,5,opt,name=feedback,proto3" json:"feedback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rumor) Reset() {
+	*x = Rumor{}
+	mi := &file_internal_wire_wire_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rumor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rumor) ProtoMessage() {}
+
+func (x *Rumor) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rumor.ProtoReflect.Descriptor instead.
+func (*Rumor) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Rumor) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Rumor) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *Rumor) GetAnnounces() []*Announce {
+	if x != nil {
+		return x.Announces
+	}
+	return nil
+}
+
+func (x *Rumor) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
+}
+
+func (x *Rumor) GetFeedback() bool {
+	if x != nil {
+		return x.Feedback
+	}
+	return false
+}
+
+// RumorAck answers a Rumor under the feedback rule: which of its rumors the
+// receiver already knew (indices into records, then announces).
+type RumorAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Known         []uint32               `protobuf:"varint,2,rep,packed,name=known,proto3" json:"known,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RumorAck) Reset() {
+	*x = RumorAck{}
+	mi := &file_internal_wire_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RumorAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RumorAck) ProtoMessage() {}
+
+func (x *RumorAck) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RumorAck.ProtoReflect.Descriptor instead.
+func (*RumorAck) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RumorAck) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *RumorAck) GetKnown() []uint32 {
+	if x != nil {
+		return x.Known
+	}
+	return nil
+}
+
+// RumorPull asks the receiver for its hot rumors (pull direction).
+type RumorPull struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Feedback      bool                   `protobuf:"varint,1,opt,name=feedback,proto3" json:"feedback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RumorPull) Reset() {
+	*x = RumorPull{}
+	mi := &file_internal_wire_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RumorPull) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RumorPull) ProtoMessage() {}
+
+func (x *RumorPull) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RumorPull.ProtoReflect.Descriptor instead.
+func (*RumorPull) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RumorPull) GetFeedback() bool {
+	if x != nil {
+		return x.Feedback
+	}
+	return false
+}
+
+// Fetch asks for the current records of these keys (bodies of announced
+// rumors); the answer is a Rumor with reply set, sent by stream.
+type Fetch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fetch) Reset() {
+	*x = Fetch{}
+	mi := &file_internal_wire_wire_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fetch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fetch) ProtoMessage() {}
+
+func (x *Fetch) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
+func (*Fetch) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Fetch) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
 }
 
 // Envelope wraps every message with the sender's identity and piggybacked
@@ -539,6 +946,12 @@ type Envelope struct {
 	//	*Envelope_JoinReply
 	//	*Envelope_Mail
 	//	*Envelope_MailAck
+	//	*Envelope_Rumor
+	//	*Envelope_RumorAck
+	//	*Envelope_RumorPull
+	//	*Envelope_Fetch
+	//	*Envelope_PingReq
+	//	*Envelope_Nack
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -546,7 +959,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_internal_wire_wire_proto_msgTypes[8]
+	mi := &file_internal_wire_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +971,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[8]
+	mi := &file_internal_wire_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +984,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{8}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Envelope) GetProtocol() uint32 {
@@ -677,6 +1090,60 @@ func (x *Envelope) GetMailAck() *MailAck {
 	return nil
 }
 
+func (x *Envelope) GetRumor() *Rumor {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Rumor); ok {
+			return x.Rumor
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetRumorAck() *RumorAck {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_RumorAck); ok {
+			return x.RumorAck
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetRumorPull() *RumorPull {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_RumorPull); ok {
+			return x.RumorPull
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetFetch() *Fetch {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Fetch); ok {
+			return x.Fetch
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetPingReq() *PingReq {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_PingReq); ok {
+			return x.PingReq
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetNack() *Nack {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Nack); ok {
+			return x.Nack
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -705,6 +1172,32 @@ type Envelope_MailAck struct {
 	MailAck *MailAck `protobuf:"bytes,15,opt,name=mail_ack,json=mailAck,proto3,oneof"`
 }
 
+type Envelope_Rumor struct {
+	// 20-29: rumor mongering.
+	Rumor *Rumor `protobuf:"bytes,20,opt,name=rumor,proto3,oneof"`
+}
+
+type Envelope_RumorAck struct {
+	RumorAck *RumorAck `protobuf:"bytes,21,opt,name=rumor_ack,json=rumorAck,proto3,oneof"`
+}
+
+type Envelope_RumorPull struct {
+	RumorPull *RumorPull `protobuf:"bytes,22,opt,name=rumor_pull,json=rumorPull,proto3,oneof"`
+}
+
+type Envelope_Fetch struct {
+	Fetch *Fetch `protobuf:"bytes,23,opt,name=fetch,proto3,oneof"`
+}
+
+type Envelope_PingReq struct {
+	// 30-39: anti-entropy. 40-49: failure detection.
+	PingReq *PingReq `protobuf:"bytes,40,opt,name=ping_req,json=pingReq,proto3,oneof"`
+}
+
+type Envelope_Nack struct {
+	Nack *Nack `protobuf:"bytes,41,opt,name=nack,proto3,oneof"`
+}
+
 func (*Envelope_Ping) isEnvelope_Body() {}
 
 func (*Envelope_Ack) isEnvelope_Body() {}
@@ -717,6 +1210,18 @@ func (*Envelope_Mail) isEnvelope_Body() {}
 
 func (*Envelope_MailAck) isEnvelope_Body() {}
 
+func (*Envelope_Rumor) isEnvelope_Body() {}
+
+func (*Envelope_RumorAck) isEnvelope_Body() {}
+
+func (*Envelope_RumorPull) isEnvelope_Body() {}
+
+func (*Envelope_Fetch) isEnvelope_Body() {}
+
+func (*Envelope_PingReq) isEnvelope_Body() {}
+
+func (*Envelope_Nack) isEnvelope_Body() {}
+
 var File_internal_wire_wire_proto protoreflect.FileDescriptor
 
 const file_internal_wire_wire_proto_rawDesc = "" +
@@ -727,17 +1232,24 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
 	"\x03hlc\x18\x03 \x01(\x04R\x03hlc\x12\x12\n" +
 	"\x04node\x18\x04 \x01(\x04R\x04node\x12\x1c\n" +
-	"\ttombstone\x18\x05 \x01(\bR\ttombstone\"\x9c\x01\n" +
+	"\ttombstone\x18\x05 \x01(\bR\ttombstone\"\xb0\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12 \n" +
 	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\x12)\n" +
 	"\x05state\x18\x04 \x01(\x0e2\x13.hearsay.wire.StateR\x05state\x12\x17\n" +
-	"\anode_id\x18\x05 \x01(\x04R\x06nodeId\"0\n" +
+	"\anode_id\x18\x05 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04from\x18\x06 \x01(\tR\x04from\"0\n" +
 	"\x04Ping\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"Z\n" +
+	"\aPingReq\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12%\n" +
+	"\x0etarget_address\x18\x03 \x01(\tR\rtargetAddress\"\x18\n" +
+	"\x04Nack\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x06\n" +
 	"\x04Join\";\n" +
 	"\tJoinReply\x12.\n" +
@@ -746,7 +1258,24 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.hearsay.wire.RecordR\arecords\"\x19\n" +
 	"\aMailAck\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\"\xd5\x03\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"B\n" +
+	"\bAnnounce\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x10\n" +
+	"\x03hlc\x18\x02 \x01(\x04R\x03hlc\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\x04R\x04node\"\xaf\x01\n" +
+	"\x05Rumor\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
+	"\arecords\x18\x02 \x03(\v2\x14.hearsay.wire.RecordR\arecords\x124\n" +
+	"\tannounces\x18\x03 \x03(\v2\x16.hearsay.wire.AnnounceR\tannounces\x12\x14\n" +
+	"\x05reply\x18\x04 \x01(\bR\x05reply\x12\x1a\n" +
+	"\bfeedback\x18\x05 \x01(\bR\bfeedback\"0\n" +
+	"\bRumorAck\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05known\x18\x02 \x03(\rR\x05known\"'\n" +
+	"\tRumorPull\x12\x1a\n" +
+	"\bfeedback\x18\x01 \x01(\bR\bfeedback\"\x1b\n" +
+	"\x05Fetch\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"\xfe\x05\n" +
 	"\bEnvelope\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
@@ -761,7 +1290,14 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"join_reply\x18\r \x01(\v2\x17.hearsay.wire.JoinReplyH\x00R\tjoinReply\x12(\n" +
 	"\x04mail\x18\x0e \x01(\v2\x12.hearsay.wire.MailH\x00R\x04mail\x122\n" +
-	"\bmail_ack\x18\x0f \x01(\v2\x15.hearsay.wire.MailAckH\x00R\amailAckB\x06\n" +
+	"\bmail_ack\x18\x0f \x01(\v2\x15.hearsay.wire.MailAckH\x00R\amailAck\x12+\n" +
+	"\x05rumor\x18\x14 \x01(\v2\x13.hearsay.wire.RumorH\x00R\x05rumor\x125\n" +
+	"\trumor_ack\x18\x15 \x01(\v2\x16.hearsay.wire.RumorAckH\x00R\brumorAck\x128\n" +
+	"\n" +
+	"rumor_pull\x18\x16 \x01(\v2\x17.hearsay.wire.RumorPullH\x00R\trumorPull\x12+\n" +
+	"\x05fetch\x18\x17 \x01(\v2\x13.hearsay.wire.FetchH\x00R\x05fetch\x122\n" +
+	"\bping_req\x18( \x01(\v2\x15.hearsay.wire.PingReqH\x00R\apingReq\x12(\n" +
+	"\x04nack\x18) \x01(\v2\x12.hearsay.wire.NackH\x00R\x04nackB\x06\n" +
 	"\x04body*3\n" +
 	"\x05State\x12\t\n" +
 	"\x05ALIVE\x10\x00\x12\v\n" +
@@ -782,35 +1318,50 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_internal_wire_wire_proto_goTypes = []any{
 	(State)(0),        // 0: hearsay.wire.State
 	(*Record)(nil),    // 1: hearsay.wire.Record
 	(*Member)(nil),    // 2: hearsay.wire.Member
 	(*Ping)(nil),      // 3: hearsay.wire.Ping
 	(*Ack)(nil),       // 4: hearsay.wire.Ack
-	(*Join)(nil),      // 5: hearsay.wire.Join
-	(*JoinReply)(nil), // 6: hearsay.wire.JoinReply
-	(*Mail)(nil),      // 7: hearsay.wire.Mail
-	(*MailAck)(nil),   // 8: hearsay.wire.MailAck
-	(*Envelope)(nil),  // 9: hearsay.wire.Envelope
+	(*PingReq)(nil),   // 5: hearsay.wire.PingReq
+	(*Nack)(nil),      // 6: hearsay.wire.Nack
+	(*Join)(nil),      // 7: hearsay.wire.Join
+	(*JoinReply)(nil), // 8: hearsay.wire.JoinReply
+	(*Mail)(nil),      // 9: hearsay.wire.Mail
+	(*MailAck)(nil),   // 10: hearsay.wire.MailAck
+	(*Announce)(nil),  // 11: hearsay.wire.Announce
+	(*Rumor)(nil),     // 12: hearsay.wire.Rumor
+	(*RumorAck)(nil),  // 13: hearsay.wire.RumorAck
+	(*RumorPull)(nil), // 14: hearsay.wire.RumorPull
+	(*Fetch)(nil),     // 15: hearsay.wire.Fetch
+	(*Envelope)(nil),  // 16: hearsay.wire.Envelope
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
 	2,  // 1: hearsay.wire.JoinReply.members:type_name -> hearsay.wire.Member
 	1,  // 2: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
-	2,  // 3: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
-	3,  // 4: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
-	4,  // 5: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
-	5,  // 6: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
-	6,  // 7: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
-	7,  // 8: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
-	8,  // 9: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	1,  // 3: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
+	11, // 4: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
+	2,  // 5: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
+	3,  // 6: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
+	4,  // 7: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
+	7,  // 8: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
+	8,  // 9: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
+	9,  // 10: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
+	10, // 11: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
+	12, // 12: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
+	13, // 13: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
+	14, // 14: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
+	15, // 15: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
+	5,  // 16: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
+	6,  // 17: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -818,13 +1369,19 @@ func file_internal_wire_wire_proto_init() {
 	if File_internal_wire_wire_proto != nil {
 		return
 	}
-	file_internal_wire_wire_proto_msgTypes[8].OneofWrappers = []any{
+	file_internal_wire_wire_proto_msgTypes[15].OneofWrappers = []any{
 		(*Envelope_Ping)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Join)(nil),
 		(*Envelope_JoinReply)(nil),
 		(*Envelope_Mail)(nil),
 		(*Envelope_MailAck)(nil),
+		(*Envelope_Rumor)(nil),
+		(*Envelope_RumorAck)(nil),
+		(*Envelope_RumorPull)(nil),
+		(*Envelope_Fetch)(nil),
+		(*Envelope_PingReq)(nil),
+		(*Envelope_Nack)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -832,7 +1389,7 @@ func file_internal_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
