@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math/rand/v2"
 	"time"
 
 	"github.com/hearsaydb/hearsay/engine/directmail"
@@ -41,6 +42,20 @@ type Config struct {
 
 	Membership membership.Config
 	Mail       directmail.Config
+
+	// Peers, when set, replaces the membership view as the source of gossip
+	// partners, and membership (probing, member lists) is switched off.
+	// The simulator uses it for an oracle that samples the true live set,
+	// to study dissemination alone at sizes where full membership views
+	// would not fit in memory. Names it returns are used as addresses.
+	Peers PeerSampler
+}
+
+// PeerSampler picks gossip partners.
+type PeerSampler interface {
+	// Sample returns up to k distinct live peers other than self, uniformly
+	// at random.
+	Sample(rng *rand.Rand, k int, self string) []string
 }
 
 // DefaultConfig returns the defaults for a LAN cluster of 3 to 1,000 nodes,

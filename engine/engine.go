@@ -70,6 +70,7 @@ type Stats struct {
 	LocalWrites     uint64
 	Mail            directmail.Stats
 	Rumor           rumor.Stats
+	Members         membership.Stats
 }
 
 // Engine is one node's protocol state. It is not safe for concurrent use:
@@ -121,7 +122,11 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	if err != nil {
 		return nil, err
 	}
-	e.monger = rumor.New(cfg.Rumor, st, rng, now, rumor.Uniform(e.members.LivePeers), e.sendPeer)
+	sample := rumor.Uniform(e.members.LivePeers)
+	if cfg.Peers != nil {
+		sample = func(rng *rand.Rand, k int) []string { return cfg.Peers.Sample(rng, k, cfg.Name) }
+	}
+	e.monger = rumor.New(cfg.Rumor, st, rng, now, sample, e.sendPeer)
 	return e, nil
 }
 
@@ -160,6 +165,10 @@ func (e *Engine) sendAddr(addr string, env *wire.Envelope) {
 
 // sendPeer queues env for the named member; false if its address is unknown.
 func (e *Engine) sendPeer(name string, env *wire.Envelope) bool {
+	if e.cfg.Peers != nil {
+		e.sendAddr(name, env)
+		return true
+	}
 	m, ok := e.members.Get(name)
 	if !ok || m.Addr == "" {
 		return false
@@ -213,7 +222,7 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	}
 	e.stats.Received++
 	defer e.drainMemberEvents()
-	if e.members.Handle(now, env) {
+	if e.cfg.Peers == nil && e.members.Handle(now, env) {
 		e.mail.Contact(now, env.From)
 		return nil
 	}
@@ -335,7 +344,9 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 // Tick runs every timer that is due and sends the writes made since the
 // last tick.
 func (e *Engine) Tick(now time.Time) error {
-	e.members.Tick(now)
+	if e.cfg.Peers == nil {
+		e.members.Tick(now)
+	}
 	e.drainMemberEvents()
 	if len(e.fresh) > 0 {
 		if peers := e.members.LivePeers(); e.cfg.DirectMail && (e.cfg.DirectMailMaxPeers <= 0 || len(peers) <= e.cfg.DirectMailMaxPeers) {
@@ -368,14 +379,13 @@ func (e *Engine) drainMemberEvents() {
 
 // Deadline returns when Tick next has work to do.
 func (e *Engine) Deadline() time.Time {
-	d := e.members.Deadline()
-	if md := e.mail.Deadline(); !md.IsZero() && md.Before(d) {
-		d = md
+	var d time.Time
+	if e.cfg.Peers == nil {
+		d = e.members.Deadline()
 	}
+	d = earliest(d, e.mail.Deadline())
 	if e.cfg.RumorMongering {
-		if rd := e.monger.Deadline(); rd.Before(d) {
-			d = rd
-		}
+		d = earliest(d, e.monger.Deadline())
 	}
 	return d
 }
@@ -399,6 +409,10 @@ func (e *Engine) Join(now time.Time, seeds []string) { e.members.Join(now, seeds
 // Joined reports whether a seed has answered since the last Join.
 func (e *Engine) Joined() bool { return e.members.Joined() }
 
+// SetSeeds replaces the addresses join retries go to, keeping the backoff:
+// the driver calls it when seed names resolve to new addresses.
+func (e *Engine) SetSeeds(seeds []string) { e.members.SetSeeds(seeds) }
+
 // Leave announces a graceful departure to every live member. LeaveAcked
 // tells how far the announcement got.
 func (e *Engine) Leave(now time.Time) {
@@ -413,6 +427,9 @@ func (e *Engine) LeaveAcked() (acked, sent int) { return e.members.LeaveAcked() 
 // Members returns the membership view, self included, sorted by name.
 func (e *Engine) Members() []membership.Member { return e.members.Members() }
 
+// NumLive returns the number of live members, self included.
+func (e *Engine) NumLive() int { return e.members.NumLive() }
+
 // Self returns this node's own membership entry.
 func (e *Engine) Self() membership.Member { return e.members.Self() }
 
@@ -421,5 +438,14 @@ func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.Mail = e.mail.Stats()
 	s.Rumor = e.monger.Stats()
+	s.Members = e.members.Stats()
 	return s
+}
+
+// earliest returns the earlier of two deadlines, the zero time meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }

@@ -209,7 +209,10 @@ func TestOutboxBound(t *testing.T) {
 }
 
 func TestSuspectRefutesAndStaysAlive(t *testing.T) {
-	c := cluster(t, sim.Options{Seed: 6, Latency: time.Millisecond}, 3, nil)
+	// Without indirect probes: n3 would otherwise probe n2 for n1 and keep
+	// it alive (see sim/failuredetection_test.go for that case).
+	direct := func(cfg *engine.Config) { cfg.Membership.IndirectChecks = 0 }
+	c := cluster(t, sim.Options{Seed: 6, Latency: time.Millisecond}, 3, direct)
 	n1, n2 := c.Nodes()[0], c.Nodes()[1]
 	inc := n2.Engine.Self().Incarnation
 	// n1 cannot reach n2 for a while: it suspects it, hears nothing, and

@@ -12,9 +12,11 @@ import (
 	"container/heap"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
 	"github.com/hearsaydb/hearsay/store/memstore"
@@ -35,6 +37,9 @@ type Options struct {
 	Jitter time.Duration
 	// Loss is the probability that a message is lost.
 	Loss float64
+	// Delay, if set, draws each message's delay instead of Latency and
+	// Jitter.
+	Delay func(*rand.Rand) time.Duration
 }
 
 // NetStats counts the virtual network's traffic.
@@ -56,6 +61,19 @@ type Cluster struct {
 	nodes  []*Node
 	cut    map[[2]string]bool // directed links that drop everything
 	stats  NetStats
+	live   []*Node // running nodes, for the oracle sampler
+	liveAt map[*Node]int
+
+	// OnChange, if set, is called for every record that changes a node's
+	// store (local writes and merged remote records), at the virtual time
+	// it happens.
+	OnChange func(n *Node, r store.Record)
+	// OnSend, if set, is called for every message a node hands to the
+	// network, before loss is drawn.
+	OnSend func(from *Node, m engine.Message, size int)
+	// OnMemberEvent, if set, is called for every change in a node's
+	// membership view, at the virtual time it happens.
+	OnMemberEvent func(n *Node, ev membership.Event)
 }
 
 // Node is one simulated member: an engine over a memstore. The store
@@ -67,6 +85,10 @@ type Node struct {
 	Engine *engine.Engine
 	// Changes counts records that changed this node's store.
 	Changes int
+	// ProcessingDelay models a node starved of CPU: every message sent to
+	// it waits this long, on top of the network's delay, before it is
+	// handled.
+	ProcessingDelay time.Duration
 
 	c      *Cluster
 	cfg    engine.Config
@@ -83,6 +105,7 @@ func New(opts Options) *Cluster {
 		rng:    rand.New(rand.NewPCG(opts.Seed, 0x9e3779b97f4a7c15)),
 		byAddr: map[string]*Node{},
 		cut:    map[[2]string]bool{},
+		liveAt: map[*Node]int{},
 	}
 }
 
@@ -126,6 +149,8 @@ func (n *Node) boot() error {
 	}
 	n.Engine = e
 	n.up = true
+	n.c.liveAt[n] = len(n.c.live)
+	n.c.live = append(n.c.live, n)
 	n.tickAt = time.Time{}
 	n.flush()
 	return nil
@@ -136,8 +161,19 @@ func (n *Node) Up() bool { return n.up }
 
 // Crash stops the node at once; messages to it are lost. Its store is kept.
 func (n *Node) Crash() {
+	if !n.up {
+		return
+	}
 	n.up = false
 	n.Engine = nil
+	// Swap-remove from the live set.
+	c := n.c
+	i := c.liveAt[n]
+	last := c.live[len(c.live)-1]
+	c.live[i] = last
+	c.liveAt[last] = i
+	c.live = c.live[:len(c.live)-1]
+	delete(c.liveAt, n)
 }
 
 // Restart boots a crashed node again on its kept store.
@@ -204,8 +240,18 @@ func (n *Node) flush() {
 	}
 	rd := n.Engine.Ready()
 	n.Changes += len(rd.Changes)
+	if n.c.OnChange != nil {
+		for _, r := range rd.Changes {
+			n.c.OnChange(n, r)
+		}
+	}
+	if n.c.OnMemberEvent != nil {
+		for _, ev := range rd.MemberEvents {
+			n.c.OnMemberEvent(n, ev)
+		}
+	}
 	for _, m := range rd.Messages {
-		n.c.send(n.Addr, m)
+		n.c.send(n, m)
 	}
 	if d := n.Engine.Deadline(); !d.IsZero() && (n.tickAt.IsZero() || d.Before(n.tickAt)) {
 		if d.Before(n.c.now) {
@@ -235,20 +281,28 @@ func (c *Cluster) Partition(g1, g2 []string) {
 // Heal mends every cut link.
 func (c *Cluster) Heal() { clear(c.cut) }
 
-func (c *Cluster) send(from string, m engine.Message) {
+func (c *Cluster) send(from *Node, m engine.Message) {
 	frame, err := wire.Marshal(m.Env)
 	if err != nil {
 		panic(fmt.Sprintf("sim: engine produced an unencodable message: %v", err))
 	}
 	c.stats.Sent++
 	c.stats.Bytes += uint64(len(frame))
-	if c.cut[[2]string{from, m.To}] || (c.opts.Loss > 0 && c.rng.Float64() < c.opts.Loss) {
+	if c.OnSend != nil {
+		c.OnSend(from, m, len(frame))
+	}
+	if c.cut[[2]string{from.Addr, m.To}] || (c.opts.Loss > 0 && c.rng.Float64() < c.opts.Loss) {
 		c.stats.Lost++
 		return
 	}
 	d := c.opts.Latency
-	if c.opts.Jitter > 0 {
+	if c.opts.Delay != nil {
+		d = c.opts.Delay(c.rng)
+	} else if c.opts.Jitter > 0 {
 		d += time.Duration(c.rng.Int64N(int64(c.opts.Jitter)))
+	}
+	if to := c.byAddr[m.To]; to != nil {
+		d += to.ProcessingDelay
 	}
 	c.push(event{at: c.now.Add(d), to: m.To, frame: frame})
 }
@@ -354,4 +408,27 @@ func (q *eventQueue) Pop() any {
 	ev := old[len(old)-1]
 	*q = old[:len(old)-1]
 	return ev
+}
+
+// Sample implements engine.PeerSampler over the true live set: the oracle
+// peer sampler. It draws k distinct running nodes other than self uniformly.
+func (c *Cluster) Sample(rng *rand.Rand, k int, self string) []string {
+	n := len(c.live)
+	out := make([]string, 0, k)
+	if k >= n-1 {
+		for _, nd := range c.live {
+			if nd.Name != self {
+				out = append(out, nd.Name)
+			}
+		}
+		return out
+	}
+	for len(out) < k {
+		nd := c.live[rng.IntN(n)]
+		if nd.Name == self || slices.Contains(out, nd.Name) {
+			continue
+		}
+		out = append(out, nd.Name)
+	}
+	return out
 }

@@ -1,11 +1,31 @@
 // Package membership keeps a node's view of the cluster and detects failed
-// members, in the manner of SWIM (Das, Gupta and Motivala, "SWIM: Scalable
+// members. It follows SWIM (Das, Gupta and Motivala, "SWIM: Scalable
 // Weakly-consistent Infection-style Process Group Membership Protocol",
-// 2002): each protocol period the node probes one member, chosen in a
-// shuffled round-robin order; a member that does not answer becomes suspect,
-// and a suspect that does not refute within the suspicion timeout is declared
-// dead. State changes spread by piggybacking on every message the node sends,
-// each retransmitted a number of times that grows with log(n).
+// 2002) with the Lifeguard refinements (Dadgar, Phillips and Currey,
+// "Lifeguard: Local Health Awareness for More Accurate Failure Detection",
+// 2018):
+//
+//   - each protocol period the node probes one member, chosen in a shuffled
+//     round-robin order (SWIM §4.3); without an ack within the probe timeout
+//     it asks k other members to probe it indirectly (ping-req, SWIM §3.1),
+//     and those answer with a nack when the target stays silent (Lifeguard);
+//   - a member that answers neither way becomes suspect (SWIM §4.2); a
+//     suspect that does not refute, by raising its incarnation, within the
+//     suspicion timeout is declared dead. The timeout scales with log(n) and
+//     shrinks, from a maximum to a minimum, as independent accusers confirm
+//     the suspicion (Lifeguard, "Local Health Aware Suspicion");
+//   - a node keeps a local health score, raised by probes that fail without
+//     the expected nacks and by accusations against itself, lowered by
+//     probes that succeed; the score stretches its own probe interval and
+//     timeout, so that a slow node does not accuse healthy ones (Lifeguard,
+//     "Local Health Aware Probe");
+//   - a probe of a suspect carries the suspicion, so that the suspect hears
+//     it at once and can refute it (Lifeguard, "Buddy System");
+//   - state changes spread by piggybacking on every message the node sends,
+//     each retransmitted a number of times that grows with log(n) (SWIM
+//     §4.1); dead members are pinged now and then, so that the two sides of
+//     a healed partition find each other again; dead and left members are
+//     forgotten (reaped) after a while.
 //
 // The package is pure: time and randomness come from the caller, and
 // messages leave through the send function it was given.
@@ -13,6 +33,7 @@ package membership
 
 import (
 	"cmp"
+	"container/heap"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -24,13 +45,38 @@ import (
 // Config tunes failure detection and dissemination.
 type Config struct {
 	// ProbeInterval is the protocol period: one member is probed per period.
+	// A failed probe is judged at the end of its period, so it also bounds
+	// the wait for indirect acks.
 	ProbeInterval time.Duration
-	// ProbeTimeout is how long to wait for an ack before the probed member
-	// becomes suspect. It must exceed a round trip.
+	// ProbeTimeout is how long to wait for a direct ack before asking other
+	// members to probe indirectly. It must exceed a round trip and stay well
+	// below ProbeInterval, which leaves the rest of the period for the
+	// indirect probes (two round trips).
 	ProbeTimeout time.Duration
-	// SuspicionTimeout is how long a suspect has to refute before it is
-	// declared dead.
+	// IndirectChecks is k, the number of members asked to probe a member
+	// that did not answer directly (SWIM §3.1). 0 disables indirect probes.
+	IndirectChecks int
+	// SuspicionTimeout is the shortest time a suspect has to refute in a
+	// cluster of up to 10 members; it grows with log10 of the cluster size
+	// (SWIM §4.2: a suspicion needs O(log n) periods to reach everyone), so
+	// 2x for 100 members and 3x for 1,000. Five seconds lets a node that
+	// restarts in a few seconds come back with a higher incarnation before
+	// it is declared dead, which keeps its direct-mail outboxes.
 	SuspicionTimeout time.Duration
+	// SuspicionMaxMult sets the longest suspicion timeout, as a multiple of
+	// the shortest. A suspicion starts at the longest and falls to the
+	// shortest as SuspicionConfirmations independent accusers confirm it
+	// (Lifeguard): a lone accuser, which may be the faulty one, must wait
+	// longer than a crowd. 1 makes the timeout fixed.
+	SuspicionMaxMult int
+	// SuspicionConfirmations is K, the number of independent confirmations
+	// that bring a suspicion down to its shortest timeout. Capped by the
+	// number of members that could confirm (n-2).
+	SuspicionConfirmations int
+	// MaxLocalHealth is the highest local health score: probe interval and
+	// timeout are multiplied by score+1, up to MaxLocalHealth+1. 0 switches
+	// local health awareness off.
+	MaxLocalHealth int
 	// RetransmitMult scales how many times each state change is piggybacked:
 	// RetransmitMult * ceil(log10(n+1)) times, enough to reach every member
 	// with high probability (SWIM §4.1).
@@ -40,19 +86,35 @@ type Config struct {
 	MaxPiggyback int
 	// JoinRetryMin and JoinRetryMax bound the backoff between join attempts.
 	JoinRetryMin, JoinRetryMax time.Duration
+	// ReconnectInterval is how often a dead member (not a left one) is
+	// pinged, with the news of its death attached: a member that was only
+	// cut off refutes it, which heals a partition. 0 disables it.
+	ReconnectInterval time.Duration
+	// ReapTimeout is how long a dead or left member stays in the view before
+	// it is forgotten; after that its name can join again at any
+	// incarnation. 0 keeps them forever.
+	ReapTimeout time.Duration
 }
 
-// DefaultConfig suits a LAN: failures are suspected within about a second
-// and declared after five more.
+// DefaultConfig suits a LAN of 3 to 1,000 members: a crashed member is
+// suspected within a few seconds and declared dead 5 to 20 seconds later in
+// a small cluster (15 to 60 s at 1,000 members), sooner the more members
+// confirm it.
 func DefaultConfig() Config {
 	return Config{
-		ProbeInterval:    time.Second,
-		ProbeTimeout:     500 * time.Millisecond,
-		SuspicionTimeout: 5 * time.Second,
-		RetransmitMult:   4,
-		MaxPiggyback:     8,
-		JoinRetryMin:     200 * time.Millisecond,
-		JoinRetryMax:     10 * time.Second,
+		ProbeInterval:          time.Second,
+		ProbeTimeout:           500 * time.Millisecond,
+		IndirectChecks:         3,
+		SuspicionTimeout:       5 * time.Second,
+		SuspicionMaxMult:       4,
+		SuspicionConfirmations: 3,
+		MaxLocalHealth:         8,
+		RetransmitMult:         4,
+		MaxPiggyback:           8,
+		JoinRetryMin:           200 * time.Millisecond,
+		JoinRetryMax:           10 * time.Second,
+		ReconnectInterval:      10 * time.Second,
+		ReapTimeout:            time.Hour,
 	}
 }
 
@@ -79,25 +141,91 @@ func (m Member) toWire() *wire.Member {
 type Event struct {
 	Member Member
 	// Prev is the state before the change; Joined is true when the member
-	// was not known before.
+	// was not known before (Prev is then its first state).
 	Prev   wire.State
 	Joined bool
+	// Removed is true when a dead or left member is reaped from the view;
+	// Member is its last entry.
+	Removed bool
+}
+
+// Stats counts what the failure detector did.
+type Stats struct {
+	Probes        uint64 // direct probes sent
+	ProbesFailed  uint64 // probes answered neither directly nor indirectly
+	PingReqs      uint64 // indirect probe requests sent
+	NacksReceived uint64 // nacks received for them
+	Relayed       uint64 // indirect probes run for other members
+	NacksSent     uint64 // of those, answered with a nack
+	Suspected     uint64 // members this node accused after a failed probe
+	Refuted       uint64 // accusations of this node that it refuted
+	Declared      uint64 // suspects this node's own timer declared dead
+	Reconnects    uint64 // pings sent to dead members
+	Reaped        uint64 // dead or left members forgotten
+	// Health is the current local health score, 0 (healthy) to
+	// MaxLocalHealth.
+	Health int
 }
 
 // SendFunc hands a message to the caller for delivery to a gossip address.
-// The membership layer sets only the body; the caller fills the envelope's
-// sender fields and may piggyback further updates.
+// The membership layer sets the body, and sometimes a piggybacked update;
+// the caller fills the envelope's sender fields and may piggyback further
+// updates.
 type SendFunc func(addr string, env *wire.Envelope)
 
-type broadcast struct {
-	update    *wire.Member
-	transmits int
-}
-
+// probe is this node's probe of one member in the current period.
 type probe struct {
 	target   string
 	seq      uint64
+	timeout  time.Time // direct ack deadline: then ping-req
+	end      time.Time // end of the period: then the probe has failed
+	indirect bool      // ping-reqs sent
+	expected int       // nacks expected
+	nacks    int
+}
+
+// relay is an indirect probe run for another member (SWIM §3.1).
+type relay struct {
+	seq     uint64 // our ping's seq
+	reqSeq  uint64 // the requester's seq
+	reqAddr string
+	nackAt  time.Time
+}
+
+// maxRelays bounds the indirect probes run at once for others, so that a
+// flood of ping-reqs cannot grow the state without bound.
+const maxRelays = 256
+
+// suspicion is a suspect's timer (Lifeguard, "Local Health Aware
+// Suspicion"): it runs from the time this node learned of the suspicion,
+// and its length falls from max to min with the log of the number of
+// independent confirmations.
+type suspicion struct {
+	start    time.Time
+	min, max time.Duration
+	k        int
+	accusers []string // distinct accusers, the first one included
 	deadline time.Time
+}
+
+func (s *suspicion) confirm(from string) bool {
+	if from == "" || slices.Contains(s.accusers, from) {
+		return false
+	}
+	s.accusers = append(s.accusers, from)
+	s.deadline = s.start.Add(suspicionTimeout(s.min, s.max, len(s.accusers)-1, s.k))
+	return true
+}
+
+// suspicionTimeout is Lifeguard's dynamic suspicion timeout:
+// max(min, max - (max-min) * log(c+1)/log(k+1)) after c confirmations of K
+// expected.
+func suspicionTimeout(lo, hi time.Duration, c, k int) time.Duration {
+	if k < 1 || c >= k || hi <= lo {
+		return lo
+	}
+	frac := math.Log(float64(c)+1) / math.Log(float64(k)+1)
+	return max(lo, hi-time.Duration(frac*float64(hi-lo)))
 }
 
 // Membership is the view and the failure detector. It is not safe for
@@ -115,9 +243,21 @@ type Membership struct {
 	nextProbe time.Time
 	seq       uint64
 	probe     *probe
+	relays    []relay
+	health    int
 
-	queue  []*broadcast
+	suspicions    map[string]*suspicion
+	down          map[string]bool // dead or left members, for reconnects and reaping
+	timersDirty   bool            // suspicions or down changed: recompute the two below
+	suspicionAt   time.Time       // earliest suspicion deadline, zero if none
+	reapAt        time.Time       // earliest reap time, zero if none
+	nextReconnect time.Time
+
+	queue  broadcastQueue
+	queued map[string]*broadcast
+	bseq   uint64
 	events []Event
+	stats  Stats
 
 	seeds       []string
 	joined      bool
@@ -132,7 +272,11 @@ type Membership struct {
 // self.Since is taken as the current time.
 func New(cfg Config, self Member, rng *rand.Rand, send SendFunc) *Membership {
 	self.State = wire.State_ALIVE
-	m := &Membership{cfg: cfg, self: self, members: map[string]*Member{}, rng: rng, send: send, nextProbe: self.Since}
+	m := &Membership{
+		cfg: cfg, self: self, members: map[string]*Member{}, rng: rng, send: send,
+		nextProbe: self.Since, suspicions: map[string]*suspicion{}, down: map[string]bool{},
+		queued: map[string]*broadcast{}, nextReconnect: self.Since.Add(cfg.ReconnectInterval),
+	}
 	// Announce ourselves: after a restart this alive update, at a higher
 	// incarnation, overrides whatever the cluster last believed about us.
 	m.enqueue(self.toWire())
@@ -178,7 +322,19 @@ func (m *Membership) LivePeers() []string {
 }
 
 // NumLive returns the number of live members, self included.
-func (m *Membership) NumLive() int { return len(m.LivePeers()) + 1 }
+func (m *Membership) NumLive() int { return len(m.names) - len(m.down) + 1 }
+
+// Health returns the local health score: 0 when this node keeps up, up to
+// MaxLocalHealth when its probes fail without the nacks that healthy
+// helpers would have sent, which says the fault is likely its own.
+func (m *Membership) Health() int { return m.health }
+
+// Stats returns the counters.
+func (m *Membership) Stats() Stats {
+	s := m.stats
+	s.Health = m.health
+	return s
+}
 
 // Joined reports whether a seed has answered a join since the last Join.
 func (m *Membership) Joined() bool { return m.joined }
@@ -200,6 +356,11 @@ func (m *Membership) Join(now time.Time, seeds []string) {
 	m.tickJoin(now)
 }
 
+// SetSeeds replaces the addresses that join retries go to, keeping the
+// backoff: the driver calls it when the seed names resolve to new
+// addresses (a DNS name behind which pods come and go).
+func (m *Membership) SetSeeds(seeds []string) { m.seeds = slices.Clone(seeds) }
+
 func (m *Membership) tickJoin(now time.Time) {
 	if m.joined || len(m.seeds) == 0 || now.Before(m.joinAt) {
 		return
@@ -218,6 +379,7 @@ func (m *Membership) tickJoin(now time.Time) {
 // with a ping; LeaveAcked tells how many have answered.
 func (m *Membership) Leave(now time.Time) {
 	m.left = true
+	m.probe = nil
 	m.self.Incarnation++
 	m.self.State = wire.State_LEFT
 	m.self.Since = now
@@ -242,55 +404,137 @@ func (m *Membership) LeaveAcked() (acked, sent int) {
 	return acked, len(m.leaveSeqs)
 }
 
+// scale stretches a probe timer by the local health multiplier (Lifeguard,
+// "Local Health Aware Probe").
+func (m *Membership) scale(d time.Duration) time.Duration { return d * time.Duration(m.health+1) }
+
+func (m *Membership) addHealth(delta int) {
+	m.health = min(max(m.health+delta, 0), m.cfg.MaxLocalHealth)
+}
+
 // Deadline returns the next time Tick has work to do.
 func (m *Membership) Deadline() time.Time {
 	d := m.nextProbe
-	if m.probe != nil && m.probe.deadline.Before(d) {
-		d = m.probe.deadline
-	}
-	if !m.joined && len(m.seeds) > 0 && m.joinAt.Before(d) {
-		d = m.joinAt
-	}
-	for _, n := range m.names {
-		if p := m.members[n]; p.State == wire.State_SUSPECT {
-			if t := p.Since.Add(m.cfg.SuspicionTimeout); t.Before(d) {
-				d = t
-			}
+	earlier := func(t time.Time) {
+		if !t.IsZero() && t.Before(d) {
+			d = t
 		}
+	}
+	if !m.joined && len(m.seeds) > 0 {
+		earlier(m.joinAt)
+	}
+	if m.left {
+		return d
+	}
+	if p := m.probe; p != nil {
+		if !p.indirect {
+			earlier(p.timeout)
+		}
+		earlier(p.end)
+	}
+	for _, r := range m.relays {
+		earlier(r.nackAt)
+	}
+	m.refreshTimers()
+	earlier(m.suspicionAt)
+	earlier(m.reapAt)
+	if m.cfg.ReconnectInterval > 0 && m.hasDead() {
+		earlier(m.nextReconnect)
 	}
 	return d
 }
 
-// Tick runs the timers: probe timeouts, suspicion timeouts, the next probe
-// and join retries.
+func (m *Membership) hasDead() bool {
+	for n := range m.down {
+		if m.members[n].State == wire.State_DEAD {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshTimers recomputes the earliest suspicion and reap deadlines after
+// a change; the minimum does not depend on map order.
+func (m *Membership) refreshTimers() {
+	if !m.timersDirty {
+		return
+	}
+	m.timersDirty = false
+	m.suspicionAt, m.reapAt = time.Time{}, time.Time{}
+	for _, s := range m.suspicions {
+		if m.suspicionAt.IsZero() || s.deadline.Before(m.suspicionAt) {
+			m.suspicionAt = s.deadline
+		}
+	}
+	if m.cfg.ReapTimeout > 0 {
+		for n := range m.down {
+			if t := m.members[n].Since.Add(m.cfg.ReapTimeout); m.reapAt.IsZero() || t.Before(m.reapAt) {
+				m.reapAt = t
+			}
+		}
+	}
+}
+
+// Tick runs the timers: probe and relay timeouts, suspicion timeouts,
+// reaping, reconnects, the next probe and join retries.
 func (m *Membership) Tick(now time.Time) {
 	m.tickJoin(now)
 	if m.left {
+		if !now.Before(m.nextProbe) {
+			m.nextProbe = now.Add(m.cfg.ProbeInterval)
+		}
 		return
 	}
-	if m.probe != nil && !now.Before(m.probe.deadline) {
-		if p, ok := m.members[m.probe.target]; ok && p.State == wire.State_ALIVE {
-			m.apply(now, &wire.Member{Name: p.Name, Address: p.Addr, NodeId: p.NodeID, Incarnation: p.Incarnation, State: wire.State_SUSPECT})
+	m.tickRelays(now)
+	if p := m.probe; p != nil {
+		if !p.indirect && !now.Before(p.timeout) {
+			m.pingReq(now, p)
 		}
-		m.probe = nil
+		if !now.Before(p.end) {
+			m.probeFailed(now, p)
+		}
 	}
-	for _, n := range m.names {
-		p := m.members[n]
-		if p.State == wire.State_SUSPECT && !now.Before(p.Since.Add(m.cfg.SuspicionTimeout)) {
+	m.refreshTimers()
+	if !m.suspicionAt.IsZero() && !now.Before(m.suspicionAt) {
+		for _, n := range m.sortedNames(m.suspicions) {
+			s := m.suspicions[n]
+			if now.Before(s.deadline) {
+				continue
+			}
+			p := m.members[n]
+			m.stats.Declared++
+			// SWIM §4.2: a suspect not refuted in time is declared dead, at
+			// the incarnation it was suspected at.
 			m.apply(now, &wire.Member{Name: p.Name, Address: p.Addr, NodeId: p.NodeID, Incarnation: p.Incarnation, State: wire.State_DEAD})
 		}
 	}
-	if !now.Before(m.nextProbe) {
-		m.nextProbe = now.Add(m.cfg.ProbeInterval)
-		if m.probe == nil {
-			m.startProbe(now)
-		}
+	m.refreshTimers()
+	if !m.reapAt.IsZero() && !now.Before(m.reapAt) {
+		m.reap(now)
 	}
+	if m.cfg.ReconnectInterval > 0 && !now.Before(m.nextReconnect) {
+		m.nextReconnect = now.Add(m.cfg.ReconnectInterval)
+		m.reconnect()
+	}
+	if !now.Before(m.nextProbe) && m.probe == nil {
+		m.startProbe(now)
+	}
+}
+
+func (m *Membership) sortedNames(set map[string]*suspicion) []string {
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // startProbe pings the next member in a shuffled round-robin order, which
 // bounds the time until every member is probed (SWIM §4.3).
 func (m *Membership) startProbe(now time.Time) {
+	period := m.scale(m.cfg.ProbeInterval)
+	m.nextProbe = now.Add(period)
 	for range 2 {
 		for m.next < len(m.order) {
 			name := m.order[m.next]
@@ -300,8 +544,15 @@ func (m *Membership) startProbe(now time.Time) {
 				continue
 			}
 			m.seq++
-			m.probe = &probe{target: name, seq: m.seq, deadline: now.Add(m.cfg.ProbeTimeout)}
-			m.send(p.Addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name}}})
+			m.probe = &probe{target: name, seq: m.seq, timeout: now.Add(m.scale(m.cfg.ProbeTimeout)), end: now.Add(period)}
+			env := &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name}}}
+			if p.State == wire.State_SUSPECT {
+				// Lifeguard's buddy system: the suspect learns of the
+				// suspicion from the probe itself and can refute at once.
+				env.Members = append(env.Members, m.suspectUpdate(p))
+			}
+			m.stats.Probes++
+			m.send(p.Addr, env)
 			return
 		}
 		m.order = m.LivePeers()
@@ -310,9 +561,124 @@ func (m *Membership) startProbe(now time.Time) {
 	}
 }
 
+func (m *Membership) suspectUpdate(p *Member) *wire.Member {
+	u := p.toWire()
+	if s := m.suspicions[p.Name]; s != nil && len(s.accusers) > 0 {
+		u.From = s.accusers[0]
+	}
+	return u
+}
+
+// pingReq asks k random alive members to probe the target for us (SWIM
+// §3.1). Each answers with the target's ack or, failing that, a nack.
+func (m *Membership) pingReq(now time.Time, p *probe) {
+	p.indirect = true
+	t, ok := m.members[p.target]
+	if !ok || m.cfg.IndirectChecks <= 0 {
+		return
+	}
+	var helpers []string
+	for _, n := range m.names {
+		if n != p.target && m.members[n].State == wire.State_ALIVE {
+			helpers = append(helpers, n)
+		}
+	}
+	k := min(m.cfg.IndirectChecks, len(helpers))
+	for i := range k {
+		j := i + m.rng.IntN(len(helpers)-i)
+		helpers[i], helpers[j] = helpers[j], helpers[i]
+		h := m.members[helpers[i]]
+		m.stats.PingReqs++
+		m.send(h.Addr, &wire.Envelope{Body: &wire.Envelope_PingReq{PingReq: &wire.PingReq{Seq: p.seq, Target: t.Name, TargetAddress: t.Addr}}})
+	}
+	p.expected = k
+}
+
+// probeFailed ends a probe that got no ack at all: the target becomes
+// suspect, and the local health score rises by the nacks that did not come
+// (or by one without helpers): healthy helpers would have sent them, so
+// their absence says the fault may be ours (Lifeguard, "Local Health Aware
+// Probe").
+func (m *Membership) probeFailed(now time.Time, p *probe) {
+	m.probe = nil
+	m.stats.ProbesFailed++
+	if p.expected > 0 {
+		m.addHealth(p.expected - p.nacks)
+	} else {
+		m.addHealth(1)
+	}
+	t, ok := m.members[p.target]
+	if !ok || !t.Live() {
+		return
+	}
+	m.stats.Suspected++
+	m.apply(now, &wire.Member{Name: t.Name, Address: t.Addr, NodeId: t.NodeID, Incarnation: t.Incarnation, State: wire.State_SUSPECT, From: m.self.Name})
+}
+
+func (m *Membership) tickRelays(now time.Time) {
+	keep := m.relays[:0]
+	for _, r := range m.relays {
+		if now.Before(r.nackAt) {
+			keep = append(keep, r)
+			continue
+		}
+		m.stats.NacksSent++
+		m.send(r.reqAddr, &wire.Envelope{Body: &wire.Envelope_Nack{Nack: &wire.Nack{Seq: r.reqSeq}}})
+	}
+	m.relays = keep
+}
+
+// reconnect pings one dead member at random with the news of its death: if
+// it was only cut off (a partition), it refutes, and its alive update at a
+// higher incarnation brings it back into everyone's view.
+func (m *Membership) reconnect() {
+	var dead []string
+	for n := range m.down {
+		if m.members[n].State == wire.State_DEAD {
+			dead = append(dead, n)
+		}
+	}
+	if len(dead) == 0 {
+		return
+	}
+	slices.Sort(dead)
+	p := m.members[dead[m.rng.IntN(len(dead))]]
+	m.seq++
+	m.stats.Reconnects++
+	m.send(p.Addr, &wire.Envelope{
+		Members: []*wire.Member{p.toWire()},
+		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name}},
+	})
+}
+
+// reap forgets dead and left members whose time is up. Updates about an
+// unknown member that is dead or left are ignored (see apply), so a reaped
+// member stays forgotten until it announces itself alive, at any
+// incarnation.
+func (m *Membership) reap(now time.Time) {
+	var gone []string
+	for n := range m.down {
+		if !now.Before(m.members[n].Since.Add(m.cfg.ReapTimeout)) {
+			gone = append(gone, n)
+		}
+	}
+	slices.Sort(gone)
+	for _, n := range gone {
+		p := m.members[n]
+		delete(m.members, n)
+		delete(m.down, n)
+		if i, ok := slices.BinarySearch(m.names, n); ok {
+			m.names = slices.Delete(m.names, i, i+1)
+		}
+		m.stats.Reaped++
+		m.events = append(m.events, Event{Member: *p, Prev: p.State, Removed: true})
+	}
+	m.timersDirty = true
+}
+
 // Handle processes the membership side of a received envelope: the sender's
-// own liveness, piggybacked updates, and Ping, Ack, Join and JoinReply
-// bodies. It reports whether the body was a membership message.
+// own liveness, piggybacked updates, and Ping, Ack, PingReq, Nack, Join and
+// JoinReply bodies. It reports whether the body was a membership message.
 func (m *Membership) Handle(now time.Time, env *wire.Envelope) bool {
 	if env.From != "" && env.From != m.self.Name {
 		if _, ok := m.members[env.From]; !ok && env.FromAddr != "" {
@@ -331,14 +697,37 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) bool {
 			return true // meant for a member that used to have our address
 		}
 		if addr := m.addrOf(env); addr != "" {
-			m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq}}})
+			ack := &wire.Envelope{Body: &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq}}}
+			if p, ok := m.members[env.From]; ok && (p.State == wire.State_SUSPECT || p.State == wire.State_DEAD) {
+				// The sender is evidently running, but we believe otherwise:
+				// tell it, so that it refutes.
+				ack.Members = append(ack.Members, m.suspectUpdate(p))
+			}
+			m.send(addr, ack)
 		}
 	case *wire.Envelope_Ack:
-		if m.probe != nil && m.probe.seq == b.Ack.Seq {
+		if p := m.probe; p != nil && p.seq == b.Ack.Seq {
+			if !p.indirect {
+				m.addHealth(-1)
+			}
 			m.probe = nil
+		}
+		for i, r := range m.relays {
+			if r.seq == b.Ack.Seq {
+				m.send(r.reqAddr, &wire.Envelope{Body: &wire.Envelope_Ack{Ack: &wire.Ack{Seq: r.reqSeq}}})
+				m.relays = slices.Delete(m.relays, i, i+1)
+				break
+			}
 		}
 		if _, ok := m.leaveSeqs[b.Ack.Seq]; ok {
 			m.leaveSeqs[b.Ack.Seq] = true
+		}
+	case *wire.Envelope_PingReq:
+		m.relay(now, env, b.PingReq)
+	case *wire.Envelope_Nack:
+		if p := m.probe; p != nil && p.seq == b.Nack.Seq && p.nacks < p.expected {
+			p.nacks++
+			m.stats.NacksReceived++
 		}
 	case *wire.Envelope_Join:
 		if addr := m.addrOf(env); addr != "" {
@@ -360,6 +749,27 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) bool {
 	return true
 }
 
+// relay runs an indirect probe for the sender of a ping-req: ping the
+// target, forward its ack, or send a nack if it stays silent for most of a
+// probe timeout (Lifeguard).
+func (m *Membership) relay(now time.Time, env *wire.Envelope, req *wire.PingReq) {
+	reqAddr := m.addrOf(env)
+	if reqAddr == "" || req.Target == "" || req.Target == m.self.Name || m.left || len(m.relays) >= maxRelays {
+		return
+	}
+	addr := req.TargetAddress
+	if p, ok := m.members[req.Target]; ok && p.Addr != "" {
+		addr = p.Addr
+	}
+	if addr == "" {
+		return
+	}
+	m.seq++
+	m.stats.Relayed++
+	m.relays = append(m.relays, relay{seq: m.seq, reqSeq: req.Seq, reqAddr: reqAddr, nackAt: now.Add(m.cfg.ProbeTimeout * 4 / 5)})
+	m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: req.Target}}})
+}
+
 func (m *Membership) addrOf(env *wire.Envelope) string {
 	if p, ok := m.members[env.From]; ok && p.Addr != "" {
 		return p.Addr
@@ -367,32 +777,45 @@ func (m *Membership) addrOf(env *wire.Envelope) string {
 	return env.FromAddr
 }
 
-// apply merges one membership update by SWIM's ordering: a higher
+// apply merges one membership update by SWIM's ordering (§4.2): a higher
 // incarnation wins; at the same incarnation suspect overrides alive, and
 // dead or left override both. An update that accuses this node is refuted by
-// raising its incarnation (SWIM §4.2).
+// raising its incarnation. A suspicion of a suspect at the same incarnation
+// from a new accuser is a confirmation (Lifeguard).
 func (m *Membership) apply(now time.Time, u *wire.Member) {
 	if u.Name == "" {
 		return
 	}
 	if u.Name == m.self.Name {
-		if m.left {
-			return
-		}
-		if u.State != wire.State_ALIVE && u.Incarnation >= m.self.Incarnation {
-			m.self.Incarnation = u.Incarnation + 1
-			m.enqueue(m.self.toWire())
-		}
+		m.applySelf(u)
 		return
 	}
 	p, known := m.members[u.Name]
 	if !known {
+		if u.State == wire.State_DEAD || u.State == wire.State_LEFT {
+			// Old news of a member we never knew or already reaped.
+			return
+		}
 		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now}
 		m.members[u.Name] = nm
 		i, _ := slices.BinarySearch(m.names, u.Name)
 		m.names = slices.Insert(m.names, i, u.Name)
+		// SWIM §4.3: a new member goes at a random place in the rest of the
+		// current round, so it is probed within this round or the next.
+		j := m.next + m.rng.IntN(len(m.order)-m.next+1)
+		m.order = slices.Insert(m.order, j, u.Name)
+		if u.State == wire.State_SUSPECT {
+			m.startSuspicion(now, u.Name, u.From)
+		}
 		m.events = append(m.events, Event{Member: *nm, Prev: u.State, Joined: true})
 		m.enqueue(u)
+		return
+	}
+	if u.State == wire.State_SUSPECT && p.State == wire.State_SUSPECT && u.Incarnation == p.Incarnation {
+		if s := m.suspicions[u.Name]; s != nil && s.confirm(u.From) {
+			m.timersDirty = true
+			m.enqueue(u) // spread the confirmation too
+		}
 		return
 	}
 	if !overrides(u, p) {
@@ -411,7 +834,53 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		p.Since = now
 		m.events = append(m.events, Event{Member: *p, Prev: prev})
 	}
+	delete(m.suspicions, u.Name)
+	if u.State == wire.State_SUSPECT {
+		m.startSuspicion(now, u.Name, u.From)
+	}
+	if u.State == wire.State_DEAD || u.State == wire.State_LEFT {
+		m.down[u.Name] = true
+	} else {
+		delete(m.down, u.Name)
+	}
+	m.timersDirty = true
 	m.enqueue(u)
+}
+
+// applySelf refutes accusations: a suspect, dead or left update about this
+// node at its incarnation or later, or any update at a later one (news of
+// an incarnation from before a restart), makes it announce itself alive at
+// a higher incarnation (SWIM §4.2). Being accused also raises the local
+// health score: it hints that this node answers slowly (Lifeguard).
+func (m *Membership) applySelf(u *wire.Member) {
+	if m.left {
+		return
+	}
+	accused := u.State != wire.State_ALIVE && u.Incarnation >= m.self.Incarnation
+	if !accused && u.Incarnation <= m.self.Incarnation {
+		return
+	}
+	if accused {
+		m.stats.Refuted++
+		m.addHealth(1)
+	}
+	m.self.Incarnation = u.Incarnation + 1
+	m.enqueue(m.self.toWire())
+}
+
+func (m *Membership) startSuspicion(now time.Time, name, from string) {
+	// The timeout scales with log10 of the cluster size (SWIM §4.2).
+	n := m.NumLive()
+	lo := time.Duration(float64(m.cfg.SuspicionTimeout) * max(1, math.Log10(float64(n))))
+	hi := lo * time.Duration(max(m.cfg.SuspicionMaxMult, 1))
+	k := min(m.cfg.SuspicionConfirmations, n-2)
+	s := &suspicion{start: now, min: lo, max: hi, k: k}
+	if from != "" {
+		s.accusers = append(s.accusers, from)
+	}
+	s.deadline = now.Add(suspicionTimeout(lo, hi, 0, k))
+	m.suspicions[name] = s
+	m.timersDirty = true
 }
 
 func overrides(u *wire.Member, p *Member) bool {
@@ -422,7 +891,7 @@ func overrides(u *wire.Member, p *Member) bool {
 		if p.State == wire.State_ALIVE {
 			return u.Incarnation >= p.Incarnation
 		}
-		return p.State == wire.State_SUSPECT && u.Incarnation > p.Incarnation
+		return u.Incarnation > p.Incarnation
 	default: // DEAD, LEFT
 		if p.State == wire.State_DEAD || p.State == wire.State_LEFT {
 			return u.Incarnation > p.Incarnation
@@ -431,27 +900,80 @@ func overrides(u *wire.Member, p *Member) bool {
 	}
 }
 
+// broadcast is a queued update and how often it was piggybacked.
+type broadcast struct {
+	update    *wire.Member
+	transmits int
+	id        uint64 // enqueue order: newer first among equals
+	index     int
+}
+
+// broadcastQueue is a heap ordered least transmitted first, then newest
+// first (as memberlist's TransmitLimitedQueue), so that fresh news, such as
+// a suspicion, goes out at once however long the queue.
+type broadcastQueue []*broadcast
+
+func (q broadcastQueue) Len() int { return len(q) }
+func (q broadcastQueue) Less(i, j int) bool {
+	if q[i].transmits != q[j].transmits {
+		return q[i].transmits < q[j].transmits
+	}
+	return q[i].id > q[j].id
+}
+func (q broadcastQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *broadcastQueue) Push(x any) {
+	b := x.(*broadcast)
+	b.index = len(*q)
+	*q = append(*q, b)
+}
+func (q *broadcastQueue) Pop() any {
+	old := *q
+	b := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return b
+}
+
 func (m *Membership) enqueue(u *wire.Member) {
 	// A newer update about the same member replaces the queued one.
-	m.queue = slices.DeleteFunc(m.queue, func(b *broadcast) bool { return b.update.Name == u.Name })
-	c := &wire.Member{Name: u.Name, Address: u.Address, Incarnation: u.Incarnation, State: u.State, NodeId: u.NodeId}
-	m.queue = append(m.queue, &broadcast{update: c})
+	if old := m.queued[u.Name]; old != nil {
+		heap.Remove(&m.queue, old.index)
+	}
+	m.bseq++
+	b := &broadcast{update: &wire.Member{Name: u.Name, Address: u.Address, Incarnation: u.Incarnation, State: u.State, NodeId: u.NodeId, From: u.From}, id: m.bseq}
+	m.queued[u.Name] = b
+	heap.Push(&m.queue, b)
 }
 
 // Piggyback attaches up to MaxPiggyback queued updates to env, least
-// transmitted first, and retires those sent often enough.
+// transmitted first, and retires those sent often enough (SWIM §4.1).
 func (m *Membership) Piggyback(env *wire.Envelope) {
 	if len(m.queue) == 0 {
 		return
 	}
 	limit := m.cfg.RetransmitMult * int(math.Ceil(math.Log10(float64(len(m.members)+2))))
-	slices.SortStableFunc(m.queue, func(a, b *broadcast) int { return cmp.Compare(a.transmits, b.transmits) })
-	n := min(len(m.queue), m.cfg.MaxPiggyback)
-	for _, b := range m.queue[:n] {
+	room := m.cfg.MaxPiggyback - len(env.Members)
+	var taken []*broadcast
+	for range min(len(m.queue), max(room, 0)) {
+		b := heap.Pop(&m.queue).(*broadcast)
+		if slices.ContainsFunc(env.Members, func(u *wire.Member) bool { return u.Name == b.update.Name }) {
+			taken = append(taken, b) // already carried (buddy system): not counted
+			continue
+		}
 		env.Members = append(env.Members, b.update)
 		b.transmits++
+		taken = append(taken, b)
 	}
-	m.queue = slices.DeleteFunc(m.queue, func(b *broadcast) bool { return b.transmits >= limit })
+	for _, b := range taken {
+		if b.transmits >= limit {
+			delete(m.queued, b.update.Name)
+			continue
+		}
+		heap.Push(&m.queue, b)
+	}
 }
 
 // jitter spreads d over [d/2, d) so that retries from many nodes do not

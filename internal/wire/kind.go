@@ -33,3 +33,15 @@ func (x *Envelope) Kind() string {
 	}
 	return "unknown"
 }
+
+// Updates returns how many records (updates) the envelope carries, inline or
+// announced: what the simulator counts as update-carrying traffic.
+func (x *Envelope) Updates() int {
+	switch b := x.GetBody().(type) {
+	case *Envelope_Mail:
+		return len(b.Mail.Records)
+	case *Envelope_Rumor:
+		return len(b.Rumor.Records) + len(b.Rumor.Announces)
+	}
+	return 0
+}

@@ -1,0 +1,79 @@
+package sim
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+
+	"gopkg.in/yaml.v3"
+)
+
+// LoadScenario reads a scenario from a YAML file whose keys are the flag
+// names of `hearsay sim` (nodes, model, mechanism, ...). Keys it does not
+// know are an error, so a typo does not silently fall back to a default.
+// Unset keys keep DefaultScenario's values.
+func LoadScenario(path string) (Scenario, error) {
+	s := DefaultScenario()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, fmt.Errorf("sim: scenario: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		return s, fmt.Errorf("sim: scenario %s: %w", path, err)
+	}
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("sim: scenario %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Override copies the field named by a `hearsay sim` flag from o into s:
+// how flags given on the command line win over a scenario file.
+func (s *Scenario) Override(flag string, o Scenario) {
+	switch flag {
+	case "nodes":
+		s.Nodes = o.Nodes
+	case "model":
+		s.Model = o.Model
+	case "mechanism":
+		s.Mechanism = o.Mechanism
+	case "direction":
+		s.Direction = o.Direction
+	case "interest":
+		s.Interest = o.Interest
+	case "k":
+		s.K = o.K
+	case "fanout":
+		s.Fanout = o.Fanout
+	case "loss":
+		s.Loss = o.Loss
+	case "latency":
+		s.Latency = o.Latency
+	case "sampler":
+		s.Sampler = o.Sampler
+	case "seed":
+		s.Seed = o.Seed
+	case "runs":
+		s.Runs = o.Runs
+	case "duration":
+		s.Duration = o.Duration
+	case "cycle":
+		s.Cycle = o.Cycle
+	}
+}
+
+// UnmarshalYAML reads the flag string form of a latency.
+func (l *Latency) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := ParseLatency(s)
+	if err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}
