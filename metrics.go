@@ -78,10 +78,12 @@ var (
 	descOutbox         = prometheus.NewDesc("hearsay_directmail_outbox_records", "Records waiting in direct-mail outboxes, over all peers.", nil, nil)
 	descOutboxBytes    = prometheus.NewDesc("hearsay_directmail_outbox_bytes", "Bytes waiting in direct-mail outboxes, over all peers.", nil, nil)
 	descTransport      = prometheus.NewDesc("hearsay_transport_total", "Transport counters, by event.", []string{"event"}, nil)
+	descDetector       = prometheus.NewDesc("hearsay_failure_detector_total", "Failure detector activity, by event.", []string{"event"}, nil)
+	descLocalHealth    = prometheus.NewDesc("hearsay_local_health", "Local health score (Lifeguard): 0 when this node keeps up; probe timers are stretched by score+1.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descRefused, descMail, descOutbox, descOutboxBytes, descTransport} {
+	for _, d := range []*prometheus.Desc{descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descRefused, descMail, descOutbox, descOutboxBytes, descTransport, descDetector, descLocalHealth} {
 		ch <- d
 	}
 }
@@ -111,6 +113,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descMail, e.Mail.Dropped, "dropped")
 	ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(e.Mail.OutboxRecords))
 	ch <- prometheus.MustNewConstMetric(descOutboxBytes, prometheus.GaugeValue, float64(e.Mail.OutboxBytes))
+	fd := e.Members
+	for _, kv := range []struct {
+		name string
+		v    uint64
+	}{
+		{"probes", fd.Probes}, {"probes_failed", fd.ProbesFailed}, {"ping_reqs", fd.PingReqs},
+		{"nacks_received", fd.NacksReceived}, {"relayed", fd.Relayed}, {"nacks_sent", fd.NacksSent},
+		{"suspected", fd.Suspected}, {"refuted", fd.Refuted}, {"declared_dead", fd.Declared},
+		{"reconnects", fd.Reconnects}, {"reaped", fd.Reaped},
+	} {
+		counter(descDetector, kv.v, kv.name)
+	}
+	ch <- prometheus.MustNewConstMetric(descLocalHealth, prometheus.GaugeValue, float64(fd.Health))
 	t := c.n.tr.Stats()
 	for _, kv := range []struct {
 		name string

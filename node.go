@@ -39,8 +39,10 @@ type Config struct {
 	// when it differs from BindAddr (NAT, containers). Empty means BindAddr
 	// (with an unspecified host replaced by a local address).
 	AdvertiseAddr string
-	// Seeds are gossip addresses of members to join at start. Joining is
-	// retried with backoff until one answers.
+	// Seeds are gossip addresses of members to join at start, host:port.
+	// A host that is a DNS name stands for every address it resolves to (a
+	// Kubernetes headless service), and is resolved again until the node
+	// has joined. Joining is retried with backoff until one answers.
 	Seeds []string
 	// NoSync turns off fsync before a write is acknowledged. Faster, and a
 	// power loss may lose acknowledged writes. Default false: durable.
@@ -95,6 +97,8 @@ type Node struct {
 
 	watchMu  sync.Mutex
 	watchers map[*watcher]struct{}
+
+	memberFeed memberFeed // subscribers of MemberEvents
 }
 
 // snapshot is what the loop publishes for readers outside it.
@@ -109,6 +113,7 @@ type request struct {
 	// exactly one of these
 	write *writeReq
 	join  []string
+	seeds []string // new addresses for the join retries (seed names re-resolved)
 	leave bool
 	done  chan result
 }
@@ -202,10 +207,16 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		reqs: make(chan request, 1024), closing: make(chan struct{}), done: make(chan struct{}),
 		watchers: map[*watcher]struct{}{},
 	}
-	n.ready.Store(true)
+	// A node back from an absence longer than the tombstone grace period
+	// serves nothing until anti-entropy has pulled a full reconciliation.
+	n.ready.Store(eng.Serving())
 	n.metrics = newMetrics(n, cfg.Registerer)
 	if len(cfg.Seeds) > 0 {
-		eng.Join(now, cfg.Seeds)
+		addrs := n.seedAddrs(context.Background(), cfg.Seeds)
+		eng.Join(now, addrs)
+		if hasSeedNames(cfg.Seeds) {
+			go n.keepResolvingSeeds(cfg.Seeds, addrs)
+		}
 	}
 	n.publish(now)
 	log.Info("node started", "addr", tr.AdvertiseAddr(), "bind", tr.LocalAddr(), "node_id", fmt.Sprintf("%x", id),
@@ -322,6 +333,9 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 	case r.join != nil:
 		n.eng.Join(now, r.join)
 		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
+	case r.seeds != nil:
+		n.eng.SetSeeds(r.seeds)
+		r.done <- result{}
 	case r.leave:
 		n.eng.Leave(now)
 		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
@@ -364,6 +378,8 @@ func (n *Node) commit(now time.Time, waiting []pending) []pending {
 	for _, ev := range rd.MemberEvents {
 		n.logMemberEvent(ev)
 	}
+	n.memberFeed.publish(n.cfg.Name, now, rd.MemberEvents)
+	n.ready.Store(n.eng.Serving())
 	s := n.publish(now)
 	keep := waiting[:0]
 	for _, w := range waiting {
@@ -383,6 +399,8 @@ func (n *Node) commit(now time.Time, waiting []pending) []pending {
 func (n *Node) logMemberEvent(ev membership.Event) {
 	m := ev.Member
 	switch {
+	case ev.Removed:
+		n.log.Info("member reaped", "member", m.Name, "addr", m.Addr, "state", stateName(m.State), "incarnation", m.Incarnation)
 	case ev.Joined:
 		n.log.Info("member discovered", "member", m.Name, "addr", m.Addr, "state", stateName(m.State), "incarnation", m.Incarnation)
 	case m.State == wire.State_DEAD:
@@ -555,7 +573,7 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 	if len(seeds) == 0 {
 		return 0, errors.New("hearsay: join: no seed addresses")
 	}
-	if _, err := n.do(ctx, request{join: seeds}); err != nil {
+	if _, err := n.do(ctx, request{join: n.seedAddrs(ctx, seeds)}); err != nil {
 		return 0, fmt.Errorf("hearsay: join %v: %w", seeds, err)
 	}
 	return len(n.view.Load().members), nil
@@ -583,6 +601,7 @@ func (n *Node) Close() error {
 	close(n.closing)
 	<-n.done
 	n.closeWatchers()
+	n.memberFeed.close()
 	n.metrics.unregister()
 	errT := n.tr.Close()
 	errS := n.st.Close()

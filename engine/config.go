@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/engine/rumor"
@@ -39,6 +40,16 @@ type Config struct {
 	// (see package rumor).
 	RumorMongering bool
 	Rumor          rumor.Config
+	// RumorRepairs hands records that anti-entropy found new to this node
+	// to rumor mongering, so that a repair spreads at epidemic speed
+	// instead of one exchange at a time.
+	RumorRepairs bool
+	// AntiEntropy makes this node reconcile its whole replica with a random
+	// live peer every interval, collect tombstones after their grace
+	// period and refuse to serve after a long absence until it has pulled
+	// (see package antientropy). A node without it still answers peers.
+	AntiEntropy bool
+	AE          antientropy.Config
 
 	Membership membership.Config
 	Mail       directmail.Config
@@ -68,7 +79,10 @@ func DefaultConfig() Config {
 		DirectMail:         true,
 		DirectMailMaxPeers: 64,
 		RumorMongering:     true,
+		RumorRepairs:       true,
 		Rumor:              rumor.DefaultConfig(),
+		AntiEntropy:        true,
+		AE:                 antientropy.DefaultConfig(),
 		Membership:         membership.DefaultConfig(),
 		Mail:               directmail.DefaultConfig(),
 	}

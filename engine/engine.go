@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/engine/rumor"
@@ -70,6 +71,7 @@ type Stats struct {
 	LocalWrites     uint64
 	Mail            directmail.Stats
 	Rumor           rumor.Stats
+	AntiEntropy     antientropy.Stats
 	Members         membership.Stats
 }
 
@@ -83,6 +85,7 @@ type Engine struct {
 	members *membership.Membership
 	mail    *directmail.Mailer
 	monger  *rumor.Monger
+	ae      *antientropy.Reconciler
 
 	fresh []store.Record // local writes not yet mailed
 	ready Ready
@@ -127,6 +130,9 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 		sample = func(rng *rand.Rand, k int) []string { return cfg.Peers.Sample(rng, k, cfg.Name) }
 	}
 	e.monger = rumor.New(cfg.Rumor, st, rng, now, sample, e.sendPeer)
+	if err := e.initAE(now, sample); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -247,6 +253,9 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		}
 	case *wire.Envelope_Fetch:
 		return e.monger.Fetch(env.From, b.Fetch.Keys)
+	case *wire.Envelope_AeStart, *wire.Envelope_AeMore, *wire.Envelope_AeCells, *wire.Envelope_AeDiff,
+		*wire.Envelope_AeRecords, *wire.Envelope_AeAck, *wire.Envelope_AeError:
+		return e.stepAE(now, env)
 	}
 	return nil
 }
@@ -363,7 +372,7 @@ func (e *Engine) Tick(now time.Time) error {
 			return fmt.Errorf("engine: %w", err)
 		}
 	}
-	return nil
+	return e.tickAE(now)
 }
 
 func (e *Engine) drainMemberEvents() {
@@ -387,7 +396,7 @@ func (e *Engine) Deadline() time.Time {
 	if e.cfg.RumorMongering {
 		d = earliest(d, e.monger.Deadline())
 	}
-	return d
+	return earliest(d, e.ae.Deadline())
 }
 
 // Ready returns what the driver must do and clears it.
@@ -438,6 +447,7 @@ func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.Mail = e.mail.Stats()
 	s.Rumor = e.monger.Stats()
+	s.AntiEntropy = e.ae.Stats()
 	s.Members = e.members.Stats()
 	return s
 }

@@ -17,6 +17,9 @@ func FuzzStep(f *testing.F) {
 	for _, env := range []*wire.Envelope{
 		{Cluster: "hearsay", From: "b", FromAddr: "b", Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: 1, Target: "a"}}},
 		{Cluster: "hearsay", From: "b", FromAddr: "b", Body: &wire.Envelope_Join{Join: &wire.Join{}}},
+		{Cluster: "hearsay", From: "b", FromAddr: "b", Body: &wire.Envelope_PingReq{PingReq: &wire.PingReq{Seq: 1, Target: "c", TargetAddress: "c"}}},
+		{Cluster: "hearsay", From: "b", FromAddr: "b", Body: &wire.Envelope_Nack{Nack: &wire.Nack{Seq: 1}}},
+		{Cluster: "hearsay", From: "b", Members: []*wire.Member{{Name: "c", State: wire.State_SUSPECT, Incarnation: 1, From: "d"}}},
 		{Cluster: "hearsay", From: "b", Members: []*wire.Member{{Name: "a", State: wire.State_DEAD, Incarnation: 9}}},
 		{Cluster: "hearsay", From: "b", Body: &wire.Envelope_Mail{Mail: &wire.Mail{Id: 1, Records: []*wire.Record{{Key: []byte("k"), Hlc: 1, Node: 2}}}}},
 		{Cluster: "hearsay", From: "b", Body: &wire.Envelope_MailAck{MailAck: &wire.MailAck{Id: 1}}},

@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+
+	"github.com/hearsaydb/hearsay/store/digest"
 )
 
 // Limits on what a record may hold. Values larger than MaxValueSize are
@@ -94,6 +96,11 @@ func (r Record) Wins(cur Record) bool {
 	return bytes.Compare(r.Value, cur.Value) > 0
 }
 
+// Item returns r's identity in the anti-entropy digest.
+func (r Record) Item() digest.Item {
+	return digest.ItemOf(r.Key, r.Version.HLC, r.Version.Node, r.Tombstone)
+}
+
 // Merge returns whichever of a and b wins last-writer-wins. It is
 // commutative, associative and idempotent, which is what lets replicas apply
 // updates in any order, any number of times.
@@ -124,6 +131,15 @@ type Store interface {
 	// collect tombstones after their grace period without racing a newer
 	// write.
 	Remove(key []byte, v Version) error
+
+	// Digest returns the anti-entropy digest of the records held (see
+	// package digest), which Apply and Remove keep up to date in place:
+	// reading it never rescans the store.
+	Digest() *digest.Digest
+	// GetByHash returns the records whose key hashes to h (digest.KeyHash),
+	// in key order: how a decoded digest item finds its record. There is
+	// more than one only on a 64-bit hash collision.
+	GetByHash(h uint64) ([]Record, error)
 
 	// GetMeta, SetMeta and ScanMeta reach the metadata namespace, which is
 	// apart from the records and never replicated. SetMeta with a nil value

@@ -84,6 +84,14 @@ type Config struct {
 	// MaxPiggyback caps the updates attached to one message, so that
 	// small messages stay within one datagram.
 	MaxPiggyback int
+	// GossipInterval and GossipNodes: while updates wait to be
+	// piggybacked, every GossipInterval they are also sent, on an otherwise
+	// empty message, to GossipNodes random live members. Probes alone
+	// carry news too slowly when loss is high or local health stretches
+	// the probe interval, and a refutation that arrives late is a false
+	// death. Neither is scaled by local health. GossipNodes 0 disables it.
+	GossipInterval time.Duration
+	GossipNodes    int
 	// JoinRetryMin and JoinRetryMax bound the backoff between join attempts.
 	JoinRetryMin, JoinRetryMax time.Duration
 	// ReconnectInterval is how often a dead member (not a left one) is
@@ -111,6 +119,8 @@ func DefaultConfig() Config {
 		MaxLocalHealth:         8,
 		RetransmitMult:         4,
 		MaxPiggyback:           8,
+		GossipInterval:         200 * time.Millisecond,
+		GossipNodes:            3,
 		JoinRetryMin:           200 * time.Millisecond,
 		JoinRetryMax:           10 * time.Second,
 		ReconnectInterval:      10 * time.Second,
@@ -245,6 +255,8 @@ type Membership struct {
 	probe     *probe
 	relays    []relay
 	health    int
+
+	nextGossip time.Time
 
 	suspicions    map[string]*suspicion
 	down          map[string]bool // dead or left members, for reconnects and reaping
@@ -441,6 +453,9 @@ func (m *Membership) Deadline() time.Time {
 	if m.cfg.ReconnectInterval > 0 && m.hasDead() {
 		earlier(m.nextReconnect)
 	}
+	if m.cfg.GossipNodes > 0 && len(m.queue) > 0 {
+		earlier(m.nextGossip)
+	}
 	return d
 }
 
@@ -519,6 +534,32 @@ func (m *Membership) Tick(now time.Time) {
 	if !now.Before(m.nextProbe) && m.probe == nil {
 		m.startProbe(now)
 	}
+	if m.cfg.GossipNodes > 0 && len(m.queue) > 0 && !now.Before(m.nextGossip) {
+		m.nextGossip = now.Add(m.cfg.GossipInterval)
+		m.gossip()
+	}
+}
+
+// gossip sends queued updates to a few random live members on messages of
+// their own (SWIM §4.1 infection-style dissemination, at a pace of its
+// own, as memberlist does).
+func (m *Membership) gossip() {
+	var to []string
+	for range 4 * m.cfg.GossipNodes {
+		if len(to) == m.cfg.GossipNodes || len(m.names) == 0 {
+			break
+		}
+		n := m.names[m.rng.IntN(len(m.names))]
+		if m.members[n].Live() && !slices.Contains(to, n) {
+			to = append(to, n)
+		}
+	}
+	for _, n := range to {
+		if len(m.queue) == 0 {
+			return
+		}
+		m.send(m.members[n].Addr, &wire.Envelope{})
+	}
 }
 
 func (m *Membership) sortedNames(set map[string]*suspicion) []string {
@@ -545,7 +586,13 @@ func (m *Membership) startProbe(now time.Time) {
 			}
 			m.seq++
 			m.probe = &probe{target: name, seq: m.seq, timeout: now.Add(m.scale(m.cfg.ProbeTimeout)), end: now.Add(period)}
-			env := &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name}}}
+			// Every probe and ack carries the sender's own entry: a member
+			// that missed a refutation among the piggybacked news learns
+			// it from the refuter itself at the next probe either way.
+			env := &wire.Envelope{
+				Members: []*wire.Member{m.self.toWire()},
+				Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name}},
+			}
 			if p.State == wire.State_SUSPECT {
 				// Lifeguard's buddy system: the suspect learns of the
 				// suspicion from the probe itself and can refute at once.
@@ -697,7 +744,10 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) bool {
 			return true // meant for a member that used to have our address
 		}
 		if addr := m.addrOf(env); addr != "" {
-			ack := &wire.Envelope{Body: &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq}}}
+			ack := &wire.Envelope{
+				Members: []*wire.Member{m.self.toWire()},
+				Body:    &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq}},
+			}
 			if p, ok := m.members[env.From]; ok && (p.State == wire.State_SUSPECT || p.State == wire.State_DEAD) {
 				// The sender is evidently running, but we believe otherwise:
 				// tell it, so that it refutes.

@@ -28,6 +28,20 @@ func (x *Envelope) Kind() string {
 		return "ping_req"
 	case *Envelope_Nack:
 		return "nack"
+	case *Envelope_AeStart:
+		return "ae_start"
+	case *Envelope_AeMore:
+		return "ae_more"
+	case *Envelope_AeCells:
+		return "ae_cells"
+	case *Envelope_AeDiff:
+		return "ae_diff"
+	case *Envelope_AeRecords:
+		return "ae_records"
+	case *Envelope_AeAck:
+		return "ae_ack"
+	case *Envelope_AeError:
+		return "ae_error"
 	case nil:
 		return "empty"
 	}
@@ -42,6 +56,8 @@ func (x *Envelope) Updates() int {
 		return len(b.Mail.Records)
 	case *Envelope_Rumor:
 		return len(b.Rumor.Records) + len(b.Rumor.Announces)
+	case *Envelope_AeRecords:
+		return len(b.AeRecords.Records)
 	}
 	return 0
 }

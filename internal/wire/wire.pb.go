@@ -79,6 +79,57 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_internal_wire_wire_proto_rawDescGZIP(), []int{0}
 }
 
+// AEMode is the direction of an anti-entropy exchange (Demers et al. §1.3):
+// push fixes the responder, pull fixes the initiator, push-pull both.
+type AEMode int32
+
+const (
+	AEMode_AE_PUSH_PULL AEMode = 0
+	AEMode_AE_PUSH      AEMode = 1
+	AEMode_AE_PULL      AEMode = 2
+)
+
+// Enum value maps for AEMode.
+var (
+	AEMode_name = map[int32]string{
+		0: "AE_PUSH_PULL",
+		1: "AE_PUSH",
+		2: "AE_PULL",
+	}
+	AEMode_value = map[string]int32{
+		"AE_PUSH_PULL": 0,
+		"AE_PUSH":      1,
+		"AE_PULL":      2,
+	}
+)
+
+func (x AEMode) Enum() *AEMode {
+	p := new(AEMode)
+	*p = x
+	return p
+}
+
+func (x AEMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AEMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_internal_wire_wire_proto_enumTypes[1].Descriptor()
+}
+
+func (AEMode) Type() protoreflect.EnumType {
+	return &file_internal_wire_wire_proto_enumTypes[1]
+}
+
+func (x AEMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AEMode.Descriptor instead.
+func (AEMode) EnumDescriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{1}
+}
+
 // Record is one key's replicated state (store.Record on the wire).
 type Record struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -922,6 +973,528 @@ func (x *Fetch) GetKeys() [][]byte {
 	return nil
 }
 
+// AEStart opens an anti-entropy exchange. With full unset it carries the
+// first cells of the initiator's digest (package store/digest); the
+// responder peels the difference and asks for more cells (AEMore) until it
+// decodes, then answers with AEDiff. With full set no digest is used and
+// every record streams (the baseline).
+type AEStart struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	Mode    AEMode                 `protobuf:"varint,2,opt,name=mode,proto3,enum=hearsay.wire.AEMode" json:"mode,omitempty"`
+	Full    bool                   `protobuf:"varint,3,opt,name=full,proto3" json:"full,omitempty"`
+	// recovering: the initiator was away longer than the tombstone grace
+	// period and must pull; the responder lists in AEDiff.absent the keys the
+	// initiator holds and it does not.
+	Recovering bool `protobuf:"varint,4,opt,name=recovering,proto3" json:"recovering,omitempty"`
+	// cells_total is the size of the initiator's digest, the most cells it
+	// can send.
+	CellsTotal uint32 `protobuf:"varint,5,opt,name=cells_total,json=cellsTotal,proto3" json:"cells_total,omitempty"`
+	// cells are cells [0, n), encoded by digest.AppendCells.
+	Cells         []byte `protobuf:"bytes,6,opt,name=cells,proto3" json:"cells,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AEStart) Reset() {
+	*x = AEStart{}
+	mi := &file_internal_wire_wire_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AEStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AEStart) ProtoMessage() {}
+
+func (x *AEStart) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AEStart.ProtoReflect.Descriptor instead.
+func (*AEStart) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AEStart) GetSession() uint64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *AEStart) GetMode() AEMode {
+	if x != nil {
+		return x.Mode
+	}
+	return AEMode_AE_PUSH_PULL
+}
+
+func (x *AEStart) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+func (x *AEStart) GetRecovering() bool {
+	if x != nil {
+		return x.Recovering
+	}
+	return false
+}
+
+func (x *AEStart) GetCellsTotal() uint32 {
+	if x != nil {
+		return x.CellsTotal
+	}
+	return 0
+}
+
+func (x *AEStart) GetCells() []byte {
+	if x != nil {
+		return x.Cells
+	}
+	return nil
+}
+
+// AEMore asks the initiator for cells [from, from+count).
+type AEMore struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	From          uint32                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
+	Count         uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AEMore) Reset() {
+	*x = AEMore{}
+	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AEMore) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AEMore) ProtoMessage() {}
+
+func (x *AEMore) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AEMore.ProtoReflect.Descriptor instead.
+func (*AEMore) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AEMore) GetSession() uint64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *AEMore) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *AEMore) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// AECells answers AEMore.
+type AECells struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	From          uint32                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
+	Cells         []byte                 `protobuf:"bytes,3,opt,name=cells,proto3" json:"cells,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AECells) Reset() {
+	*x = AECells{}
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AECells) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AECells) ProtoMessage() {}
+
+func (x *AECells) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AECells.ProtoReflect.Descriptor instead.
+func (*AECells) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AECells) GetSession() uint64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *AECells) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *AECells) GetCells() []byte {
+	if x != nil {
+		return x.Cells
+	}
+	return nil
+}
+
+// AEDiff ends the digest phase. want lists the key hashes whose records the
+// responder wants from the initiator; records says the responder streams
+// records of its own; absent (when the initiator is recovering) lists key
+// hashes the initiator holds and the responder does not. full says the
+// difference did not decode within the digests: both sides stream every
+// record, as directed by the mode, instead.
+type AEDiff struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	Want          []uint64               `protobuf:"fixed64,2,rep,packed,name=want,proto3" json:"want,omitempty"`
+	Records       bool                   `protobuf:"varint,3,opt,name=records,proto3" json:"records,omitempty"`
+	Absent        []uint64               `protobuf:"fixed64,4,rep,packed,name=absent,proto3" json:"absent,omitempty"`
+	Full          bool                   `protobuf:"varint,5,opt,name=full,proto3" json:"full,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AEDiff) Reset() {
+	*x = AEDiff{}
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AEDiff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AEDiff) ProtoMessage() {}
+
+func (x *AEDiff) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AEDiff.ProtoReflect.Descriptor instead.
+func (*AEDiff) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AEDiff) GetSession() uint64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *AEDiff) GetWant() []uint64 {
+	if x != nil {
+		return x.Want
+	}
+	return nil
+}
+
+func (x *AEDiff) GetRecords() bool {
+	if x != nil {
+		return x.Records
+	}
+	return false
+}
+
+func (x *AEDiff) GetAbsent() []uint64 {
+	if x != nil {
+		return x.Absent
+	}
+	return nil
+}
+
+func (x *AEDiff) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+// AERecords is one chunk of a record stream of an exchange; chunks are
+// numbered from 0 and the last is marked. In a full stream, records come
+// in key order and cover the keys after `after` up to the last record's
+// (to the end for the last chunk).
+type AERecords struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	// from_initiator says which of the exchange's two streams this is.
+	FromInitiator bool      `protobuf:"varint,2,opt,name=from_initiator,json=fromInitiator,proto3" json:"from_initiator,omitempty"`
+	Seq           uint32    `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Records       []*Record `protobuf:"bytes,4,rep,name=records,proto3" json:"records,omitempty"`
+	Last          bool      `protobuf:"varint,5,opt,name=last,proto3" json:"last,omitempty"`
+	After         []byte    `protobuf:"bytes,6,opt,name=after,proto3" json:"after,omitempty"`
+	// full marks a stream of every record, in key order.
+	Full          bool `protobuf:"varint,7,opt,name=full,proto3" json:"full,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AERecords) Reset() {
+	*x = AERecords{}
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AERecords) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AERecords) ProtoMessage() {}
+
+func (x *AERecords) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AERecords.ProtoReflect.Descriptor instead.
+func (*AERecords) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AERecords) GetSession() uint64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *AERecords) GetFromInitiator() bool {
+	if x != nil {
+		return x.FromInitiator
+	}
+	return false
+}
+
+func (x *AERecords) GetSeq() uint32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AERecords) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *AERecords) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+func (x *AERecords) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *AERecords) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+// AEAck acknowledges a chunk once its records are durable; the sender
+// keeps a bounded window of unacknowledged chunks.
+type AEAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	FromInitiator bool                   `protobuf:"varint,2,opt,name=from_initiator,json=fromInitiator,proto3" json:"from_initiator,omitempty"`
+	Seq           uint32                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AEAck) Reset() {
+	*x = AEAck{}
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AEAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AEAck) ProtoMessage() {}
+
+func (x *AEAck) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AEAck.ProtoReflect.Descriptor instead.
+func (*AEAck) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AEAck) GetSession() uint64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *AEAck) GetFromInitiator() bool {
+	if x != nil {
+		return x.FromInitiator
+	}
+	return false
+}
+
+func (x *AEAck) GetSeq() uint32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// AEError refuses or abandons an exchange: busy (already exchanging with
+// this peer, or too many exchanges), recovering, or a malformed or
+// inconsistent digest. Nothing further is merged from the exchange.
+type AEError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Busy          bool                   `protobuf:"varint,3,opt,name=busy,proto3" json:"busy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AEError) Reset() {
+	*x = AEError{}
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AEError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AEError) ProtoMessage() {}
+
+func (x *AEError) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AEError.ProtoReflect.Descriptor instead.
+func (*AEError) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AEError) GetSession() uint64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *AEError) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AEError) GetBusy() bool {
+	if x != nil {
+		return x.Busy
+	}
+	return false
+}
+
 // Envelope wraps every message with the sender's identity and piggybacked
 // membership updates.
 type Envelope struct {
@@ -950,6 +1523,13 @@ type Envelope struct {
 	//	*Envelope_RumorAck
 	//	*Envelope_RumorPull
 	//	*Envelope_Fetch
+	//	*Envelope_AeStart
+	//	*Envelope_AeMore
+	//	*Envelope_AeCells
+	//	*Envelope_AeDiff
+	//	*Envelope_AeRecords
+	//	*Envelope_AeAck
+	//	*Envelope_AeError
 	//	*Envelope_PingReq
 	//	*Envelope_Nack
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
@@ -959,7 +1539,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_internal_wire_wire_proto_msgTypes[15]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1551,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[15]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1564,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{15}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Envelope) GetProtocol() uint32 {
@@ -1126,6 +1706,69 @@ func (x *Envelope) GetFetch() *Fetch {
 	return nil
 }
 
+func (x *Envelope) GetAeStart() *AEStart {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_AeStart); ok {
+			return x.AeStart
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetAeMore() *AEMore {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_AeMore); ok {
+			return x.AeMore
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetAeCells() *AECells {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_AeCells); ok {
+			return x.AeCells
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetAeDiff() *AEDiff {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_AeDiff); ok {
+			return x.AeDiff
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetAeRecords() *AERecords {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_AeRecords); ok {
+			return x.AeRecords
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetAeAck() *AEAck {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_AeAck); ok {
+			return x.AeAck
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetAeError() *AEError {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_AeError); ok {
+			return x.AeError
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetPingReq() *PingReq {
 	if x != nil {
 		if x, ok := x.Body.(*Envelope_PingReq); ok {
@@ -1189,8 +1832,36 @@ type Envelope_Fetch struct {
 	Fetch *Fetch `protobuf:"bytes,23,opt,name=fetch,proto3,oneof"`
 }
 
-type Envelope_PingReq struct {
+type Envelope_AeStart struct {
 	// 30-39: anti-entropy. 40-49: failure detection.
+	AeStart *AEStart `protobuf:"bytes,30,opt,name=ae_start,json=aeStart,proto3,oneof"`
+}
+
+type Envelope_AeMore struct {
+	AeMore *AEMore `protobuf:"bytes,31,opt,name=ae_more,json=aeMore,proto3,oneof"`
+}
+
+type Envelope_AeCells struct {
+	AeCells *AECells `protobuf:"bytes,32,opt,name=ae_cells,json=aeCells,proto3,oneof"`
+}
+
+type Envelope_AeDiff struct {
+	AeDiff *AEDiff `protobuf:"bytes,33,opt,name=ae_diff,json=aeDiff,proto3,oneof"`
+}
+
+type Envelope_AeRecords struct {
+	AeRecords *AERecords `protobuf:"bytes,34,opt,name=ae_records,json=aeRecords,proto3,oneof"`
+}
+
+type Envelope_AeAck struct {
+	AeAck *AEAck `protobuf:"bytes,35,opt,name=ae_ack,json=aeAck,proto3,oneof"`
+}
+
+type Envelope_AeError struct {
+	AeError *AEError `protobuf:"bytes,36,opt,name=ae_error,json=aeError,proto3,oneof"`
+}
+
+type Envelope_PingReq struct {
 	PingReq *PingReq `protobuf:"bytes,40,opt,name=ping_req,json=pingReq,proto3,oneof"`
 }
 
@@ -1217,6 +1888,20 @@ func (*Envelope_RumorAck) isEnvelope_Body() {}
 func (*Envelope_RumorPull) isEnvelope_Body() {}
 
 func (*Envelope_Fetch) isEnvelope_Body() {}
+
+func (*Envelope_AeStart) isEnvelope_Body() {}
+
+func (*Envelope_AeMore) isEnvelope_Body() {}
+
+func (*Envelope_AeCells) isEnvelope_Body() {}
+
+func (*Envelope_AeDiff) isEnvelope_Body() {}
+
+func (*Envelope_AeRecords) isEnvelope_Body() {}
+
+func (*Envelope_AeAck) isEnvelope_Body() {}
+
+func (*Envelope_AeError) isEnvelope_Body() {}
 
 func (*Envelope_PingReq) isEnvelope_Body() {}
 
@@ -1275,7 +1960,47 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\tRumorPull\x12\x1a\n" +
 	"\bfeedback\x18\x01 \x01(\bR\bfeedback\"\x1b\n" +
 	"\x05Fetch\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\fR\x04keys\"\xfe\x05\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"\xb8\x01\n" +
+	"\aAEStart\x12\x18\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\x12(\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x14.hearsay.wire.AEModeR\x04mode\x12\x12\n" +
+	"\x04full\x18\x03 \x01(\bR\x04full\x12\x1e\n" +
+	"\n" +
+	"recovering\x18\x04 \x01(\bR\n" +
+	"recovering\x12\x1f\n" +
+	"\vcells_total\x18\x05 \x01(\rR\n" +
+	"cellsTotal\x12\x14\n" +
+	"\x05cells\x18\x06 \x01(\fR\x05cells\"L\n" +
+	"\x06AEMore\x12\x18\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\rR\x04from\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\"M\n" +
+	"\aAECells\x12\x18\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\rR\x04from\x12\x14\n" +
+	"\x05cells\x18\x03 \x01(\fR\x05cells\"|\n" +
+	"\x06AEDiff\x12\x18\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\x12\x12\n" +
+	"\x04want\x18\x02 \x03(\x06R\x04want\x12\x18\n" +
+	"\arecords\x18\x03 \x01(\bR\arecords\x12\x16\n" +
+	"\x06absent\x18\x04 \x03(\x06R\x06absent\x12\x12\n" +
+	"\x04full\x18\x05 \x01(\bR\x04full\"\xcc\x01\n" +
+	"\tAERecords\x12\x18\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\x12%\n" +
+	"\x0efrom_initiator\x18\x02 \x01(\bR\rfromInitiator\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\rR\x03seq\x12.\n" +
+	"\arecords\x18\x04 \x03(\v2\x14.hearsay.wire.RecordR\arecords\x12\x12\n" +
+	"\x04last\x18\x05 \x01(\bR\x04last\x12\x14\n" +
+	"\x05after\x18\x06 \x01(\fR\x05after\x12\x12\n" +
+	"\x04full\x18\a \x01(\bR\x04full\"Z\n" +
+	"\x05AEAck\x12\x18\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\x12%\n" +
+	"\x0efrom_initiator\x18\x02 \x01(\bR\rfromInitiator\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\rR\x03seq\"O\n" +
+	"\aAEError\x12\x18\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xe4\b\n" +
 	"\bEnvelope\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
@@ -1296,6 +2021,14 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"rumor_pull\x18\x16 \x01(\v2\x17.hearsay.wire.RumorPullH\x00R\trumorPull\x12+\n" +
 	"\x05fetch\x18\x17 \x01(\v2\x13.hearsay.wire.FetchH\x00R\x05fetch\x122\n" +
+	"\bae_start\x18\x1e \x01(\v2\x15.hearsay.wire.AEStartH\x00R\aaeStart\x12/\n" +
+	"\aae_more\x18\x1f \x01(\v2\x14.hearsay.wire.AEMoreH\x00R\x06aeMore\x122\n" +
+	"\bae_cells\x18  \x01(\v2\x15.hearsay.wire.AECellsH\x00R\aaeCells\x12/\n" +
+	"\aae_diff\x18! \x01(\v2\x14.hearsay.wire.AEDiffH\x00R\x06aeDiff\x128\n" +
+	"\n" +
+	"ae_records\x18\" \x01(\v2\x17.hearsay.wire.AERecordsH\x00R\taeRecords\x12,\n" +
+	"\x06ae_ack\x18# \x01(\v2\x13.hearsay.wire.AEAckH\x00R\x05aeAck\x122\n" +
+	"\bae_error\x18$ \x01(\v2\x15.hearsay.wire.AEErrorH\x00R\aaeError\x122\n" +
 	"\bping_req\x18( \x01(\v2\x15.hearsay.wire.PingReqH\x00R\apingReq\x12(\n" +
 	"\x04nack\x18) \x01(\v2\x12.hearsay.wire.NackH\x00R\x04nackB\x06\n" +
 	"\x04body*3\n" +
@@ -1303,7 +2036,11 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x05ALIVE\x10\x00\x12\v\n" +
 	"\aSUSPECT\x10\x01\x12\b\n" +
 	"\x04DEAD\x10\x02\x12\b\n" +
-	"\x04LEFT\x10\x03B,Z*github.com/hearsaydb/hearsay/internal/wireb\x06proto3"
+	"\x04LEFT\x10\x03*4\n" +
+	"\x06AEMode\x12\x10\n" +
+	"\fAE_PUSH_PULL\x10\x00\x12\v\n" +
+	"\aAE_PUSH\x10\x01\x12\v\n" +
+	"\aAE_PULL\x10\x02B,Z*github.com/hearsaydb/hearsay/internal/wireb\x06proto3"
 
 var (
 	file_internal_wire_wire_proto_rawDescOnce sync.Once
@@ -1317,51 +2054,68 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 	return file_internal_wire_wire_proto_rawDescData
 }
 
-var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_internal_wire_wire_proto_goTypes = []any{
 	(State)(0),        // 0: hearsay.wire.State
-	(*Record)(nil),    // 1: hearsay.wire.Record
-	(*Member)(nil),    // 2: hearsay.wire.Member
-	(*Ping)(nil),      // 3: hearsay.wire.Ping
-	(*Ack)(nil),       // 4: hearsay.wire.Ack
-	(*PingReq)(nil),   // 5: hearsay.wire.PingReq
-	(*Nack)(nil),      // 6: hearsay.wire.Nack
-	(*Join)(nil),      // 7: hearsay.wire.Join
-	(*JoinReply)(nil), // 8: hearsay.wire.JoinReply
-	(*Mail)(nil),      // 9: hearsay.wire.Mail
-	(*MailAck)(nil),   // 10: hearsay.wire.MailAck
-	(*Announce)(nil),  // 11: hearsay.wire.Announce
-	(*Rumor)(nil),     // 12: hearsay.wire.Rumor
-	(*RumorAck)(nil),  // 13: hearsay.wire.RumorAck
-	(*RumorPull)(nil), // 14: hearsay.wire.RumorPull
-	(*Fetch)(nil),     // 15: hearsay.wire.Fetch
-	(*Envelope)(nil),  // 16: hearsay.wire.Envelope
+	(AEMode)(0),       // 1: hearsay.wire.AEMode
+	(*Record)(nil),    // 2: hearsay.wire.Record
+	(*Member)(nil),    // 3: hearsay.wire.Member
+	(*Ping)(nil),      // 4: hearsay.wire.Ping
+	(*Ack)(nil),       // 5: hearsay.wire.Ack
+	(*PingReq)(nil),   // 6: hearsay.wire.PingReq
+	(*Nack)(nil),      // 7: hearsay.wire.Nack
+	(*Join)(nil),      // 8: hearsay.wire.Join
+	(*JoinReply)(nil), // 9: hearsay.wire.JoinReply
+	(*Mail)(nil),      // 10: hearsay.wire.Mail
+	(*MailAck)(nil),   // 11: hearsay.wire.MailAck
+	(*Announce)(nil),  // 12: hearsay.wire.Announce
+	(*Rumor)(nil),     // 13: hearsay.wire.Rumor
+	(*RumorAck)(nil),  // 14: hearsay.wire.RumorAck
+	(*RumorPull)(nil), // 15: hearsay.wire.RumorPull
+	(*Fetch)(nil),     // 16: hearsay.wire.Fetch
+	(*AEStart)(nil),   // 17: hearsay.wire.AEStart
+	(*AEMore)(nil),    // 18: hearsay.wire.AEMore
+	(*AECells)(nil),   // 19: hearsay.wire.AECells
+	(*AEDiff)(nil),    // 20: hearsay.wire.AEDiff
+	(*AERecords)(nil), // 21: hearsay.wire.AERecords
+	(*AEAck)(nil),     // 22: hearsay.wire.AEAck
+	(*AEError)(nil),   // 23: hearsay.wire.AEError
+	(*Envelope)(nil),  // 24: hearsay.wire.Envelope
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
-	2,  // 1: hearsay.wire.JoinReply.members:type_name -> hearsay.wire.Member
-	1,  // 2: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
-	1,  // 3: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
-	11, // 4: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
-	2,  // 5: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
-	3,  // 6: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
-	4,  // 7: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
-	7,  // 8: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
-	8,  // 9: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
-	9,  // 10: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
-	10, // 11: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
-	12, // 12: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
-	13, // 13: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
-	14, // 14: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
-	15, // 15: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
-	5,  // 16: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
-	6,  // 17: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	3,  // 1: hearsay.wire.JoinReply.members:type_name -> hearsay.wire.Member
+	2,  // 2: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
+	2,  // 3: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
+	12, // 4: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
+	1,  // 5: hearsay.wire.AEStart.mode:type_name -> hearsay.wire.AEMode
+	2,  // 6: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
+	3,  // 7: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
+	4,  // 8: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
+	5,  // 9: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
+	8,  // 10: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
+	9,  // 11: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
+	10, // 12: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
+	11, // 13: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
+	13, // 14: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
+	14, // 15: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
+	15, // 16: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
+	16, // 17: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
+	17, // 18: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
+	18, // 19: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
+	19, // 20: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
+	20, // 21: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
+	21, // 22: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
+	22, // 23: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
+	23, // 24: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
+	6,  // 25: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
+	7,  // 26: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -1369,7 +2123,7 @@ func file_internal_wire_wire_proto_init() {
 	if File_internal_wire_wire_proto != nil {
 		return
 	}
-	file_internal_wire_wire_proto_msgTypes[15].OneofWrappers = []any{
+	file_internal_wire_wire_proto_msgTypes[22].OneofWrappers = []any{
 		(*Envelope_Ping)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Join)(nil),
@@ -1380,6 +2134,13 @@ func file_internal_wire_wire_proto_init() {
 		(*Envelope_RumorAck)(nil),
 		(*Envelope_RumorPull)(nil),
 		(*Envelope_Fetch)(nil),
+		(*Envelope_AeStart)(nil),
+		(*Envelope_AeMore)(nil),
+		(*Envelope_AeCells)(nil),
+		(*Envelope_AeDiff)(nil),
+		(*Envelope_AeRecords)(nil),
+		(*Envelope_AeAck)(nil),
+		(*Envelope_AeError)(nil),
 		(*Envelope_PingReq)(nil),
 		(*Envelope_Nack)(nil),
 	}
@@ -1388,8 +2149,8 @@ func file_internal_wire_wire_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   16,
+			NumEnums:      2,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,9 +9,11 @@ package memstore
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/hearsaydb/hearsay/store"
+	"github.com/hearsaydb/hearsay/store/digest"
 )
 
 // scanChunk bounds how many entries Scan and ScanMeta copy out under the read
@@ -22,6 +24,19 @@ const (
 	scanChunkBytes = 1 << 20
 )
 
+// DefaultDigestCells is the size of a memstore's anti-entropy digest when
+// Options.DigestCells is 0: smaller than a durable store's, since
+// simulations hold many memstores at once, and still enough to decode
+// differences of about 10,000 records.
+const DefaultDigestCells = 1 << 14
+
+// Options configure NewWithOptions. The zero value is usable.
+type Options struct {
+	// DigestCells is the number of cells of the anti-entropy digest; 0
+	// means DefaultDigestCells.
+	DigestCells int
+}
+
 // Store is an in-memory store.Store. It is safe for concurrent use. The zero
 // value is not usable; call New.
 type Store struct {
@@ -29,15 +44,69 @@ type Store struct {
 	closed  bool
 	records *orderedMap[store.Record]
 	meta    *orderedMap[[]byte]
+	// byHash indexes record keys by digest.KeyHash.
+	byHash map[uint64][]string
+	digest *digest.Digest
 }
 
 var _ store.Store = (*Store)(nil)
 
-// New returns an empty in-memory store.
-func New() *Store {
+// New returns an empty in-memory store with the default options.
+func New() *Store { return NewWithOptions(Options{}) }
+
+// NewWithOptions returns an empty in-memory store.
+func NewWithOptions(o Options) *Store {
+	if o.DigestCells <= 0 {
+		o.DigestCells = DefaultDigestCells
+	}
 	return &Store{
 		records: newOrderedMap[store.Record](),
 		meta:    newOrderedMap[[]byte](),
+		byHash:  map[uint64][]string{},
+		digest:  digest.New(o.DigestCells),
+	}
+}
+
+// Digest returns the anti-entropy digest of the records, kept up to date by
+// Apply and Remove.
+func (s *Store) Digest() *digest.Digest { return s.digest }
+
+// GetByHash returns copies of the records whose key hashes to h, in key
+// order.
+func (s *Store) GetByHash(h uint64) ([]store.Record, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	var out []store.Record
+	for _, k := range s.byHash[h] {
+		if it := s.records.get(k); it != nil {
+			out = append(out, it.val.Clone())
+		}
+	}
+	return out, nil
+}
+
+// index adds key to the key-hash index.
+func (s *Store) index(key string) {
+	h := digest.KeyHash([]byte(key))
+	ks := s.byHash[h]
+	i, _ := slices.BinarySearch(ks, key)
+	s.byHash[h] = slices.Insert(ks, i, key)
+}
+
+// unindex removes key from the key-hash index.
+func (s *Store) unindex(key string) {
+	h := digest.KeyHash([]byte(key))
+	ks := s.byHash[h]
+	if i, ok := slices.BinarySearch(ks, key); ok {
+		ks = slices.Delete(ks, i, i+1)
+	}
+	if len(ks) == 0 {
+		delete(s.byHash, h)
+	} else {
+		s.byHash[h] = ks
 	}
 }
 
@@ -87,14 +156,18 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 			continue
 		}
 		r = r.Clone()
+		var old digest.Item
 		if it != nil {
+			old = it.val.Item()
 			// Share the key bytes already held rather than keeping a
 			// second copy.
 			r.Key = it.val.Key
 			it.val = r
 		} else {
 			s.records.put(string(r.Key), r)
+			s.index(string(r.Key))
 		}
+		s.digest.Replace(old, r.Item())
 		changed[i] = true
 	}
 	return changed, nil
@@ -156,7 +229,9 @@ func (s *Store) Remove(key []byte, v store.Version) error {
 		return store.ErrClosed
 	}
 	if it := s.records.get(string(key)); it != nil && it.val.Version == v {
+		s.digest.Remove(it.val.Item())
 		s.records.remove(string(key))
+		s.unindex(string(key))
 	}
 	return nil
 }
@@ -245,6 +320,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.records = nil
 	s.meta = nil
+	s.byHash = nil
 	return nil
 }
 

@@ -13,7 +13,26 @@ const (
 	nsRecord byte = 'r'
 	// nsMeta prefixes the keys of metadata entries.
 	nsMeta byte = 'm'
+	// nsHash prefixes the key-hash index: 'h' + digest.KeyHash(key) as a
+	// big-endian uint64 + key, with an empty value, one per record.
+	nsHash byte = 'h'
+	// nsInternal prefixes the store's own bookkeeping, apart from the
+	// engine's metadata.
+	nsInternal byte = 'i'
 )
+
+// keyHashIndexed is the internal key whose presence says that the key-hash
+// index covers every record (data directories written before the index
+// existed get it built at open).
+const keyHashIndexed = "hash-index"
+
+// hashKey returns the index entry's pebble key for key, whose hash is h.
+func hashKey(h uint64, key []byte) []byte {
+	k := make([]byte, 9, 9+len(key))
+	k[0] = nsHash
+	binary.BigEndian.PutUint64(k[1:], h)
+	return append(k, key...)
+}
 
 // Record encoding: a fixed header, then the value.
 //

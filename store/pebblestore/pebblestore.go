@@ -29,6 +29,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/hearsaydb/hearsay/store"
+	"github.com/hearsaydb/hearsay/store/digest"
 )
 
 // Errors returned by Open and by reads, for use with errors.Is. They are
@@ -66,7 +67,15 @@ type Options struct {
 	NoSync bool
 	// CacheSize is the block cache size in bytes; 0 means DefaultCacheSize.
 	CacheSize int64
+	// DigestCells is the number of cells of the anti-entropy digest, kept
+	// in memory (40 bytes each) and rebuilt by one scan at open; 0 means
+	// DefaultDigestCells.
+	DigestCells int
 }
+
+// DefaultDigestCells is the digest size when Options.DigestCells is 0:
+// 2.6 MB of memory, enough to decode differences of about 45,000 records.
+const DefaultDigestCells = 1 << 16
 
 // Store is a store.Store on a pebble database. It is safe for concurrent
 // use; Apply and Remove are serialised among themselves, since each reads the
@@ -85,6 +94,8 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 	db     *pebble.DB
+	// digest is updated under wmu, after each write commits.
+	digest *digest.Digest
 }
 
 var _ store.Store = (*Store)(nil)
@@ -130,7 +141,91 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
-	return &Store{dir: dir, noSync: opts.NoSync, db: db}, nil
+	cells := opts.DigestCells
+	if cells <= 0 {
+		cells = DefaultDigestCells
+	}
+	s := &Store{dir: dir, noSync: opts.NoSync, db: db, digest: digest.New(cells)}
+	if err := s.loadDigest(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// loadDigest rebuilds the digest with one scan of the records, and builds
+// the key-hash index on the way if the directory predates it.
+func (s *Store) loadDigest() error {
+	_, closer, err := s.db.Get(dbKey(nsInternal, []byte(keyHashIndexed)))
+	indexed := err == nil
+	switch {
+	case indexed:
+		_ = closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return fmt.Errorf("read index marker: %w", err)
+	}
+	b := s.db.NewBatch()
+	defer func() { _ = b.Close() }()
+	err = s.Scan(nil, nil, func(r store.Record) bool {
+		s.digest.Add(r.Item())
+		if !indexed {
+			if err = b.Set(hashKey(digest.KeyHash(r.Key), r.Key), nil, nil); err == nil && b.Len() > 4<<20 {
+				err = s.db.Apply(b, pebble.NoSync)
+				b.Reset()
+			}
+		}
+		return err == nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild digest: %w", err)
+	}
+	if indexed {
+		return nil
+	}
+	if err := b.Set(dbKey(nsInternal, []byte(keyHashIndexed)), []byte{1}, nil); err != nil {
+		return fmt.Errorf("build key-hash index: %w", err)
+	}
+	if err := s.db.Apply(b, pebble.Sync); err != nil {
+		return fmt.Errorf("build key-hash index: %w", err)
+	}
+	return nil
+}
+
+// Digest returns the anti-entropy digest of the records, kept up to date by
+// Apply and Remove and rebuilt at open.
+func (s *Store) Digest() *digest.Digest { return s.digest }
+
+// GetByHash returns the records whose key hashes to h, in key order, found
+// through the key-hash index.
+func (s *Store) GetByHash(h uint64) ([]store.Record, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	prefix := hashKey(h, nil)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: get by hash %x: %w", h, err)
+	}
+	var keys [][]byte
+	for valid := it.First(); valid; valid = it.Next() {
+		keys = append(keys, append([]byte(nil), it.Key()[len(prefix):]...))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("pebblestore: get by hash %x: %w", h, err)
+	}
+	var out []store.Record
+	for _, k := range keys {
+		r, ok, err := s.get(k)
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: get by hash %x: %w", h, err)
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // Dir returns the data directory the store was opened on.
@@ -196,6 +291,8 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
+	// items are the digest changes, made once the batch has committed.
+	items := make([][2]digest.Item, 0, len(recs))
 	for i, r := range recs {
 		cur, ok := pending[string(r.Key)]
 		if !ok {
@@ -207,6 +304,13 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 		if ok && !r.Wins(cur) {
 			continue
 		}
+		var old digest.Item
+		if ok {
+			old = cur.Item()
+		} else if err := b.Set(hashKey(digest.KeyHash(r.Key), r.Key), nil, nil); err != nil {
+			return nil, fmt.Errorf("pebblestore: apply: index %q: %w", r.Key, err)
+		}
+		items = append(items, [2]digest.Item{old, r.Item()})
 		op := b.SetDeferred(1+len(r.Key), encodedLen(r))
 		op.Key[0] = nsRecord
 		copy(op.Key[1:], r.Key)
@@ -226,6 +330,9 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 		return nil, fmt.Errorf("pebblestore: apply: %w", err)
 	}
 	s.dirty.Store(true) // after the write: a Sync that sees it covers it
+	for _, c := range items {
+		s.digest.Replace(c[0], c[1])
+	}
 	return changed, nil
 }
 
@@ -324,9 +431,19 @@ func (s *Store) Remove(key []byte, v store.Version) error {
 		return nil
 	}
 	defer s.dirty.Store(true)
-	if err := s.db.Delete(dbKey(nsRecord, key), pebble.NoSync); err != nil {
+	b := s.db.NewBatch()
+	defer b.Close()
+	err = b.Delete(dbKey(nsRecord, key), nil)
+	if err == nil {
+		err = b.Delete(hashKey(digest.KeyHash(key), key), nil)
+	}
+	if err == nil {
+		err = s.db.Apply(b, pebble.NoSync)
+	}
+	if err != nil {
 		return fmt.Errorf("pebblestore: remove %q: %w", key, err)
 	}
+	s.digest.Remove(cur.Item())
 	return nil
 }
 

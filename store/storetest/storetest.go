@@ -25,6 +25,7 @@ import (
 	"testing"
 
 	"github.com/hearsaydb/hearsay/store"
+	"github.com/hearsaydb/hearsay/store/digest"
 )
 
 // Run runs the conformance suite as subtests of t. open must return a new,
@@ -57,6 +58,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Sync", testSync},
 		{"ConcurrentReadsDuringWrites", testConcurrent},
 		{"Closed", testClosed},
+		{"Digest", testDigest},
+		{"GetByHash", testGetByHash},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -834,10 +837,99 @@ func testClosed(t *testing.T, s store.Store) {
 	check("Apply", err)
 	check("Scan", s.Scan(nil, nil, func(store.Record) bool { return true }))
 	check("Remove", s.Remove([]byte("a"), store.Version{HLC: 1, Node: 1}))
+	_, err = s.GetByHash(digest.KeyHash([]byte("a")))
+	check("GetByHash", err)
 	_, _, err = s.GetMeta([]byte("m"))
 	check("GetMeta", err)
 	check("SetMeta", s.SetMeta([]byte("m"), []byte("v")))
 	check("ScanMeta", s.ScanMeta(nil, func(k, v []byte) bool { return true }))
 	check("Sync", s.Sync())
 	check("Close", s.Close())
+}
+
+// CheckDigest fails t unless s's digest is exactly the digest of the
+// records s holds, computed from scratch, and every record is found by its
+// key hash: the invariant Apply and Remove maintain in place.
+func CheckDigest(t testing.TB, s store.Store) {
+	t.Helper()
+	var items []digest.Item
+	err := s.Scan(nil, nil, func(r store.Record) bool {
+		items = append(items, r.Item())
+		got, err := s.GetByHash(digest.KeyHash(r.Key))
+		if err != nil {
+			t.Fatalf("GetByHash(%q): %v", r.Key, err)
+		}
+		if !slices.ContainsFunc(got, func(g store.Record) bool { return Equal(g, r) }) {
+			t.Fatalf("GetByHash(hash of %q) = %d records, none is %s", r.Key, len(got), Format(r))
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	d := s.Digest()
+	if d.Items() != int64(len(items)) {
+		t.Fatalf("digest holds %d items, store %d records", d.Items(), len(items))
+	}
+	want := digest.Cells(items, d.Len())
+	if got := d.Snapshot(); !slices.Equal(got, want) {
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("digest cell %d = %+v, want %+v (computed from the %d records)", i, got[i], want[i], len(items))
+			}
+		}
+	}
+}
+
+func testDigest(t *testing.T, s store.Store) {
+	CheckDigest(t, s)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for round := range 20 {
+		var recs []store.Record
+		for range 50 {
+			k := fmt.Sprintf("k%03d", rng.IntN(200))
+			v := store.Version{HLC: uint64(rng.IntN(1000) + 1), Node: uint64(rng.IntN(3) + 1)}
+			if rng.IntN(4) == 0 {
+				recs = append(recs, store.Record{Key: []byte(k), Version: v, Tombstone: true})
+			} else {
+				recs = append(recs, store.Record{Key: []byte(k), Value: []byte(fmt.Sprint(rng.Uint32())), Version: v})
+			}
+		}
+		apply(t, s, recs...)
+		// Remove some, with the right version and with a stale one.
+		for _, r := range scan(t, s, "", "")[:10] {
+			v := r.Version
+			if rng.IntN(2) == 0 {
+				v.HLC++
+			}
+			if err := s.Remove(r.Key, v); err != nil {
+				t.Fatalf("Remove: %v", err)
+			}
+		}
+		if round%5 == 4 {
+			CheckDigest(t, s)
+		}
+	}
+	if s.Digest().Items() == 0 {
+		t.Fatal("nothing left in the store to check")
+	}
+}
+
+func testGetByHash(t *testing.T, s store.Store) {
+	if got, err := s.GetByHash(digest.KeyHash([]byte("none"))); err != nil || len(got) != 0 {
+		t.Fatalf("GetByHash of an absent key = %v, %v", got, err)
+	}
+	apply(t, s, rec("a", "1", 1, 1), tomb("b", 2, 1))
+	for _, want := range []store.Record{rec("a", "1", 1, 1), tomb("b", 2, 1)} {
+		got, err := s.GetByHash(digest.KeyHash(want.Key))
+		if err != nil || len(got) != 1 || !Equal(got[0], want) {
+			t.Fatalf("GetByHash(%q) = %v, %v; want [%s]", want.Key, got, err, Format(want))
+		}
+	}
+	if err := s.Remove([]byte("b"), store.Version{HLC: 2, Node: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetByHash(digest.KeyHash([]byte("b"))); err != nil || len(got) != 0 {
+		t.Fatalf("GetByHash after Remove = %v, %v", got, err)
+	}
 }
