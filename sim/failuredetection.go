@@ -227,11 +227,12 @@ func MeasureFalsePositives(opts Options, n int, d, slow time.Duration, configure
 // Load is the failure detector's message load per member per protocol
 // period.
 type Load struct {
-	Messages float64 // membership messages sent (ping, ack, ping-req, nack)
+	Messages float64 // membership messages sent (ping, ack, ping-req, nack, gossip)
 	Bytes    float64 // their encoded size, piggybacked updates included
 }
 
-// MeasureLoad forms a cluster of n members, lets it settle, and measures
+// MeasureLoad forms a cluster of n members, lets it settle (until no
+// member has news left to gossip), and measures
 // the failure detector's messages over the given number of protocol
 // periods. With crash set, one member is crashed at the start of the
 // window, so that the window includes indirect probes and suspicion
@@ -242,8 +243,18 @@ func MeasureLoad(opts Options, n, periods int, crash bool, configure func(*engin
 		return Load{}, err
 	}
 	interval := c.Nodes()[0].cfg.Membership.ProbeInterval
-	if err := c.RunFor(30 * time.Second); err != nil {
-		return Load{}, err
+	// Settle: the news of n joins is gossiped until every member has
+	// passed it on often enough, minutes at 1,000 members.
+	var gossiped bool
+	c.OnSend = func(_ *Node, m engine.Message, _ int) { gossiped = gossiped || m.Env.Body == nil }
+	for i := 0; i == 0 || gossiped; i++ {
+		if i == 120 {
+			return Load{}, fmt.Errorf("sim: %d members still gossiping join news after 20 minutes", n)
+		}
+		gossiped = false
+		if err := c.RunFor(10 * time.Second); err != nil {
+			return Load{}, err
+		}
 	}
 	if crash {
 		c.Nodes()[n-1].Crash()
@@ -251,7 +262,7 @@ func MeasureLoad(opts Options, n, periods int, crash bool, configure func(*engin
 	var msgs, bytes float64
 	c.OnSend = func(_ *Node, m engine.Message, size int) {
 		switch m.Env.Body.(type) {
-		case *wire.Envelope_Ping, *wire.Envelope_Ack, *wire.Envelope_PingReq, *wire.Envelope_Nack:
+		case *wire.Envelope_Ping, *wire.Envelope_Ack, *wire.Envelope_PingReq, *wire.Envelope_Nack, nil:
 			msgs++
 			bytes += float64(size)
 		}
