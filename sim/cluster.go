@@ -40,14 +40,27 @@ type Options struct {
 	// Delay, if set, draws each message's delay instead of Latency and
 	// Jitter.
 	Delay func(*rand.Rand) time.Duration
+	// Duplicate is the probability that a message that is not lost is
+	// delivered twice, the copy with its own delay.
+	Duplicate float64
+	// Bandwidth, if positive, is each directed link's capacity in bytes per
+	// second: a message waits for the link to finish the messages before it,
+	// then takes its size divided by Bandwidth to serialize, before its
+	// delay starts.
+	Bandwidth int64
+	// DigestCells sizes each node's anti-entropy digest (see memstore);
+	// 0 is memstore's default. Runs without anti-entropy set it to 1: at
+	// 100,000 nodes the default digests alone would take gigabytes.
+	DigestCells int
 }
 
 // NetStats counts the virtual network's traffic.
 type NetStats struct {
-	Sent      uint64 // messages handed to the network
-	Delivered uint64 // messages delivered to a running node
-	Lost      uint64 // messages lost to Loss, partitions or down nodes
-	Bytes     uint64 // encoded bytes of the messages sent
+	Sent       uint64 // messages handed to the network
+	Delivered  uint64 // messages delivered to a running node
+	Lost       uint64 // messages lost to Loss, partitions or down nodes
+	Bytes      uint64 // encoded bytes of the messages sent
+	Duplicated uint64 // extra copies delivered by Duplicate
 }
 
 // Cluster is a set of simulated nodes on one virtual network.
@@ -63,6 +76,7 @@ type Cluster struct {
 	stats  NetStats
 	live   []*Node // running nodes, for the oracle sampler
 	liveAt map[*Node]int
+	busy   map[[2]*Node]time.Time // when each directed link is free, with Bandwidth
 
 	// OnChange, if set, is called for every record that changes a node's
 	// store (local writes and merged remote records), at the virtual time
@@ -74,6 +88,11 @@ type Cluster struct {
 	// OnMemberEvent, if set, is called for every change in a node's
 	// membership view, at the virtual time it happens.
 	OnMemberEvent func(n *Node, ev membership.Event)
+	// Blocked, if set, is asked for every message (after Cut, before loss
+	// is drawn) whether the link from one address to another is down: how
+	// scenarios model partitions and one-way links over groups of nodes
+	// without a Cut per pair.
+	Blocked func(from, to string) bool
 }
 
 // Node is one simulated member: an engine over a memstore. The store
@@ -106,6 +125,7 @@ func New(opts Options) *Cluster {
 		byAddr: map[string]*Node{},
 		cut:    map[[2]string]bool{},
 		liveAt: map[*Node]int{},
+		busy:   map[[2]*Node]time.Time{},
 	}
 }
 
@@ -131,7 +151,7 @@ func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, e
 	if configure != nil {
 		configure(&cfg)
 	}
-	n := &Node{Name: name, Addr: cfg.Addr, Store: memstore.New(), c: c, cfg: cfg}
+	n := &Node{Name: name, Addr: cfg.Addr, Store: memstore.NewWithOptions(memstore.Options{DigestCells: c.opts.DigestCells}), c: c, cfg: cfg}
 	if err := n.boot(); err != nil {
 		return nil, err
 	}
@@ -291,20 +311,40 @@ func (c *Cluster) send(from *Node, m engine.Message) {
 	if c.OnSend != nil {
 		c.OnSend(from, m, len(frame))
 	}
-	if c.cut[[2]string{from.Addr, m.To}] || (c.opts.Loss > 0 && c.rng.Float64() < c.opts.Loss) {
+	if c.cut[[2]string{from.Addr, m.To}] || (c.Blocked != nil && c.Blocked(from.Addr, m.To)) ||
+		(c.opts.Loss > 0 && c.rng.Float64() < c.opts.Loss) {
 		c.stats.Lost++
 		return
 	}
-	d := c.opts.Latency
-	if c.opts.Delay != nil {
-		d = c.opts.Delay(c.rng)
-	} else if c.opts.Jitter > 0 {
-		d += time.Duration(c.rng.Int64N(int64(c.opts.Jitter)))
+	to := c.byAddr[m.To]
+	var ser time.Duration // serialization on a link of limited bandwidth
+	if c.opts.Bandwidth > 0 && to != nil {
+		link := [2]*Node{from, to}
+		start := c.now
+		if b := c.busy[link]; b.After(start) {
+			start = b
+		}
+		done := start.Add(time.Duration(float64(len(frame)) * float64(time.Second) / float64(c.opts.Bandwidth)))
+		c.busy[link] = done
+		ser = done.Sub(c.now)
 	}
-	if to := c.byAddr[m.To]; to != nil {
-		d += to.ProcessingDelay
+	copies := 1
+	if c.opts.Duplicate > 0 && c.rng.Float64() < c.opts.Duplicate {
+		copies = 2
+		c.stats.Duplicated++
 	}
-	c.push(event{at: c.now.Add(d), to: m.To, frame: frame})
+	for range copies {
+		d := c.opts.Latency
+		if c.opts.Delay != nil {
+			d = c.opts.Delay(c.rng)
+		} else if c.opts.Jitter > 0 {
+			d += time.Duration(c.rng.Int64N(int64(c.opts.Jitter)))
+		}
+		if to != nil {
+			d += to.ProcessingDelay
+		}
+		c.push(event{at: c.now.Add(ser + d), to: m.To, frame: frame})
+	}
 }
 
 func (c *Cluster) push(ev event) {

@@ -9,9 +9,11 @@ import (
 )
 
 // LoadScenario reads a scenario from a YAML file whose keys are the flag
-// names of `hearsay sim` (nodes, model, mechanism, ...). Keys it does not
-// know are an error, so a typo does not silently fall back to a default.
-// Unset keys keep DefaultScenario's values.
+// names of `hearsay sim` (nodes, model, mechanism, ...) and, for what flags
+// do not cover, the workload, churn and events sections (see Scenario and
+// the files in examples/sim). Keys it does not know are an error, so a typo
+// does not silently fall back to a default. Unset keys keep
+// DefaultScenario's values.
 func LoadScenario(path string) (Scenario, error) {
 	s := DefaultScenario()
 	b, err := os.ReadFile(path)
@@ -61,6 +63,20 @@ func (s *Scenario) Override(flag string, o Scenario) {
 		s.Duration = o.Duration
 	case "cycle":
 		s.Cycle = o.Cycle
+	case "duplicate":
+		s.Duplicate = o.Duplicate
+	case "bandwidth":
+		s.Bandwidth = o.Bandwidth
+	case "suspicion":
+		s.Suspicion = o.Suspicion
+	case "drain":
+		s.Drain = o.Drain
+	case "write-rate":
+		s.Workload.Rate = o.Workload.Rate
+	case "keys":
+		s.Workload.Keys = o.Workload.Keys
+	case "deletes":
+		s.Workload.Deletes = o.Workload.Deletes
 	}
 }
 

@@ -18,38 +18,70 @@ import (
 // WriteSummary prints a human summary of the report.
 func WriteSummary(w io.Writer, r *Report) error {
 	s := r.Scenario
+	var faults []string
+	if s.Duplicate > 0 {
+		faults = append(faults, fmt.Sprintf("duplication %.2f%%", s.Duplicate*100))
+	}
+	if s.Bandwidth > 0 {
+		faults = append(faults, fmt.Sprintf("bandwidth %d B/s per link", s.Bandwidth))
+	}
+	if len(s.Events) > 0 {
+		faults = append(faults, fmt.Sprintf("%d scripted event(s)", len(s.Events)))
+	}
+	if s.Churn.any() {
+		faults = append(faults, fmt.Sprintf("churn (crash %g/s, join %g/s, leave %g/s)", s.Churn.Crash, s.Churn.Join, s.Churn.Leave))
+	}
+	workload := "one update"
+	if s.Workload.Rate > 0 {
+		workload = fmt.Sprintf("%g writes/s over %d keys, %.0f%% deletes", s.Workload.Rate, s.Workload.Keys, s.Workload.Deletes*100)
+	}
+	extra := ""
+	if len(faults) > 0 {
+		extra = "\n  faults: " + strings.Join(faults, ", ")
+	}
+	conv := "never (some running node misses an update at the end)"
+	if r.Converged > 0 {
+		conv = fmt.Sprintf("%.3f %s (± %.3f), in %.0f%% of runs", r.Convergence, r.Unit, r.Spread["convergence"], r.Converged*100)
+	}
 	_, err := fmt.Fprintf(w, `hearsay sim: %d nodes, %s model, %s (%s, %s, k=%d, fanout %d), %s sampler, loss %.2f%%, %d run(s) from seed %d
+  workload: %s%s
 
-  residue   %.4f  (± %.4f)   fraction of nodes never reached
+  updates   %.1f per run
+  residue   %.4f  (± %.4f)   fraction of (update, running node) pairs never delivered
   traffic   %.3f  (± %.3f)   update-carrying messages per node
-  t_avg     %.3f  (± %.3f)   %s until a node first holds the update (mean)
-  t_last    %.3f  (± %.3f)   %s until the last node that gets it does
-  messages  %.1f per node, %.0f bytes per node (all kinds)
+  t_avg     %.3f  (± %.3f)   %s from a write until a node first holds it (mean)
+  t_last    %.3f  (± %.3f)   %s until the last delivery
+  latency   p50 %.3f  p90 %.3f  p99 %.3f  max %.3f %s
+  converged %s
+  messages  %.1f per node, %.0f bytes per node; %.1f per update, %.0f bytes per update (all kinds)
+  false failure detections  %.1f (running members declared dead)
 `,
 		s.Nodes, s.Model, s.Mechanism, s.Direction, s.Interest, s.K, s.Fanout, s.Sampler, s.Loss*100, s.Runs, s.Seed,
+		workload, extra, r.Updates,
 		r.Residue, r.Spread["residue"], r.Traffic, r.Spread["traffic"],
 		r.TAvg, r.Spread["t_avg"], r.Unit, r.TLast, r.Spread["t_last"], r.Unit,
-		r.MessagesPerNode, r.BytesPerNode)
+		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, r.Unit, conv,
+		r.MessagesPerNode, r.BytesPerNode, r.MessagesPerUpdate, r.BytesPerUpdate, r.FalseDetections)
 	return err
 }
 
-// WriteCSV writes the first run's time series: for each cycle (or each
-// Cycle of virtual time), how many nodes are susceptible (never received
-// the update), infective (spreading it) and removed (received it, no longer
-// spreading), in the SIR terms of Demers et al.
+// WriteCSV writes every run's time series, one row per step (a cycle, or
+// Cycle of virtual time): how many running nodes are susceptible (miss an
+// update and spread none), infective (spread hot rumors) and removed (hold
+// every update, spread none), in the SIR terms of Demers et al.; then the
+// step's time in the report's unit, the running nodes, the (update, node)
+// pairs not yet delivered, and the messages and bytes sent so far.
 func WriteCSV(w io.Writer, r *Report) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write([]string{"run", "seed", "step", "susceptible", "infective", "removed"}); err != nil {
+	if err := cw.Write([]string{"run", "seed", "step", "susceptible", "infective", "removed", "time", "live", "missing", "messages", "bytes"}); err != nil {
 		return err
 	}
 	for ri, run := range r.Runs {
-		for i, got := range run.Curve {
-			inf := 0
-			if i < len(run.Infective) {
-				inf = run.Infective[i]
-			}
+		for i, sm := range run.series {
 			rec := []string{strconv.Itoa(ri), strconv.FormatUint(run.Seed, 10), strconv.Itoa(i + 1),
-				strconv.Itoa(r.Scenario.Nodes - got), strconv.Itoa(inf), strconv.Itoa(max(got-inf, 0))}
+				strconv.Itoa(sm.Susceptible), strconv.Itoa(sm.Infective), strconv.Itoa(sm.Removed),
+				strconv.FormatFloat(sm.T, 'g', 6, 64), strconv.Itoa(sm.Live), strconv.Itoa(sm.Missing),
+				strconv.FormatUint(sm.Messages, 10), strconv.FormatUint(sm.Bytes, 10)}
 			if err := cw.Write(rec); err != nil {
 				return err
 			}
@@ -72,19 +104,14 @@ func WritePlot(path string, r *Report) error {
 	}
 	curve := plot.New()
 	curve.Title.Text = fmt.Sprintf("%s, %d nodes: infection curve (seed %d)", r.Scenario.Mechanism, r.Scenario.Nodes, r.Runs[0].Seed)
-	curve.X.Label.Text = "step (" + r.Unit + ")"
+	curve.X.Label.Text = "time (" + r.Unit + ")"
 	curve.Y.Label.Text = "nodes"
 	run := r.Runs[0]
-	sus, inf, rem := make(plotter.XYs, len(run.Curve)), make(plotter.XYs, len(run.Curve)), make(plotter.XYs, len(run.Curve))
-	for i, got := range run.Curve {
-		x := float64(i + 1)
-		in := 0
-		if i < len(run.Infective) {
-			in = run.Infective[i]
-		}
-		sus[i] = plotter.XY{X: x, Y: float64(r.Scenario.Nodes - got)}
-		inf[i] = plotter.XY{X: x, Y: float64(in)}
-		rem[i] = plotter.XY{X: x, Y: float64(max(got-in, 0))}
+	sus, inf, rem := make(plotter.XYs, len(run.series)), make(plotter.XYs, len(run.series)), make(plotter.XYs, len(run.series))
+	for i, sm := range run.series {
+		sus[i] = plotter.XY{X: sm.T, Y: float64(sm.Susceptible)}
+		inf[i] = plotter.XY{X: sm.T, Y: float64(sm.Infective)}
+		rem[i] = plotter.XY{X: sm.T, Y: float64(sm.Removed)}
 	}
 	for i, l := range []struct {
 		name string
@@ -104,19 +131,26 @@ func WritePlot(path string, r *Report) error {
 
 	cdf := plot.New()
 	cdf.Title.Text = "delivery latency CDF (all runs)"
-	cdf.X.Label.Text = "time to first receipt (" + r.Unit + ")"
-	cdf.Y.Label.Text = "fraction of nodes reached"
+	cdf.X.Label.Text = "delivery latency (" + r.Unit + ")"
+	cdf.Y.Label.Text = "fraction of deliveries"
+	// Every run's latencies, against the deliveries it wanted (made and
+	// missing), so that the curve ends at 1 - residue.
 	var ts []float64
+	wanted := 0.0
 	for _, run := range r.Runs {
 		ts = append(ts, run.latencies...)
+		wanted += run.wanted
 	}
 	slices.Sort(ts)
-	if len(ts) > 0 {
-		n := float64(r.Scenario.Nodes-1) * float64(len(r.Runs))
-		xy := make(plotter.XYs, len(ts))
-		for i, t := range ts {
-			xy[i] = plotter.XY{X: t, Y: float64(i+1) / n}
+	if len(ts) > 0 && wanted > 0 {
+		// Some thousands of points draw the curve as well as millions.
+		const points = 2000
+		stride := max(1, len(ts)/points)
+		var xy plotter.XYs
+		for i := 0; i < len(ts); i += stride {
+			xy = append(xy, plotter.XY{X: ts[i], Y: float64(i+1) / wanted})
 		}
+		xy = append(xy, plotter.XY{X: ts[len(ts)-1], Y: float64(len(ts)) / wanted})
 		line, err := plotter.NewLine(xy)
 		if err != nil {
 			return fmt.Errorf("sim: plot: %w", err)

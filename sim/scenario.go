@@ -1,28 +1,28 @@
 package sim
 
 import (
-	"errors"
 	"fmt"
 	"math"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/rumor"
-	"github.com/hearsaydb/hearsay/store"
 )
 
 // Scenario describes one simulation: the cluster, the protocol
-// configuration, the network and the workload.
+// configuration, the network, the faults and the workload.
 type Scenario struct {
-	// Nodes is the cluster size.
+	// Nodes is the cluster size at the start.
 	Nodes int `json:"nodes" yaml:"nodes"`
 	// Model is "cycles" (Demers et al.'s synchronous model: every node acts
 	// once per cycle, messages arrive within the cycle, a node infected in
 	// a cycle spreads from the next) or "async" (jittered timers, latency
 	// drawn per message).
 	Model string `json:"model" yaml:"model"`
-	// Mechanism is "rumor", "anti-entropy" or "rumor+anti-entropy".
+	// Mechanism is the replication mechanisms, joined by "+": "rumor",
+	// "direct-mail", "anti-entropy", e.g. "direct-mail+rumor".
 	Mechanism string `json:"mechanism" yaml:"mechanism"`
 	// Direction is push, pull or push-pull.
 	Direction string `json:"direction" yaml:"direction"`
@@ -35,19 +35,43 @@ type Scenario struct {
 	Fanout int `json:"fanout" yaml:"fanout"`
 	// Loss is the probability that a message is lost.
 	Loss float64 `json:"loss" yaml:"loss"`
+	// Duplicate is the probability that a message is delivered twice.
+	Duplicate float64 `json:"duplicate,omitempty" yaml:"duplicate"`
+	// Bandwidth is each directed link's capacity in bytes per second; a
+	// message waits for the messages before it on its link and for its own
+	// serialization. 0: unlimited.
+	Bandwidth int64 `json:"bandwidth,omitempty" yaml:"bandwidth"`
 	// Latency is the one-way message delay in the async model.
 	Latency Latency `json:"latency" yaml:"latency"`
 	// Sampler is "oracle" (uniform over the true live set) or "real" (the
 	// membership component; the cluster forms by joining first).
 	Sampler string `json:"sampler" yaml:"sampler"`
+	// Suspicion is the membership component's shortest suspicion timeout
+	// (real sampler). 0: the engine's default.
+	Suspicion Duration `json:"suspicion,omitempty" yaml:"suspicion"`
 	// Seed seeds the first run; run i uses Seed+i.
 	Seed uint64 `json:"seed" yaml:"seed"`
 	// Runs is how many runs to average.
 	Runs int `json:"runs" yaml:"runs"`
-	// Duration bounds each run in virtual time.
-	Duration time.Duration `json:"duration" yaml:"duration"`
-	// Cycle is the length of a cycle (cycles model) or gossip interval.
-	Cycle time.Duration `json:"cycle" yaml:"cycle"`
+	// Duration bounds each run in virtual time. Streams of writes and churn
+	// at a rate go on until it; a run with nothing scripted after it ends
+	// earlier, as soon as the cluster is quiet (no hot rumor, no mail
+	// waiting).
+	Duration Duration `json:"duration" yaml:"duration"`
+	// Drain is how long a run may go on after its last scripted write,
+	// event or churn, for the updates in flight to settle, when that is
+	// later than Duration. Default 1m.
+	Drain Duration `json:"drain,omitempty" yaml:"drain"`
+	// Cycle is the length of a cycle (cycles model) or gossip interval, and
+	// the step of the time series.
+	Cycle Duration `json:"cycle" yaml:"cycle"`
+
+	// Workload is what clients write; the default is one update.
+	Workload Workload `json:"workload,omitzero" yaml:"workload"`
+	// Churn is crashes, restarts, joins and leaves at a rate.
+	Churn Churn `json:"churn,omitzero" yaml:"churn"`
+	// Events happen at given times.
+	Events []Event `json:"events,omitempty" yaml:"events"`
 }
 
 // DefaultScenario is Demers et al.'s textbook setting: 1,000 nodes, push
@@ -55,38 +79,91 @@ type Scenario struct {
 func DefaultScenario() Scenario {
 	return Scenario{
 		Nodes: 1000, Model: "cycles", Mechanism: "rumor", Direction: "push", Interest: "feedback-counter",
-		K: 2, Fanout: 1, Sampler: "oracle", Seed: 1, Runs: 1, Duration: 10 * time.Minute, Cycle: time.Second,
+		K: 2, Fanout: 1, Sampler: "oracle", Seed: 1, Runs: 1, Duration: Duration(10 * time.Minute), Cycle: Duration(time.Second),
 		Latency: Latency{Dist: "constant", Mean: 10 * time.Millisecond},
 	}
 }
 
-// RunResult is what one run measured.
+// RunResult is what one run measured. Times are in the report's unit:
+// cycles for the cycles model, seconds for async, counted from the start of
+// the workload.
 type RunResult struct {
 	Seed uint64 `json:"seed" yaml:"seed"`
-	// Residue is the fraction of nodes that never received the update.
+	// Updates is the number of client writes and deletes.
+	Updates int `json:"updates" yaml:"updates"`
+	// Residue is the fraction of (update, node) pairs, over the nodes
+	// running at the end, in which the node holds neither the update nor a
+	// newer version of its key. For the single update: the fraction of
+	// nodes never reached.
 	Residue float64 `json:"residue" yaml:"residue"`
 	// Traffic is update-carrying messages sent, divided by the node count.
 	Traffic float64 `json:"traffic" yaml:"traffic"`
-	// TAvg is the mean, over the nodes that received the update (the
-	// origin excluded), of when they first did: in cycles for the cycles
-	// model, in seconds for async.
+	// TAvg is the mean delivery latency: from an update's write until a
+	// node first holds it (or a newer version), the writer excluded.
 	TAvg float64 `json:"t_avg" yaml:"t_avg"`
-	// TLast is when the last node that ever received it did.
+	// TLast is the largest delivery latency: for the single update, when
+	// the last node that ever got it did.
 	TLast float64 `json:"t_last" yaml:"t_last"`
 	// Messages and Bytes count everything sent, of every kind.
 	Messages uint64 `json:"messages" yaml:"messages"`
 	Bytes    uint64 `json:"bytes" yaml:"bytes"`
-	// Latency percentiles of delivery, in the same unit as TAvg.
+	// Delivery latency percentiles, in the same unit as TAvg; Max equals
+	// TLast.
 	P50 float64 `json:"p50"`
 	P90 float64 `json:"p90"`
 	P99 float64 `json:"p99"`
-	// Curve is the number of nodes holding the update after each cycle
-	// (or each Cycle of virtual time in async).
+	Max float64 `json:"max"`
+	// Converged tells whether, at the end, every running node held every
+	// update; Convergence is when that last became and stayed true.
+	Converged   bool    `json:"converged"`
+	Convergence float64 `json:"convergence"`
+	// FalseDetections counts running members declared dead by another
+	// member (distinct member and incarnation pairs): real sampler only.
+	FalseDetections int `json:"false_detections"`
+	// Lost and Duplicated count messages the network dropped (loss,
+	// partitions, down nodes) and delivered twice.
+	Lost       uint64 `json:"lost"`
+	Duplicated uint64 `json:"duplicated"`
+	// Crashes, Restarts, Joins and Leaves count churn events done.
+	Crashes  int `json:"crashes,omitempty"`
+	Restarts int `json:"restarts,omitempty"`
+	Joins    int `json:"joins,omitempty"`
+	Leaves   int `json:"leaves,omitempty"`
+	// Live is the number of running nodes at the end.
+	Live int `json:"live"`
+	// Curve is the number of running nodes holding every update after each
+	// step (a cycle, or Cycle of virtual time in async).
 	Curve []int `json:"curve,omitempty"`
-	// Infective is the number of nodes still infective after each cycle.
+	// Infective is the number of nodes still infective after each step.
 	Infective []int `json:"infective,omitempty"`
 
-	latencies []float64 // every node's first-receipt time, for the CDF
+	series    []Sample
+	latencies []float64 // delivery latencies (or a uniform sample of them), sorted, for the CDF
+	wanted    float64   // deliveries made and missing, scaled to len(latencies)
+}
+
+// Sample is the state of a run at the end of one step, for the time
+// series.
+type Sample struct {
+	// T is the time since the start of the workload, in the report's unit.
+	T float64
+	// Live is the number of running nodes; Susceptible of them miss an
+	// update and are not spreading any, Infective spread at least one (hot
+	// rumors), Removed hold every update and spread none.
+	Live, Susceptible, Infective, Removed int
+	// Missing is the number of (update, running node) pairs not delivered.
+	Missing int
+	// Messages and Bytes are sent since the start of the workload.
+	Messages, Bytes uint64
+}
+
+// LatencySummary is the delivery latency's distribution, averaged over the
+// runs.
+type LatencySummary struct {
+	P50 float64 `json:"p50" yaml:"p50"`
+	P90 float64 `json:"p90" yaml:"p90"`
+	P99 float64 `json:"p99" yaml:"p99"`
+	Max float64 `json:"max" yaml:"max"`
 }
 
 // Report sums up the runs of a scenario: means at the top level, spread
@@ -98,12 +175,26 @@ type Report struct {
 	Traffic  float64  `json:"traffic" yaml:"traffic"`
 	TAvg     float64  `json:"t_avg" yaml:"t_avg"`
 	TLast    float64  `json:"t_last" yaml:"t_last"`
+	// Latency is the delivery latency, in Unit.
+	Latency LatencySummary `json:"latency" yaml:"latency"`
+	// Converged is the fraction of runs that ended with every running node
+	// holding every update; Convergence is the mean, over those runs, of
+	// when that last became and stayed true (in Unit; 0 if none did).
+	Converged   float64 `json:"converged" yaml:"converged"`
+	Convergence float64 `json:"convergence" yaml:"convergence"`
+	// Updates is the mean number of client writes per run.
+	Updates float64 `json:"updates" yaml:"updates"`
+	// FalseDetections is the mean number of running members declared dead.
+	FalseDetections float64 `json:"false_detections" yaml:"false_detections"`
 	// Spread holds the standard deviation of each mean over the runs.
 	Spread map[string]float64 `json:"spread" yaml:"spread"`
-	// MessagesPerNode and BytesPerNode count all traffic, of every kind.
-	MessagesPerNode float64     `json:"messages_per_node" yaml:"messages_per_node"`
-	BytesPerNode    float64     `json:"bytes_per_node" yaml:"bytes_per_node"`
-	Runs            []RunResult `json:"runs" yaml:"runs"`
+	// MessagesPerNode and BytesPerNode count all traffic, of every kind,
+	// per node; MessagesPerUpdate and BytesPerUpdate per client write.
+	MessagesPerNode   float64     `json:"messages_per_node" yaml:"messages_per_node"`
+	BytesPerNode      float64     `json:"bytes_per_node" yaml:"bytes_per_node"`
+	MessagesPerUpdate float64     `json:"messages_per_update" yaml:"messages_per_update"`
+	BytesPerUpdate    float64     `json:"bytes_per_update" yaml:"bytes_per_update"`
+	Runs              []RunResult `json:"runs" yaml:"runs"`
 }
 
 // Validate checks the scenario and fills defaults.
@@ -115,10 +206,13 @@ func (s *Scenario) Validate() error {
 		s.Runs = 1
 	}
 	if s.Cycle <= 0 {
-		s.Cycle = time.Second
+		s.Cycle = Duration(time.Second)
 	}
 	if s.Duration <= 0 {
-		s.Duration = 10 * time.Minute
+		s.Duration = Duration(10 * time.Minute)
+	}
+	if s.Drain <= 0 {
+		s.Drain = Duration(time.Minute)
 	}
 	if s.Fanout < 1 {
 		return fmt.Errorf("sim: --fanout %d: need at least 1", s.Fanout)
@@ -128,6 +222,12 @@ func (s *Scenario) Validate() error {
 	}
 	if s.Loss < 0 || s.Loss >= 1 {
 		return fmt.Errorf("sim: --loss %v: want a probability in [0, 1)", s.Loss)
+	}
+	if s.Duplicate < 0 || s.Duplicate > 1 {
+		return fmt.Errorf("sim: --duplicate %v: want a probability in [0, 1]", s.Duplicate)
+	}
+	if s.Bandwidth < 0 {
+		return fmt.Errorf("sim: --bandwidth %d: want bytes per second, or 0 for unlimited", s.Bandwidth)
 	}
 	switch s.Model {
 	case "cycles", "async":
@@ -149,27 +249,62 @@ func (s *Scenario) Validate() error {
 	if err := s.Latency.validate(); err != nil {
 		return err
 	}
-	_, err := s.mechanisms()
-	return err
-}
-
-type mechanisms struct{ rumor, antiEntropy bool }
-
-func (s *Scenario) mechanisms() (mechanisms, error) {
-	switch s.Mechanism {
-	case "rumor":
-		return mechanisms{rumor: true}, nil
-	case "anti-entropy":
-		return mechanisms{antiEntropy: true}, nil
-	case "rumor+anti-entropy":
-		return mechanisms{rumor: true, antiEntropy: true}, nil
+	m, err := s.mechanisms()
+	if err != nil {
+		return err
 	}
-	return mechanisms{}, fmt.Errorf("sim: --mechanism %q: want rumor, anti-entropy or rumor+anti-entropy", s.Mechanism)
+	if m.directMail && s.Sampler != "real" {
+		// The engine mails the members of its view, which the oracle
+		// sampler leaves empty.
+		return fmt.Errorf("sim: --mechanism %s: direct mail needs --sampler real", s.Mechanism)
+	}
+	w := &s.Workload
+	if w.Rate < 0 || w.Deletes < 0 || w.Deletes > 1 || w.Keys < 0 || w.ValueSize < 0 || w.Start < 0 || w.Stop < 0 {
+		return fmt.Errorf("sim: workload: want rate >= 0, deletes in [0, 1], keys, value_size, start and stop >= 0")
+	}
+	if w.Keys == 0 {
+		w.Keys = 100
+	}
+	if w.ValueSize == 0 {
+		w.ValueSize = 16
+	}
+	c := s.Churn
+	if c.Crash < 0 || c.Join < 0 || c.Leave < 0 || c.RestartAfter < 0 {
+		return fmt.Errorf("sim: churn: want rates and restart_after >= 0")
+	}
+	for i := range s.Events {
+		if err := s.Events[i].validate(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// errNoAntiEntropy is returned until the anti-entropy mechanism is wired
-// into the engine.
-var errNoAntiEntropy = errors.New("sim: anti-entropy is not available in this build")
+type mechanisms struct{ rumor, directMail, antiEntropy bool }
+
+// mechanisms parses Mechanism: names joined by "+".
+func (s *Scenario) mechanisms() (mechanisms, error) {
+	var m mechanisms
+	bad := fmt.Errorf("sim: --mechanism %q: want rumor, direct-mail or anti-entropy, or several joined by + (rumor+anti-entropy)", s.Mechanism)
+	for name := range strings.SplitSeq(s.Mechanism, "+") {
+		var p *bool
+		switch name {
+		case "rumor":
+			p = &m.rumor
+		case "direct-mail":
+			p = &m.directMail
+		case "anti-entropy":
+			p = &m.antiEntropy
+		default:
+			return mechanisms{}, bad
+		}
+		if *p {
+			return mechanisms{}, bad
+		}
+		*p = true
+	}
+	return m, nil
+}
 
 // configure returns the engine configuration for node i of the scenario.
 func (s *Scenario) configure(c *Cluster, cfg *engine.Config) error {
@@ -177,17 +312,31 @@ func (s *Scenario) configure(c *Cluster, cfg *engine.Config) error {
 	if err != nil {
 		return err
 	}
-	cfg.DirectMail = false
+	cfg.DirectMail = m.directMail
+	cfg.DirectMailMaxPeers = 0 // the scenario asked for it: mail everyone
 	cfg.RumorMongering = m.rumor
+	cfg.AntiEntropy = m.antiEntropy
+	// The textbook runs measure each mechanism on its own: a repair does
+	// not start a rumor.
+	cfg.RumorRepairs = false
 	if m.antiEntropy {
-		return errNoAntiEntropy
+		a := &cfg.AE
+		a.Interval = time.Duration(s.Cycle)
+		if s.Model == "cycles" {
+			a.Jitter = 0
+		}
+		mode, err := antientropy.ParseMode(s.Direction)
+		if err != nil {
+			return fmt.Errorf("sim: --direction: %w", err)
+		}
+		a.Mode = mode
 	}
 	r := &cfg.Rumor
 	_ = r.SetRule(s.Interest)
 	r.Direction, _ = rumor.ParseDirection(s.Direction)
 	r.K = s.K
 	r.Fanout = s.Fanout
-	r.Interval = s.Cycle
+	r.Interval = time.Duration(s.Cycle)
 	r.MaxAge = 0 // the textbook model has no age limit
 	r.MaxHot = 0
 	if s.Model == "cycles" {
@@ -196,13 +345,27 @@ func (s *Scenario) configure(c *Cluster, cfg *engine.Config) error {
 	if s.Sampler == "oracle" {
 		cfg.Peers = c
 	}
-	cfg.Membership.SuspicionTimeout = time.Hour
+	if s.Suspicion > 0 {
+		cfg.Membership.SuspicionTimeout = time.Duration(s.Suspicion)
+	}
 	return nil
 }
 
+// Progress tells how far a simulation has got.
+type Progress struct {
+	Run, Runs int // the run under way, from 1, of how many
+	// Virtual is the virtual time the run has reached since the start of
+	// its workload; Limit is the most it may run.
+	Virtual, Limit time.Duration
+	// Phase is "forming" while the real sampler's cluster forms, then
+	// "running", and "done" once the run is over.
+	Phase string
+}
+
 // Run runs the scenario Runs times, with seeds Seed..Seed+Runs-1, and
-// reports means and spread. progress, if not nil, is called after each run.
-func Run(s Scenario, progress func(done, total int)) (*Report, error) {
+// reports means and spread. progress, if not nil, is called at every step
+// of every run, and when each run ends.
+func Run(s Scenario, progress func(Progress)) (*Report, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -211,193 +374,63 @@ func Run(s Scenario, progress func(done, total int)) (*Report, error) {
 		rep.Unit = "seconds"
 	}
 	for i := range s.Runs {
-		r, err := runOnce(s, s.Seed+uint64(i))
+		var p func(Progress)
+		if progress != nil {
+			p = func(pr Progress) {
+				pr.Run, pr.Runs = i+1, s.Runs
+				progress(pr)
+			}
+		}
+		r, err := runOnce(s, s.Seed+uint64(i), p)
 		if err != nil {
 			return nil, fmt.Errorf("sim: run %d (seed %d): %w", i, s.Seed+uint64(i), err)
 		}
 		rep.Runs = append(rep.Runs, *r)
-		if progress != nil {
-			progress(i+1, s.Runs)
-		}
 	}
-	stat := func(name string, get func(RunResult) float64) float64 {
+	stat := func(name string, runs []RunResult, get func(RunResult) float64) float64 {
+		if len(runs) == 0 {
+			rep.Spread[name] = 0
+			return 0
+		}
 		var sum, sq float64
-		for _, r := range rep.Runs {
+		for _, r := range runs {
 			sum += get(r)
 		}
-		mean := sum / float64(len(rep.Runs))
-		for _, r := range rep.Runs {
+		mean := sum / float64(len(runs))
+		for _, r := range runs {
 			sq += (get(r) - mean) * (get(r) - mean)
 		}
-		rep.Spread[name] = math.Sqrt(sq / float64(len(rep.Runs)))
+		rep.Spread[name] = math.Sqrt(sq / float64(len(runs)))
 		return mean
 	}
-	rep.Residue = stat("residue", func(r RunResult) float64 { return r.Residue })
-	rep.Traffic = stat("traffic", func(r RunResult) float64 { return r.Traffic })
-	rep.TAvg = stat("t_avg", func(r RunResult) float64 { return r.TAvg })
-	rep.TLast = stat("t_last", func(r RunResult) float64 { return r.TLast })
-	rep.MessagesPerNode = stat("messages_per_node", func(r RunResult) float64 { return float64(r.Messages) / float64(s.Nodes) })
-	rep.BytesPerNode = stat("bytes_per_node", func(r RunResult) float64 { return float64(r.Bytes) / float64(s.Nodes) })
+	all := rep.Runs
+	rep.Residue = stat("residue", all, func(r RunResult) float64 { return r.Residue })
+	rep.Traffic = stat("traffic", all, func(r RunResult) float64 { return r.Traffic })
+	rep.TAvg = stat("t_avg", all, func(r RunResult) float64 { return r.TAvg })
+	rep.TLast = stat("t_last", all, func(r RunResult) float64 { return r.TLast })
+	rep.Latency.P50 = stat("p50", all, func(r RunResult) float64 { return r.P50 })
+	rep.Latency.P90 = stat("p90", all, func(r RunResult) float64 { return r.P90 })
+	rep.Latency.P99 = stat("p99", all, func(r RunResult) float64 { return r.P99 })
+	rep.Latency.Max = stat("max", all, func(r RunResult) float64 { return r.Max })
+	rep.Converged = stat("converged", all, func(r RunResult) float64 {
+		if r.Converged {
+			return 1
+		}
+		return 0
+	})
+	var conv []RunResult
+	for _, r := range all {
+		if r.Converged {
+			conv = append(conv, r)
+		}
+	}
+	rep.Convergence = stat("convergence", conv, func(r RunResult) float64 { return r.Convergence })
+	rep.Updates = stat("updates", all, func(r RunResult) float64 { return float64(r.Updates) })
+	rep.FalseDetections = stat("false_detections", all, func(r RunResult) float64 { return float64(r.FalseDetections) })
+	rep.MessagesPerNode = stat("messages_per_node", all, func(r RunResult) float64 { return float64(r.Messages) / float64(s.Nodes) })
+	rep.BytesPerNode = stat("bytes_per_node", all, func(r RunResult) float64 { return float64(r.Bytes) / float64(s.Nodes) })
+	perUpdate := func(x uint64, r RunResult) float64 { return float64(x) / float64(max(r.Updates, 1)) }
+	rep.MessagesPerUpdate = stat("messages_per_update", all, func(r RunResult) float64 { return perUpdate(r.Messages, r) })
+	rep.BytesPerUpdate = stat("bytes_per_update", all, func(r RunResult) float64 { return perUpdate(r.Bytes, r) })
 	return rep, nil
-}
-
-// runOnce runs one update from one node until no node is infective (or,
-// for anti-entropy alone, until every node has it), within Duration.
-func runOnce(s Scenario, seed uint64) (*RunResult, error) {
-	opts := Options{Seed: seed, Loss: s.Loss}
-	if s.Model == "async" {
-		opts.Latency, opts.Jitter = s.Latency.Mean, 0
-		opts.Delay = s.Latency.draw
-	}
-	c := New(opts)
-	var cfgErr error
-	for i := range s.Nodes {
-		_, err := c.AddNode(fmt.Sprintf("n%d", i), func(cfg *engine.Config) {
-			if err := s.configure(c, cfg); err != nil {
-				cfgErr = err
-			}
-		})
-		if cfgErr != nil {
-			return nil, cfgErr
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if s.Sampler == "real" {
-		if err := formCluster(c, s.Duration); err != nil {
-			return nil, err
-		}
-	}
-	const key = "update"
-	first := make([]time.Time, len(c.nodes))
-	index := make(map[*Node]int, len(c.nodes))
-	for i, nd := range c.nodes {
-		index[nd] = i
-	}
-	got := 0
-	c.OnChange = func(n *Node, r store.Record) {
-		if i := index[n]; string(r.Key) == key && first[i].IsZero() {
-			first[i] = c.now
-			got++
-		}
-	}
-	res := &RunResult{Seed: seed}
-	var traffic uint64
-	c.OnSend = func(_ *Node, m engine.Message, _ int) {
-		if m.Env.Updates() > 0 {
-			traffic++
-		}
-	}
-	base := c.stats
-	// Align the write with a cycle boundary so that cycle numbers count
-	// from it: the origin spreads in cycle 1.
-	origin := c.nodes[c.rng.IntN(len(c.nodes))]
-	start := c.now
-	if _, err := origin.Put(key, "value"); err != nil {
-		return nil, err
-	}
-	m, _ := s.mechanisms()
-	done := func() bool {
-		if got == len(c.nodes) && !m.rumor {
-			return true
-		}
-		if !m.rumor {
-			return false
-		}
-		for _, nd := range c.live {
-			if nd.Engine.Stats().Rumor.Hot > 0 {
-				return false
-			}
-		}
-		return !m.antiEntropy || got == len(c.nodes)
-	}
-	for step := 0; !done(); step++ {
-		if c.now.Sub(start) >= s.Duration {
-			break
-		}
-		if err := c.RunFor(s.Cycle); err != nil {
-			return nil, err
-		}
-		res.Curve = append(res.Curve, got)
-		inf := 0
-		if m.rumor {
-			for _, nd := range c.live {
-				if nd.Engine.Stats().Rumor.Hot > 0 {
-					inf++
-				}
-			}
-		}
-		res.Infective = append(res.Infective, inf)
-	}
-	unit := float64(s.Cycle)
-	if s.Model == "async" {
-		unit = float64(time.Second)
-	}
-	var ts []float64
-	for i, t := range first {
-		if t.IsZero() || c.nodes[i] == origin {
-			continue
-		}
-		ts = append(ts, float64(t.Sub(start))/unit)
-	}
-	slices.Sort(ts)
-	res.latencies = ts
-	res.Residue = float64(len(c.nodes)-got) / float64(len(c.nodes))
-	res.Traffic = float64(traffic) / float64(len(c.nodes))
-	if len(ts) > 0 {
-		sum := 0.0
-		for _, t := range ts {
-			sum += t
-		}
-		res.TAvg = sum / float64(len(ts))
-		res.TLast = ts[len(ts)-1]
-		q := func(p float64) float64 { return ts[int(p*float64(len(ts)-1))] }
-		res.P50, res.P90, res.P99 = q(0.5), q(0.9), q(0.99)
-	}
-	res.Messages = c.stats.Sent - base.Sent
-	res.Bytes = c.stats.Bytes - base.Bytes
-	return res, nil
-}
-
-// formCluster joins every node through the first and runs until every node
-// sees every other alive. Early joiners would learn of later ones only by
-// gossip; to start measurements from a formed cluster quickly, every node
-// joins a second time once the seed knows everyone, and so receives the
-// full member list.
-func formCluster(c *Cluster, limit time.Duration) error {
-	seed := c.nodes[0]
-	for _, nd := range c.nodes[1:] {
-		nd.Join(seed.Name)
-	}
-	n := len(c.nodes)
-	start := c.now
-	for seed.Engine.NumLive() < n && c.now.Sub(start) < limit {
-		if err := c.RunFor(100 * time.Millisecond); err != nil {
-			return err
-		}
-	}
-	for _, nd := range c.nodes[1:] {
-		if nd.Engine.NumLive() < n {
-			nd.Join(seed.Name)
-		}
-	}
-	for {
-		formed := true
-		for _, nd := range c.nodes {
-			if nd.Engine.NumLive() != n {
-				formed = false
-				break
-			}
-		}
-		if formed {
-			return nil
-		}
-		if c.now.Sub(start) > limit {
-			return fmt.Errorf("sim: cluster of %d did not form within %v", n, limit)
-		}
-		if err := c.RunFor(100 * time.Millisecond); err != nil {
-			return err
-		}
-	}
 }

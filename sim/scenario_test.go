@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func runJSON(t *testing.T, s Scenario) []byte {
@@ -42,6 +43,32 @@ func TestSameSeedSameBytes(t *testing.T) {
 	if a, b := runJSON(t, s), runJSON(t, s); !bytes.Equal(a, b) {
 		t.Fatal("async model: same seed gave different output")
 	}
+	// Faults, churn, a write stream and the real sampler, CSV included.
+	f, err := LoadScenario("../examples/sim/churn.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Nodes, f.Duration, f.Duplicate, f.Loss = 15, Duration(15*time.Second), 0.05, 0.02
+	f.Events = append(f.Events, Event{At: Duration(2 * time.Second), Partition: &PartitionSpec{Fraction: 0.3}}, Event{At: Duration(6 * time.Second), Heal: true})
+	out := func(seed uint64) string {
+		f.Seed = seed
+		var b bytes.Buffer
+		b.Write(runJSON(t, f))
+		rep, err := Run(f, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteCSV(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	if a, b := out(1), out(1); a != b {
+		t.Fatal("churn scenario: same seed gave different output")
+	}
+	if a, c := out(1), out(2); a == c {
+		t.Fatal("churn scenario: different seeds gave identical output")
+	}
 }
 
 // The feedback-coin variant has an analytic residue: s = e^{-(k+1)(1-s)}
@@ -49,7 +76,7 @@ func TestSameSeedSameBytes(t *testing.T) {
 func TestFeedbackCoinMatchesAnalyticResidue(t *testing.T) {
 	for k := 1; k <= 3; k++ {
 		s := DefaultScenario()
-		s.Interest, s.K, s.Runs = "feedback-coin", k, 30
+		s.Interest, s.K, s.Runs = "feedback-coin", k, 10
 		rep, err := Run(s, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -122,7 +149,7 @@ func TestOutputsCSVAndPlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if lines[0] != "run,seed,step,susceptible,infective,removed" || len(lines) < 10 {
+	if lines[0] != "run,seed,step,susceptible,infective,removed,time,live,missing,messages,bytes" || len(lines) < 10 {
 		t.Fatalf("csv: %q...", lines[:min(3, len(lines))])
 	}
 	// Every row accounts for every node.
