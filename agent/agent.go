@@ -1,0 +1,212 @@
+// Package agent is the hearsay daemon: it runs one hearsay.Node and serves
+// it over an HTTP JSON API, with Server-Sent Events for watches and
+// Prometheus metrics.
+//
+// Routes:
+//
+//	GET    /v1/kv/{key...}   read a key (JSON, or raw bytes with Accept: application/octet-stream)
+//	PUT    /v1/kv/{key...}   write a key (raw body, or JSON {"value": base64})
+//	DELETE /v1/kv/{key...}   delete a key
+//	GET    /v1/kv            scan: ?prefix=&start=&limit=
+//	GET    /v1/watch         Server-Sent Events of changes: ?prefix=
+//	GET    /v1/members       the membership view
+//	GET    /v1/status        this node's status
+//	GET    /metrics          Prometheus metrics
+//
+// Errors are JSON objects {"error": "..."} with a fitting status code.
+// Keys in paths are percent-encoded; every byte but '/' may need escaping.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hearsaydb/hearsay"
+)
+
+// Agent runs a hearsay Node and its HTTP API. Create it with New, then call
+// Run, or serve Handler yourself and call Close.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	node     *hearsay.Node
+	registry *prometheus.Registry
+	metrics  *httpMetrics
+	handler  http.Handler
+	ln       net.Listener // nil when cfg.HTTP is empty
+
+	// stopping is closed when a graceful stop begins, so that long-lived
+	// responses (watches) end and the HTTP server can drain.
+	stopping  chan struct{}
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg, opens the node (binding the gossip address and
+// starting to join cfg.Join) and binds the HTTP address. Serving starts with
+// Run. On error nothing is left open.
+func New(cfg Config) (*Agent, error) {
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log, err := cfg.NewLogger(os.Stderr)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	key, err := cfg.ReadSecretKey()
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("agent: register Go metrics: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("agent: register process metrics: %w", err)
+	}
+	m, err := newHTTPMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("agent: register HTTP metrics: %w", err)
+	}
+
+	ncfg := hearsay.DefaultConfig()
+	ncfg.Name = cfg.Name
+	ncfg.Protocol.Cluster = cfg.Cluster
+	ncfg.DataDir = cfg.DataDir
+	ncfg.BindAddr = cfg.Bind
+	ncfg.AdvertiseAddr = cfg.Advertise
+	ncfg.Seeds = append([]string(nil), cfg.Join...)
+	ncfg.Protocol.MaxValueSize = cfg.MaxValueSize
+	ncfg.NoSync = cfg.NoSync
+	ncfg.SecretKey = key
+	ncfg.Logger = log
+	ncfg.Registerer = reg
+
+	node, err := hearsay.Open(ncfg)
+	if err != nil {
+		return nil, fmt.Errorf("agent: open node %q (gossip %s, data dir %q): %w", cfg.Name, cfg.Bind, cfg.DataDir, err)
+	}
+	a := &Agent{
+		cfg:      cfg,
+		log:      log,
+		node:     node,
+		registry: reg,
+		metrics:  m,
+		stopping: make(chan struct{}),
+	}
+	a.handler = a.routes()
+	if cfg.HTTP != "" {
+		ln, err := net.Listen("tcp", cfg.HTTP)
+		if err != nil {
+			_ = node.Close()
+			return nil, fmt.Errorf("agent: listen for HTTP on %s: %w", cfg.HTTP, err)
+		}
+		a.ln = ln
+	}
+	return a, nil
+}
+
+// Node returns the agent's node, for embedding programs and tests.
+func (a *Agent) Node() *hearsay.Node { return a.node }
+
+// Handler returns the HTTP API, for tests (httptest) or a server of your own.
+func (a *Agent) Handler() http.Handler { return a.handler }
+
+// HTTPAddr returns the address the HTTP API listens on (with the actual
+// port when Config.HTTP asked for port 0), or "" without a listener.
+func (a *Agent) HTTPAddr() string {
+	if a.ln == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+// Run serves the HTTP API until ctx is done, then stops gracefully: it
+// announces a leave to the cluster (bounded by Config.ShutdownTimeout), shuts
+// the HTTP server down (letting requests in flight finish, ending watches)
+// and closes the node. It returns nil after a clean stop.
+func (a *Agent) Run(ctx context.Context) error {
+	st := a.node.Status()
+	a.log.Info("agent started",
+		"name", a.cfg.Name, "gossip", st.Address, "http", a.HTTPAddr(),
+		"data_dir", a.cfg.DataDir, "cluster", a.cfg.Cluster, "join", a.cfg.Join,
+		"version", a.cfg.BuildVersion)
+
+	var srv *http.Server
+	serveErr := make(chan error, 1)
+	if a.ln != nil {
+		srv = &http.Server{
+			Handler:           a.handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		}
+		go func() { serveErr <- srv.Serve(a.ln) }()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("stopping: leaving the cluster")
+	case err := <-serveErr:
+		runErr = fmt.Errorf("agent: HTTP server on %s: %w", a.HTTPAddr(), err)
+		a.log.Error("HTTP server failed; stopping", "err", err)
+		srv = nil
+	}
+
+	leaveCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	if err := a.node.Leave(leaveCtx); err != nil {
+		a.log.Warn("leave did not complete", "err", err)
+	}
+	cancel()
+
+	a.stopOnce.Do(func() { close(a.stopping) })
+	if srv != nil {
+		shutCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		if err := srv.Shutdown(shutCtx); err != nil {
+			a.log.Warn("HTTP shutdown did not complete; closing connections", "err", err)
+			_ = srv.Close()
+		}
+		cancel()
+		if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+			runErr = fmt.Errorf("agent: HTTP server on %s: %w", a.HTTPAddr(), err)
+		}
+	}
+	if err := a.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr == nil {
+		a.log.Info("agent stopped")
+	}
+	return runErr
+}
+
+// Close ends watches, closes the HTTP listener if Run did not start serving
+// it, and closes the node without announcing a leave. Run calls it; call it
+// yourself only when you do not call Run. It is safe to call more than once.
+func (a *Agent) Close() error {
+	a.stopOnce.Do(func() { close(a.stopping) })
+	a.closeOnce.Do(func() {
+		if a.ln != nil {
+			_ = a.ln.Close() // already closed by Shutdown after Run
+		}
+		if err := a.node.Close(); err != nil && !errors.Is(err, hearsay.ErrClosed) {
+			a.closeErr = fmt.Errorf("agent: close node: %w", err)
+		}
+	})
+	return a.closeErr
+}

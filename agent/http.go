@@ -1,0 +1,555 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hearsaydb/hearsay"
+	"github.com/hearsaydb/hearsay/store"
+)
+
+// Limits of the HTTP API.
+const (
+	// DefaultScanLimit is the page size of a scan without ?limit=.
+	DefaultScanLimit = 1000
+	// MaxScanLimit is the largest page a scan returns; larger limits are
+	// lowered to it, and the response's "next" tells where to go on.
+	MaxScanLimit = 10000
+	// HeartbeatInterval is how often a watch stream sends a comment line,
+	// so that proxies and clients see the connection alive.
+	HeartbeatInterval = 15 * time.Second
+	// VersionHeader carries the version of a raw (octet-stream) read.
+	VersionHeader = "X-Hearsay-Version"
+
+	kvPrefix     = "/v1/kv/"
+	jsonOverhead = 4 << 10 // room for {"value":...} and whitespace around the base64
+)
+
+// KeyVersion is the response to a write or delete.
+type KeyVersion struct {
+	Key     string `json:"key"`
+	Version string `json:"version"`
+}
+
+// EntryJSON is a key, its value (base64) and its version, as returned by
+// reads and scans.
+type EntryJSON struct {
+	Key     string `json:"key"`
+	Value   string `json:"value"`
+	Version string `json:"version"`
+}
+
+// ScanResponse is the response to GET /v1/kv. When Next is not empty there
+// may be more entries: ask again with start=Next.
+type ScanResponse struct {
+	Entries []EntryJSON `json:"entries"`
+	Next    string      `json:"next,omitempty"`
+}
+
+// EventJSON is the data of a watch event.
+type EventJSON struct {
+	Key     string `json:"key"`
+	Value   string `json:"value"`
+	Version string `json:"version"`
+	Deleted bool   `json:"deleted"`
+}
+
+// StatusResponse is the response to GET /v1/status.
+type StatusResponse struct {
+	hearsay.Status
+	// Version is the agent's build version.
+	Version string `json:"version"`
+	// HTTPAddress is the address of the HTTP API.
+	HTTPAddress string `json:"http_address"`
+}
+
+// ErrorResponse is the body of every error response.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// routes builds the API handler: a ServeMux of method patterns behind a
+// front that records metrics, keeps keys out of path cleaning and turns the
+// mux's own 404 and 405 replies into JSON errors.
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/kv/{key...}", a.handleGet)
+	mux.HandleFunc("PUT /v1/kv/{key...}", a.handlePut)
+	mux.HandleFunc("DELETE /v1/kv/{key...}", a.handleDelete)
+	mux.HandleFunc("GET /v1/kv", a.handleScan)
+	mux.HandleFunc("GET /v1/watch", a.handleWatch)
+	mux.HandleFunc("GET /v1/members", a.handleMembers)
+	mux.HandleFunc("GET /v1/status", a.handleStatus)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		Registry: a.registry,
+	}))
+
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		a.metrics.inflight.Inc()
+		defer a.metrics.inflight.Dec()
+
+		// Keys are arbitrary bytes: "a//b" or "x/../y" are keys, not paths
+		// to clean. Route kv requests on a stand-in path, and let the
+		// handlers read the key from the escaped path.
+		lookup := r
+		if strings.HasPrefix(r.URL.EscapedPath(), kvPrefix) {
+			lookup = r.Clone(r.Context())
+			lookup.URL.Path, lookup.URL.RawPath = kvPrefix+"k", ""
+		}
+		h, route := mux.Handler(lookup)
+		if r.URL.Path == "/v1/kv" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// Not a redirect to /v1/kv/ (the empty key): scan is GET only.
+			h, route = methodNotAllowed("GET, HEAD"), ""
+		}
+		if route == "" {
+			route = "unmatched"
+			h = jsonMuxError(h)
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		code := sw.status()
+		a.metrics.observe(route, r.Method, code, time.Since(start))
+		a.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "route", route,
+			"code", code, "duration", time.Since(start), "remote", r.RemoteAddr)
+	})
+}
+
+// methodNotAllowed answers 405 with an Allow header, as the mux does.
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	})
+}
+
+// jsonMuxError runs the mux's not-found or method-not-allowed handler on a
+// recorder and answers the same status (and Allow header) as JSON.
+func jsonMuxError(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &recorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		code := rec.status()
+		if allow := rec.Header().Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		var msg string
+		switch code {
+		case http.StatusMethodNotAllowed:
+			msg = fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.Header().Get("Allow"))
+		case http.StatusNotFound:
+			msg = fmt.Sprintf("no such endpoint: %s %s (see /v1/kv, /v1/watch, /v1/members, /v1/status, /metrics)", r.Method, r.URL.Path)
+		default:
+			msg = strings.TrimSpace(rec.body.String())
+			if msg == "" {
+				msg = http.StatusText(code)
+			}
+		}
+		writeError(w, code, msg)
+	})
+}
+
+// recorder captures what the mux's fallback handlers write.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.body.Write(b)
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+}
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		return http.StatusOK
+	}
+	return r.code
+}
+
+// keyOf returns the key of a /v1/kv/{key...} request, unescaped from the
+// raw path so that escaped slashes and dots survive.
+func keyOf(r *http.Request) (string, error) {
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), kvPrefix)
+	if !ok {
+		return "", errors.New("not a key path")
+	}
+	key, err := url.PathUnescape(rest)
+	if err != nil {
+		return "", fmt.Errorf("bad key escaping in path: %w", err)
+	}
+	return key, nil
+}
+
+// requireKey reads the request's key, answering 400 or 413 itself when the
+// key is unusable.
+func (a *Agent) requireKey(w http.ResponseWriter, r *http.Request) (string, bool) {
+	key, err := keyOf(r)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	case key == "":
+		writeError(w, http.StatusBadRequest, "empty key: use /v1/kv/<key>")
+		return "", false
+	case len(key) > store.MaxKeySize:
+		writeError(w, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("key too large: %d bytes, the limit is %d", len(key), store.MaxKeySize))
+		return "", false
+	}
+	return key, true
+}
+
+func (a *Agent) handleGet(w http.ResponseWriter, r *http.Request) {
+	key, ok := a.requireKey(w, r)
+	if !ok {
+		return
+	}
+	e, err := a.node.Get(r.Context(), []byte(key))
+	if err != nil {
+		a.fail(w, r, key, err)
+		return
+	}
+	if wantsRaw(r.Header.Get("Accept")) {
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Length", strconv.Itoa(len(e.Value)))
+		h.Set(VersionHeader, e.Version.String())
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(e.Value)
+		}
+		return
+	}
+	writeJSON(w, http.StatusOK, entryJSON(e))
+}
+
+func (a *Agent) handlePut(w http.ResponseWriter, r *http.Request) {
+	key, ok := a.requireKey(w, r)
+	if !ok {
+		return
+	}
+	isJSON := isJSONType(r.Header.Get("Content-Type"))
+	limit := int64(a.cfg.MaxValueSize)
+	if isJSON {
+		limit = int64(base64.StdEncoding.EncodedLen(a.cfg.MaxValueSize)) + jsonOverhead
+	}
+	tooLarge := fmt.Sprintf("value too large: the limit is %d bytes (agent --max-value-size)", a.cfg.MaxValueSize)
+	if r.ContentLength > limit {
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
+		return
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
+			return
+		}
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err))
+		return
+	}
+	value := data
+	if isJSON {
+		if value, err = decodePutJSON(data); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	v, err := a.node.Put(r.Context(), []byte(key), value)
+	if err != nil {
+		a.fail(w, r, key, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, KeyVersion{Key: key, Version: v.String()})
+}
+
+// decodePutJSON decodes a {"value": "<base64>"} body.
+func decodePutJSON(data []byte) ([]byte, error) {
+	var req struct {
+		Value *string `json:"value"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf(`malformed JSON body (want {"value": "<base64>"}): %v`, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New(`malformed JSON body: data after the object (want {"value": "<base64>"})`)
+	}
+	if req.Value == nil {
+		return nil, errors.New(`JSON body has no "value" (want {"value": "<base64>"})`)
+	}
+	value, err := base64.StdEncoding.DecodeString(*req.Value)
+	if err != nil {
+		if raw, err2 := base64.RawStdEncoding.DecodeString(*req.Value); err2 == nil {
+			return raw, nil
+		}
+		return nil, fmt.Errorf(`"value" is not valid base64 (standard alphabet): %v`, err)
+	}
+	return value, nil
+}
+
+func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
+	key, ok := a.requireKey(w, r)
+	if !ok {
+		return
+	}
+	v, err := a.node.Delete(r.Context(), []byte(key))
+	if err != nil {
+		a.fail(w, r, key, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, KeyVersion{Key: key, Version: v.String()})
+}
+
+func (a *Agent) handleScan(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := DefaultScanLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest,
+				fmt.Sprintf("bad limit %q: want a whole number from 1 to %d", s, MaxScanLimit))
+			return
+		}
+		limit = min(n, MaxScanLimit)
+	}
+	prefix, start := q.Get("prefix"), q.Get("start")
+	entries, err := a.node.Scan(r.Context(), []byte(prefix), []byte(start), limit+1)
+	if err != nil {
+		a.fail(w, r, "", err)
+		return
+	}
+	resp := ScanResponse{Entries: make([]EntryJSON, 0, min(len(entries), limit))}
+	if len(entries) > limit {
+		resp.Next = string(entries[limit].Key)
+		entries = entries[:limit]
+	}
+	for _, e := range entries {
+		resp.Entries = append(resp.Entries, entryJSON(e))
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *Agent) handleWatch(w http.ResponseWriter, r *http.Request) {
+	prefix := r.URL.Query().Get("prefix")
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	events, err := a.node.Watch(ctx, []byte(prefix))
+	if err != nil {
+		a.fail(w, r, "", err)
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a watch outlives any write timeout
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if _, err := fmt.Fprintf(w, ": watching prefix %q\n\n", prefix); err != nil {
+		return
+	}
+	if err := rc.Flush(); err != nil {
+		a.log.Warn("watch: response cannot be flushed; ending it", "err", err)
+		return
+	}
+	a.log.Debug("watch started", "prefix", prefix, "remote", r.RemoteAddr)
+	defer a.log.Debug("watch ended", "prefix", prefix, "remote", r.RemoteAddr)
+
+	heartbeat := time.NewTicker(HeartbeatInterval)
+	defer heartbeat.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.stopping:
+			_, _ = io.WriteString(w, "event: shutdown\ndata: {\"error\":\"agent is stopping\"}\n\n")
+			_ = rc.Flush()
+			return
+		case <-heartbeat.C:
+			_, err = io.WriteString(w, ": heartbeat\n\n")
+		case ev, ok := <-events:
+			if !ok {
+				if ctx.Err() == nil {
+					// The node dropped a watcher that fell behind.
+					_, _ = io.WriteString(w, "event: error\ndata: {\"error\":\"watch fell behind and was dropped; scan, then watch again\"}\n\n")
+					_ = rc.Flush()
+				}
+				return
+			}
+			name := "put"
+			if ev.Deleted {
+				name = "delete"
+			}
+			data, merr := json.Marshal(EventJSON{
+				Key:     string(ev.Key),
+				Value:   base64.StdEncoding.EncodeToString(ev.Value),
+				Version: ev.Version.String(),
+				Deleted: ev.Deleted,
+			})
+			if merr != nil {
+				a.log.Error("watch: encode event", "err", merr)
+				return
+			}
+			_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, data)
+		}
+		if err == nil {
+			err = rc.Flush()
+		}
+		if err != nil {
+			return // the client went away
+		}
+	}
+}
+
+func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {
+	if q := r.URL.Query().Get("watch"); q == "1" || q == "true" {
+		a.watchMembers(w, r)
+		return
+	}
+	members := a.node.Members()
+	if members == nil {
+		members = []hearsay.Member{}
+	}
+	writeJSON(w, http.StatusOK, members)
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, StatusResponse{
+		Status:      a.node.Status(),
+		Version:     a.cfg.BuildVersion,
+		HTTPAddress: a.HTTPAddr(),
+	})
+}
+
+// fail answers err from the node with the status it calls for.
+func (a *Agent) fail(w http.ResponseWriter, r *http.Request, key string, err error) {
+	code := StatusCode(err)
+	msg := err.Error()
+	switch {
+	case code == http.StatusNotFound && key != "":
+		msg = fmt.Sprintf("key %q not found", key)
+	case code == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+	}
+	if code >= 500 && r.Context().Err() == nil {
+		a.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+	}
+	writeError(w, code, msg)
+}
+
+// StatusCode maps an error of package hearsay to an HTTP status code.
+func StatusCode(err error) int {
+	switch {
+	case errors.Is(err, hearsay.ErrEmptyKey):
+		return http.StatusBadRequest
+	case errors.Is(err, hearsay.ErrKeyTooLarge), errors.Is(err, hearsay.ErrValueTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, hearsay.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, hearsay.ErrNotReady), errors.Is(err, hearsay.ErrClosed):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func entryJSON(e hearsay.Entry) EntryJSON {
+	return EntryJSON{
+		Key:     string(e.Key),
+		Value:   base64.StdEncoding.EncodeToString(e.Value),
+		Version: e.Version.String(),
+	}
+}
+
+// wantsRaw reports whether an Accept header prefers raw bytes to JSON: the
+// first of application/octet-stream and application/json listed wins.
+func wantsRaw(accept string) bool {
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch mt {
+		case "application/octet-stream":
+			return true
+		case "application/json":
+			return false
+		}
+	}
+	return false
+}
+
+// isJSONType reports whether a Content-Type is JSON.
+func isJSONType(ct string) bool {
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("encoding response: %v", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(ErrorResponse{Error: msg}) // a string always encodes
+	body := buf.Bytes()
+	h := w.Header()
+	h.Del(VersionHeader)
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}

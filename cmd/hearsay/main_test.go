@@ -1,0 +1,666 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin is the hearsay binary built once by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hearsay-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "hearsay")
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building hearsay: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cleanEnv is the test's environment without HEARSAY_ variables, plus extra.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HEARSAY_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// cli runs the binary to completion with stdin and extra environment.
+func cli(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = cleanEnv(env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("hearsay %q: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+func (r result) want(t *testing.T, code int) result {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d\nstdout: %s\nstderr: %s", r.code, code, r.stdout, r.stderr)
+	}
+	if code != 0 && !strings.HasPrefix(r.stderr, "error: ") {
+		t.Errorf("stderr %q does not start with \"error: \"", r.stderr)
+	}
+	return r
+}
+
+// freePort returns a TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestVersion(t *testing.T) {
+	r := cli(t, nil, "", "version").want(t, 0)
+	if !strings.Contains(r.stdout, Version) || !strings.Contains(r.stdout, runtime.Version()) {
+		t.Errorf("version output %q lacks %q or %q", r.stdout, Version, runtime.Version())
+	}
+	r = cli(t, nil, "", "version", "--json").want(t, 0)
+	var v map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v["version"] != Version || v["go"] != runtime.Version() {
+		t.Errorf("version --json %q: %v", r.stdout, err)
+	}
+}
+
+func TestUnreachableAgent(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	for _, args := range [][]string{
+		{"get", "k", "--addr", addr},
+		{"put", "k", "v", "--addr", addr},
+		{"members", "--addr", addr},
+		{"watch", "--addr", addr},
+	} {
+		r := cli(t, nil, "", args...).want(t, 1)
+		if !strings.Contains(r.stderr, "cannot reach agent at "+addr) || !strings.Contains(r.stderr, "hearsay agent") {
+			t.Errorf("%v: stderr %q", args, r.stderr)
+		}
+		if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%v: error is not one line: %q", args, r.stderr)
+		}
+	}
+	// HEARSAY_ADDR is the default --addr.
+	r := cli(t, []string{"HEARSAY_ADDR=" + addr}, "", "status").want(t, 1)
+	if !strings.Contains(r.stderr, "cannot reach agent at "+addr) {
+		t.Errorf("with HEARSAY_ADDR: stderr %q", r.stderr)
+	}
+	// Without either, the default address.
+	r = cli(t, nil, "", "--timeout", "2s", "status")
+	if r.code == 0 {
+		t.Skip("an agent runs at the default address")
+	}
+	if !strings.Contains(r.stderr, "127.0.0.1:7947") {
+		t.Errorf("default address: stderr %q", r.stderr)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	unknownKey := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(unknownKey, []byte("nmae: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // no agent: errors must come first
+	cases := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"get", "k", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"--bogus"}, "unknown flag"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"put", "", "v", "--addr", addr}, "key must not be empty"},
+		{[]string{"get", "", "--addr", addr}, "key must not be empty"},
+		{[]string{"del", "", "--addr", addr}, "key must not be empty"},
+		{[]string{"get", "--addr", addr}, "takes KEY"},
+		{[]string{"put", "k", "--addr", addr}, "takes KEY VALUE"},
+		{[]string{"members", "extra", "--addr", addr}, "no arguments"},
+		{[]string{"scan", "--limit", "-1", "--addr", addr}, "--limit"},
+		{[]string{"get", "k", "--timeout", "soon"}, "invalid argument"},
+		{[]string{"agent", "--max-value-size", "abc"}, "invalid size"},
+		{[]string{"agent", "--log-level", "loud", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"}, "--log-level"},
+		{[]string{"agent", "--config", unknownKey}, `unknown key "nmae"`},
+		{[]string{"demo", "--nodes", "0"}, "--nodes"},
+	}
+	for _, c := range cases {
+		r := cli(t, nil, "", c.args...)
+		if r.code != exitUsage {
+			t.Errorf("%q: exit code %d, want %d; stderr %q", c.args, r.code, exitUsage, r.stderr)
+			continue
+		}
+		if !strings.HasPrefix(r.stderr, "error: ") || !strings.Contains(r.stderr, c.msg) {
+			t.Errorf("%q: stderr %q, want an error mentioning %q", c.args, r.stderr, c.msg)
+		}
+		if strings.Contains(r.stderr, "cannot reach") {
+			t.Errorf("%q: asked the agent before checking the arguments", c.args)
+		}
+	}
+}
+
+// agentProc is an agent process started by a test.
+type agentProc struct {
+	cmd    *exec.Cmd
+	addr   string // HTTP
+	gossip string
+	done   chan struct{} // closed when the process has exited
+	err    error         // its exit status, once done is closed
+	logs   *bytes.Buffer
+}
+
+// startAgent runs `hearsay agent` on free loopback ports and waits until
+// its status answers. The agent is killed at the end of the test if still
+// running.
+func startAgent(t *testing.T, name string, extra ...string) *agentProc {
+	t.Helper()
+	a := &agentProc{
+		addr:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		done:   make(chan struct{}),
+		logs:   &bytes.Buffer{},
+	}
+	args := append([]string{"agent", "--name", name, "--bind", a.gossip, "--http", a.addr,
+		"--data-dir", t.TempDir(), "--no-sync", "--log-level", "warn"}, extra...)
+	a.cmd = exec.Command(bin, args...)
+	a.cmd.Env = cleanEnv()
+	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		a.err = a.cmd.Wait()
+		close(a.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-a.done:
+		default:
+			_ = a.cmd.Process.Kill()
+			<-a.done
+		}
+		if t.Failed() {
+			t.Logf("agent %s logs:\n%s", name, a.logs)
+		}
+	})
+	waitStatus(t, a.addr, a.done, &a.err)
+	return a
+}
+
+// waitStatus polls http://addr/v1/status until it answers 200, with a
+// deadline; exited reports a process that died meanwhile.
+func waitStatus(t *testing.T, addr string, exited <-chan struct{}, exitErr *error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("agent at %s did not answer within 30s", addr)
+		case <-exited:
+			t.Fatalf("agent at %s exited during start-up: %v", addr, *exitErr)
+		case <-tick.C:
+		}
+	}
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (a *agentProc) stop(t *testing.T) {
+	t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.done:
+		if a.err != nil {
+			t.Errorf("agent exited with %v after SIGTERM, want 0", a.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent did not stop within 30s of SIGTERM")
+	}
+}
+
+func TestAgentAndClient(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("uses SIGTERM")
+	}
+	a := startAgent(t, "cli1")
+	run := func(stdin string, args ...string) result {
+		t.Helper()
+		return cli(t, nil, stdin, append(args, "--addr", a.addr)...)
+	}
+
+	// put, get (raw), get --json.
+	r := run("", "put", "greeting", "hello world").want(t, 0)
+	if !strings.HasPrefix(r.stdout, "OK") {
+		t.Errorf("put output %q", r.stdout)
+	}
+	if r = run("", "get", "greeting").want(t, 0); r.stdout != "hello world" {
+		t.Errorf("get stdout %q, want the raw value", r.stdout)
+	}
+	r = run("", "--json", "put", "dir/with/slashes", "v2").want(t, 0)
+	var kv map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &kv); err != nil || kv["key"] != "dir/with/slashes" || kv["version"] == "" {
+		t.Errorf("put --json %q: %v", r.stdout, err)
+	}
+	r = run("", "get", "--json", "dir/with/slashes").want(t, 0)
+	var entry map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &entry); err != nil {
+		t.Fatalf("get --json %q: %v", r.stdout, err)
+	}
+	if entry["key"] != "dir/with/slashes" || entry["value"] != base64.StdEncoding.EncodeToString([]byte("v2")) || entry["version"] != kv["version"] {
+		t.Errorf("get --json %v, put gave %v", entry, kv)
+	}
+
+	// put from stdin, binary safe.
+	run("bin\x00ary\n", "put", "stdin", "-").want(t, 0)
+	if r = run("", "get", "stdin").want(t, 0); r.stdout != "bin\x00ary\n" {
+		t.Errorf("value from stdin read back as %q", r.stdout)
+	}
+
+	// get of an absent key: exit 1 and the message.
+	r = run("", "get", "absent").want(t, 1)
+	if strings.TrimSpace(r.stderr) != `error: key "absent" not found` || r.stdout != "" {
+		t.Errorf("get absent: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+
+	// Server errors pass through.
+	big := strings.Repeat("x", 2<<20)
+	r = run(big, "put", "big", "-").want(t, 1)
+	if !strings.Contains(r.stderr, "value too large") {
+		t.Errorf("oversized put: stderr %q", r.stderr)
+	}
+
+	// del, then get fails.
+	r = run("", "del", "greeting").want(t, 0)
+	if !strings.HasPrefix(r.stdout, "OK") {
+		t.Errorf("del output %q", r.stdout)
+	}
+	r = run("", "--json", "del", "greeting").want(t, 0)
+	if err := json.Unmarshal([]byte(r.stdout), &kv); err != nil || kv["key"] != "greeting" {
+		t.Errorf("del --json %q: %v", r.stdout, err)
+	}
+	run("", "get", "greeting").want(t, 1)
+
+	// scan: more keys than a page, so that the CLI follows "next".
+	const many = 1005
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for i := range many {
+		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/v1/kv/many/%04d", a.addr, i), strings.NewReader(strconv.Itoa(i)))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("put many/%04d: %s", i, resp.Status)
+		}
+	}
+	r = run("", "scan", "--prefix", "many/").want(t, 0)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != many || lines[0] != "many/0000\t0" || lines[many-1] != fmt.Sprintf("many/%04d\t%d", many-1, many-1) {
+		t.Errorf("scan: %d lines (want %d), first %q, last %q", len(lines), many, lines[0], lines[len(lines)-1])
+	}
+	r = run("", "scan", "--prefix", "many/", "--limit", "5").want(t, 0)
+	if got := strings.Count(r.stdout, "\n"); got != 5 {
+		t.Errorf("scan --limit 5: %d lines", got)
+	}
+	r = run("", "--json", "scan", "--prefix", "many/", "--limit", "3").want(t, 0)
+	var entries []map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil || len(entries) != 3 {
+		t.Fatalf("scan --json %q: %v", r.stdout, err)
+	}
+	if e := entries[2]; e["key"] != "many/0002" || e["value"] != base64.StdEncoding.EncodeToString([]byte("2")) || e["version"] == "" {
+		t.Errorf("scan --json entry %v", e)
+	}
+	r = run("", "--json", "scan", "--prefix", "nothing/").want(t, 0)
+	if strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("empty scan --json %q, want []", r.stdout)
+	}
+
+	// members: a table, and JSON objects with the four fields.
+	r = run("", "members").want(t, 0)
+	header := regexp.MustCompile(`^NAME\s+ADDRESS\s+STATE\s+INCARNATION\n`)
+	if !header.MatchString(r.stdout) || !strings.Contains(r.stdout, "cli1") || !strings.Contains(r.stdout, a.gossip) || !strings.Contains(r.stdout, "alive") {
+		t.Errorf("members table:\n%s", r.stdout)
+	}
+	r = run("", "members", "--json").want(t, 0)
+	var members []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &members); err != nil || len(members) != 1 {
+		t.Fatalf("members --json %q: %v", r.stdout, err)
+	}
+	for _, f := range []string{"name", "address", "state", "incarnation"} {
+		if _, ok := members[0][f]; !ok {
+			t.Errorf("members --json lacks %q: %s", f, r.stdout)
+		}
+	}
+
+	// status.
+	r = run("", "status").want(t, 0)
+	if !strings.Contains(r.stdout, "cli1") || !strings.Contains(r.stdout, a.addr) {
+		t.Errorf("status:\n%s", r.stdout)
+	}
+	r = run("", "status", "--json").want(t, 0)
+	var st map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st["name"] != "cli1" || st["version"] != Version || st["http_address"] != a.addr {
+		t.Errorf("status --json %q: %v", r.stdout, err)
+	}
+
+	a.stop(t)
+}
+
+// watcher is a running `hearsay watch`.
+type watcher struct {
+	cmd   *exec.Cmd
+	lines chan string
+	done  chan error
+}
+
+func startWatch(t *testing.T, args ...string) *watcher {
+	t.Helper()
+	w := &watcher{lines: make(chan string, 100), done: make(chan error, 1)}
+	w.cmd = exec.Command(bin, args...)
+	w.cmd.Env = cleanEnv()
+	stdout, err := w.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := w.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.cmd.Process.Kill() })
+	// The watch is in place once it says so on stderr.
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stderr).ReadString('\n')
+		ready <- line
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			w.lines <- sc.Text()
+		}
+		close(w.lines)
+		w.done <- w.cmd.Wait()
+	}()
+	select {
+	case line := <-ready:
+		if !strings.HasPrefix(line, "watching") {
+			t.Fatalf("watch said %q", line)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not start within 20s")
+	}
+	return w
+}
+
+func (w *watcher) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case l, ok := <-w.lines:
+		if !ok {
+			t.Fatal("watch output ended")
+		}
+		return l
+	case <-time.After(20 * time.Second):
+		t.Fatal("no watch line within 20s")
+	}
+	return ""
+}
+
+func TestWatch(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("uses signals")
+	}
+	a := startAgent(t, "watch1")
+	human := startWatch(t, "watch", "--prefix", "w/", "--addr", a.addr)
+	asJSON := startWatch(t, "watch", "--json", "--addr", a.addr)
+
+	cli(t, nil, "", "put", "w/1", "one", "--addr", a.addr).want(t, 0)
+	cli(t, nil, "", "put", "other", "x", "--addr", a.addr).want(t, 0)
+	cli(t, nil, "", "del", "w/1", "--addr", a.addr).want(t, 0)
+
+	if l := human.next(t); l != "put\tw/1\tone" {
+		t.Errorf("watch line %q", l)
+	}
+	if l := human.next(t); l != "delete\tw/1" {
+		t.Errorf("watch line %q", l)
+	}
+	var ev struct {
+		Key, Value, Version string
+		Deleted             bool
+	}
+	for i, want := range []struct {
+		key     string
+		deleted bool
+	}{{"w/1", false}, {"other", false}, {"w/1", true}} {
+		l := asJSON.next(t)
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Key != want.key || ev.Deleted != want.deleted || ev.Version == "" {
+			t.Errorf("json watch line %d: %q (%v)", i, l, err)
+		}
+	}
+
+	// Ctrl-C ends a watch with exit 0.
+	if err := human.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for range human.lines {
+	}
+	if err := <-human.done; err != nil {
+		t.Errorf("watch exited with %v after SIGINT, want 0", err)
+	}
+
+	// An agent that stops ends the other watch with an error.
+	a.stop(t)
+	for range asJSON.lines {
+	}
+	if err := <-asJSON.done; err == nil {
+		t.Error("watch exited 0 when the agent stopped")
+	}
+}
+
+// freePortRange returns a base port such that base..base+n-1 were free.
+func freePortRange(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		base := freePort(t)
+		if base+n-1 > 65535 {
+			continue
+		}
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			addr := fmt.Sprintf("127.0.0.1:%d", p)
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				ok = false
+				break
+			}
+			ln.Close()
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				ok = false
+				break
+			}
+			pc.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Skip("found no range of free ports")
+	return 0
+}
+
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of processes")
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("uses signals")
+	}
+	base := freePortRange(t, 4)
+	cmd := exec.Command(bin, "demo", "--nodes", "2", "--base-port", strconv.Itoa(base), "--log-level", "warn")
+	cmd.Env = cleanEnv()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	banner := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+			if !sent && strings.Contains(sc.Text(), "Press Ctrl-C") {
+				banner <- b.String()
+				sent = true
+			}
+		}
+		if !sent {
+			banner <- b.String()
+		}
+		done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("demo stderr:\n%s", logs.String())
+		}
+	})
+
+	var text string
+	select {
+	case text = <-banner:
+	case <-time.After(60 * time.Second):
+		t.Fatal("demo did not start within 60s")
+	}
+	n1 := fmt.Sprintf("127.0.0.1:%d", base+1)
+	n2 := fmt.Sprintf("127.0.0.1:%d", base+3)
+	for _, want := range []string{"n1", "n2", n1, n2, fmt.Sprintf("127.0.0.1:%d", base), "hearsay", "put"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("banner lacks %q:\n%s", want, text)
+		}
+	}
+	m := regexp.MustCompile(`data in (\S+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("banner does not say where the data is:\n%s", text)
+	}
+	dataDir := m[1]
+
+	// A write through n1 reaches n2.
+	cli(t, nil, "", "put", "demo-key", "demo-value", "--addr", n1).want(t, 0)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r := cli(t, nil, "", "get", "demo-key", "--addr", n2)
+		if r.code == 0 && r.stdout == "demo-value" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("n2 never saw the write: %+v", r)
+		case <-tick.C:
+		}
+	}
+	r := cli(t, nil, "", "members", "--json", "--addr", n2).want(t, 0)
+	if !strings.Contains(r.stdout, `"n1"`) || !strings.Contains(r.stdout, `"n2"`) {
+		t.Errorf("n2 members: %s", r.stdout)
+	}
+
+	// Ctrl-C stops every node and removes the temporary data.
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("demo exited with %v, want 0", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("demo did not stop within 60s")
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("data dir %s still there after the demo (%v)", dataDir, err)
+	}
+	if _, err := net.Dial("tcp", n1); err == nil {
+		t.Errorf("n1 still answers after the demo stopped")
+	}
+}
