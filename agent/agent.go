@@ -32,6 +32,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hearsaydb/hearsay"
+	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/engine/antientropy"
 )
 
 // Agent runs a hearsay Node and its HTTP API. Create it with New, then call
@@ -91,6 +93,7 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.AdvertiseAddr = cfg.Advertise
 	ncfg.Seeds = append([]string(nil), cfg.Join...)
 	ncfg.Protocol.MaxValueSize = cfg.MaxValueSize
+	applyProtocol(&ncfg.Protocol, cfg)
 	ncfg.NoSync = cfg.NoSync
 	ncfg.SecretKey = key
 	ncfg.Logger = log
@@ -209,4 +212,23 @@ func (a *Agent) Close() error {
 		}
 	})
 	return a.closeErr
+}
+
+// applyProtocol carries the protocol-tuning flags into the engine's
+// configuration. cfg has been validated.
+func applyProtocol(pc *engine.Config, cfg Config) {
+	pc.DirectMail = cfg.DirectMail
+	pc.RumorMongering = cfg.Rumor
+	pc.AntiEntropy = cfg.AntiEntropy
+	pc.Rumor.Interval = cfg.GossipInterval
+	pc.Rumor.Fanout = cfg.Fanout
+	pc.AE.Interval = cfg.AntiEntropyInterval
+	pc.AE.FullExchange = cfg.AntiEntropyMode == "full"
+	if m, err := antientropy.ParseMode(cfg.AntiEntropyMode); err == nil {
+		pc.AE.Mode = m
+	} else {
+		pc.AE.Mode = antientropy.PushPull
+	}
+	pc.Membership.SuspicionTimeout = cfg.SuspicionTimeout
+	pc.AE.TombstoneGrace = cfg.TombstoneGrace
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/store"
 )
 
@@ -51,13 +53,25 @@ const (
 	FlagLogFormat    = "log-format"
 	FlagSecretKey    = "secret-key-file"
 	FlagConfig       = "config"
+
+	// Protocol tuning. Defaults are engine.DefaultConfig's.
+	FlagDirectMail       = "direct-mail"
+	FlagRumor            = "rumor"
+	FlagAntiEntropy      = "anti-entropy"
+	FlagGossipInterval   = "gossip-interval"
+	FlagFanout           = "fanout"
+	FlagAEInterval       = "anti-entropy-interval"
+	FlagAEMode           = "anti-entropy-mode"
+	FlagSuspicionTimeout = "suspicion-timeout"
+	FlagTombstoneGrace   = "tombstone-grace"
 )
 
 // fileKeys are the flags a config file may set, sorted.
 var fileKeys = []string{
-	FlagAdvertise, FlagBind, FlagCluster, FlagDataDir, FlagHTTP, FlagJoin,
-	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync,
-	FlagSecretKey,
+	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
+	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagJoin,
+	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync, FlagRumor,
+	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace,
 }
 
 // Config configures an Agent. Every field but the last group has a
@@ -97,6 +111,19 @@ type Config struct {
 	// ConfigFile is the YAML or JSON file that Load read, if any.
 	ConfigFile string
 
+	// Protocol tuning: which mechanisms run and how fast. Each has a flag.
+	DirectMail          bool
+	Rumor               bool
+	AntiEntropy         bool
+	GossipInterval      time.Duration
+	Fanout              int
+	AntiEntropyInterval time.Duration
+	// AntiEntropyMode is push, pull, push-pull or full (push-pull without
+	// digests: both sides send every record).
+	AntiEntropyMode  string
+	SuspicionTimeout time.Duration
+	TombstoneGrace   time.Duration
+
 	// Logger, when set, receives the logs, and LogLevel and LogFormat are
 	// ignored. Not a flag.
 	Logger *slog.Logger
@@ -112,6 +139,7 @@ type Config struct {
 // info logs as text.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
+	pc := engine.DefaultConfig()
 	return Config{
 		Name:         host,
 		Bind:         DefaultBind,
@@ -120,6 +148,16 @@ func DefaultConfig() Config {
 		MaxValueSize: store.DefaultMaxValueSize,
 		LogLevel:     "info",
 		LogFormat:    "text",
+
+		DirectMail:          pc.DirectMail,
+		Rumor:               pc.RumorMongering,
+		AntiEntropy:         pc.AntiEntropy,
+		GossipInterval:      pc.Rumor.Interval,
+		Fanout:              pc.Rumor.Fanout,
+		AntiEntropyInterval: pc.AE.Interval,
+		AntiEntropyMode:     pc.AE.Mode.String(),
+		SuspicionTimeout:    pc.Membership.SuspicionTimeout,
+		TombstoneGrace:      pc.AE.TombstoneGrace,
 	}
 }
 
@@ -139,6 +177,15 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.SecretKeyFile, FlagSecretKey, c.SecretKeyFile, "file holding the cluster key (base64 of 16, 24 or 32 bytes) that encrypts gossip")
 	fs.StringVar(&c.LogLevel, FlagLogLevel, c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, FlagLogFormat, c.LogFormat, "log format: text or json")
+	fs.BoolVar(&c.DirectMail, FlagDirectMail, c.DirectMail, "send each write at once to every member (small clusters)")
+	fs.BoolVar(&c.Rumor, FlagRumor, c.Rumor, "spread updates by rumor mongering")
+	fs.BoolVar(&c.AntiEntropy, FlagAntiEntropy, c.AntiEntropy, "start periodic anti-entropy exchanges (answering peers' is always on)")
+	fs.DurationVar(&c.GossipInterval, FlagGossipInterval, c.GossipInterval, "rumor-mongering round")
+	fs.IntVar(&c.Fanout, FlagFanout, c.Fanout, "peers each rumor round contacts")
+	fs.DurationVar(&c.AntiEntropyInterval, FlagAEInterval, c.AntiEntropyInterval, "time between the anti-entropy exchanges this node starts")
+	fs.StringVar(&c.AntiEntropyMode, FlagAEMode, c.AntiEntropyMode, "anti-entropy direction: push, pull, push-pull, or full (push-pull sending every record)")
+	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size)")
+	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
 
@@ -320,6 +367,26 @@ func (c *Config) Validate() error {
 		if c.LogFormat != "text" && c.LogFormat != "json" {
 			errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
 		}
+	}
+	if c.GossipInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagGossipInterval, c.GossipInterval))
+	}
+	if c.Fanout < 1 {
+		errs = append(errs, fmt.Errorf("--%s %d: must be at least 1", FlagFanout, c.Fanout))
+	}
+	if c.AntiEntropyInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagAEInterval, c.AntiEntropyInterval))
+	}
+	if c.AntiEntropyMode != "full" {
+		if _, err := antientropy.ParseMode(c.AntiEntropyMode); err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: want push, pull, push-pull or full", FlagAEMode, c.AntiEntropyMode))
+		}
+	}
+	if c.SuspicionTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagSuspicionTimeout, c.SuspicionTimeout))
+	}
+	if c.TombstoneGrace <= 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagTombstoneGrace, c.TombstoneGrace))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))

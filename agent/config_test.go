@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/hearsaydb/hearsay/engine"
 )
 
 // env is a fake environment for Load.
@@ -186,5 +188,32 @@ func TestSecretKeyFile(t *testing.T) {
 	cfg.SecretKeyFile = writeFile(t, "short", "c2hvcnQ=")
 	if _, err := cfg.ReadSecretKey(); err == nil || !strings.Contains(err.Error(), "want 16, 24 or 32") {
 		t.Errorf("short key: %v", err)
+	}
+}
+
+func TestProtocolFlags(t *testing.T) {
+	file := writeFile(t, "c.yaml", "gossip-interval: 50ms\nanti-entropy-mode: pull\nrumor: false\n")
+	cfg, err := ParseConfig([]string{"--config", file, "--direct-mail=false", "--fanout", "5", "--anti-entropy-mode", "full"},
+		env("HEARSAY_SUSPICION_TIMEOUT", "9s", "HEARSAY_TOMBSTONE_GRACE", "48h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DirectMail || cfg.Rumor || !cfg.AntiEntropy || cfg.Fanout != 5 || cfg.GossipInterval.String() != "50ms" ||
+		cfg.AntiEntropyMode != "full" || cfg.SuspicionTimeout.String() != "9s" || cfg.TombstoneGrace.String() != "48h0m0s" {
+		t.Fatalf("protocol settings: %+v", cfg)
+	}
+	ncfg := engine.DefaultConfig()
+	applyProtocol(&ncfg, cfg)
+	if ncfg.DirectMail || ncfg.RumorMongering || !ncfg.AE.FullExchange || ncfg.Rumor.Fanout != 5 ||
+		ncfg.Membership.SuspicionTimeout.String() != "9s" || ncfg.AE.TombstoneGrace.String() != "48h0m0s" {
+		t.Fatalf("engine config: %+v", ncfg)
+	}
+	for _, bad := range [][]string{
+		{"--fanout", "0"}, {"--gossip-interval", "0s"}, {"--anti-entropy-mode", "sideways"},
+		{"--suspicion-timeout", "-1s"}, {"--tombstone-grace", "0s"}, {"--anti-entropy-interval", "0s"},
+	} {
+		if _, err := ParseConfig(bad, env()); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
+			t.Errorf("%v: error %v should name the flag", bad, err)
+		}
 	}
 }
