@@ -77,13 +77,17 @@ var (
 	descMail           = prometheus.NewDesc("hearsay_directmail_total", "Direct-mail activity, by event.", []string{"event"}, nil)
 	descOutbox         = prometheus.NewDesc("hearsay_directmail_outbox_records", "Records waiting in direct-mail outboxes, over all peers.", nil, nil)
 	descOutboxBytes    = prometheus.NewDesc("hearsay_directmail_outbox_bytes", "Bytes waiting in direct-mail outboxes, over all peers.", nil, nil)
+	descRumor          = prometheus.NewDesc("hearsay_rumor_total", "Rumor-mongering activity, by event.", []string{"event"}, nil)
+	descRumorHot       = prometheus.NewDesc("hearsay_rumor_hot", "Hot rumors: updates this node is spreading now.", nil, nil)
+	descAE             = prometheus.NewDesc("hearsay_antientropy_total", "Anti-entropy activity, by event.", []string{"event"}, nil)
+	descAEActive       = prometheus.NewDesc("hearsay_antientropy_active", "Anti-entropy exchanges in progress.", nil, nil)
 	descTransport      = prometheus.NewDesc("hearsay_transport_total", "Transport counters, by event.", []string{"event"}, nil)
 	descDetector       = prometheus.NewDesc("hearsay_failure_detector_total", "Failure detector activity, by event.", []string{"event"}, nil)
 	descLocalHealth    = prometheus.NewDesc("hearsay_local_health", "Local health score (Lifeguard): 0 when this node keeps up; probe timers are stretched by score+1.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descRefused, descMail, descOutbox, descOutboxBytes, descTransport, descDetector, descLocalHealth} {
+	for _, d := range []*prometheus.Desc{descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descRefused, descMail, descOutbox, descOutboxBytes, descRumor, descRumorHot, descAE, descAEActive, descTransport, descDetector, descLocalHealth} {
 		ch <- d
 	}
 }
@@ -111,6 +115,32 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descMail, e.Mail.TimedOut, "timed_out")
 	counter(descMail, e.Mail.Queued, "queued")
 	counter(descMail, e.Mail.Dropped, "dropped")
+	r := e.Rumor
+	for _, kv := range []struct {
+		name string
+		v    uint64
+	}{
+		{"messages", r.Messages}, {"updates", r.Updates}, {"announced", r.Announced}, {"pulls", r.Pulls},
+		{"fetches", r.Fetches}, {"added", r.Added}, {"lost_interest", r.LostInterest},
+		{"dropped_age", r.DroppedAge}, {"dropped_full", r.DroppedFull},
+	} {
+		counter(descRumor, kv.v, kv.name)
+	}
+	ch <- prometheus.MustNewConstMetric(descRumorHot, prometheus.GaugeValue, float64(r.Hot))
+	a := e.AntiEntropy
+	for _, kv := range []struct {
+		name string
+		v    uint64
+	}{
+		{"started", a.Started}, {"completed", a.Completed}, {"served", a.Served}, {"in_sync", a.InSync},
+		{"stalled", a.Stalled}, {"busy", a.Busy}, {"errors", a.Errors}, {"bad_digests", a.BadDigests},
+		{"full_fallbacks", a.FullFallbacks}, {"cells_sent", a.CellsSent}, {"records_sent", a.RecordsSent},
+		{"records_received", a.RecordsRecv}, {"repaired", a.Repaired}, {"tombstones_collected", a.Collected},
+		{"dropped_on_recovery", a.Dropped}, {"recovered", a.Recovered},
+	} {
+		counter(descAE, kv.v, kv.name)
+	}
+	ch <- prometheus.MustNewConstMetric(descAEActive, prometheus.GaugeValue, float64(a.Active))
 	ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(e.Mail.OutboxRecords))
 	ch <- prometheus.MustNewConstMetric(descOutboxBytes, prometheus.GaugeValue, float64(e.Mail.OutboxBytes))
 	fd := e.Members

@@ -414,6 +414,14 @@ func TestMembersStatusMetrics(t *testing.T) {
 		`route="GET /v1/members"`,
 		"hearsay_http_request_duration_seconds_bucket{",
 		"go_goroutines ",
+		// One family per mechanism, and the node's own counters.
+		`hearsay_directmail_total{event="sent"}`,
+		`hearsay_rumor_total{event="dropped_age"}`,
+		"hearsay_rumor_hot ",
+		`hearsay_antientropy_total{event="completed"}`,
+		`hearsay_members{state="alive"} 1`,
+		`hearsay_transport_total{event="version_errors"}`,
+		"hearsay_store_sync_seconds_bucket{",
 	} {
 		if !bytes.Contains(r.body, []byte(m)) {
 			t.Errorf("metrics lack %q", m)
