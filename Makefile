@@ -3,8 +3,11 @@ GO ?= go
 
 .PHONY: test test-short build proto lint fuzz demo bench
 
-# test is the README's test command and what CI runs.
+# test is the README's test command and what CI runs: formatting, vet, and
+# every test with the race detector.
 test:
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
