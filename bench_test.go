@@ -3,6 +3,8 @@ package hearsay_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ func benchNode(b *testing.B, name, dir string, seeds ...string) *hearsay.Node {
 	b.Helper()
 	cfg := hearsay.DefaultConfig()
 	cfg.Name, cfg.DataDir, cfg.BindAddr, cfg.Seeds = name, dir, "127.0.0.1:0", seeds
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := hearsay.Open(cfg)
 	if err != nil {
 		b.Fatal(err)
