@@ -368,68 +368,21 @@ func (a *Agent) handleWatch(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, "", err)
 		return
 	}
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a watch outlives any write timeout
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if _, err := fmt.Fprintf(w, ": watching prefix %q\n\n", prefix); err != nil {
-		return
-	}
-	if err := rc.Flush(); err != nil {
-		a.log.Warn("watch: response cannot be flushed; ending it", "err", err)
-		return
-	}
 	a.log.Debug("watch started", "prefix", prefix, "remote", r.RemoteAddr)
 	defer a.log.Debug("watch ended", "prefix", prefix, "remote", r.RemoteAddr)
-
-	heartbeat := time.NewTicker(HeartbeatInterval)
-	defer heartbeat.Stop()
-	for {
-		var err error
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.stopping:
-			_, _ = io.WriteString(w, "event: shutdown\ndata: {\"error\":\"agent is stopping\"}\n\n")
-			_ = rc.Flush()
-			return
-		case <-heartbeat.C:
-			_, err = io.WriteString(w, ": heartbeat\n\n")
-		case ev, ok := <-events:
-			if !ok {
-				if ctx.Err() == nil {
-					// The node dropped a watcher that fell behind.
-					_, _ = io.WriteString(w, "event: error\ndata: {\"error\":\"watch fell behind and was dropped; scan, then watch again\"}\n\n")
-					_ = rc.Flush()
-				}
-				return
-			}
+	streamSSE(a, ctx, w, "watch", streamEvent{data: fmt.Sprintf("watching prefix %q", prefix)}, events,
+		func(ev hearsay.Event) streamEvent {
 			name := "put"
 			if ev.Deleted {
 				name = "delete"
 			}
-			data, merr := json.Marshal(EventJSON{
+			return streamEvent{name, EventJSON{
 				Key:     string(ev.Key),
 				Value:   base64.StdEncoding.EncodeToString(ev.Value),
 				Version: ev.Version.String(),
 				Deleted: ev.Deleted,
-			})
-			if merr != nil {
-				a.log.Error("watch: encode event", "err", merr)
-				return
-			}
-			_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, data)
-		}
-		if err == nil {
-			err = rc.Flush()
-		}
-		if err != nil {
-			return // the client went away
-		}
-	}
+			}}
+		}, "watch fell behind and was dropped; scan, then watch again")
 }
 
 func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// streamEvent is one Server-Sent Event: its name and its JSON data.
+type streamEvent struct {
+	name string
+	data any
+}
+
+// streamSSE serves a Server-Sent Events response: the first event (if its
+// name is not empty; a comment line otherwise), then one event per value
+// from events, converted by toEvent, with a heartbeat comment every
+// HeartbeatInterval. It ends when the client goes away, the agent stops
+// (event "shutdown") or events closes while ctx is live — the node dropped
+// a watcher that fell behind — with an "error" event saying so.
+func streamSSE[T any](a *Agent, ctx context.Context, w http.ResponseWriter, what string, first streamEvent, events <-chan T, toEvent func(T) streamEvent, dropped string) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a watch outlives any write timeout
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	write := func(ev streamEvent) error {
+		if ev.name == "" {
+			_, err := fmt.Fprintf(w, ": %s\n\n", ev.data)
+			return err
+		}
+		data, err := json.Marshal(ev.data)
+		if err != nil {
+			a.log.Error(what+": encode event", "err", err)
+			return err
+		}
+		_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.name, data)
+		return err
+	}
+	if err := write(first); err != nil {
+		return
+	}
+	if err := rc.Flush(); err != nil {
+		a.log.Warn(what+": response cannot be flushed; ending it", "err", err)
+		return
+	}
+	heartbeat := time.NewTicker(HeartbeatInterval)
+	defer heartbeat.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.stopping:
+			_ = write(streamEvent{"shutdown", ErrorResponse{Error: "agent is stopping"}})
+			_ = rc.Flush()
+			return
+		case <-heartbeat.C:
+			_, err = io.WriteString(w, ": heartbeat\n\n")
+		case v, ok := <-events:
+			if !ok {
+				if ctx.Err() == nil {
+					_ = write(streamEvent{"error", ErrorResponse{Error: dropped}})
+					_ = rc.Flush()
+				}
+				return
+			}
+			err = write(toEvent(v))
+		}
+		if err == nil {
+			err = rc.Flush()
+		}
+		if err != nil {
+			return // the client went away
+		}
+	}
+}
