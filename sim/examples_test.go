@@ -55,6 +55,18 @@ func TestExamples(t *testing.T) {
 				expect(t, "false detections", r.FalseDetections, 0, 0)
 			},
 		},
+		"partition-anti-entropy.yaml": {
+			shrink: func(s *Scenario) { s.Nodes = 20 },
+			check: func(t *testing.T, r *Report) {
+				// The sides declare each other dead, dropping the outboxes;
+				// anti-entropy alone can repair what crossed no link.
+				expect(t, "false detections", r.FalseDetections, 20, 400)
+				expect(t, "residue", r.Residue, 0, 0)
+				expect(t, "converged", r.Converged, 1, 1)
+				expect(t, "convergence (s)", r.Convergence, 35, 60)
+				expect(t, "max latency (s)", r.Latency.Max, 15, 40)
+			},
+		},
 		"churn.yaml": {
 			shrink: func(s *Scenario) { s.Nodes, s.Duration = 20, sec(30) },
 			check: func(t *testing.T, r *Report) {
