@@ -254,3 +254,39 @@ func TestNoResurrectionAfterLongAbsence(t *testing.T) {
 		t.Fatalf("n3 stats %+v, want one recovery dropping one record", s)
 	}
 }
+
+// A node that joins a cluster holding data reconciles with its seed at
+// once, not an anti-entropy interval later.
+func TestJoinerReconcilesWithSeedAtOnce(t *testing.T) {
+	slowAE := func(cfg *engine.Config) {
+		cfg.AE.Interval = time.Hour // only the join-time exchange can run
+		cfg.DirectMail = false
+		cfg.RumorMongering = false
+	}
+	c := sim.New(sim.Options{Seed: 21, Latency: time.Millisecond})
+	n1, err := c.AddNode("n1", slowAE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if _, err := n1.Put(fmt.Sprintf("k%03d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n2, err := c.AddNode("n2", slowAE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2.Join("n1")
+	ok, err := c.RunUntil(5*time.Second, func() bool {
+		_, last := n2.Get("k199")
+		_, first := n2.Get("k000")
+		return first && last
+	})
+	if err != nil || !ok {
+		t.Fatalf("joiner did not catch up within 5 s: %+v", n2.Engine.Stats().AntiEntropy)
+	}
+	if got := n2.Engine.Stats().AntiEntropy.Started; got != 1 {
+		t.Fatalf("joiner started %d exchanges, want exactly the join-time one", got)
+	}
+}

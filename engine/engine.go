@@ -228,8 +228,15 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	}
 	e.stats.Received++
 	defer e.drainMemberEvents()
+	wasJoined := e.members.Joined()
 	if e.cfg.Peers == nil && e.members.Handle(now, env) {
 		e.mail.Contact(now, env.From)
+		if !wasJoined && e.members.Joined() && env.GetJoinReply() != nil && e.cfg.AntiEntropy {
+			// A joiner reconciles with the seed that admitted it at once,
+			// rather than an anti-entropy interval later: it catches up
+			// before the cluster's next writes build on what it lacks.
+			e.ae.Start(now, env.From)
+		}
 		return nil
 	}
 	e.mail.Contact(now, env.From)
