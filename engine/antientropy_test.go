@@ -290,3 +290,55 @@ func TestJoinerReconcilesWithSeedAtOnce(t *testing.T) {
 		t.Fatalf("joiner started %d exchanges, want exactly the join-time one", got)
 	}
 }
+
+// A node back from longer than the grace period must not deliver the mail
+// it queued before leaving: its records may have been deleted since, their
+// tombstones collected, and delivery would bring them back.
+func TestNoResurrectionFromStaleOutbox(t *testing.T) {
+	configure := func(cfg *engine.Config) {
+		cfg.AntiEntropy = true
+		cfg.AE.Interval = time.Second
+		cfg.AE.TombstoneGrace = 10 * time.Minute
+		cfg.AE.AliveInterval = 10 * time.Second
+		cfg.Membership.SuspicionTimeout = 24 * time.Hour // n3's peers stay alive in its view
+	}
+	c := cluster(t, sim.Options{Seed: 14, Latency: time.Millisecond}, 3, configure)
+	n1, n3 := c.Nodes()[0], c.Nodes()[2]
+	// n3 cannot reach n1: its mail of "doomed" to n1 waits in an outbox.
+	c.Cut("n3", "n1")
+	if _, err := n3.Put("doomed", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.RunUntil(time.Minute, func() bool { return n3.Engine.Stats().Mail.OutboxRecords == 1 }); err != nil || !ok {
+		t.Fatalf("no outbox entry on n3: %+v", n3.Engine.Stats().Mail)
+	}
+	n3.Crash()
+	c.Mend("n3", "n1")
+	if ok, err := c.RunUntil(time.Minute, func() bool { _, ok := n1.Get("doomed"); return ok }); err != nil || !ok {
+		t.Fatal("doomed never reached n1 through n2")
+	}
+	if _, err := n1.Delete("doomed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RunFor(15 * time.Minute); err != nil { // tombstones collected
+		t.Fatal(err)
+	}
+	if _, ok := n1.Get("doomed"); ok {
+		t.Fatal("tombstone not collected on n1")
+	}
+	if err := n3.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if got := n3.Engine.Stats().Mail.OutboxRecords; got != 0 {
+		t.Fatalf("n3 came back after the grace period with %d records of stale mail", got)
+	}
+	n3.Join("n1")
+	if err := c.RunFor(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range c.Nodes() {
+		if r, ok := nd.Get("doomed"); ok {
+			t.Fatalf("%s holds the deleted record again: %s", nd.Name, storetest.Format(r))
+		}
+	}
+}

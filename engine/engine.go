@@ -133,6 +133,12 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	if err := e.initAE(now, sample); err != nil {
 		return nil, err
 	}
+	if !e.ae.Serving() {
+		// Back from longer than the tombstone grace period: mail queued
+		// before the absence may carry records deleted since, whose death
+		// certificates are gone. Sending them would bring them back.
+		e.mail.DropAll()
+	}
 	return e, nil
 }
 

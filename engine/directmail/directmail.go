@@ -266,6 +266,13 @@ func (m *Mailer) Drop(name string) {
 	p.nextRetry = time.Time{}
 }
 
+// DropAll empties every outbox, as Drop does for one peer.
+func (m *Mailer) DropAll() {
+	for _, name := range m.names {
+		m.Drop(name)
+	}
+}
+
 // Deadline returns the next time Tick has work to do, or the zero time.
 func (m *Mailer) Deadline() time.Time {
 	var d time.Time
