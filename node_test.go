@@ -175,3 +175,51 @@ func TestConcurrentWritersGroupCommit(t *testing.T) {
 		t.Fatalf("%d entries, %v", len(es), err)
 	}
 }
+
+// Nodes holding the cluster key gossip; a node with another key (or none)
+// can neither join nor inject writes, and is counted as an auth failure.
+func TestSecretKeyKeepsStrangersOut(t *testing.T) {
+	ctx := context.Background()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	open := func(name string, k []byte, seeds ...string) *hearsay.Node {
+		cfg := hearsay.DefaultConfig()
+		cfg.Name, cfg.BindAddr, cfg.Seeds, cfg.SecretKey = name, "127.0.0.1:0", seeds, k
+		n, err := hearsay.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		return n
+	}
+	n1 := open("n1", key)
+	n2 := open("n2", key, n1.Status().Address)
+	waitFor(t, 10*time.Second, "keyed members", func() bool { return n1.Status().Alive == 2 && n2.Status().Alive == 2 })
+	for _, stranger := range []struct {
+		name string
+		key  []byte
+	}{{"wrong-key", []byte("fedcba9876543210fedcba9876543210")}, {"no-key", nil}} {
+		s := open(stranger.name, stranger.key, n1.Status().Address)
+		jctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := s.Join(jctx, []string{n1.Status().Address})
+		cancel()
+		if err == nil {
+			t.Fatalf("%s joined a keyed cluster", stranger.name)
+		}
+		if _, err := s.Put(ctx, []byte("injected"), []byte(stranger.name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A keyed write still replicates; the strangers' writes never arrive.
+	if _, err := n1.Put(ctx, []byte("marker"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "keyed replication", func() bool { _, err := n2.Get(ctx, []byte("marker")); return err == nil })
+	for _, n := range []*hearsay.Node{n1, n2} {
+		if _, err := n.Get(ctx, []byte("injected")); !errors.Is(err, hearsay.ErrNotFound) {
+			t.Fatalf("%s accepted a stranger's write: %v", n.Status().Name, err)
+		}
+		if got := n.Status().Members; got != 2 {
+			t.Fatalf("%s lists %d members, want 2", n.Status().Name, got)
+		}
+	}
+}

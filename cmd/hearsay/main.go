@@ -135,6 +135,7 @@ The other commands talk to an agent's HTTP API at --addr.`,
 		newStatusCmd(g),
 		newVersionCmd(g),
 		newSimCmd(g),
+		newKeysCmd(),
 		newBenchCmd(g),
 	)
 	return root

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestKeysGenerateAndCheck(t *testing.T) {
+	r := cli(t, nil, "", "keys", "generate").want(t, 0)
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(r.stdout))
+	if err != nil || len(k) != 32 {
+		t.Fatalf("generated key %q: %d bytes, %v", r.stdout, len(k), err)
+	}
+	if r2 := cli(t, nil, "", "keys", "generate"); r2.stdout == r.stdout {
+		t.Fatal("two generated keys are equal")
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	if err := os.WriteFile(good, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := cli(t, nil, "", "keys", "check", good).want(t, 0).stdout; !strings.Contains(out, "256-bit") {
+		t.Fatalf("check output %q", out)
+	}
+	bad := filepath.Join(dir, "bad")
+	if err := os.WriteFile(bad, []byte("c2hvcnQ=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if e := cli(t, nil, "", "keys", "check", bad).want(t, 1).stderr; !strings.Contains(e, "want 16, 24 or 32") {
+		t.Fatalf("bad key error %q", e)
+	}
+	cli(t, nil, "", "keys", "check").want(t, 2)
+	cli(t, nil, "", "keys", "check", filepath.Join(dir, "absent")).want(t, 1)
+}
