@@ -136,7 +136,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"stalled", a.Stalled}, {"busy", a.Busy}, {"errors", a.Errors}, {"bad_digests", a.BadDigests},
 		{"full_fallbacks", a.FullFallbacks}, {"cells_sent", a.CellsSent}, {"records_sent", a.RecordsSent},
 		{"records_received", a.RecordsRecv}, {"repaired", a.Repaired}, {"tombstones_collected", a.Collected},
-		{"dropped_on_recovery", a.Dropped}, {"recovered", a.Recovered},
+		{"dropped_on_recovery", a.Dropped}, {"recovered", a.Recovered}, {"isolated", a.Isolated},
 	} {
 		counter(descAE, kv.v, kv.name)
 	}

@@ -342,3 +342,83 @@ func TestNoResurrectionFromStaleOutbox(t *testing.T) {
 		}
 	}
 }
+
+func graceConfig(cfg *engine.Config) {
+	cfg.AntiEntropy = true
+	cfg.AE.Interval = time.Second
+	cfg.AE.TombstoneGrace = 10 * time.Minute
+	cfg.AE.AliveInterval = 10 * time.Second
+}
+
+// A node that keeps running but is partitioned from every peer for longer
+// than the grace period is as stale as one that was down: when the
+// partition heals it must recover before serving, and a record deleted
+// (and its tombstone collected) on the other side must not come back.
+func TestNoResurrectionAfterLongPartition(t *testing.T) {
+	c := cluster(t, sim.Options{Seed: 15, Latency: time.Millisecond}, 3, graceConfig)
+	n1, n3 := c.Nodes()[0], c.Nodes()[2]
+	if _, err := n1.Put("doomed", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.RunUntil(time.Minute, func() bool { return converged(c.Nodes()) }); err != nil || !ok {
+		t.Fatalf("write did not spread: %v", err)
+	}
+	c.Partition([]string{"n3"}, []string{"n1", "n2"})
+	if _, err := n1.Delete("doomed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RunFor(15 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n1.Get("doomed"); ok {
+		t.Fatal("tombstone not collected on n1 after the grace period")
+	}
+	if r, ok := n3.Get("doomed"); !ok || r.Tombstone {
+		t.Fatal("n3 should still hold the live record on its side of the partition")
+	}
+	if !n3.Engine.Serving() {
+		t.Fatal("n3 stopped serving while it had no peer to recover from")
+	}
+	c.Heal()
+	ok, err := c.RunUntil(2*time.Minute, func() bool {
+		s := n3.Engine.Stats().AntiEntropy
+		return s.Isolated == 1 && s.Recovered == 1 && n3.Engine.Serving()
+	})
+	if err != nil || !ok {
+		t.Fatalf("n3 did not recover after the heal: %+v", n3.Engine.Stats().AntiEntropy)
+	}
+	if err := c.RunFor(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range c.Nodes() {
+		if r, ok := nd.Get("doomed"); ok {
+			t.Fatalf("%s holds the deleted record again: %s", nd.Name, storetest.Format(r))
+		}
+		if s := nd.Engine.Stats().AntiEntropy; nd != n3 && s.Isolated != 0 {
+			t.Fatalf("%s, which kept syncing on its side, started a recovery", nd.Name)
+		}
+	}
+}
+
+// When every node was cut off from every other for longer than the grace
+// period, all of them recover at the heal; none may wait forever for a
+// serving peer.
+func TestAllIsolatedNodesRecover(t *testing.T) {
+	c := cluster(t, sim.Options{Seed: 16, Latency: time.Millisecond}, 2, graceConfig)
+	n1, n2 := c.Nodes()[0], c.Nodes()[1]
+	if _, err := n1.Put("k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	c.Partition([]string{"n1"}, []string{"n2"})
+	if err := c.RunFor(15 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c.Heal()
+	ok, err := c.RunUntil(2*time.Minute, func() bool {
+		return n1.Engine.Stats().AntiEntropy.Isolated == 1 && n2.Engine.Stats().AntiEntropy.Isolated == 1 &&
+			n1.Engine.Serving() && n2.Engine.Serving()
+	})
+	if err != nil || !ok {
+		t.Fatalf("isolated nodes did not both recover: n1 %+v, n2 %+v", n1.Engine.Stats().AntiEntropy, n2.Engine.Stats().AntiEntropy)
+	}
+}

@@ -190,6 +190,7 @@ type Stats struct {
 	Collected     uint64 // tombstones collected after the grace period
 	Dropped       uint64 // records dropped by a recovering node (deleted elsewhere)
 	Recovered     uint64 // full pulls that ended a recovery
+	Isolated      uint64 // recoveries started because no exchange completed for longer than the grace period
 	Active        int    // exchanges in progress
 }
 
@@ -232,6 +233,10 @@ type Reconciler struct {
 	sweepAfter []byte // the sweep resumes after this key; nil: from the start
 	nextAlive  time.Time
 	recovering bool
+	// lastSync is when an exchange last completed, in either role: a
+	// running node cut off from every peer for longer than the grace period
+	// is as stale as one that was down that long.
+	lastSync time.Time
 	stats      Stats
 }
 
@@ -302,6 +307,7 @@ func New(self string, cfg Config, st store.Store, rng *rand.Rand, now time.Time,
 	if !cfg.Enabled {
 		return r, nil
 	}
+	r.lastSync = now
 	v, ok, err := st.GetMeta([]byte(metaAlive))
 	if err != nil {
 		return nil, fmt.Errorf("antientropy: read last-alive time: %w", err)
@@ -388,6 +394,17 @@ func (r *Reconciler) Tick(now time.Time) error {
 		r.nextSweep = now.Add(r.cfg.SweepInterval)
 		if err := r.sweep(now); err != nil {
 			return err
+		}
+	}
+	if !r.recovering && now.Sub(r.lastSync) > r.cfg.TombstoneGrace && r.st.Digest().Items() > 0 {
+		// No exchange for longer than the grace period, and now a peer
+		// is reachable again (a partition healed): the peers may have
+		// collected tombstones of records this node still holds. Recover
+		// as a node back from a long absence does.
+		if peers := r.sample(r.rng, 1); len(peers) > 0 {
+			r.recovering = true
+			r.next = now
+			r.stats.Isolated++
 		}
 	}
 	if !now.Before(r.next) {
@@ -575,7 +592,12 @@ func (r *Reconciler) onStart(now time.Time, peer string, m *wire.AEStart) error 
 		}
 	}
 	switch {
-	case r.recovering:
+	case r.recovering && !(m.Recovering && r.self > peer):
+		// A recovering node serves nobody, so that nobody pulls its stale
+		// records; but when every node is recovering (all of them were
+		// cut off from each other), the one with the larger name serves
+		// the others, or none would ever serve again. (Larger, because of
+		// two exchanges started at once the smaller name's goes on.)
 		r.sendError(peer, m.Session, true, "responder is recovering: it serves nothing until it has pulled")
 		return nil
 	case r.busyWith(peer) || responders >= r.cfg.MaxSessions:
@@ -912,7 +934,7 @@ func (r *Reconciler) pump(now time.Time, s *session) error {
 	return nil
 }
 
-func (r *Reconciler) finishIfDone(_ time.Time, s *session) {
+func (r *Reconciler) finishIfDone(now time.Time, s *session) {
 	if s.digesting || (s.out != nil && !s.out.done()) || (s.in != nil && !s.in.done) {
 		return
 	}
@@ -920,6 +942,7 @@ func (r *Reconciler) finishIfDone(_ time.Time, s *session) {
 		return
 	}
 	delete(r.sessions, s.key)
+	r.lastSync = now
 	if !s.initiator {
 		r.stats.Served++
 		return
