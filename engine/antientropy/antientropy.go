@@ -237,7 +237,7 @@ type Reconciler struct {
 	// running node cut off from every peer for longer than the grace period
 	// is as stale as one that was down that long.
 	lastSync time.Time
-	stats      Stats
+	stats    Stats
 }
 
 type sessionKey struct {
