@@ -29,6 +29,13 @@ lint:
 	$(GO) vet ./...
 	$$($(GO) env GOPATH)/bin/staticcheck ./...
 
-# fuzz runs every fuzz target briefly.
+# fuzz runs every fuzz target for FUZZTIME each (seed corpora run in make test).
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./engine -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./engine/antientropy -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./store/digest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./store/pebblestore -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME)
