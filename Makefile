@@ -1,7 +1,7 @@
 # hearsay build and test entry points.
 GO ?= go
 
-.PHONY: test test-short build proto lint fuzz demo bench
+.PHONY: test test-short build proto lint fuzz demo bench docker
 
 # test is the README's test command and what CI runs: formatting, vet, and
 # every test with the race detector.
@@ -39,3 +39,9 @@ fuzz:
 	$(GO) test ./engine/antientropy -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./store/digest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./store/pebblestore -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME)
+
+# docker builds the agent image hearsay:dev FROM scratch around a static
+# binary (no base image to pull). compose.yaml runs three of them.
+docker:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w" -o bin/hearsay-linux-amd64 ./cmd/hearsay
+	docker build -t hearsay:dev .
