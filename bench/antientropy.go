@@ -168,7 +168,7 @@ func load(a, b store.Store, o AntiEntropyOptions) (int64, int, error) {
 					r.Value[0]++
 				}
 				if side == owner {
-					moved += int64(proto.Size(&wire.Record{Key: r.Key, Value: r.Value, Hlc: r.Version.HLC, Node: r.Version.Node}))
+					moved += int64(proto.Size(wire.FromStore(r)))
 				}
 			}
 			batch = append(batch, r)
@@ -223,22 +223,13 @@ func newSide(name, peer string, st store.Store, full bool) (*side, error) {
 		s.out = append(s.out, env)
 		return true
 	}
-	merge := func(_ time.Time, _ string, ws []*wire.Record) ([]store.Record, error) {
-		recs := make([]store.Record, len(ws))
-		for i, w := range ws {
-			recs[i] = store.Record{Key: w.Key, Value: w.Value, Version: store.Version{HLC: w.Hlc, Node: w.Node}, Tombstone: w.Tombstone}
-		}
-		changed, err := st.Apply(recs)
+	apply := antientropy.ApplyTo(st)
+	merge := func(now time.Time, peer string, ws []*wire.Record) ([]store.Record, error) {
+		changed, err := apply(now, peer, ws)
 		if err != nil {
 			return nil, err
 		}
-		var out []store.Record
-		for i, c := range changed {
-			if c {
-				out = append(out, recs[i])
-			}
-		}
-		return out, st.Sync()
+		return changed, st.Sync() // durable, as the runtime's group commit makes it
 	}
 	sample := func(*rand.Rand, int) []string { return []string{peer} }
 	r, err := antientropy.New(name, cfg, st, rand.New(rand.NewPCG(1, uint64(len(name)))), time.Now(), sample, send, merge)

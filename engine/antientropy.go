@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/hearsaydb/hearsay/engine/antientropy"
-	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/rumor"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -53,7 +52,7 @@ func (e *Engine) mergeAE(now time.Time, _ string, ws []*wire.Record) ([]store.Re
 	var repaired []store.Record
 	for i, c := range changed {
 		if c {
-			repaired = append(repaired, directmail.FromWire(ws[i]))
+			repaired = append(repaired, ws[i].Store())
 		}
 	}
 	e.onRepaired(now, repaired)

@@ -285,7 +285,7 @@ func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) err
 		if !c {
 			known = append(known, uint32(i))
 		} else if e.cfg.RumorMongering {
-			e.monger.Add(now, directmail.FromWire(r.Records[i]))
+			e.monger.Add(now, r.Records[i].Store())
 		}
 	}
 	var fetch [][]byte
@@ -326,7 +326,7 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 	idx := make([]int, 0, len(ws))
 	limit := hlc.Pack(uint64(max(now.Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
 	for i, w := range ws {
-		r := directmail.FromWire(w)
+		r := w.Store()
 		e.stats.RecordsReceived++
 		if r.Tombstone && len(r.Value) > 0 {
 			r.Value = nil

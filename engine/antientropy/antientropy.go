@@ -205,6 +205,29 @@ type SendFunc func(peer string, env *wire.Envelope) bool
 // store. Its error is a store failure, which ends the exchange.
 type MergeFunc func(now time.Time, peer string, recs []*wire.Record) (changed []store.Record, err error)
 
+// ApplyTo returns a MergeFunc that applies records to st last-writer-wins,
+// with none of the engine's checks (size limits, clock skew): for tools
+// and tests that run a Reconciler on its own.
+func ApplyTo(st store.Store) MergeFunc {
+	return func(_ time.Time, _ string, ws []*wire.Record) ([]store.Record, error) {
+		recs := make([]store.Record, len(ws))
+		for i, w := range ws {
+			recs[i] = w.Store()
+		}
+		changed, err := st.Apply(recs)
+		if err != nil {
+			return nil, err
+		}
+		var out []store.Record
+		for i, c := range changed {
+			if c {
+				out = append(out, recs[i])
+			}
+		}
+		return out, nil
+	}
+}
+
 // Errors a peer's messages can cause.
 var (
 	ErrBadDigest = errors.New("antientropy: malformed or inconsistent digest")
@@ -899,7 +922,7 @@ func (r *Reconciler) pump(now time.Time, s *session) error {
 					more = true
 					return false
 				}
-				msg.Records = append(msg.Records, toWire(rec))
+				msg.Records = append(msg.Records, wire.FromStore(rec))
 				size += rec.Size()
 				o.after = rec.Key
 				return true
@@ -918,7 +941,7 @@ func (r *Reconciler) pump(now time.Time, s *session) error {
 				}
 				o.hashes = o.hashes[1:]
 				for _, rec := range recs {
-					msg.Records = append(msg.Records, toWire(rec))
+					msg.Records = append(msg.Records, wire.FromStore(rec))
 					size += rec.Size()
 				}
 			}
@@ -1068,10 +1091,6 @@ func (r *Reconciler) onAck(now time.Time, peer string, m *wire.AEAck) error {
 	s.out.unacked--
 	r.touch(now, s)
 	return r.pump(now, s)
-}
-
-func toWire(r store.Record) *wire.Record {
-	return &wire.Record{Key: r.Key, Value: r.Value, Hlc: r.Version.HLC, Node: r.Version.Node, Tombstone: r.Tombstone}
 }
 
 // earliest returns the earlier of two deadlines, the zero time meaning none.

@@ -79,24 +79,7 @@ func (n *tnet) add(name string, cfg Config, st store.Store) *tnode {
 		n.queue = append(n.queue, frame{name, peer, b})
 		return true
 	}
-	merge := func(_ time.Time, _ string, ws []*wire.Record) ([]store.Record, error) {
-		recs := make([]store.Record, len(ws))
-		for i, w := range ws {
-			recs[i] = store.Record{Key: w.Key, Value: w.Value, Version: store.Version{HLC: w.Hlc, Node: w.Node}, Tombstone: w.Tombstone}
-		}
-		changed, err := st.Apply(recs)
-		if err != nil {
-			return nil, err
-		}
-		var out []store.Record
-		for i, c := range changed {
-			if c {
-				out = append(out, recs[i])
-			}
-		}
-		return out, nil
-	}
-	r, err := New(name, cfg, st, rand.New(rand.NewPCG(uint64(len(n.names)), 1)), n.now, sample, send, merge)
+	r, err := New(name, cfg, st, rand.New(rand.NewPCG(uint64(len(n.names)), 1)), n.now, sample, send, ApplyTo(st))
 	if err != nil {
 		n.t.Fatal(err)
 	}

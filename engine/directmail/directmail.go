@@ -193,7 +193,7 @@ func (m *Mailer) mail(now time.Time, p *peer, recs []store.Record, retry bool) {
 	ws := make([]*wire.Record, len(recs))
 	for i, r := range recs {
 		f.versions[string(r.Key)] = r.Version
-		ws[i] = ToWire(r)
+		ws[i] = wire.FromStore(r)
 	}
 	p.inflight = append(p.inflight, f)
 	m.stats.MailsSent++
@@ -447,14 +447,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(ks)
 	return ks
-}
-
-// ToWire converts a record to its wire form.
-func ToWire(r store.Record) *wire.Record {
-	return &wire.Record{Key: r.Key, Value: r.Value, Hlc: r.Version.HLC, Node: r.Version.Node, Tombstone: r.Tombstone}
-}
-
-// FromWire converts a wire record to a store record.
-func FromWire(w *wire.Record) store.Record {
-	return store.Record{Key: w.Key, Value: w.Value, Version: store.Version{HLC: w.Hlc, Node: w.Node}, Tombstone: w.Tombstone}
 }

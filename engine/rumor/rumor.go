@@ -396,7 +396,7 @@ func (m *Monger) push(now time.Time, peer string, reply bool) error {
 			bytes += len(r.Key) + 20
 			m.stats.Announced++
 		} else {
-			msg.Records = append(msg.Records, &wire.Record{Key: r.Key, Value: r.Value, Hlc: r.Version.HLC, Node: r.Version.Node, Tombstone: r.Tombstone})
+			msg.Records = append(msg.Records, wire.FromStore(r))
 			bytes += r.Size()
 		}
 		keys = append(keys, k)
@@ -457,7 +457,7 @@ func (m *Monger) Fetch(peer string, keys [][]byte) error {
 			return fmt.Errorf("rumor: read %q for fetch: %w", k, err)
 		}
 		if ok {
-			recs = append(recs, &wire.Record{Key: r.Key, Value: r.Value, Hlc: r.Version.HLC, Node: r.Version.Node, Tombstone: r.Tombstone})
+			recs = append(recs, wire.FromStore(r))
 		}
 	}
 	if len(recs) > 0 {
