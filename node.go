@@ -94,6 +94,9 @@ type Node struct {
 
 	view  atomic.Pointer[snapshot] // published by the loop after each batch
 	ready atomic.Bool
+	// membersAt is when the loop last rebuilt the member list it publishes
+	// (loop-owned).
+	membersAt time.Time
 
 	watchMu  sync.Mutex
 	watchers map[*watcher]struct{}
@@ -218,7 +221,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 			go n.keepResolvingSeeds(cfg.Seeds, addrs)
 		}
 	}
-	n.publish(now)
+	n.publish(now, true)
 	log.Info("node started", "addr", tr.AdvertiseAddr(), "bind", tr.LocalAddr(), "node_id", fmt.Sprintf("%x", id),
 		"incarnation", eng.Self().Incarnation, "data_dir", cfg.DataDir, "seeds", cfg.Seeds)
 	go n.loop()
@@ -380,7 +383,7 @@ func (n *Node) commit(now time.Time, waiting []pending) []pending {
 	}
 	n.memberFeed.publish(n.cfg.Name, now, rd.MemberEvents)
 	n.ready.Store(n.eng.Serving())
-	s := n.publish(now)
+	s := n.publish(now, len(rd.MemberEvents) > 0)
 	keep := waiting[:0]
 	for _, w := range waiting {
 		switch {
@@ -410,12 +413,27 @@ func (n *Node) logMemberEvent(ev membership.Event) {
 	}
 }
 
-func (n *Node) publish(_ time.Time) *snapshot {
-	ms := n.eng.Members()
-	self := n.eng.Self().Name
-	out := make([]Member, len(ms))
-	for i, m := range ms {
-		out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self}
+// membersRefresh bounds how stale the published member list may be when no
+// member changed state (incarnations and addresses can change without an
+// event).
+const membersRefresh = 100 * time.Millisecond
+
+// publish stores a snapshot for readers outside the loop. Rebuilding the
+// member list costs O(n log n), so a batch reuses the previous list unless
+// a member changed state or membersRefresh has passed: a busy node commits
+// thousands of batches a second.
+func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
+	var out []Member
+	if prev := n.view.Load(); prev != nil && !membersChanged && now.Sub(n.membersAt) < membersRefresh {
+		out = prev.members
+	} else {
+		ms := n.eng.Members()
+		self := n.eng.Self().Name
+		out = make([]Member, len(ms))
+		for i, m := range ms {
+			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self}
+		}
+		n.membersAt = now
 	}
 	acked, sent := n.eng.LeaveAcked()
 	s := &snapshot{members: out, stats: n.eng.Stats(), joined: n.eng.Joined(), leave: [2]int{acked, sent}}
