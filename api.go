@@ -22,7 +22,7 @@ var (
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("hearsay: node closed")
 	// ErrNotReady is returned by reads and writes while the node is still
-	// catching up with the cluster (see Status.Ready).
+	// catching up with the cluster (see Status.Serving).
 	ErrNotReady = errors.New("hearsay: node not ready")
 )
 
@@ -73,12 +73,26 @@ type Status struct {
 	Name    string `json:"name"`
 	NodeID  string `json:"node_id"`
 	Address string `json:"address"`
-	// Ready is false while the node must not serve reads and writes (for
-	// example while it catches up after a long absence).
-	Ready   bool      `json:"ready"`
-	Members int       `json:"members"`
-	Alive   int       `json:"alive"`
-	Started time.Time `json:"started"`
+	// Ready is true when the node is joined, caught up and writable: what
+	// an orchestrator's readiness probe asks (GET /v1/health/ready).
+	// NotReady says why it is not.
+	Ready bool `json:"ready"`
+	// NotReady lists the reasons the node is not ready, empty when Ready.
+	NotReady []string `json:"not_ready,omitempty"`
+	// Serving is false while the node refuses reads and writes (it catches
+	// up after an absence longer than the tombstone grace period). A node
+	// that has not joined yet serves: its writes replicate once it joins.
+	Serving bool `json:"serving"`
+	// Joined is true once a seed has answered this node's join; always true
+	// for a node given no seeds.
+	Joined bool `json:"joined"`
+	// LastJoinError is why the last join attempt failed (no answer, refused
+	// by the peer's key, an incompatible cluster or setting); empty once
+	// joined.
+	LastJoinError string    `json:"last_join_error,omitempty"`
+	Members       int       `json:"members"`
+	Alive         int       `json:"alive"`
+	Started       time.Time `json:"started"`
 	// Outbox is the number of direct-mail records waiting for retry, over
 	// all peers.
 	Outbox int `json:"outbox"`

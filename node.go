@@ -109,6 +109,7 @@ type snapshot struct {
 	members []Member
 	stats   engine.Stats
 	joined  bool
+	joinErr string
 	leave   [2]int // acked, sent
 }
 
@@ -347,6 +348,10 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 }
 
 func (n *Node) step(now time.Time, in *transport.Incoming) {
+	if in.Refusal != "" {
+		n.eng.Refused(now, in.From, in.Refusal)
+		return
+	}
 	n.metrics.received.WithLabelValues(in.Env.Kind()).Inc()
 	n.metrics.receivedBytes.WithLabelValues(in.Env.Kind()).Add(float64(in.Size))
 	if err := n.eng.Step(now, in.Env); err != nil {
@@ -436,7 +441,7 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		n.membersAt = now
 	}
 	acked, sent := n.eng.LeaveAcked()
-	s := &snapshot{members: out, stats: n.eng.Stats(), joined: n.eng.Joined(), leave: [2]int{acked, sent}}
+	s := &snapshot{members: out, stats: n.eng.Stats(), joined: n.eng.Joined(), joinErr: n.eng.JoinError(), leave: [2]int{acked, sent}}
 	n.view.Store(s)
 	return s
 }
@@ -568,14 +573,27 @@ func (n *Node) Members() []Member {
 func (n *Node) Status() Status {
 	s := n.view.Load()
 	st := Status{
-		Name:    n.cfg.Name,
-		NodeID:  fmt.Sprintf("%016x", n.nodeID),
-		Address: n.tr.AdvertiseAddr(),
-		Ready:   n.ready.Load(),
-		Members: len(s.members),
-		Started: n.started,
-		Outbox:  s.stats.Mail.OutboxRecords,
+		Name:          n.cfg.Name,
+		NodeID:        fmt.Sprintf("%016x", n.nodeID),
+		Address:       n.tr.AdvertiseAddr(),
+		Serving:       n.ready.Load(),
+		Joined:        s.joined,
+		LastJoinError: s.joinErr,
+		Members:       len(s.members),
+		Started:       n.started,
+		Outbox:        s.stats.Mail.OutboxRecords,
 	}
+	if !st.Serving {
+		st.NotReady = append(st.NotReady, "recovering: back from an absence longer than the tombstone grace period, reconciling with a peer before serving")
+	}
+	if !st.Joined {
+		reason := fmt.Sprintf("not joined: no seed of %v has answered yet", n.cfg.Seeds)
+		if s.joinErr != "" {
+			reason = "not joined: " + s.joinErr
+		}
+		st.NotReady = append(st.NotReady, reason)
+	}
+	st.Ready = len(st.NotReady) == 0
 	for _, m := range s.members {
 		if m.State == StateAlive {
 			st.Alive++

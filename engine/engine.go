@@ -431,6 +431,14 @@ func (e *Engine) Join(now time.Time, seeds []string) { e.members.Join(now, seeds
 // Joined reports whether a seed has answered since the last Join.
 func (e *Engine) Joined() bool { return e.members.Joined() }
 
+// JoinError returns why the last join attempt failed, empty once joined.
+func (e *Engine) JoinError() string { return e.members.JoinError() }
+
+// Refused records a refusal notice from the node at addr: it could not
+// authenticate what this node sent it. The notice is not authenticated, so
+// it only explains a join that does not succeed.
+func (e *Engine) Refused(now time.Time, addr, reason string) { e.members.Refused(now, addr, reason) }
+
 // SetSeeds replaces the addresses join retries go to, keeping the backoff:
 // the driver calls it when seed names resolve to new addresses.
 func (e *Engine) SetSeeds(seeds []string) { e.members.SetSeeds(seeds) }

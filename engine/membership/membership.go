@@ -273,6 +273,7 @@ type Membership struct {
 
 	seeds       []string
 	joined      bool
+	joinErr     string
 	joinAt      time.Time
 	joinBackoff time.Duration
 
@@ -350,6 +351,23 @@ func (m *Membership) Stats() Stats {
 
 // Joined reports whether a seed has answered a join since the last Join.
 func (m *Membership) Joined() bool { return m.joined }
+
+// JoinError returns why the last join attempt failed; empty once joined.
+func (m *Membership) JoinError() string {
+	if m.joined {
+		return ""
+	}
+	return m.joinErr
+}
+
+// Refused records a refusal notice from addr (it could not authenticate
+// what this node sent): while joining through it, that is why the join
+// fails.
+func (m *Membership) Refused(now time.Time, addr, reason string) {
+	if !m.joined && slices.Contains(m.seeds, addr) {
+		m.joinErr = "seed " + addr + " refused this node: " + reason
+	}
+}
 
 // Events returns and clears the state changes seen since the last call.
 func (m *Membership) Events() []Event {

@@ -136,8 +136,13 @@ type Incoming struct {
 	// is the peer's ephemeral source port, not its listening address; reply
 	// to Env.FromAddr.
 	From string
-	// Env is the decoded envelope.
+	// Env is the decoded envelope; nil for a refusal.
 	Env *wire.Envelope
+	// Refusal, when not empty, is a refusal notice from the node at From:
+	// it could not authenticate a frame this node sent it (no key, another
+	// key, or a key where it has none), and says why. It is not
+	// authenticated: use it to report, never to change state.
+	Refusal string
 	// Size is the frame's size on the wire in bytes.
 	Size int
 }
