@@ -231,4 +231,10 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 	}
 	pc.Membership.SuspicionTimeout = cfg.SuspicionTimeout
 	pc.AE.TombstoneGrace = cfg.TombstoneGrace
+	pc.MaxClockOffset = cfg.MaxClockOffset
+	if cfg.MaxClockOffset > 0 {
+		// Receivers allow twice the bound: two healthy writers may each be
+		// that far from the median, on either side.
+		pc.MaxClockSkew = 2 * cfg.MaxClockOffset
+	}
 }

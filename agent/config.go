@@ -64,6 +64,7 @@ const (
 	FlagAEMode           = "anti-entropy-mode"
 	FlagSuspicionTimeout = "suspicion-timeout"
 	FlagTombstoneGrace   = "tombstone-grace"
+	FlagMaxClockOffset   = "max-clock-offset"
 )
 
 // fileKeys are the flags a config file may set, sorted.
@@ -71,7 +72,7 @@ var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
 	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagJoin,
 	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync, FlagRumor,
-	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace,
+	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace, FlagMaxClockOffset,
 }
 
 // Config configures an Agent. Every field but the last group has a
@@ -123,6 +124,9 @@ type Config struct {
 	AntiEntropyMode  string
 	SuspicionTimeout time.Duration
 	TombstoneGrace   time.Duration
+	// MaxClockOffset is how far this node's clock may be from its peers'
+	// (the median measured offset) before it refuses writes; 0: no check.
+	MaxClockOffset time.Duration
 
 	// Logger, when set, receives the logs, and LogLevel and LogFormat are
 	// ignored. Not a flag.
@@ -158,6 +162,7 @@ func DefaultConfig() Config {
 		AntiEntropyMode:     pc.AE.Mode.String(),
 		SuspicionTimeout:    pc.Membership.SuspicionTimeout,
 		TombstoneGrace:      pc.AE.TombstoneGrace,
+		MaxClockOffset:      pc.MaxClockOffset,
 	}
 }
 
@@ -186,6 +191,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AntiEntropyMode, FlagAEMode, c.AntiEntropyMode, "anti-entropy direction: push, pull, push-pull, or full (push-pull sending every record)")
 	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size)")
 	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
+	fs.DurationVar(&c.MaxClockOffset, FlagMaxClockOffset, c.MaxClockOffset, "refuse writes while this node's clock is further than this from its peers' (median measured offset); 0 disables the check")
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
 
@@ -387,6 +393,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TombstoneGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagTombstoneGrace, c.TombstoneGrace))
+	}
+	if c.MaxClockOffset < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagMaxClockOffset, c.MaxClockOffset))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))

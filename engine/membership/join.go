@@ -154,7 +154,7 @@ func (m *Membership) tickJoin(now time.Time) {
 	}
 	for _, s := range targets {
 		if s != m.self.Addr {
-			m.send(s, m.pushPull(false))
+			m.send(s, m.pushPull(now, false))
 		}
 	}
 	m.joinAt = now.Add(jitter(m.rng, m.joinBackoff))
@@ -174,8 +174,10 @@ func describeAddrs(seeds, known []string) string {
 
 // pushPull returns a Join carrying this node's settings and whole member
 // list; sync marks the periodic exchange between members.
-func (m *Membership) pushPull(sync bool) *wire.Envelope {
-	return &wire.Envelope{Body: &wire.Envelope_Join{Join: &wire.Join{Settings: m.settings, Members: m.wireMembers(), Sync: sync}}}
+func (m *Membership) pushPull(now time.Time, sync bool) *wire.Envelope {
+	return &wire.Envelope{Body: &wire.Envelope_Join{Join: &wire.Join{
+		Settings: m.settings, Members: m.wireMembers(), Sync: sync, SentUs: now.UnixMicro(),
+	}}}
 }
 
 func (m *Membership) wireMembers() []*wire.Member {
@@ -226,7 +228,7 @@ func (m *Membership) handleJoin(now time.Time, env *wire.Envelope, j *wire.Join)
 	}
 	if addr := m.addrOf(env); addr != "" {
 		m.send(addr, &wire.Envelope{Body: &wire.Envelope_JoinReply{JoinReply: &wire.JoinReply{
-			Members: m.wireMembers(), Settings: m.settings, Sync: j.Sync,
+			Members: m.wireMembers(), Settings: m.settings, Sync: j.Sync, JoinSentUs: j.SentUs, ClockUs: now.UnixMicro(),
 		}}})
 	}
 }
@@ -278,7 +280,7 @@ func (m *Membership) tickSync(now time.Time) {
 		return
 	}
 	m.stats.PushPulls++
-	m.send(m.members[peers[0]].Addr, m.pushPull(true))
+	m.send(m.members[peers[0]].Addr, m.pushPull(now, true))
 }
 
 // pushPullScale stretches the push-pull interval beyond 32 members by the

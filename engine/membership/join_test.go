@@ -190,4 +190,3 @@ func TestSampleDrawsLiveMembersUniformly(t *testing.T) {
 		t.Fatalf("k beyond the live count: %d", len(got))
 	}
 }
-

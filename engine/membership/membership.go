@@ -156,6 +156,9 @@ type Member struct {
 	State       wire.State
 	// Since is when this node last saw the member change state.
 	Since time.Time
+	// Clock is the last measurement of the member's clock against this
+	// node's (zero Clock.At: never measured).
+	Clock ClockSample
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -302,7 +305,9 @@ type Membership struct {
 	joinErr      string
 	joinErrTry   int // the attempt joinErr was reported in
 	syncAt       time.Time
-	fastSyncs    int // fast push-pulls left after a join
+	clockAt      time.Time // when the last clock sample was taken
+	clockProbeAt time.Time // no early probe for a clock sample before this
+	fastSyncs    int       // fast push-pulls left after a join
 	agreed       int // fast push-pulls in a row that found the views equal
 
 	leaveSeqs map[uint64]bool
@@ -556,9 +561,13 @@ func (m *Membership) Tick(now time.Time) {
 	}
 	if m.cfg.ReconnectInterval > 0 && !now.Before(m.nextReconnect) {
 		m.nextReconnect = now.Add(m.cfg.ReconnectInterval)
-		m.reconnect()
+		m.reconnect(now)
 	}
-	if !now.Before(m.nextProbe) && m.probe == nil {
+	if m.probe == nil && !now.Before(m.nextProbe) {
+		m.startProbe(now)
+	} else if m.probe == nil && m.needClock(now) && !now.Before(m.clockProbeAt) {
+		// At most one early probe per probe timeout, answered or not.
+		m.clockProbeAt = now.Add(m.cfg.ProbeTimeout)
 		m.startProbe(now)
 	}
 	m.tickSync(now)
@@ -619,7 +628,7 @@ func (m *Membership) startProbe(now time.Time) {
 			// it from the refuter itself at the next probe either way.
 			env := &wire.Envelope{
 				Members: []*wire.Member{m.self.toWire()},
-				Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name}},
+				Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name, SentUs: now.UnixMicro()}},
 			}
 			if p.State == wire.State_SUSPECT {
 				// Lifeguard's buddy system: the suspect learns of the
@@ -708,7 +717,7 @@ func (m *Membership) tickRelays(now time.Time) {
 // left and has started again, it answers at a higher incarnation. Either
 // way its alive update brings it back into everyone's view. A member that
 // is really gone stays silent until it is reaped.
-func (m *Membership) reconnect() {
+func (m *Membership) reconnect(now time.Time) {
 	var dead []string
 	for n := range m.down {
 		dead = append(dead, n)
@@ -722,7 +731,7 @@ func (m *Membership) reconnect() {
 	m.stats.Reconnects++
 	m.send(p.Addr, &wire.Envelope{
 		Members: []*wire.Member{p.toWire()},
-		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name}},
+		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name, SentUs: now.UnixMicro()}},
 	})
 }
 
@@ -779,7 +788,7 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 		if addr := m.addrOf(env); addr != "" {
 			ack := &wire.Envelope{
 				Members: []*wire.Member{m.self.toWire()},
-				Body:    &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq}},
+				Body:    &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq, PingSentUs: b.Ping.SentUs, ClockUs: now.UnixMicro()}},
 			}
 			if p, ok := m.members[env.From]; ok && (p.State == wire.State_SUSPECT || p.State == wire.State_DEAD) {
 				// The sender is evidently running, but we believe otherwise:
@@ -789,6 +798,7 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 			m.send(addr, ack)
 		}
 	case *wire.Envelope_Ack:
+		m.observeClock(now, env.From, b.Ack.PingSentUs, b.Ack.ClockUs)
 		if p := m.probe; p != nil && p.seq == b.Ack.Seq {
 			if !p.indirect {
 				m.addHealth(-1)
@@ -815,6 +825,7 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 	case *wire.Envelope_Join:
 		m.handleJoin(now, env, b.Join)
 	case *wire.Envelope_JoinReply:
+		m.observeClock(now, env.From, b.JoinReply.JoinSentUs, b.JoinReply.ClockUs)
 		m.handleJoinReply(now, b.JoinReply)
 	default:
 		return false, nil
@@ -840,7 +851,7 @@ func (m *Membership) relay(now time.Time, env *wire.Envelope, req *wire.PingReq)
 	m.seq++
 	m.stats.Relayed++
 	m.relays = append(m.relays, relay{seq: m.seq, reqSeq: req.Seq, reqAddr: reqAddr, nackAt: now.Add(m.cfg.ProbeTimeout * 4 / 5)})
-	m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: req.Target}}})
+	m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: req.Target, SentUs: now.UnixMicro()}}})
 }
 
 func (m *Membership) addrOf(env *wire.Envelope) string {
