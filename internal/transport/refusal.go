@@ -52,7 +52,7 @@ const (
 // What matters comes first, since a notice may be cut to the size of the
 // datagram it answers.
 const (
-	reasonNeedsKey = "key required: the receiver encrypts gossip (--secret-key-file); the frame was plaintext"
+	reasonNeedsKey = "key required: the receiver encrypts gossip (--secret-key-file)"
 	reasonNoKey    = "no key here: the receiver has no --secret-key-file and refuses encrypted frames"
 	reasonWrongKey = "wrong key: no key in the receiver's keyring opens the frame (--secret-key-file)"
 )
