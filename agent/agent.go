@@ -233,4 +233,6 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 	}
 	pc.Membership.SuspicionTimeout = cfg.SuspicionTimeout
 	pc.AE.TombstoneGrace = cfg.TombstoneGrace
+	pc.Membership.JoinRetryMax = cfg.RetryJoinMax
+	pc.Membership.JoinRetryMin = min(pc.Membership.JoinRetryMin, cfg.RetryJoinMax)
 }

@@ -64,13 +64,14 @@ const (
 	FlagAEMode           = "anti-entropy-mode"
 	FlagSuspicionTimeout = "suspicion-timeout"
 	FlagTombstoneGrace   = "tombstone-grace"
+	FlagRetryJoinMax     = "retry-join-max"
 )
 
 // fileKeys are the flags a config file may set, sorted.
 var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
 	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagJoin,
-	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync, FlagRumor,
+	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync, FlagRetryJoinMax, FlagRumor,
 	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace,
 }
 
@@ -123,6 +124,9 @@ type Config struct {
 	AntiEntropyMode  string
 	SuspicionTimeout time.Duration
 	TombstoneGrace   time.Duration
+	// RetryJoinMax is the longest wait between two join attempts: joining
+	// retries with a backoff doubling up to it until a seed answers.
+	RetryJoinMax time.Duration
 
 	// Logger, when set, receives the logs, and LogLevel and LogFormat are
 	// ignored. Not a flag.
@@ -158,6 +162,7 @@ func DefaultConfig() Config {
 		AntiEntropyMode:     pc.AE.Mode.String(),
 		SuspicionTimeout:    pc.Membership.SuspicionTimeout,
 		TombstoneGrace:      pc.AE.TombstoneGrace,
+		RetryJoinMax:        pc.Membership.JoinRetryMax,
 	}
 }
 
@@ -186,6 +191,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AntiEntropyMode, FlagAEMode, c.AntiEntropyMode, "anti-entropy direction: push, pull, push-pull, or full (push-pull sending every record)")
 	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size)")
 	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
+	fs.DurationVar(&c.RetryJoinMax, FlagRetryJoinMax, c.RetryJoinMax, "longest wait between join attempts; joining retries with backoff until a seed of --join answers")
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
 
@@ -387,6 +393,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TombstoneGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagTombstoneGrace, c.TombstoneGrace))
+	}
+	if c.RetryJoinMax <= 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagRetryJoinMax, c.RetryJoinMax))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))
