@@ -155,75 +155,69 @@ func waitHealed(t *testing.T, deadline time.Time, tag string, all []*agent, x, y
 // only seed. a1 is stopped gracefully (SIGTERM: it leaves) or killed
 // (SIGKILL), and restarted from its data directory with no --join, or with
 // --join a2. Within 10 s of the restart every agent lists all three alive
-// and writes flow both ways between a1 and a2. Then a joiner, a2, is
-// restarted gracefully with its --join a1.
+// and writes flow both ways between a1 and a2. A joiner, a2, is also
+// restarted gracefully with its --join a1. Each case runs on a cluster of
+// its own, so that one failure does not hide the others.
 func TestRestartOnlySeedHeals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
-	a1 := newAgent(t, "a1")
-	a1.start()
-	a2 := newAgent(t, "a2", a1.gossip)
-	a2.start()
-	a3 := newAgent(t, "a3", a1.gossip)
-	a3.start()
-	all := []*agent{a1, a2, a3}
-	for _, a := range all {
-		a.waitFor(30*time.Second, "three alive members", func() bool { return allAlive(a, "a1", "a2", "a3") })
-	}
-
 	type restart struct {
 		name     string
-		victim   *agent
-		peer     *agent
+		victim   string // a1 or a2
 		graceful bool
-		join     []string
+		join     string // "", or the agent to join on restart
 	}
 	var cases []restart
 	for _, graceful := range []bool{true, false} {
-		for _, join := range [][]string{nil, {a2.gossip}} {
-			how := "sigkill"
-			if graceful {
-				how = "sigterm"
+		for _, join := range []string{"", "a2"} {
+			how := "sigterm"
+			if !graceful {
+				how = "sigkill"
 			}
 			with := "no-join"
-			if join != nil {
-				with = "join-a2"
+			if join != "" {
+				with = "join-" + join
 			}
-			cases = append(cases, restart{fmt.Sprintf("a1-%s-%s", how, with), a1, a2, graceful, join})
+			cases = append(cases, restart{fmt.Sprintf("a1-%s-%s", how, with), "a1", graceful, join})
 		}
 	}
-	cases = append(cases, restart{"a2-sigterm-join-a1", a2, a1, true, []string{a1.gossip}})
+	cases = append(cases, restart{"a2-sigterm-join-a1", "a2", true, "a1"})
 
 	var report []string
 	for _, c := range cases {
-		ok := t.Run(c.name, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
+			a1 := newAgent(t, "a1")
+			a1.start()
+			a2 := newAgent(t, "a2", a1.gossip)
+			a2.start()
+			a3 := newAgent(t, "a3", a1.gossip)
+			a3.start()
+			all := []*agent{a1, a2, a3}
+			byName := map[string]*agent{"a1": a1, "a2": a2, "a3": a3}
 			for _, a := range all {
-				a.t = t
+				a.waitFor(30*time.Second, "three alive members", func() bool { return allAlive(a, "a1", "a2", "a3") })
+			}
+			victim, peer := byName[c.victim], a2
+			if victim == a2 {
+				peer = a1
 			}
 			if c.graceful {
-				c.victim.stop()
+				victim.stop()
 			} else {
-				c.victim.kill()
+				victim.kill()
 			}
-			c.victim.join = c.join
+			victim.join = nil
+			if c.join != "" {
+				victim.join = []string{byName[c.join].gossip}
+			}
 			restarted := time.Now()
-			c.victim.start()
-			waitHealed(t, restarted.Add(healBound), c.name, all, c.victim, c.peer)
+			victim.start()
+			waitHealed(t, restarted.Add(healBound), c.name, all, victim, peer)
 			healed := time.Since(restarted).Round(10 * time.Millisecond)
 			report = append(report, fmt.Sprintf("%s %v", c.name, healed))
 			t.Logf("%s: healed %v after the restart (bound %v)", c.name, healed, healBound)
 		})
-		for _, a := range all {
-			a.t = t
-		}
-		if !ok {
-			// The next case needs a healed cluster to start from: wait
-			// (beyond the bound) so that one failure is reported once.
-			for _, a := range all {
-				a.waitFor(60*time.Second, "healed after a failed case", func() bool { return allAlive(a, "a1", "a2", "a3") })
-			}
-		}
 	}
 	t.Logf("heal times: %s", strings.Join(report, ", "))
 }
