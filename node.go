@@ -398,7 +398,9 @@ func (n *Node) commit(now time.Time, waiting []pending) []pending {
 	}
 	n.memberFeed.publish(n.cfg.Name, now, rd.MemberEvents)
 	n.ready.Store(n.eng.Serving())
+	prev := n.view.Load()
 	s := n.publish(now, len(rd.MemberEvents) > 0)
+	n.logJoin(prev, s)
 	keep := waiting[:0]
 	for _, w := range waiting {
 		switch {
@@ -425,6 +427,18 @@ func (n *Node) logMemberEvent(ev membership.Event) {
 		n.log.Warn("member declared dead", "member", m.Name, "addr", m.Addr, "incarnation", m.Incarnation)
 	default:
 		n.log.Info("member state changed", "member", m.Name, "from", stateName(ev.Prev), "to", stateName(m.State), "incarnation", m.Incarnation)
+	}
+}
+
+// logJoin logs the moment the node joins, and each new cause of a failing
+// join: once per change, so a join retried against the same fault does not
+// flood the log.
+func (n *Node) logJoin(prev, s *snapshot) {
+	switch {
+	case s.joined && !prev.joined:
+		n.log.Info("joined the cluster", "members", len(s.members))
+	case !s.joined && s.joinErr != "" && s.joinErr != prev.joinErr:
+		n.log.Warn("join failed, retrying", "seeds", n.cfg.Seeds, "err", s.joinErr)
 	}
 }
 
@@ -609,7 +623,7 @@ func (n *Node) Status() Status {
 		NodeID:        fmt.Sprintf("%016x", n.nodeID),
 		Address:       n.tr.AdvertiseAddr(),
 		Serving:       n.ready.Load(),
-		Joined:        s.joined,
+		Joined:        s.joined || len(n.cfg.Seeds) == 0,
 		LastJoinError: s.joinErr,
 		Members:       len(s.members),
 		Started:       n.started,

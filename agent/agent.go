@@ -11,6 +11,8 @@
 //	GET    /v1/watch         Server-Sent Events of changes: ?prefix=
 //	GET    /v1/members       the membership view
 //	GET    /v1/status        this node's status
+//	GET    /v1/health/live   200 while the agent serves (liveness probe)
+//	GET    /v1/health/ready  200 when joined, caught up and writable, else 503 with the reasons
 //	GET    /metrics          Prometheus metrics
 //
 // Errors are JSON objects {"error": "..."} with a fitting status code.
@@ -237,4 +239,6 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 		// that far from the median, on either side.
 		pc.MaxClockSkew = 2 * cfg.MaxClockOffset
 	}
+	pc.Membership.JoinRetryMax = cfg.RetryJoinMax
+	pc.Membership.JoinRetryMin = min(pc.Membership.JoinRetryMin, cfg.RetryJoinMax)
 }
