@@ -46,7 +46,7 @@ func TestIncompatibleSettingsRefusedOnBothSides(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "max-value-size") {
 		t.Fatalf("joiner side: %v", errs)
 	}
-	if joiner.Joined() || !strings.Contains(joiner.JoinError(), "max-value-size: this node 1024 bytes, peer 1048576 bytes") {
+	if joiner.Joined() || !strings.Contains(joiner.JoinError(), "max-value-size: seed 1024 bytes, joiner 1048576 bytes") {
 		t.Fatalf("joined %v, error %q", joiner.Joined(), joiner.JoinError())
 	}
 	if _, ok := joiner.Get("seed"); ok {
