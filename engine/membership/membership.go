@@ -289,6 +289,7 @@ func New(cfg Config, self Member, rng *rand.Rand, send SendFunc) *Membership {
 		cfg: cfg, self: self, members: map[string]*Member{}, rng: rng, send: send,
 		nextProbe: self.Since, suspicions: map[string]*suspicion{}, down: map[string]bool{},
 		queued: map[string]*broadcast{}, nextReconnect: self.Since.Add(cfg.ReconnectInterval),
+		joined: true, // with no seeds there is nothing to join; Join resets it
 	}
 	// Announce ourselves: after a restart this alive update, at a higher
 	// incarnation, overrides whatever the cluster last believed about us.
