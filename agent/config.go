@@ -18,6 +18,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/antientropy"
+	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/store"
 )
 
@@ -63,6 +64,7 @@ const (
 	FlagAEInterval       = "anti-entropy-interval"
 	FlagAEMode           = "anti-entropy-mode"
 	FlagSuspicionTimeout = "suspicion-timeout"
+	FlagProfile          = "profile"
 	FlagTombstoneGrace   = "tombstone-grace"
 )
 
@@ -70,7 +72,7 @@ const (
 var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
 	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagJoin,
-	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync, FlagRumor,
+	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync, FlagProfile, FlagRumor,
 	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace,
 }
 
@@ -120,7 +122,13 @@ type Config struct {
 	AntiEntropyInterval time.Duration
 	// AntiEntropyMode is push, pull, push-pull or full (push-pull without
 	// digests: both sides send every record).
-	AntiEntropyMode  string
+	AntiEntropyMode string
+	// Profile names the failure-detector preset the protocol starts from:
+	// lan (the default), wan or local (see membership.Profile). The
+	// settings below override it when given.
+	Profile string
+	// SuspicionTimeout overrides the profile's shortest suspicion timeout
+	// when positive; 0 keeps the profile's.
 	SuspicionTimeout time.Duration
 	TombstoneGrace   time.Duration
 
@@ -156,7 +164,7 @@ func DefaultConfig() Config {
 		Fanout:              pc.Rumor.Fanout,
 		AntiEntropyInterval: pc.AE.Interval,
 		AntiEntropyMode:     pc.AE.Mode.String(),
-		SuspicionTimeout:    pc.Membership.SuspicionTimeout,
+		Profile:             membership.ProfileLAN,
 		TombstoneGrace:      pc.AE.TombstoneGrace,
 	}
 }
@@ -184,7 +192,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.Fanout, FlagFanout, c.Fanout, "peers each rumor round contacts")
 	fs.DurationVar(&c.AntiEntropyInterval, FlagAEInterval, c.AntiEntropyInterval, "time between the anti-entropy exchanges this node starts")
 	fs.StringVar(&c.AntiEntropyMode, FlagAEMode, c.AntiEntropyMode, "anti-entropy direction: push, pull, push-pull, or full (push-pull sending every record)")
-	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size)")
+	fs.StringVar(&c.Profile, FlagProfile, c.Profile, "failure-detector preset: "+strings.Join(membership.Profiles(), ", ")+" (the flags below override it)")
+	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size); 0: the profile's")
 	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
@@ -382,8 +391,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--%s %q: want push, pull, push-pull or full", FlagAEMode, c.AntiEntropyMode))
 		}
 	}
-	if c.SuspicionTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagSuspicionTimeout, c.SuspicionTimeout))
+	if _, err := membership.Profile(c.Profile); err != nil {
+		errs = append(errs, fmt.Errorf("--%s: %w", FlagProfile, err))
+	}
+	if c.SuspicionTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative (0: the profile's)", FlagSuspicionTimeout, c.SuspicionTimeout))
 	}
 	if c.TombstoneGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagTombstoneGrace, c.TombstoneGrace))
