@@ -120,31 +120,10 @@ type Config struct {
 	ReapTimeout time.Duration
 }
 
-// DefaultConfig suits a LAN of 3 to 1,000 members: a crashed member is
-// suspected within a few seconds and declared dead 5 to 20 seconds later in
-// a small cluster (15 to 60 s at 1,000 members), sooner the more members
-// confirm it.
+// DefaultConfig suits a LAN of 3 to 1,000 members: it is LANConfig (see
+// profile.go for the profiles and why each value is what it is).
 func DefaultConfig() Config {
-	return Config{
-		ProbeInterval:          time.Second,
-		ProbeTimeout:           500 * time.Millisecond,
-		IndirectChecks:         3,
-		SuspicionTimeout:       5 * time.Second,
-		SuspicionMaxMult:       4,
-		SuspicionConfirmations: 3,
-		MaxLocalHealth:         8,
-		RetransmitMult:         4,
-		MaxPiggyback:           8,
-		GossipInterval:         200 * time.Millisecond,
-		GossipNodes:            3,
-		JoinRetryMin:           200 * time.Millisecond,
-		JoinRetryMax:           10 * time.Second,
-		PushPullInterval:       30 * time.Second,
-		JoinSyncInterval:       250 * time.Millisecond,
-		JoinSyncMax:            10,
-		ReconnectInterval:      10 * time.Second,
-		ReapTimeout:            time.Hour,
-	}
+	return LANConfig()
 }
 
 // Member is one entry of the view.
