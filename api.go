@@ -24,6 +24,16 @@ var (
 	// ErrNotReady is returned by reads and writes while the node is still
 	// catching up with the cluster (see Status.Serving).
 	ErrNotReady = errors.New("hearsay: node not ready")
+	// ErrNoSpace is returned by writes while the data directory's free
+	// space is below Config.MinFreeDisk or the store has met a full disk
+	// (ENOSPC). Reads go on; writes are taken again once space is freed.
+	// The agent answers 507 Insufficient Storage.
+	ErrNoSpace = store.ErrNoSpace
+	// ErrStorageFailed is returned by writes after a sync of the store
+	// failed (an fsync error): the node keeps serving reads but takes no
+	// write until it is restarted, which recovers what is durable
+	// (fail-stop). The agent answers 503.
+	ErrStorageFailed = store.ErrFailed
 )
 
 // Version orders writes: a hybrid logical clock timestamp and the id of the

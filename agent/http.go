@@ -430,7 +430,9 @@ func StatusCode(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, hearsay.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, hearsay.ErrNotReady), errors.Is(err, hearsay.ErrClosed):
+	case errors.Is(err, hearsay.ErrNoSpace):
+		return http.StatusInsufficientStorage
+	case errors.Is(err, hearsay.ErrNotReady), errors.Is(err, hearsay.ErrClosed), errors.Is(err, hearsay.ErrStorageFailed):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
