@@ -393,7 +393,9 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 		n.eng.SetSeeds(r.seeds)
 		r.done <- result{}
 	case r.leave:
-		n.eng.Leave(now)
+		if err := n.eng.Leave(now); err != nil {
+			n.log.Error("leave: incarnation not saved; a restart may not supersede the leave at once", "err", err)
+		}
 		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
 	}
 	return waiting
@@ -401,7 +403,7 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 
 func (n *Node) step(now time.Time, in *transport.Incoming) {
 	if in.Refusal != "" {
-		n.eng.Refused(now, in.From, in.Refusal)
+		n.eng.Refused(in.From, in.Refusal)
 		return
 	}
 	n.metrics.received.WithLabelValues(in.Env.Kind()).Inc()

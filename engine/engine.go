@@ -26,7 +26,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/directmail"
@@ -109,11 +112,19 @@ type Engine struct {
 	fresh []store.Record // local writes not yet mailed
 	ready Ready
 	stats Stats
+
+	viewDirty   bool      // the member list changed since it was saved
+	viewSavedAt time.Time // when it was last saved
 }
 
 const (
 	metaIncarnation = "incarnation"
 	metaClock       = "hlc"
+	// metaMembers keeps the member list (a wire.JoinReply), so that a
+	// restarted node can rejoin through the members it knew.
+	metaMembers = "members"
+	// membersSaveInterval bounds how often the member list is written.
+	membersSaveInterval = time.Second
 )
 
 // New returns an engine over st. It reloads what the store keeps of an
@@ -140,11 +151,17 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	}
 	self := membership.Member{Name: cfg.Name, Addr: cfg.Addr, NodeID: cfg.NodeID, Incarnation: inc, Since: now}
 	e.members = membership.New(cfg.Membership, self, rng, e.sendAddr)
+	e.members.SetSettings(e.settings())
+	if known, err := e.loadMembers(); err != nil {
+		return nil, err
+	} else if len(known) > 0 {
+		e.members.Rejoin(now, known)
+	}
 	e.mail, err = directmail.New(cfg.Mail, st, rng, e.sendPeer)
 	if err != nil {
 		return nil, err
 	}
-	sample := rumor.Uniform(e.members.LivePeers)
+	sample := rumor.Sampler(e.members.Sample)
 	if cfg.Peers != nil {
 		sample = func(rng *rand.Rand, k int) []string { return cfg.Peers.Sample(rng, k, cfg.Name) }
 	}
@@ -159,6 +176,62 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 		e.mail.DropAll()
 	}
 	return e, nil
+}
+
+// settings are what every member of the cluster must share (see
+// membership.CompareSettings).
+func (e *Engine) settings() *wire.Settings {
+	return &wire.Settings{
+		Protocol:         wire.ProtocolVersion,
+		MaxValueSize:     uint64(e.cfg.MaxValueSize),
+		TombstoneGraceMs: uint64(e.cfg.AE.TombstoneGrace.Milliseconds()),
+		Signing:          "none",
+	}
+}
+
+// loadMembers returns the gossip addresses of the members saved by an
+// earlier run. A saved list that does not decode is ignored: it only
+// speeds up rejoining, and the seeds still work.
+func (e *Engine) loadMembers() ([]string, error) {
+	v, ok, err := e.st.GetMeta([]byte(metaMembers))
+	if err != nil {
+		return nil, fmt.Errorf("engine: read %s: %w", metaMembers, err)
+	}
+	var saved wire.JoinReply
+	if !ok || proto.Unmarshal(v, &saved) != nil {
+		return nil, nil
+	}
+	var addrs []string
+	for _, m := range saved.Members {
+		if m.GetName() != e.cfg.Name && m.GetAddress() != "" && m.GetAddress() != e.cfg.Addr {
+			addrs = append(addrs, m.GetAddress())
+		}
+	}
+	slices.Sort(addrs)
+	return slices.Compact(addrs), nil
+}
+
+// saveMembers writes the member list to store metadata, at most once per
+// membersSaveInterval, in the driver's next commit.
+func (e *Engine) saveMembers(now time.Time) error {
+	if !e.viewDirty || now.Before(e.viewSavedAt.Add(membersSaveInterval)) {
+		return nil
+	}
+	var saved wire.JoinReply
+	for _, m := range e.members.Members() {
+		if m.Name != e.cfg.Name && m.Addr != "" {
+			saved.Members = append(saved.Members, &wire.Member{Name: m.Name, Address: m.Addr, Incarnation: m.Incarnation, State: m.State, NodeId: m.NodeID})
+		}
+	}
+	b, err := proto.Marshal(&saved)
+	if err != nil {
+		return fmt.Errorf("engine: encode member list: %w", err)
+	}
+	if err := e.st.SetMeta([]byte(metaMembers), b); err != nil {
+		return fmt.Errorf("engine: write %s: %w", metaMembers, err)
+	}
+	e.viewDirty, e.viewSavedAt = false, now
+	return nil
 }
 
 func (e *Engine) metaUint(key string) (uint64, error) {
@@ -242,6 +315,7 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	if env.Cluster != e.cfg.Cluster {
 		e.stats.Refused++
+		e.refuseForeign(env)
 		return fmt.Errorf("%w: %q (this node: %q), sender %q", ErrForeignCluster, env.Cluster, e.cfg.Cluster, env.From)
 	}
 	if env.From == "" {
@@ -253,16 +327,23 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	}
 	e.stats.Received++
 	defer e.drainMemberEvents()
-	wasJoined := e.members.Joined()
-	if e.cfg.Peers == nil && e.members.Handle(now, env) {
-		e.mail.Contact(now, env.From)
-		if !wasJoined && e.members.Joined() && env.GetJoinReply() != nil && e.cfg.AntiEntropy {
-			// A joiner reconciles with the seed that admitted it at once,
-			// rather than an anti-entropy interval later: it catches up
-			// before the cluster's next writes build on what it lacks.
-			e.ae.Start(now, env.From)
+	if e.cfg.Peers == nil {
+		answered := e.members.Answered()
+		handled, err := e.members.Handle(now, env)
+		if err != nil {
+			return err
 		}
-		return nil
+		if handled {
+			e.mail.Contact(now, env.From)
+			if !answered && e.members.Answered() && env.GetJoinReply() != nil && e.cfg.AntiEntropy {
+				// A joiner reconciles with the seed that admitted it at
+				// once, rather than an anti-entropy interval later: it
+				// catches up before the cluster's next writes build on
+				// what it lacks.
+				e.ae.Start(now, env.From)
+			}
+			return nil
+		}
 	}
 	e.mail.Contact(now, env.From)
 	switch b := env.Body.(type) {
@@ -327,6 +408,26 @@ func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) err
 		e.sendPeerOrAddr(env, &wire.Envelope{Body: &wire.Envelope_RumorAck{RumorAck: &wire.RumorAck{Id: r.Id, Known: known}}})
 	}
 	return refused
+}
+
+// refuseForeign answers a Join from another cluster with the reason, and
+// records a refusal of this node's own join, so that both sides can say
+// what is wrong instead of waiting in silence.
+func (e *Engine) refuseForeign(env *wire.Envelope) {
+	switch b := env.Body.(type) {
+	case *wire.Envelope_Join:
+		if env.FromAddr != "" {
+			e.sendAddr(env.FromAddr, &wire.Envelope{Body: &wire.Envelope_JoinReply{JoinReply: &wire.JoinReply{
+				Refused: fmt.Sprintf("it belongs to cluster %q, the joiner to cluster %q (--cluster)", e.cfg.Cluster, env.Cluster),
+			}}})
+		}
+	case *wire.Envelope_JoinReply:
+		reason := b.JoinReply.Refused
+		if reason == "" {
+			reason = fmt.Sprintf("it belongs to cluster %q, this node to %q (--cluster)", env.Cluster, e.cfg.Cluster)
+		}
+		e.members.JoinRefused(env.From, env.FromAddr, reason)
+	}
 }
 
 func (e *Engine) sendPeerOrAddr(from *wire.Envelope, env *wire.Envelope) {
@@ -396,6 +497,9 @@ func (e *Engine) Tick(now time.Time) error {
 		clear(e.fresh)
 		e.fresh = e.fresh[:0]
 	}
+	if err := e.saveMembers(now); err != nil {
+		return err
+	}
 	if err := e.mail.Tick(now); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
@@ -414,6 +518,7 @@ func (e *Engine) drainMemberEvents() {
 			// when the member comes back.
 			e.mail.Drop(ev.Member.Name)
 		}
+		e.viewDirty = true
 		e.ready.MemberEvents = append(e.ready.MemberEvents, ev)
 	}
 }
@@ -423,6 +528,9 @@ func (e *Engine) Deadline() time.Time {
 	var d time.Time
 	if e.cfg.Peers == nil {
 		d = e.members.Deadline()
+	}
+	if e.viewDirty {
+		d = earliest(d, e.viewSavedAt.Add(membersSaveInterval))
 	}
 	d = earliest(d, e.mail.Deadline())
 	if e.cfg.RumorMongering {
@@ -456,7 +564,7 @@ func (e *Engine) JoinError() string { return e.members.JoinError() }
 // Refused records a refusal notice from the node at addr: it could not
 // authenticate what this node sent it. The notice is not authenticated, so
 // it only explains a join that does not succeed.
-func (e *Engine) Refused(now time.Time, addr, reason string) { e.members.Refused(now, addr, reason) }
+func (e *Engine) Refused(addr, reason string) { e.members.Refused(addr, reason) }
 
 // SetSeeds replaces the addresses join retries go to, keeping the backoff:
 // the driver calls it when seed names resolve to new addresses.
@@ -464,9 +572,12 @@ func (e *Engine) SetSeeds(seeds []string) { e.members.SetSeeds(seeds) }
 
 // Leave announces a graceful departure to every live member. LeaveAcked
 // tells how far the announcement got.
-func (e *Engine) Leave(now time.Time) {
+func (e *Engine) Leave(now time.Time) error {
 	e.members.Leave(now)
 	e.drainMemberEvents()
+	// Keep the incarnation the leave was announced at: started again, the
+	// node comes back above it, and its alive news supersedes the leave.
+	return e.setMetaUint(metaIncarnation, e.members.Self().Incarnation)
 }
 
 // LeaveAcked returns how many members acknowledged the leave, of how many

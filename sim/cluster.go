@@ -215,9 +215,10 @@ func (n *Node) Join(seeds ...string) {
 }
 
 // Leave makes the node announce a graceful departure.
-func (n *Node) Leave() {
-	n.Engine.Leave(n.c.now)
+func (n *Node) Leave() error {
+	err := n.Engine.Leave(n.c.now)
 	n.flush()
+	return err
 }
 
 // Put writes key=value on the node.

@@ -340,3 +340,27 @@ func TestChurnAtRate(t *testing.T) {
 		t.Fatalf("updates %d, residue %v", res.Updates, res.Residue)
 	}
 }
+
+// TestThreeHundredJoinOneSeedAtOnce: 300 nodes join one seed at the same
+// instant. Each gets the seed's member list as it was when its join
+// arrived; the push-pulls after the join spread the later arrivals, so
+// every node sees every other alive within 3 s of virtual time (gossip of
+// one alive update at a time took about 21 s).
+func TestThreeHundredJoinOneSeedAtOnce(t *testing.T) {
+	s := DefaultScenario()
+	s.Nodes, s.Model, s.Sampler, s.Mechanism = 300, "async", "real", "direct-mail+rumor"
+	s.Duration = Duration(time.Minute)
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for seed := uint64(1); seed <= 3; seed++ {
+		r, err := newRunner(s, seed, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("seed %d: formed in %.1f s of virtual time, %d messages, %d bytes", seed, r.res.Formed, r.c.stats.Sent, r.c.stats.Bytes)
+		if r.res.Formed > 3 {
+			t.Errorf("seed %d: 300 nodes took %.1f s to see each other, want at most 3 s", seed, r.res.Formed)
+		}
+	}
+}

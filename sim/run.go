@@ -180,11 +180,10 @@ func (r *runner) noteMissing() {
 	}
 }
 
-// formCluster joins every node through n0 and runs until every node sees
-// every other alive. Early joiners would learn of later ones only by
-// gossip; to start measurements from a formed cluster quickly, every node
-// joins a second time once the seed knows everyone, and so receives the
-// full member list.
+// formCluster joins every node through n0 at once and runs until every
+// node sees every other alive, which RunResult.Formed reports: how fast
+// the membership protocol (joins and the push-pulls after them) forms a
+// cluster.
 func (r *runner) formCluster() error {
 	c := r.c
 	seed := c.nodes[0]
@@ -199,17 +198,7 @@ func (r *runner) formCluster() error {
 			r.progress(Progress{Virtual: c.now.Sub(start), Limit: limit, Phase: "forming"})
 		}
 	}
-	for seed.Engine.NumLive() < n && c.now.Sub(start) < limit {
-		if err := c.RunFor(100 * time.Millisecond); err != nil {
-			return err
-		}
-		report()
-	}
-	for _, nd := range c.nodes[1:] {
-		if nd.Engine.NumLive() < n {
-			nd.Join(seed.Name)
-		}
-	}
+	defer func() { r.res.Formed = c.now.Sub(start).Seconds() }()
 	for {
 		formed := true
 		for _, nd := range c.nodes {
@@ -487,11 +476,13 @@ func (r *runner) join() error {
 }
 
 // leave makes n announce its departure and stop leaveGrace later.
-func (r *runner) leave(n *Node) {
+func (r *runner) leave(n *Node) error {
 	if !n.up {
-		return
+		return nil
 	}
-	n.Leave()
+	if err := n.Leave(); err != nil {
+		return err
+	}
 	r.res.Leaves++
 	boots := n.boots
 	r.at(r.c.now.Add(leaveGrace), func() error {
@@ -500,6 +491,7 @@ func (r *runner) leave(n *Node) {
 		}
 		return nil
 	})
+	return nil
 }
 
 func (r *runner) onMemberEvent(_ *Node, ev membership.Event) {
@@ -675,7 +667,9 @@ func (r *runner) apply(e Event) error {
 			return err
 		}
 		for _, n := range ns {
-			r.leave(n)
+			if err := r.leave(n); err != nil {
+				return err
+			}
 		}
 	case e.Write != nil || e.Delete != nil:
 		w, del := e.Write, false
@@ -779,8 +773,7 @@ func (r *runner) script() error {
 		if len(c.live) < 2 {
 			return nil
 		}
-		r.leave(r.randomLive())
-		return nil
+		return r.leave(r.randomLive())
 	})
 	return nil
 }

@@ -117,6 +117,10 @@ type RunResult struct {
 	// update; Convergence is when that last became and stayed true.
 	Converged   bool    `json:"converged"`
 	Convergence float64 `json:"convergence"`
+	// Formed is how long, in seconds of virtual time, the cluster took to
+	// form (real sampler): from every node joining the first one at once
+	// until every node saw every other alive, to the nearest 100 ms.
+	Formed float64 `json:"formed,omitempty"`
 	// FalseDetections counts running members declared dead by another
 	// member (distinct member and incarnation pairs): real sampler only.
 	FalseDetections int `json:"false_detections"`
@@ -186,6 +190,10 @@ type Report struct {
 	Updates float64 `json:"updates" yaml:"updates"`
 	// FalseDetections is the mean number of running members declared dead.
 	FalseDetections float64 `json:"false_detections" yaml:"false_detections"`
+	// Formed is the mean time, in seconds of virtual time, the real
+	// sampler's cluster took to form: every node joining the first at
+	// once, until every node saw every other alive.
+	Formed float64 `json:"formed,omitempty" yaml:"formed,omitempty"`
 	// Spread holds the standard deviation of each mean over the runs.
 	Spread map[string]float64 `json:"spread" yaml:"spread"`
 	// MessagesPerNode and BytesPerNode count all traffic, of every kind,
@@ -427,6 +435,7 @@ func Run(s Scenario, progress func(Progress)) (*Report, error) {
 	rep.Convergence = stat("convergence", conv, func(r RunResult) float64 { return r.Convergence })
 	rep.Updates = stat("updates", all, func(r RunResult) float64 { return float64(r.Updates) })
 	rep.FalseDetections = stat("false_detections", all, func(r RunResult) float64 { return float64(r.FalseDetections) })
+	rep.Formed = stat("formed", all, func(r RunResult) float64 { return r.Formed })
 	rep.MessagesPerNode = stat("messages_per_node", all, func(r RunResult) float64 { return float64(r.Messages) / float64(s.Nodes) })
 	rep.BytesPerNode = stat("bytes_per_node", all, func(r RunResult) float64 { return float64(r.Bytes) / float64(s.Nodes) })
 	perUpdate := func(x uint64, r RunResult) float64 { return float64(x) / float64(max(r.Updates, 1)) }
