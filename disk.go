@@ -281,6 +281,9 @@ func (n *Node) syncOnce() {
 	n.metrics.syncSeconds.Observe(d.Seconds())
 	n.noteSync(start, d)
 	if err != nil {
+		if !errors.Is(err, store.ErrNoSpace) && !errors.Is(err, ErrStorageFailed) {
+			err = fmt.Errorf("%w: %w", ErrStorageFailed, err)
+		}
 		n.storageFailure(err)
 		n.storageLog.log(n.log, slog.LevelError, "store sync failed: writes of this batch are not acknowledged, its messages not sent", "err", err)
 		for _, w := range work {
