@@ -98,6 +98,7 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.Protocol.MaxValueSize = cfg.MaxValueSize
 	applyProtocol(&ncfg.Protocol, cfg)
 	ncfg.NoSync = cfg.NoSync
+	ncfg.MinFreeDisk = cfg.MinFreeDisk
 	ncfg.SecretKey = key
 	ncfg.Logger = log
 	ncfg.Registerer = reg

@@ -15,9 +15,10 @@
 //
 //  1. feed inputs (Write, Step, Join, Leave) and call Tick whenever Deadline
 //     has passed and after every batch of inputs;
-//  2. take Ready, make the store durable (Store.Sync), and only then send
-//     the messages and acknowledge the writes, so that nothing is announced
-//     or acknowledged that a crash could lose.
+//  2. take Ready; send the messages not marked AfterSync at once; make the
+//     store durable (Store.Sync), and only then send the others, tell the
+//     watchers and acknowledge the writes, so that nothing is announced or
+//     acknowledged that a crash could lose.
 package engine
 
 import (
@@ -54,12 +55,30 @@ var (
 type Message struct {
 	To  string
 	Env *wire.Envelope
+	// AfterSync is true when the message carries records or acknowledges
+	// received ones (mail, rumors, anti-entropy records, and their acks):
+	// it may concern records applied since the last sync, so it leaves
+	// only once the store is synced. The others (membership probes, acks
+	// and gossip, joins, digests, requests) depend on nothing durable and
+	// leave at once, so a slow disk never delays failure detection.
+	AfterSync bool
+}
+
+// afterSync reports whether env must wait for the store's sync.
+func afterSync(env *wire.Envelope) bool {
+	switch env.Body.(type) {
+	case *wire.Envelope_Mail, *wire.Envelope_MailAck, *wire.Envelope_Rumor, *wire.Envelope_RumorAck,
+		*wire.Envelope_AeRecords, *wire.Envelope_AeAck:
+		return true
+	}
+	return false
 }
 
 // Ready is what the engine asks its driver to do, collected since the last
 // call to Engine.Ready.
 type Ready struct {
-	// Messages are to be sent after the store is synced.
+	// Messages are to be sent: those marked AfterSync once the store is
+	// synced, the others at once.
 	Messages []Message
 	// Changes are records that changed the store (local writes and merged
 	// remote records), to announce to watchers.
@@ -273,7 +292,7 @@ func (e *Engine) sendAddr(addr string, env *wire.Envelope) {
 	env.FromAddr = e.cfg.Addr
 	env.FromId = e.cfg.NodeID
 	e.members.Piggyback(env)
-	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env})
+	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env, AfterSync: afterSync(env)})
 }
 
 // sendPeer queues env for the named member; false if its address is unknown.
