@@ -307,6 +307,13 @@ func loadNodeID(st store.Store) (uint64, error) {
 	return binary.BigEndian.Uint64(b[:]), nil
 }
 
+// wallSkew, when set (only by test builds with the faultinject tag), says
+// how far this node's wall clock is to be wrong: the loop hands it to the
+// engine (Engine.SetWallOffset) before each batch, so the node stamps
+// versions and clock samples with a wrong clock while its timers run on
+// the monotonic clock, as when an operator or NTP sets the clock wrong.
+var wallSkew func() time.Duration
+
 // loop is the event loop: the only goroutine that touches the engine.
 func (n *Node) loop() {
 	defer close(n.done)
@@ -319,6 +326,9 @@ func (n *Node) loop() {
 	}
 	waiting = n.commit(time.Now(), waiting)
 	for {
+		if wallSkew != nil {
+			n.eng.SetWallOffset(wallSkew())
+		}
 		now := time.Now()
 		if d := earliestTime(n.eng.Deadline(), n.checkDisk(now)); !d.IsZero() {
 			timer.Reset(max(d.Sub(now), 0))

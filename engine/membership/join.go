@@ -177,7 +177,7 @@ func describeAddrs(seeds, known []string) string {
 // list; sync marks the periodic exchange between members.
 func (m *Membership) pushPull(now time.Time, sync bool) *wire.Envelope {
 	return &wire.Envelope{Body: &wire.Envelope_Join{Join: &wire.Join{
-		Settings: m.settings, Members: m.wireMembers(), Sync: sync, SentUs: now.UnixMicro(),
+		Settings: m.settings, Members: m.wireMembers(), Sync: sync, SentUs: m.wall(now).UnixMicro(),
 	}}}
 }
 
@@ -229,7 +229,7 @@ func (m *Membership) handleJoin(now time.Time, env *wire.Envelope, j *wire.Join)
 	}
 	if addr := m.addrOf(env); addr != "" {
 		m.send(addr, &wire.Envelope{Body: &wire.Envelope_JoinReply{JoinReply: &wire.JoinReply{
-			Members: m.wireMembers(), Settings: m.settings, Sync: j.Sync, JoinSentUs: j.SentUs, ClockUs: now.UnixMicro(),
+			Members: m.wireMembers(), Settings: m.settings, Sync: j.Sync, JoinSentUs: j.SentUs, ClockUs: m.wall(now).UnixMicro(),
 		}}})
 	}
 }
