@@ -128,6 +128,7 @@ type Engine struct {
 	clockOffset    time.Duration
 	clockPeers     int       // peers the offset is the median of
 	clockCheckedAt time.Time // when clockErr was last computed
+	clockSampleAt  time.Time // the last clock sample clockErr has seen
 	// refusedFuture remembers records refused for a version beyond the
 	// skew bound, so that the same record is still refused when time has
 	// caught up with it: it was written by a clock that was wrong, and
@@ -559,6 +560,11 @@ func (e *Engine) checkClock(now time.Time) error {
 	}
 	if e.wallStepped(now) {
 		e.clockCheckedAt = time.Time{}
+	}
+	if at := e.members.LastClockSample(); !at.Equal(e.clockSampleAt) {
+		// A new measurement: judge again at once, so that a node's first
+		// sample lets it write within a round trip.
+		e.clockSampleAt, e.clockCheckedAt = at, time.Time{}
 	}
 	if !e.clockCheckedAt.IsZero() && now.Sub(e.clockCheckedAt) < clockRecheck && now.After(e.clockCheckedAt) {
 		return e.clockErr

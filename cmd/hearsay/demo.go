@@ -250,8 +250,9 @@ func waitAgent(ctx context.Context, n *demoNode) error {
 	}
 }
 
-// waitMembers waits until the first node sees every node alive, and
-// reports whether it did.
+// waitMembers waits until the first node sees every node alive and is
+// ready (joined, its clock measured against its peers), and reports whether
+// it did.
 func waitMembers(ctx context.Context, nodes []*demoNode) bool {
 	if len(nodes) == 1 {
 		return true
@@ -270,7 +271,7 @@ func waitMembers(ctx context.Context, nodes []*demoNode) bool {
 			var st agent.StatusResponse
 			derr := json.NewDecoder(resp.Body).Decode(&st)
 			resp.Body.Close()
-			if derr == nil && st.Alive >= len(nodes) {
+			if derr == nil && st.Alive >= len(nodes) && st.Ready {
 				return true
 			}
 		}

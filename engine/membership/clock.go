@@ -71,6 +71,10 @@ func (m *Membership) observeClock(now time.Time, from string, sentUs, clockUs in
 	m.clockAt = now
 }
 
+// LastClockSample returns when the last clock sample was taken (zero if
+// none since the last ClockStepped).
+func (m *Membership) LastClockSample() time.Time { return m.clockAt }
+
 // needClock reports whether this node has live peers but no recent clock
 // sample: then it probes at once rather than at the next protocol period,
 // since local writes wait for a measurement.
