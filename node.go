@@ -97,6 +97,10 @@ type Node struct {
 	// membersAt is when the loop last rebuilt the member list it publishes
 	// (loop-owned).
 	membersAt time.Time
+	// clockBad and clockLoggedAt: writes are refused for the clock, and
+	// when that was last logged (loop-owned).
+	clockBad      bool
+	clockLoggedAt time.Time
 
 	watchMu  sync.Mutex
 	watchers map[*watcher]struct{}
@@ -111,6 +115,10 @@ type snapshot struct {
 	joined  bool
 	joinErr string
 	leave   [2]int // acked, sent
+
+	clockOffset time.Duration
+	clockPeers  int
+	clockErr    error // why writes are refused for the clock
 }
 
 type request struct {
@@ -341,7 +349,9 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 		n.eng.SetSeeds(r.seeds)
 		r.done <- result{}
 	case r.leave:
-		n.eng.Leave(now)
+		if err := n.eng.Leave(now); err != nil {
+			n.log.Error("leave: incarnation not saved; a restart may not supersede the leave at once", "err", err)
+		}
 		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
 	}
 	return waiting
@@ -349,7 +359,7 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 
 func (n *Node) step(now time.Time, in *transport.Incoming) {
 	if in.Refusal != "" {
-		n.eng.Refused(now, in.From, in.Refusal)
+		n.eng.Refused(in.From, in.Refusal)
 		return
 	}
 	n.metrics.received.WithLabelValues(in.Env.Kind()).Inc()
@@ -451,13 +461,35 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		out = make([]Member, len(ms))
 		for i, m := range ms {
 			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self}
+			if m.Clock.Measured() {
+				off := m.Clock.Offset.Seconds()
+				out[i].ClockOffset = &off
+			}
 		}
 		n.membersAt = now
 	}
 	acked, sent := n.eng.LeaveAcked()
 	s := &snapshot{members: out, stats: n.eng.Stats(), joined: n.eng.Joined(), joinErr: n.eng.JoinError(), leave: [2]int{acked, sent}}
+	s.clockOffset, s.clockPeers, s.clockErr = n.eng.ClockStatus(now)
+	n.logClock(now, s.clockErr)
 	n.view.Store(s)
 	return s
+}
+
+// clockLogEvery bounds how often a clock fault that lasts is logged again.
+const clockLogEvery = time.Minute
+
+// logClock logs when writes start or stop being refused for the clock,
+// and again once a minute while they are.
+func (n *Node) logClock(now time.Time, err error) {
+	switch {
+	case err != nil && (!n.clockBad || now.Sub(n.clockLoggedAt) >= clockLogEvery):
+		n.log.Error("writes refused: clock offset", "err", err)
+		n.clockBad, n.clockLoggedAt = true, now
+	case err == nil && n.clockBad:
+		n.log.Info("clock offset back within bound: writes accepted again")
+		n.clockBad = false
+	}
 }
 
 func stateName(s wire.State) MemberState {
@@ -591,11 +623,13 @@ func (n *Node) Status() Status {
 		NodeID:        fmt.Sprintf("%016x", n.nodeID),
 		Address:       n.tr.AdvertiseAddr(),
 		Serving:       n.ready.Load(),
-		Joined:        s.joined || len(n.cfg.Seeds) == 0,
+		Joined:        s.joined,
 		LastJoinError: s.joinErr,
 		Members:       len(s.members),
 		Started:       n.started,
 		Outbox:        s.stats.Mail.OutboxRecords,
+		ClockOffset:   s.clockOffset.Seconds(),
+		ClockPeers:    s.clockPeers,
 	}
 	if !st.Serving {
 		st.NotReady = append(st.NotReady, "recovering: back from an absence longer than the tombstone grace period, reconciling with a peer before serving")
@@ -606,6 +640,9 @@ func (n *Node) Status() Status {
 			reason = "not joined: " + s.joinErr
 		}
 		st.NotReady = append(st.NotReady, reason)
+	}
+	if s.clockErr != nil {
+		st.NotReady = append(st.NotReady, "clock: "+strings.TrimPrefix(s.clockErr.Error(), "engine: "))
 	}
 	st.Ready = len(st.NotReady) == 0
 	for _, m := range s.members {

@@ -65,6 +65,7 @@ const (
 	FlagSuspicionTimeout = "suspicion-timeout"
 	FlagTombstoneGrace   = "tombstone-grace"
 	FlagRetryJoinMax     = "retry-join-max"
+	FlagMaxClockOffset   = "max-clock-offset"
 )
 
 // fileKeys are the flags a config file may set, sorted.
@@ -72,7 +73,7 @@ var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
 	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagJoin,
 	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync, FlagRetryJoinMax, FlagRumor,
-	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace,
+	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace, FlagMaxClockOffset,
 }
 
 // Config configures an Agent. Every field but the last group has a
@@ -127,6 +128,9 @@ type Config struct {
 	// RetryJoinMax is the longest wait between two join attempts: joining
 	// retries with a backoff doubling up to it until a seed answers.
 	RetryJoinMax time.Duration
+	// MaxClockOffset is how far this node's clock may be from its peers'
+	// (the median measured offset) before it refuses writes; 0: no check.
+	MaxClockOffset time.Duration
 
 	// Logger, when set, receives the logs, and LogLevel and LogFormat are
 	// ignored. Not a flag.
@@ -163,6 +167,7 @@ func DefaultConfig() Config {
 		SuspicionTimeout:    pc.Membership.SuspicionTimeout,
 		TombstoneGrace:      pc.AE.TombstoneGrace,
 		RetryJoinMax:        pc.Membership.JoinRetryMax,
+		MaxClockOffset:      pc.MaxClockOffset,
 	}
 }
 
@@ -192,6 +197,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size)")
 	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
 	fs.DurationVar(&c.RetryJoinMax, FlagRetryJoinMax, c.RetryJoinMax, "longest wait between join attempts; joining retries with backoff until a seed of --join answers")
+	fs.DurationVar(&c.MaxClockOffset, FlagMaxClockOffset, c.MaxClockOffset, "refuse writes while this node's clock is further than this from its peers' (median measured offset); 0 disables the check")
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
 
@@ -396,6 +402,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryJoinMax <= 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagRetryJoinMax, c.RetryJoinMax))
+	}
+	if c.MaxClockOffset < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagMaxClockOffset, c.MaxClockOffset))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))

@@ -108,6 +108,12 @@ type Node struct {
 	// it waits this long, on top of the network's delay, before it is
 	// handled.
 	ProcessingDelay time.Duration
+	// ClockOffset and ClockDrift model a wrong wall clock: the node's
+	// engine reads virtual time plus ClockOffset plus ClockDrift times the
+	// virtual time elapsed since Epoch (a drift of 1e-4 gains 360 ms an
+	// hour).
+	ClockOffset time.Duration
+	ClockDrift  float64
 
 	c      *Cluster
 	cfg    engine.Config
@@ -163,7 +169,7 @@ func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, e
 func (n *Node) boot() error {
 	n.boots++
 	seed := n.c.opts.Seed ^ n.cfg.NodeID*0x9e3779b97f4a7c15
-	e, err := engine.New(n.cfg, n.Store, rand.New(rand.NewPCG(seed, n.boots)), n.c.now)
+	e, err := engine.New(n.cfg, n.Store, rand.New(rand.NewPCG(seed, n.boots)), n.clock())
 	if err != nil {
 		return fmt.Errorf("sim: start %s: %w", n.Name, err)
 	}
@@ -174,6 +180,14 @@ func (n *Node) boot() error {
 	n.tickAt = time.Time{}
 	n.flush()
 	return nil
+}
+
+// clock is the node's wall clock: virtual time as its own clock reads it.
+func (n *Node) clock() time.Time { return n.c.now.Add(n.skew(n.c.now)) }
+
+// skew is how far the node's clock is from virtual time at t.
+func (n *Node) skew(t time.Time) time.Duration {
+	return n.ClockOffset + time.Duration(n.ClockDrift*float64(t.Sub(Epoch)))
 }
 
 // Up reports whether the node is running.
@@ -210,14 +224,15 @@ func (n *Node) Join(seeds ...string) {
 	for i, s := range seeds {
 		addrs[i] = n.c.byAddr[s].Addr
 	}
-	n.Engine.Join(n.c.now, addrs)
+	n.Engine.Join(n.clock(), addrs)
 	n.flush()
 }
 
 // Leave makes the node announce a graceful departure.
-func (n *Node) Leave() {
-	n.Engine.Leave(n.c.now)
+func (n *Node) Leave() error {
+	err := n.Engine.Leave(n.clock())
 	n.flush()
+	return err
 }
 
 // Put writes key=value on the node.
@@ -232,11 +247,11 @@ func (n *Node) write(key, value []byte, tomb bool) (store.Record, error) {
 	if !n.up {
 		return store.Record{}, fmt.Errorf("sim: %s is down", n.Name)
 	}
-	r, err := n.Engine.Write(n.c.now, key, value, tomb)
+	r, err := n.Engine.Write(n.clock(), key, value, tomb)
 	if err != nil {
 		return r, err
 	}
-	if err := n.Engine.Tick(n.c.now); err != nil {
+	if err := n.Engine.Tick(n.clock()); err != nil {
 		return r, err
 	}
 	n.flush()
@@ -273,7 +288,13 @@ func (n *Node) flush() {
 	for _, m := range rd.Messages {
 		n.c.send(n, m)
 	}
-	if d := n.Engine.Deadline(); !d.IsZero() && (n.tickAt.IsZero() || d.Before(n.tickAt)) {
+	if d := n.Engine.Deadline(); !d.IsZero() {
+		// The deadline is on the node's clock; the event queue runs on
+		// virtual time.
+		d = d.Add(-n.skew(n.c.now))
+		if !n.tickAt.IsZero() && !d.Before(n.tickAt) {
+			return
+		}
 		if d.Before(n.c.now) {
 			d = n.c.now
 		}
@@ -365,7 +386,7 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 			return true, nil // stale: a newer tick was scheduled, or the node crashed
 		}
 		n.tickAt = time.Time{}
-		if err := n.Engine.Tick(c.now); err != nil {
+		if err := n.Engine.Tick(n.clock()); err != nil {
 			return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
 		}
 		n.flush()
@@ -383,8 +404,8 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 	c.stats.Delivered++
 	// Refusals (bad records) are the engine's business and are counted in
 	// its stats; the simulation goes on.
-	_ = n.Engine.Step(c.now, env)
-	if err := n.Engine.Tick(c.now); err != nil {
+	_ = n.Engine.Step(n.clock(), env)
+	if err := n.Engine.Tick(n.clock()); err != nil {
 		return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
 	}
 	n.flush()
