@@ -233,12 +233,12 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 	}
 	pc.Membership.SuspicionTimeout = cfg.SuspicionTimeout
 	pc.AE.TombstoneGrace = cfg.TombstoneGrace
-	pc.Membership.JoinRetryMax = cfg.RetryJoinMax
-	pc.Membership.JoinRetryMin = min(pc.Membership.JoinRetryMin, cfg.RetryJoinMax)
 	pc.MaxClockOffset = cfg.MaxClockOffset
 	if cfg.MaxClockOffset > 0 {
 		// Receivers allow twice the bound: two healthy writers may each be
 		// that far from the median, on either side.
 		pc.MaxClockSkew = 2 * cfg.MaxClockOffset
 	}
+	pc.Membership.JoinRetryMax = cfg.RetryJoinMax
+	pc.Membership.JoinRetryMin = min(pc.Membership.JoinRetryMin, cfg.RetryJoinMax)
 }

@@ -64,16 +64,16 @@ const (
 	FlagAEMode           = "anti-entropy-mode"
 	FlagSuspicionTimeout = "suspicion-timeout"
 	FlagTombstoneGrace   = "tombstone-grace"
-	FlagRetryJoinMax     = "retry-join-max"
 	FlagMaxClockOffset   = "max-clock-offset"
+	FlagRetryJoinMax     = "retry-join-max"
 )
 
 // fileKeys are the flags a config file may set, sorted.
 var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
 	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagJoin,
-	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync, FlagRetryJoinMax, FlagRumor,
-	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace, FlagMaxClockOffset,
+	FlagLogFormat, FlagLogLevel, FlagMaxClockOffset, FlagMaxValueSize, FlagName, FlagNoSync,
+	FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace,
 }
 
 // Config configures an Agent. Every field but the last group has a
@@ -125,12 +125,12 @@ type Config struct {
 	AntiEntropyMode  string
 	SuspicionTimeout time.Duration
 	TombstoneGrace   time.Duration
-	// RetryJoinMax is the longest wait between two join attempts: joining
-	// retries with a backoff doubling up to it until a seed answers.
-	RetryJoinMax time.Duration
 	// MaxClockOffset is how far this node's clock may be from its peers'
 	// (the median measured offset) before it refuses writes; 0: no check.
 	MaxClockOffset time.Duration
+	// RetryJoinMax is the longest wait between two join attempts: joining
+	// retries with a backoff doubling up to it until a seed answers.
+	RetryJoinMax time.Duration
 
 	// Logger, when set, receives the logs, and LogLevel and LogFormat are
 	// ignored. Not a flag.
@@ -166,8 +166,8 @@ func DefaultConfig() Config {
 		AntiEntropyMode:     pc.AE.Mode.String(),
 		SuspicionTimeout:    pc.Membership.SuspicionTimeout,
 		TombstoneGrace:      pc.AE.TombstoneGrace,
-		RetryJoinMax:        pc.Membership.JoinRetryMax,
 		MaxClockOffset:      pc.MaxClockOffset,
+		RetryJoinMax:        pc.Membership.JoinRetryMax,
 	}
 }
 
@@ -196,8 +196,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AntiEntropyMode, FlagAEMode, c.AntiEntropyMode, "anti-entropy direction: push, pull, push-pull, or full (push-pull sending every record)")
 	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size)")
 	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
-	fs.DurationVar(&c.RetryJoinMax, FlagRetryJoinMax, c.RetryJoinMax, "longest wait between join attempts; joining retries with backoff until a seed of --join answers")
 	fs.DurationVar(&c.MaxClockOffset, FlagMaxClockOffset, c.MaxClockOffset, "refuse writes while this node's clock is further than this from its peers' (median measured offset); 0 disables the check")
+	fs.DurationVar(&c.RetryJoinMax, FlagRetryJoinMax, c.RetryJoinMax, "longest wait between join attempts; joining retries with backoff until a seed of --join answers")
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
 
@@ -400,11 +400,11 @@ func (c *Config) Validate() error {
 	if c.TombstoneGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagTombstoneGrace, c.TombstoneGrace))
 	}
-	if c.RetryJoinMax <= 0 {
-		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagRetryJoinMax, c.RetryJoinMax))
-	}
 	if c.MaxClockOffset < 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagMaxClockOffset, c.MaxClockOffset))
+	}
+	if c.RetryJoinMax <= 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagRetryJoinMax, c.RetryJoinMax))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))

@@ -101,7 +101,7 @@ type Engine struct {
 	viewDirty   bool      // the member list changed since it was saved
 	viewSavedAt time.Time // when it was last saved
 
-	clockErr       error     // why local writes are refused for the clock, nil if not
+	clockErr       error // why local writes are refused for the clock, nil if not
 	clockOffset    time.Duration
 	clockPeers     int       // peers the offset is the median of
 	clockCheckedAt time.Time // when clockErr was last computed

@@ -308,7 +308,7 @@ type Membership struct {
 	clockAt      time.Time // when the last clock sample was taken
 	clockProbeAt time.Time // no early probe for a clock sample before this
 	fastSyncs    int       // fast push-pulls left after a join
-	agreed       int // fast push-pulls in a row that found the views equal
+	agreed       int       // fast push-pulls in a row that found the views equal
 
 	leaveSeqs map[uint64]bool
 	left      bool
