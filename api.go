@@ -31,6 +31,16 @@ var (
 	// measured offset and the bound; the node recovers by itself once its
 	// clock is corrected.
 	ErrClockOffset = engine.ErrClockOffset
+	// ErrNoSpace is returned by writes while the data directory's free
+	// space is below Config.MinFreeDisk or the store has met a full disk
+	// (ENOSPC). Reads go on; writes are taken again once space is freed.
+	// The agent answers 507 Insufficient Storage.
+	ErrNoSpace = store.ErrNoSpace
+	// ErrStorageFailed is returned by writes after a sync of the store
+	// failed (an fsync error): the node keeps serving reads but takes no
+	// write until it is restarted, which recovers what is durable
+	// (fail-stop). The agent answers 503.
+	ErrStorageFailed = store.ErrFailed
 )
 
 // Version orders writes: a hybrid logical clock timestamp and the id of the

@@ -36,6 +36,7 @@ import (
 	"github.com/hearsaydb/hearsay"
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/antientropy"
+	"github.com/hearsaydb/hearsay/engine/membership"
 )
 
 // Agent runs a hearsay Node and its HTTP API. Create it with New, then call
@@ -97,6 +98,7 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.Protocol.MaxValueSize = cfg.MaxValueSize
 	applyProtocol(&ncfg.Protocol, cfg)
 	ncfg.NoSync = cfg.NoSync
+	ncfg.MinFreeDisk = cfg.MinFreeDisk
 	ncfg.SecretKey = key
 	ncfg.Logger = log
 	ncfg.Registerer = reg
@@ -217,8 +219,12 @@ func (a *Agent) Close() error {
 }
 
 // applyProtocol carries the protocol-tuning flags into the engine's
-// configuration. cfg has been validated.
+// configuration: the profile first, then the flags that override it. cfg
+// has been validated.
 func applyProtocol(pc *engine.Config, cfg Config) {
+	if m, err := membership.Profile(cfg.Profile); err == nil {
+		pc.Membership = m
+	}
 	pc.DirectMail = cfg.DirectMail
 	pc.RumorMongering = cfg.Rumor
 	pc.AntiEntropy = cfg.AntiEntropy
@@ -231,7 +237,9 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 	} else {
 		pc.AE.Mode = antientropy.PushPull
 	}
-	pc.Membership.SuspicionTimeout = cfg.SuspicionTimeout
+	if cfg.SuspicionTimeout > 0 {
+		pc.Membership.SuspicionTimeout = cfg.SuspicionTimeout
+	}
 	pc.AE.TombstoneGrace = cfg.TombstoneGrace
 	pc.MaxClockOffset = cfg.MaxClockOffset
 	if cfg.MaxClockOffset > 0 {
@@ -239,6 +247,8 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 		// that far from the median, on either side.
 		pc.MaxClockSkew = 2 * cfg.MaxClockOffset
 	}
-	pc.Membership.JoinRetryMax = cfg.RetryJoinMax
-	pc.Membership.JoinRetryMin = min(pc.Membership.JoinRetryMin, cfg.RetryJoinMax)
+	if cfg.RetryJoinMax > 0 {
+		pc.Membership.JoinRetryMax = cfg.RetryJoinMax
+		pc.Membership.JoinRetryMin = min(pc.Membership.JoinRetryMin, cfg.RetryJoinMax)
+	}
 }

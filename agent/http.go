@@ -467,7 +467,9 @@ func StatusCode(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, hearsay.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, hearsay.ErrNotReady), errors.Is(err, hearsay.ErrClosed), errors.Is(err, hearsay.ErrClockOffset):
+	case errors.Is(err, hearsay.ErrNoSpace):
+		return http.StatusInsufficientStorage
+	case errors.Is(err, hearsay.ErrNotReady), errors.Is(err, hearsay.ErrClosed), errors.Is(err, hearsay.ErrStorageFailed), errors.Is(err, hearsay.ErrClockOffset):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

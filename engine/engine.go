@@ -15,9 +15,10 @@
 //
 //  1. feed inputs (Write, Step, Join, Leave) and call Tick whenever Deadline
 //     has passed and after every batch of inputs;
-//  2. take Ready, make the store durable (Store.Sync), and only then send
-//     the messages and acknowledge the writes, so that nothing is announced
-//     or acknowledged that a crash could lose.
+//  2. take Ready; send the messages not marked AfterSync at once; make the
+//     store durable (Store.Sync), and only then send the others, tell the
+//     watchers and acknowledge the writes, so that nothing is announced or
+//     acknowledged that a crash could lose.
 package engine
 
 import (
@@ -54,12 +55,30 @@ var (
 type Message struct {
 	To  string
 	Env *wire.Envelope
+	// AfterSync is true when the message carries records or acknowledges
+	// received ones (mail, rumors, anti-entropy records, and their acks):
+	// it may concern records applied since the last sync, so it leaves
+	// only once the store is synced. The others (membership probes, acks
+	// and gossip, joins, digests, requests) depend on nothing durable and
+	// leave at once, so a slow disk never delays failure detection.
+	AfterSync bool
+}
+
+// afterSync reports whether env must wait for the store's sync.
+func afterSync(env *wire.Envelope) bool {
+	switch env.Body.(type) {
+	case *wire.Envelope_Mail, *wire.Envelope_MailAck, *wire.Envelope_Rumor, *wire.Envelope_RumorAck,
+		*wire.Envelope_AeRecords, *wire.Envelope_AeAck:
+		return true
+	}
+	return false
 }
 
 // Ready is what the engine asks its driver to do, collected since the last
 // call to Engine.Ready.
 type Ready struct {
-	// Messages are to be sent after the store is synced.
+	// Messages are to be sent: those marked AfterSync once the store is
+	// synced, the others at once.
 	Messages []Message
 	// Changes are records that changed the store (local writes and merged
 	// remote records), to announce to watchers.
@@ -76,6 +95,7 @@ type Stats struct {
 	RecordsReceived uint64 // records received by any mechanism
 	RecordsApplied  uint64 // of those, records that changed the store
 	LocalWrites     uint64
+	ClockSteps      uint64 // jumps of this node's wall clock detected
 	Mail            directmail.Stats
 	Rumor           rumor.Stats
 	AntiEntropy     antientropy.Stats
@@ -101,7 +121,10 @@ type Engine struct {
 	viewDirty   bool      // the member list changed since it was saved
 	viewSavedAt time.Time // when it was last saved
 
-	clockErr       error // why local writes are refused for the clock, nil if not
+	wallOffset     time.Duration // wall clock minus timer clock (see SetWallOffset)
+	lastWall       time.Time     // wall reading at the last check (no monotonic part)
+	lastNow        time.Time     // timer clock at the last check
+	clockErr       error         // why local writes are refused for the clock, nil if not
 	clockOffset    time.Duration
 	clockPeers     int       // peers the offset is the median of
 	clockCheckedAt time.Time // when clockErr was last computed
@@ -273,7 +296,7 @@ func (e *Engine) sendAddr(addr string, env *wire.Envelope) {
 	env.FromAddr = e.cfg.Addr
 	env.FromId = e.cfg.NodeID
 	e.members.Piggyback(env)
-	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env})
+	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env, AfterSync: afterSync(env)})
 }
 
 // sendPeer queues env for the named member; false if its address is unknown.
@@ -304,7 +327,7 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 	if err := e.checkClock(now); err != nil {
 		return store.Record{}, err
 	}
-	rec.Version = store.Version{HLC: e.clock.Now(now), Node: e.cfg.NodeID}
+	rec.Version = store.Version{HLC: e.clock.Now(e.wall(now)), Node: e.cfg.NodeID}
 	if _, err := e.st.Apply([]store.Record{rec}); err != nil {
 		return store.Record{}, fmt.Errorf("engine: apply local write: %w", err)
 	}
@@ -456,7 +479,7 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 	changed = make([]bool, len(ws))
 	recs := make([]store.Record, 0, len(ws))
 	idx := make([]int, 0, len(ws))
-	limit := hlc.Pack(uint64(max(now.Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
+	limit := hlc.Pack(uint64(max(e.wall(now).Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
 	for i, w := range ws {
 		r := w.Store()
 		e.stats.RecordsReceived++
@@ -534,16 +557,19 @@ func (e *Engine) checkClock(now time.Time) error {
 	if e.cfg.MaxClockOffset <= 0 || e.cfg.Peers != nil {
 		return nil
 	}
+	if e.wallStepped(now) {
+		e.clockCheckedAt = time.Time{}
+	}
 	if !e.clockCheckedAt.IsZero() && now.Sub(e.clockCheckedAt) < clockRecheck && now.After(e.clockCheckedAt) {
 		return e.clockErr
 	}
 	e.clockCheckedAt = now
 	e.clockOffset, e.clockPeers = e.members.ClockOffset(now)
 	bound := e.cfg.MaxClockOffset
-	switch hw := hlc.Time(e.clock.Last()); {
-	case hw.Sub(now) > bound:
+	switch hw, wall := hlc.Time(e.clock.Last()), e.wall(now); {
+	case hw.Sub(wall) > bound:
 		e.clockErr = fmt.Errorf("%w: this node's clock issued versions up to %s, %v ahead of its wall clock now (more than --max-clock-offset %v): writes are refused until the wall clock passes that time",
-			ErrClockOffset, hw.UTC().Format(time.RFC3339), hw.Sub(now).Round(time.Millisecond), bound)
+			ErrClockOffset, hw.UTC().Format(time.RFC3339), hw.Sub(wall).Round(time.Millisecond), bound)
 	case e.clockPeers == 0 && e.members.NumLive() > 1:
 		e.clockErr = fmt.Errorf("%w: not measured yet against the %d live peer(s); writes wait for the first probe round trip",
 			ErrClockOffset, e.members.NumLive()-1)
@@ -559,6 +585,41 @@ func (e *Engine) checkClock(now time.Time) error {
 	}
 	return e.clockErr
 }
+
+// wallStepped reports whether the wall clock moved, since the last call,
+// by more than half the offset bound beyond what the timer clock did: it
+// was stepped (by an operator, or NTP on a clock far off). The offsets
+// measured before no longer hold, so they are forgotten and writes wait for
+// a new measurement; without this, a node whose clock jumped an hour ahead
+// would stamp writes an hour ahead until its next probe round trip.
+func (e *Engine) wallStepped(now time.Time) bool {
+	wall := e.wall(now).Round(0) // the wall reading alone
+	stepped := false
+	if !e.lastWall.IsZero() {
+		drift := wall.Sub(e.lastWall) - now.Sub(e.lastNow)
+		stepped = drift.Abs() > e.cfg.MaxClockOffset/2
+	}
+	e.lastWall, e.lastNow = wall, now
+	if stepped {
+		e.members.ClockStepped()
+		e.stats.ClockSteps++
+	}
+	return stepped
+}
+
+// SetWallOffset sets how far this node's wall clock, which stamps versions
+// and clock samples, is from the clock its timers run on (the now it is
+// given). A real node leaves it at zero: its timers follow the monotonic
+// clock and its wall clock is now's own wall reading, so a wall clock
+// stepped by NTP changes only its timestamps. The simulator and
+// fault-injection builds set it to model a wrong wall clock the same way.
+func (e *Engine) SetWallOffset(d time.Duration) {
+	e.wallOffset = d
+	e.members.SetWallOffset(d)
+}
+
+// wall is this node's wall clock at now.
+func (e *Engine) wall(now time.Time) time.Time { return now.Add(e.wallOffset) }
 
 // ClockStatus returns this node's clock offset to the cluster (positive:
 // this node is ahead), how many peers it is the median of, and why local

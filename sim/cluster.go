@@ -169,7 +169,7 @@ func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, e
 func (n *Node) boot() error {
 	n.boots++
 	seed := n.c.opts.Seed ^ n.cfg.NodeID*0x9e3779b97f4a7c15
-	e, err := engine.New(n.cfg, n.Store, rand.New(rand.NewPCG(seed, n.boots)), n.clock())
+	e, err := engine.New(n.cfg, n.Store, rand.New(rand.NewPCG(seed, n.boots)), n.c.now)
 	if err != nil {
 		return fmt.Errorf("sim: start %s: %w", n.Name, err)
 	}
@@ -182,8 +182,16 @@ func (n *Node) boot() error {
 	return nil
 }
 
-// clock is the node's wall clock: virtual time as its own clock reads it.
-func (n *Node) clock() time.Time { return n.c.now.Add(n.skew(n.c.now)) }
+// now returns virtual time, the clock the node's timers run on, and first
+// sets its engine's wall clock (the one that stamps versions and clock
+// samples) ClockOffset and ClockDrift away from it: a wrong wall clock, as
+// a real node's whose timers run on the monotonic clock.
+func (n *Node) now() time.Time {
+	if n.Engine != nil {
+		n.Engine.SetWallOffset(n.skew(n.c.now))
+	}
+	return n.c.now
+}
 
 // skew is how far the node's clock is from virtual time at t.
 func (n *Node) skew(t time.Time) time.Duration {
@@ -224,13 +232,13 @@ func (n *Node) Join(seeds ...string) {
 	for i, s := range seeds {
 		addrs[i] = n.c.byAddr[s].Addr
 	}
-	n.Engine.Join(n.clock(), addrs)
+	n.Engine.Join(n.now(), addrs)
 	n.flush()
 }
 
 // Leave makes the node announce a graceful departure.
 func (n *Node) Leave() error {
-	err := n.Engine.Leave(n.clock())
+	err := n.Engine.Leave(n.now())
 	n.flush()
 	return err
 }
@@ -247,11 +255,11 @@ func (n *Node) write(key, value []byte, tomb bool) (store.Record, error) {
 	if !n.up {
 		return store.Record{}, fmt.Errorf("sim: %s is down", n.Name)
 	}
-	r, err := n.Engine.Write(n.clock(), key, value, tomb)
+	r, err := n.Engine.Write(n.now(), key, value, tomb)
 	if err != nil {
 		return r, err
 	}
-	if err := n.Engine.Tick(n.clock()); err != nil {
+	if err := n.Engine.Tick(n.now()); err != nil {
 		return r, err
 	}
 	n.flush()
@@ -288,13 +296,7 @@ func (n *Node) flush() {
 	for _, m := range rd.Messages {
 		n.c.send(n, m)
 	}
-	if d := n.Engine.Deadline(); !d.IsZero() {
-		// The deadline is on the node's clock; the event queue runs on
-		// virtual time.
-		d = d.Add(-n.skew(n.c.now))
-		if !n.tickAt.IsZero() && !d.Before(n.tickAt) {
-			return
-		}
+	if d := n.Engine.Deadline(); !d.IsZero() && (n.tickAt.IsZero() || d.Before(n.tickAt)) {
 		if d.Before(n.c.now) {
 			d = n.c.now
 		}
@@ -386,7 +388,7 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 			return true, nil // stale: a newer tick was scheduled, or the node crashed
 		}
 		n.tickAt = time.Time{}
-		if err := n.Engine.Tick(n.clock()); err != nil {
+		if err := n.Engine.Tick(n.now()); err != nil {
 			return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
 		}
 		n.flush()
@@ -404,8 +406,8 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 	c.stats.Delivered++
 	// Refusals (bad records) are the engine's business and are counted in
 	// its stats; the simulation goes on.
-	_ = n.Engine.Step(n.clock(), env)
-	if err := n.Engine.Tick(n.clock()); err != nil {
+	_ = n.Engine.Step(n.now(), env)
+	if err := n.Engine.Tick(n.now()); err != nil {
 		return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
 	}
 	n.flush()

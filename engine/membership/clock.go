@@ -33,6 +33,27 @@ const maxSampleRTT = 5 * time.Second
 // its old samples age out or are replaced.
 const ClockWindow = 2 * time.Minute
 
+// SetWallOffset sets how far this node's wall clock (the time it puts in
+// messages) is from the clock its timers run on, the now it is given: zero
+// in a real node, whose timers run on the monotonic clock and whose wall
+// clock is now's own wall reading; a simulated or fault-injected node with
+// a wrong wall clock sets it, so that a clock set wrong or stepped back
+// changes its timestamps without stopping its timers.
+func (m *Membership) SetWallOffset(d time.Duration) { m.wallOffset = d }
+
+// ClockStepped forgets every clock sample: this node's wall clock jumped
+// (see Engine.checkClock), so what was measured against it no longer
+// holds. Writes wait for a new measurement, which the next tick starts.
+func (m *Membership) ClockStepped() {
+	for _, p := range m.members {
+		p.Clock = ClockSample{}
+	}
+	m.clockAt, m.clockProbeAt = time.Time{}, time.Time{}
+}
+
+// wall is this node's wall clock at now.
+func (m *Membership) wall(now time.Time) time.Time { return now.Add(m.wallOffset) }
+
 // observeClock records a sample from a round trip started at sentUs (this
 // node's clock, echoed back) and answered at clockUs (the peer's clock).
 func (m *Membership) observeClock(now time.Time, from string, sentUs, clockUs int64) {
@@ -41,7 +62,7 @@ func (m *Membership) observeClock(now time.Time, from string, sentUs, clockUs in
 		return
 	}
 	sent := time.UnixMicro(sentUs)
-	rtt := now.Sub(sent)
+	rtt := m.wall(now).Sub(sent)
 	if rtt < 0 || rtt > maxSampleRTT {
 		return // not our clock's reading, or too old to say much
 	}
@@ -57,26 +78,37 @@ func (m *Membership) needClock(now time.Time) bool {
 	return m.NumLive() > 1 && (m.clockAt.IsZero() || now.Sub(m.clockAt) > ClockWindow)
 }
 
-// ClockOffset returns this node's clock offset to the cluster: the median,
-// over the live members measured within ClockWindow, of this node's clock
-// minus theirs (positive when this node is ahead), and how many members it
-// is the median of. The median of many peers is robust to a few with
-// wrong clocks or lying answers; with none measured, n is 0.
+// ClockOffset returns this node's clock offset to the cluster, positive
+// when this node is ahead, and how many peers it was judged against (0:
+// none measured). It is the median of this node's clock minus each live
+// member's measured within ClockWindow, this node itself counting as one
+// more at 0. Counting itself, a node is judged off when a majority of the
+// members it measured disagree with it: with three members and one of them
+// an hour ahead, the other two see the median at 0 (the middle of 0, 0 and
+// one hour), while the one ahead sees it at an hour. With an even count the
+// middle value further from 0 is taken, to fail safe: of two members whose
+// clocks disagree neither can tell which one is wrong, so both stop
+// writing until a third measurement decides (and in a cluster of two, until
+// the clock is fixed).
 func (m *Membership) ClockOffset(now time.Time) (offset time.Duration, n int) {
-	var offs []time.Duration
+	offs := []time.Duration{0}
 	for _, name := range m.names {
 		p := m.members[name]
 		if p.Live() && p.Clock.Measured() && now.Sub(p.Clock.At) <= ClockWindow {
 			offs = append(offs, -p.Clock.Offset)
 		}
 	}
-	if len(offs) == 0 {
+	if len(offs) == 1 {
 		return 0, 0
 	}
 	slices.Sort(offs)
 	mid := len(offs) / 2
 	if len(offs)%2 == 1 {
-		return offs[mid], len(offs)
+		return offs[mid], len(offs) - 1
 	}
-	return (offs[mid-1] + offs[mid]) / 2, len(offs)
+	lo, hi := offs[mid-1], offs[mid]
+	if lo.Abs() > hi.Abs() {
+		return lo, len(offs) - 1
+	}
+	return hi, len(offs) - 1
 }

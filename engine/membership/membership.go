@@ -120,31 +120,10 @@ type Config struct {
 	ReapTimeout time.Duration
 }
 
-// DefaultConfig suits a LAN of 3 to 1,000 members: a crashed member is
-// suspected within a few seconds and declared dead 5 to 20 seconds later in
-// a small cluster (15 to 60 s at 1,000 members), sooner the more members
-// confirm it.
+// DefaultConfig suits a LAN of 3 to 1,000 members: it is LANConfig (see
+// profile.go for the profiles and why each value is what it is).
 func DefaultConfig() Config {
-	return Config{
-		ProbeInterval:          time.Second,
-		ProbeTimeout:           500 * time.Millisecond,
-		IndirectChecks:         3,
-		SuspicionTimeout:       5 * time.Second,
-		SuspicionMaxMult:       4,
-		SuspicionConfirmations: 3,
-		MaxLocalHealth:         8,
-		RetransmitMult:         4,
-		MaxPiggyback:           8,
-		GossipInterval:         200 * time.Millisecond,
-		GossipNodes:            3,
-		JoinRetryMin:           200 * time.Millisecond,
-		JoinRetryMax:           10 * time.Second,
-		PushPullInterval:       30 * time.Second,
-		JoinSyncInterval:       250 * time.Millisecond,
-		JoinSyncMax:            10,
-		ReconnectInterval:      10 * time.Second,
-		ReapTimeout:            time.Hour,
-	}
+	return LANConfig()
 }
 
 // Member is one entry of the view.
@@ -305,10 +284,11 @@ type Membership struct {
 	joinErr      string
 	joinErrTry   int // the attempt joinErr was reported in
 	syncAt       time.Time
-	clockAt      time.Time // when the last clock sample was taken
-	clockProbeAt time.Time // no early probe for a clock sample before this
-	fastSyncs    int       // fast push-pulls left after a join
-	agreed       int       // fast push-pulls in a row that found the views equal
+	wallOffset   time.Duration // wall clock minus timer clock (see SetWallOffset)
+	clockAt      time.Time     // when the last clock sample was taken
+	clockProbeAt time.Time     // no early probe for a clock sample before this
+	fastSyncs    int           // fast push-pulls left after a join
+	agreed       int           // fast push-pulls in a row that found the views equal
 
 	leaveSeqs map[uint64]bool
 	left      bool
@@ -628,7 +608,7 @@ func (m *Membership) startProbe(now time.Time) {
 			// it from the refuter itself at the next probe either way.
 			env := &wire.Envelope{
 				Members: []*wire.Member{m.self.toWire()},
-				Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name, SentUs: now.UnixMicro()}},
+				Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name, SentUs: m.wall(now).UnixMicro()}},
 			}
 			if p.State == wire.State_SUSPECT {
 				// Lifeguard's buddy system: the suspect learns of the
@@ -731,7 +711,7 @@ func (m *Membership) reconnect(now time.Time) {
 	m.stats.Reconnects++
 	m.send(p.Addr, &wire.Envelope{
 		Members: []*wire.Member{p.toWire()},
-		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name, SentUs: now.UnixMicro()}},
+		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name, SentUs: m.wall(now).UnixMicro()}},
 	})
 }
 
@@ -788,7 +768,7 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 		if addr := m.addrOf(env); addr != "" {
 			ack := &wire.Envelope{
 				Members: []*wire.Member{m.self.toWire()},
-				Body:    &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq, PingSentUs: b.Ping.SentUs, ClockUs: now.UnixMicro()}},
+				Body:    &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq, PingSentUs: b.Ping.SentUs, ClockUs: m.wall(now).UnixMicro()}},
 			}
 			if p, ok := m.members[env.From]; ok && (p.State == wire.State_SUSPECT || p.State == wire.State_DEAD) {
 				// The sender is evidently running, but we believe otherwise:
@@ -851,7 +831,7 @@ func (m *Membership) relay(now time.Time, env *wire.Envelope, req *wire.PingReq)
 	m.seq++
 	m.stats.Relayed++
 	m.relays = append(m.relays, relay{seq: m.seq, reqSeq: req.Seq, reqAddr: reqAddr, nackAt: now.Add(m.cfg.ProbeTimeout * 4 / 5)})
-	m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: req.Target, SentUs: now.UnixMicro()}}})
+	m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: req.Target, SentUs: m.wall(now).UnixMicro()}}})
 }
 
 func (m *Membership) addrOf(env *wire.Envelope) string {
