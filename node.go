@@ -689,7 +689,7 @@ func (n *Node) Status() Status {
 		NodeID:        fmt.Sprintf("%016x", n.nodeID),
 		Address:       n.tr.AdvertiseAddr(),
 		Serving:       n.ready.Load(),
-		Joined:        s.joined || len(n.cfg.Seeds) == 0,
+		Joined:        s.joined,
 		LastJoinError: s.joinErr,
 		Members:       len(s.members),
 		Started:       n.started,

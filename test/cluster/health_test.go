@@ -279,7 +279,22 @@ func checkNotJoined(t *testing.T, a *agent, cause ...string) {
 // health --ready` to exit 0.
 func waitReady(t *testing.T, a *agent, d time.Duration) {
 	t.Helper()
-	a.waitFor(d, "ready", func() bool { code, _ := a.ready(); return code == 200 })
+	deadline := time.Now().Add(d)
+	for {
+		code, reasons := a.ready()
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, _ := a.status()
+			t.Fatalf("%s: not ready within %v: /v1/health/ready %d %q; status %+v", a.name, d, code, reasons, st)
+		}
+		select {
+		case <-a.exited:
+			t.Fatalf("%s exited while waiting to be ready", a.name)
+		case <-time.After(20 * time.Millisecond): // poll interval
+		}
+	}
 	if code, out := a.healthCLI("--ready"); code != 0 {
 		t.Errorf("%s: hearsay health --ready exit %d: %s", a.name, code, out)
 	}
