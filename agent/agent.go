@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,9 @@ type Agent struct {
 	node     *hearsay.Node
 	registry *prometheus.Registry
 	metrics  *httpMetrics
+	bounds   *boundMetrics
+	body     *bodyBudget
+	watchers atomic.Int64
 	handler  http.Handler
 	ln       net.Listener // nil when cfg.HTTP is empty
 
@@ -68,10 +72,17 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckExposure(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	log, err := cfg.NewLogger(os.Stderr)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if cfg.Insecure {
+		log.Warn("INSECURE: --insecure given; this agent accepts unauthenticated peers and clients where it is exposed", cfg.insecureWarning()...)
+	}
+	warnKeyFileMode(log, cfg.SecretKeyFile)
 	key, err := cfg.ReadSecretKey()
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -87,6 +98,10 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: register HTTP metrics: %w", err)
 	}
+	bm, err := newBoundMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("agent: register bound metrics: %w", err)
+	}
 
 	ncfg := hearsay.DefaultConfig()
 	ncfg.Name = cfg.Name
@@ -97,6 +112,7 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.Seeds = append([]string(nil), cfg.Join...)
 	ncfg.Protocol.MaxValueSize = cfg.MaxValueSize
 	applyProtocol(&ncfg.Protocol, cfg)
+	applyBounds(&ncfg, cfg)
 	ncfg.NoSync = cfg.NoSync
 	ncfg.MinFreeDisk = cfg.MinFreeDisk
 	ncfg.SecretKey = key
@@ -113,6 +129,8 @@ func New(cfg Config) (*Agent, error) {
 		node:     node,
 		registry: reg,
 		metrics:  m,
+		bounds:   bm,
+		body:     &bodyBudget{max: int64(cfg.Bounds.MaxHTTPBodyMemory), m: bm},
 		stopping: make(chan struct{}),
 	}
 	a.handler = a.routes()
@@ -122,7 +140,7 @@ func New(cfg Config) (*Agent, error) {
 			_ = node.Close()
 			return nil, fmt.Errorf("agent: listen for HTTP on %s: %w", cfg.HTTP, err)
 		}
-		a.ln = ln
+		a.ln = newLimitListener(ln, cfg.Bounds.MaxHTTPConns, bm)
 	}
 	return a, nil
 }
@@ -158,7 +176,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.ln != nil {
 		srv = &http.Server{
 			Handler:           a.handler,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: min(maxReadHeaderTimeout, a.cfg.Bounds.HTTPReadTimeout),
+			MaxHeaderBytes:    MaxHeaderBytes,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		}

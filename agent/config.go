@@ -114,6 +114,12 @@ type Config struct {
 	// of 16, 24 or 32 bytes: gossip is then encrypted and authenticated,
 	// and nodes without the key cannot take part. Empty: no encryption.
 	SecretKeyFile string
+	// Insecure lets the agent run exposed without authentication: gossip
+	// beyond loopback without SecretKeyFile, the HTTP API beyond loopback.
+	// Without it such a configuration is refused (see bounds.go).
+	Insecure bool
+	// Bounds caps the resources clients and peers can make the agent hold.
+	Bounds Bounds
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// LogFormat is text or json.
@@ -171,6 +177,7 @@ func DefaultConfig() Config {
 		MaxValueSize: store.DefaultMaxValueSize,
 		LogLevel:     "info",
 		LogFormat:    "text",
+		Bounds:       DefaultBounds(),
 
 		DirectMail:          pc.DirectMail,
 		Rumor:               pc.RumorMongering,
@@ -214,6 +221,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
 	fs.DurationVar(&c.MaxClockOffset, FlagMaxClockOffset, c.MaxClockOffset, "refuse writes while this node's clock is further than this from its peers' (median measured offset); 0 disables the check")
 	fs.DurationVar(&c.RetryJoinMax, FlagRetryJoinMax, c.RetryJoinMax, "longest wait between join attempts; joining retries with backoff until a seed of --join answers; 0: the profile's")
+	c.registerBoundFlags(fs)
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
 
@@ -425,6 +433,7 @@ func (c *Config) Validate() error {
 	if c.RetryJoinMax < 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagRetryJoinMax, c.RetryJoinMax))
 	}
+	errs = append(errs, c.validateBounds()...)
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))
 	}

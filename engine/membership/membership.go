@@ -118,6 +118,18 @@ type Config struct {
 	// it is forgotten; after that its name can join again at any
 	// incarnation. 0 keeps them forever.
 	ReapTimeout time.Duration
+	// MaxMembers caps the view, self and dead members included: updates
+	// about further members are refused (Stats.MembersRefused) until some
+	// are reaped. 0 means DefaultMaxMembers (4096); negative, no cap.
+	MaxMembers int
+	// MaxNewMembersPerSecond caps how many members one sender may add to
+	// the view per second by second-hand news (piggybacked updates, the
+	// list of a Join it sends); beyond it they are dropped
+	// (Stats.MembersLimited) and learned later. A member's news about
+	// itself and the reply to this node's own join or push-pull are not
+	// limited. 0 means DefaultMaxNewMembersPerSecond (32); negative, no
+	// limit. See limits.go.
+	MaxNewMembersPerSecond int
 }
 
 // DefaultConfig suits a LAN of 3 to 1,000 members: it is LANConfig (see
@@ -175,6 +187,11 @@ type Stats struct {
 	PushPulls     uint64 // member-list exchanges started (joins excluded)
 	JoinsRefused  uint64 // joins and push-pulls refused for incompatible settings
 	Reaped        uint64 // dead or left members forgotten
+	// MembersRefused counts new members refused because the view was full
+	// (MaxMembers), MembersLimited those refused beyond their sender's
+	// MaxNewMembersPerSecond.
+	MembersRefused uint64
+	MembersLimited uint64
 	// Health is the current local health score, 0 (healthy) to
 	// MaxLocalHealth.
 	Health int
@@ -292,6 +309,8 @@ type Membership struct {
 
 	leaveSeqs map[uint64]bool
 	left      bool
+
+	adm admission // caps on new members (limits.go)
 }
 
 // New returns a view holding only self, alive at the given incarnation.
@@ -749,6 +768,8 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 	if err := m.checkJoin(env); err != nil {
 		return true, err
 	}
+	m.adm.sender = env.From
+	defer func() { m.adm.sender = "" }()
 	if env.From != "" && env.From != m.self.Name {
 		if _, ok := m.members[env.From]; !ok && env.FromAddr != "" {
 			// A message from a member we have never heard of: it is evidently
@@ -858,6 +879,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	if !known {
 		if u.State == wire.State_DEAD || u.State == wire.State_LEFT {
 			// Old news of a member we never knew or already reaped.
+			return
+		}
+		if !m.admit(now, u) {
 			return
 		}
 		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now}
