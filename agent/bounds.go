@@ -168,7 +168,7 @@ func (c *Config) CheckExposure() error {
 	}
 	if c.HTTP != "" && !isLoopback(c.HTTP) && c.CertsDir == "" {
 		errs = append(errs, fmt.Errorf("--%s %s is not a loopback address and the HTTP API has no client authentication without certificates: anyone who reaches it could read, write and delete. "+
-			"Give the agent a certs directory (hearsay cert create-ca, create-node, create-client; --%s DIR) to serve HTTPS to clients with certificates, serve HTTP on loopback, or pass --%s", FlagHTTP, c.HTTP, FlagCertsDir, FlagInsecure))
+			"Give the agent a certs directory (hearsay cert create-ca, create-node, create-client; --%s DIR) to serve HTTPS to clients with certificates. Serve HTTP on loopback, or pass --%s", FlagHTTP, c.HTTP, FlagCertsDir, FlagInsecure))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("refusing to start exposed without authentication: %w", errors.Join(errs...))
