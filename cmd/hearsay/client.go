@@ -169,7 +169,7 @@ func tlsHint(err error, certsDir string) string {
 	case errors.As(err, &ci):
 		return "its certificate is not valid now: " + ci.Error()
 	case errors.As(err, &re) || strings.Contains(msg, "server gave HTTP response to HTTPS client"):
-		return "it serves plain HTTP, not HTTPS: drop --certs-dir, or start the agent with --certs-dir"
+		return "it answered in plain HTTP: it serves HTTP, not HTTPS (drop --certs-dir, or start the agent with --certs-dir), or it has --max-http-conns connections open and refused this one"
 	case strings.Contains(msg, "tls: bad certificate"), strings.Contains(msg, "tls: unknown certificate authority"),
 		strings.Contains(msg, "tls: expired certificate"), strings.Contains(msg, "tls: certificate required"):
 		return "the agent refused this client certificate: is it signed by the agent's CA, valid now, and a client certificate? (hearsay cert list --certs-dir " + certsDir + ")"
