@@ -224,5 +224,11 @@ func TestCLIOverTLS(t *testing.T) {
 	if r := run(nil, "get", "k", "--certs-dir", dir, "--cert-name", "root").want(t, 0); r.stdout != "v" {
 		t.Errorf("the refused writes changed k: %q", r.stdout)
 	}
+	// An agent without certificates, asked over HTTPS.
+	plain := startAgent(t, "plain")
+	r = cli(t, nil, "", "get", "k", "--addr", plain.addr, "--certs-dir", dir).want(t, 1)
+	if !strings.Contains(r.stderr, "it answered in plain HTTP") {
+		t.Errorf("HTTPS to a plain agent: stderr %q", r.stderr)
+	}
 	a.stop(t)
 }
