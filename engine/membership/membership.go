@@ -150,6 +150,10 @@ type Member struct {
 	// Clock is the last measurement of the member's clock against this
 	// node's (zero Clock.At: never measured).
 	Clock ClockSample
+	// Heard is true once this node has received a message from the member
+	// itself since it was last added or came back, as opposed to news of
+	// it from others (see HeardPeers).
+	Heard bool
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -363,6 +367,23 @@ func (m *Membership) LivePeers() []string {
 	out := make([]string, 0, len(m.names))
 	for _, n := range m.names {
 		if m.members[n].Live() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// HeardPeers returns the live members, sorted, that this node has heard
+// from directly. When more members are live than direct mail may reach,
+// the engine counts and mails only these: members known only by others'
+// news may be fakes that a faulty or hostile member gossiped (they never
+// answer, and are soon suspected), and must not push the count past the
+// direct-mail limit. A real new member is heard from within a probe round,
+// or at once when it joins through this node.
+func (m *Membership) HeardPeers() []string {
+	out := make([]string, 0, len(m.names))
+	for _, n := range m.names {
+		if p := m.members[n]; p.Live() && p.Heard {
 			out = append(out, n)
 		}
 	}
@@ -781,6 +802,9 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 	for _, u := range env.Members {
 		m.apply(now, u)
 	}
+	if p, ok := m.members[env.From]; ok && p.Live() {
+		p.Heard = true
+	}
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Ping:
 		if b.Ping.Target != "" && b.Ping.Target != m.self.Name {
@@ -928,6 +952,7 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	}
 	if u.State == wire.State_DEAD || u.State == wire.State_LEFT {
 		m.down[u.Name] = true
+		p.Heard = false // back, it must be heard from again
 	} else {
 		delete(m.down, u.Name)
 	}
