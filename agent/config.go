@@ -26,8 +26,8 @@ import (
 const (
 	// DefaultBind is the default gossip address, UDP and TCP.
 	DefaultBind = "0.0.0.0:7946"
-	// DefaultHTTP is the default HTTP API address. Loopback only: the API
-	// has no authentication.
+	// DefaultHTTP is the default HTTP API address. Loopback only: without
+	// --certs-dir the API has no authentication.
 	DefaultHTTP = "127.0.0.1:7947"
 	// DefaultCluster is the default cluster name.
 	DefaultCluster = "hearsay"
@@ -122,7 +122,8 @@ type Config struct {
 	// authenticated by certificates: it still needs SecretKeyFile.
 	CertsDir string
 	// Insecure lets the agent run exposed without authentication: gossip
-	// beyond loopback without SecretKeyFile, the HTTP API beyond loopback.
+	// beyond loopback without SecretKeyFile, the HTTP API beyond loopback
+	// without CertsDir.
 	// Without it such a configuration is refused (see bounds.go).
 	Insecure bool
 	// Bounds caps the resources clients and peers can make the agent hold.

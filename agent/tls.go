@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -117,6 +119,10 @@ func (a *Agent) loadIdentity(cfg *Config) error {
 	case cfg.Name != id.Name():
 		return fmt.Errorf("--%s %q differs from the name in %s/%s, %q: a node's name is its certificate's CN; drop --%s, or create the node's certificate with hearsay cert create-node --name %s",
 			FlagName, cfg.Name, cfg.CertsDir, certs.NodeCert, id.Name(), FlagName, cfg.Name)
+	}
+	keyFile := filepath.Join(cfg.CertsDir, certs.NodeKey)
+	if fi, err := os.Stat(keyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		a.log.Warn("the node's key can be read by other users; chmod 600 it", "file", keyFile, "mode", fi.Mode().Perm().String())
 	}
 	a.identity = id
 	a.tls = &tls.Config{
