@@ -15,12 +15,20 @@
 //	GET    /v1/health/ready  200 when joined, caught up and writable, else 503 with the reasons
 //	GET    /metrics          Prometheus metrics
 //
+// With a certs directory (Config.CertsDir, see package internal/certs and
+// hearsay cert) the API is served over TLS 1.3 and every route but the two
+// health probes needs a client certificate signed by the cluster CA whose
+// role allows it: read for GET routes and /metrics, write for PUT and
+// DELETE, admin for everything. A request without a valid certificate gets
+// 401, one whose role is too low 403.
+//
 // Errors are JSON objects {"error": "..."} with a fitting status code.
 // Keys in paths are percent-encoded; every byte but '/' may need escaping.
 package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +46,7 @@ import (
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/internal/certs"
 )
 
 // Agent runs a hearsay Node and its HTTP API. Create it with New, then call
@@ -49,10 +58,15 @@ type Agent struct {
 	registry *prometheus.Registry
 	metrics  *httpMetrics
 	bounds   *boundMetrics
+	auth     *authMetrics
 	body     *bodyBudget
 	watchers atomic.Int64
 	handler  http.Handler
 	ln       net.Listener // nil when cfg.HTTP is empty
+	// identity and tls are set when cfg.CertsDir is: the node's
+	// certificates and the HTTP server's TLS configuration.
+	identity certs.Node
+	tls      *tls.Config
 
 	// stopping is closed when a graceful stop begins, so that long-lived
 	// responses (watches) end and the HTTP server can drain.
@@ -102,6 +116,25 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: register bound metrics: %w", err)
 	}
+	am, err := newAuthMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("agent: register auth metrics: %w", err)
+	}
+	a := &Agent{
+		log:      log,
+		registry: reg,
+		metrics:  m,
+		bounds:   bm,
+		auth:     am,
+		body:     &bodyBudget{max: int64(cfg.Bounds.MaxHTTPBodyMemory), m: bm},
+		stopping: make(chan struct{}),
+	}
+	if cfg.CertsDir != "" {
+		if err := a.loadIdentity(&cfg); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	a.cfg = cfg
 
 	ncfg := hearsay.DefaultConfig()
 	ncfg.Name = cfg.Name
@@ -123,17 +156,9 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: open node %q (gossip %s, data dir %q): %w", cfg.Name, cfg.Bind, cfg.DataDir, err)
 	}
-	a := &Agent{
-		cfg:      cfg,
-		log:      log,
-		node:     node,
-		registry: reg,
-		metrics:  m,
-		bounds:   bm,
-		body:     &bodyBudget{max: int64(cfg.Bounds.MaxHTTPBodyMemory), m: bm},
-		stopping: make(chan struct{}),
-	}
+	a.node = node
 	a.handler = a.routes()
+	a.recordIdentity()
 	if cfg.HTTP != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP)
 		if err != nil {
@@ -169,7 +194,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started",
 		"name", a.cfg.Name, "gossip", st.Address, "http", a.HTTPAddr(),
 		"data_dir", a.cfg.DataDir, "cluster", a.cfg.Cluster, "join", a.cfg.Join,
-		"version", a.cfg.BuildVersion)
+		"tls", a.tls != nil, "version", a.cfg.BuildVersion)
 
 	var srv *http.Server
 	serveErr := make(chan error, 1)
@@ -180,8 +205,15 @@ func (a *Agent) Run(ctx context.Context) error {
 			MaxHeaderBytes:    MaxHeaderBytes,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+			TLSConfig:         a.TLSConfig(),
 		}
-		go func() { serveErr <- srv.Serve(a.ln) }()
+		go func() {
+			if srv.TLSConfig != nil {
+				serveErr <- srv.ServeTLS(a.ln, "", "")
+				return
+			}
+			serveErr <- srv.Serve(a.ln)
+		}()
 	}
 
 	var runErr error

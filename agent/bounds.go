@@ -106,7 +106,7 @@ func DefaultBounds() Bounds {
 // registerBoundFlags defines --insecure and the bounds' flags.
 func (c *Config) registerBoundFlags(fs *pflag.FlagSet) {
 	b := &c.Bounds
-	fs.BoolVar(&c.Insecure, FlagInsecure, c.Insecure, "allow gossip without --secret-key-file and the HTTP API beyond loopback (no client authentication): anyone who reaches them can read, write and join")
+	fs.BoolVar(&c.Insecure, FlagInsecure, c.Insecure, "allow gossip beyond loopback without --secret-key-file, and the HTTP API beyond loopback without --certs-dir (no client authentication): anyone who reaches them can read, write and join")
 	fs.IntVar(&b.MaxGossipConns, FlagMaxGossipConns, b.MaxGossipConns, "most gossip TCP connections accepted at once")
 	fs.IntVar(&b.MaxGossipConnsPerIP, FlagMaxGossipConnsPerIP, b.MaxGossipConnsPerIP, "most gossip TCP connections accepted at once from one IP")
 	fs.IntVar(&b.MaxHTTPConns, FlagMaxHTTPConns, b.MaxHTTPConns, "most HTTP connections open at once; more are answered 503 and closed")
@@ -145,9 +145,9 @@ func (c *Config) validateBounds() []error {
 
 // CheckExposure refuses a configuration that exposes the agent without
 // authentication, unless Insecure is set: gossip (Bind or Advertise) beyond
-// loopback without SecretKeyFile, or the HTTP API beyond loopback (it has
-// no client authentication yet). New calls it; the error names the ways
-// out.
+// loopback without SecretKeyFile (certificates do not authenticate gossip
+// yet), or the HTTP API beyond loopback without CertsDir (TLS and client
+// certificates). New calls it; the error names the ways out.
 func (c *Config) CheckExposure() error {
 	if c.Insecure {
 		return nil
@@ -156,15 +156,19 @@ func (c *Config) CheckExposure() error {
 	if c.SecretKeyFile == "" {
 		for _, a := range []struct{ flag, addr string }{{FlagBind, c.Bind}, {FlagAdvertise, c.Advertise}} {
 			if a.addr != "" && !isLoopback(a.addr) {
-				errs = append(errs, fmt.Errorf("--%s %s is not a loopback address and gossip has no authentication: anyone who reaches it could join the cluster, write and delete. "+
-					"Give every node the same key (hearsay keys generate --out key; --%s key), or pass --%s to run without authentication", a.flag, a.addr, FlagSecretKey, FlagInsecure))
+				note := ""
+				if c.CertsDir != "" {
+					note = fmt.Sprintf(" (--%s secures the HTTP API and names the node, but does not authenticate gossip yet)", FlagCertsDir)
+				}
+				errs = append(errs, fmt.Errorf("--%s %s is not a loopback address and gossip has no authentication%s: anyone who reaches it could join the cluster, write and delete. "+
+					"Give every node the same key (hearsay keys generate --out key; --%s key), or pass --%s to run without authentication", a.flag, a.addr, note, FlagSecretKey, FlagInsecure))
 				break
 			}
 		}
 	}
-	if c.HTTP != "" && !isLoopback(c.HTTP) {
-		errs = append(errs, fmt.Errorf("--%s %s is not a loopback address and the HTTP API has no client authentication yet: anyone who reaches it could read, write and delete. "+
-			"Serve HTTP on loopback, or pass --%s", FlagHTTP, c.HTTP, FlagInsecure))
+	if c.HTTP != "" && !isLoopback(c.HTTP) && c.CertsDir == "" {
+		errs = append(errs, fmt.Errorf("--%s %s is not a loopback address and the HTTP API has no client authentication without certificates: anyone who reaches it could read, write and delete. "+
+			"Give the agent a certs directory (hearsay cert create-ca, create-node, create-client; --%s DIR) to serve HTTPS to clients with certificates. Serve HTTP on loopback, or pass --%s", FlagHTTP, c.HTTP, FlagCertsDir, FlagInsecure))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("refusing to start exposed without authentication: %w", errors.Join(errs...))
@@ -193,7 +197,7 @@ func (c *Config) insecureWarning() []any {
 	if c.SecretKeyFile == "" && (!isLoopback(c.Bind) || (c.Advertise != "" && !isLoopback(c.Advertise))) {
 		exposed = append(exposed, "gossip on "+c.Bind+" without a key: anyone who reaches it can join, write, delete and inject members")
 	}
-	if c.HTTP != "" && !isLoopback(c.HTTP) {
+	if c.HTTP != "" && !isLoopback(c.HTTP) && c.CertsDir == "" {
 		exposed = append(exposed, "the HTTP API on "+c.HTTP+" without client authentication: anyone who reaches it can read, write and delete")
 	}
 	return []any{"exposed", exposed}

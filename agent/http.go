@@ -140,6 +140,7 @@ func (a *Agent) routes() http.Handler {
 			route = "unmatched"
 			h = jsonMuxError(h)
 		}
+		h = a.authorize(h, route)
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
 		code := sw.status()
