@@ -65,31 +65,108 @@ func (m *metrics) unregister() {
 	}
 }
 
-// collector exposes the engine's and the transport's own counters.
+// collector exposes the engine's and the transport's own counters. Each
+// metric counts one unit (Prometheus conventions): a label partitions it
+// into parts that add up (a reason, a role), never into other units.
 type collector struct{ n *Node }
 
+// desc makes the description of one of the collector's metrics.
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("hearsay_"+name, help, labels, nil)
+}
+
 var (
-	descMembers        = prometheus.NewDesc("hearsay_members", "Members in this node's view, by state.", []string{"state"}, nil)
-	descRecordsRecv    = prometheus.NewDesc("hearsay_records_received_total", "Records received from peers by any mechanism.", nil, nil)
-	descRecordsApplied = prometheus.NewDesc("hearsay_records_applied_total", "Received records that changed the store.", nil, nil)
-	descRecordsRefused = prometheus.NewDesc("hearsay_records_refused_total", "Received records refused (size limits, clock skew).", nil, nil)
-	descRefused        = prometheus.NewDesc("hearsay_messages_refused_total", "Messages refused by the protocol (foreign cluster, anonymous).", nil, nil)
-	descMail           = prometheus.NewDesc("hearsay_directmail_total", "Direct-mail activity, by event.", []string{"event"}, nil)
-	descOutbox         = prometheus.NewDesc("hearsay_directmail_outbox_records", "Records waiting in direct-mail outboxes, over all peers.", nil, nil)
-	descOutboxBytes    = prometheus.NewDesc("hearsay_directmail_outbox_bytes", "Bytes waiting in direct-mail outboxes, over all peers.", nil, nil)
-	descRumor          = prometheus.NewDesc("hearsay_rumor_total", "Rumor-mongering activity, by event.", []string{"event"}, nil)
-	descRumorHot       = prometheus.NewDesc("hearsay_rumor_hot", "Hot rumors: updates this node is spreading now.", nil, nil)
-	descAE             = prometheus.NewDesc("hearsay_antientropy_total", "Anti-entropy activity, by event.", []string{"event"}, nil)
-	descAEActive       = prometheus.NewDesc("hearsay_antientropy_active", "Anti-entropy exchanges in progress.", nil, nil)
-	descTransport      = prometheus.NewDesc("hearsay_transport_total", "Transport counters, by event.", []string{"event"}, nil)
-	descDetector       = prometheus.NewDesc("hearsay_failure_detector_total", "Failure detector activity, by event.", []string{"event"}, nil)
-	descConns          = prometheus.NewDesc("hearsay_transport_connections", "Accepted gossip TCP connections open now (bounded by --max-gossip-conns).", nil, nil)
-	descMembersRefused = prometheus.NewDesc("hearsay_members_refused_total", "New members refused: the view was full (reason full, --max-members) or their sender's allowance for the second was spent (reason rate).", []string{"reason"}, nil)
-	descLocalHealth    = prometheus.NewDesc("hearsay_local_health", "Local health score (Lifeguard): 0 when this node keeps up; probe timers are stretched by score+1.", nil, nil)
+	descMembers        = desc("members", "Members in this node's view, by state.", "state")
+	descRecordsRecv    = desc("records_received_total", "Records received from peers by any mechanism.")
+	descRecordsApplied = desc("records_applied_total", "Received records that changed the store.")
+	descRecordsRefused = desc("records_refused_total", "Received records refused (size limits, clock skew).")
+	descRefused        = desc("messages_refused_total", "Messages refused by the protocol (foreign cluster, anonymous).")
+	descMembersRefused = desc("members_refused_total", "New members refused: the view was full (reason full, --max-members) or their sender's allowance for the second was spent (reason rate).", "reason")
+	descLocalHealth    = desc("local_health", "Local health score (Lifeguard): 0 when this node keeps up; probe timers are stretched by score+1.")
+
+	// Direct mail.
+	descMailSent     = desc("directmail_sent_mails_total", "Direct-mail messages sent, first tries and retries.")
+	descMailRetried  = desc("directmail_retried_mails_total", "Direct-mail messages sent again from an outbox.")
+	descMailAcked    = desc("directmail_acked_mails_total", "Direct-mail messages acknowledged.")
+	descMailTimedOut = desc("directmail_timed_out_mails_total", "Direct-mail messages that went unacknowledged.")
+	descMailRecords  = desc("directmail_sent_records_total", "Records carried by direct-mail messages.")
+	descMailQueued   = desc("directmail_queued_records_total", "Records put into a direct-mail outbox.")
+	descMailDropped  = desc("directmail_dropped_records_total", "Records dropped from direct-mail outboxes: outbox full, or peer dead.")
+	descOutbox       = desc("directmail_outbox_records", "Records waiting in direct-mail outboxes, over all peers.")
+	descOutboxBytes  = desc("directmail_outbox_bytes", "Bytes waiting in direct-mail outboxes, over all peers.")
+
+	// Rumor mongering.
+	descRumorMessages  = desc("rumor_sent_messages_total", "Rumor messages sent (pushes and pull replies).")
+	descRumorUpdates   = desc("rumor_sent_updates_total", "Rumors carried by rumor messages, inline or announced.")
+	descRumorAnnounced = desc("rumor_announced_updates_total", "Rumors sent as announcements without their body (part of rumor_sent_updates_total).")
+	descRumorPulls     = desc("rumor_pull_requests_total", "Rumor pull requests sent.")
+	descRumorFetches   = desc("rumor_fetch_requests_total", "Fetch requests sent for announced rumor bodies.")
+	descRumorAdded     = desc("rumor_added_total", "Rumors made hot.")
+	descRumorRemoved   = desc("rumor_removed_total", "Hot rumors removed: by the loss-of-interest rule (lost_interest), of old age (age), or because the hot set was full (full).", "reason")
+	descRumorHot       = desc("rumor_hot", "Hot rumors: updates this node is spreading now.")
+
+	// Anti-entropy.
+	descAEStarted    = desc("antientropy_started_exchanges_total", "Anti-entropy exchanges this node started.")
+	descAECompleted  = desc("antientropy_completed_exchanges_total", "Anti-entropy exchanges completed, by this node's role: initiator (it started them) or responder (a peer did).", "role")
+	descAEInSync     = desc("antientropy_in_sync_exchanges_total", "Anti-entropy exchanges (either role) that found equal replicas.")
+	descAEFailed     = desc("antientropy_failed_exchanges_total", "Anti-entropy exchanges that did not complete: abandoned after the timeout (stalled), refused as busy by either side (busy), ended by an error from the peer (error).", "reason")
+	descAEBadDigests = desc("antientropy_bad_digests_total", "Malformed or inconsistent anti-entropy digests received.")
+	descAEFallbacks  = desc("antientropy_full_fallbacks_total", "Anti-entropy exchanges whose differences were too large for the digests, done by full exchange.")
+	descAECells      = desc("antientropy_sent_cells_total", "Digest cells sent by anti-entropy.")
+	descAERecSent    = desc("antientropy_sent_records_total", "Records sent by anti-entropy.")
+	descAERecRecv    = desc("antientropy_received_records_total", "Records received by anti-entropy.")
+	descAERepaired   = desc("antientropy_repaired_records_total", "Records received by anti-entropy that changed the store.")
+	descAECollected  = desc("antientropy_collected_tombstones_total", "Tombstones collected after the grace period.")
+	descAEDropped    = desc("antientropy_recovery_dropped_records_total", "Records a recovering node dropped because they were deleted elsewhere.")
+	descAERecovered  = desc("antientropy_recoveries_total", "Recoveries ended by a full pull.")
+	descAEIsolated   = desc("antientropy_isolations_total", "Recoveries started because no exchange completed for longer than the tombstone grace period.")
+	descAEActive     = desc("antientropy_active", "Anti-entropy exchanges in progress.")
+
+	// Failure detector.
+	descProbes       = desc("failure_detector_probes_total", "Direct probes sent.")
+	descProbesFailed = desc("failure_detector_failed_probes_total", "Probes answered neither directly nor indirectly.")
+	descPingReqs     = desc("failure_detector_indirect_probes_total", "Indirect probe requests sent.")
+	descNacksRecv    = desc("failure_detector_received_nacks_total", "Nacks received for indirect probe requests.")
+	descRelayed      = desc("failure_detector_relayed_probes_total", "Indirect probes run for other members.")
+	descNacksSent    = desc("failure_detector_sent_nacks_total", "Relayed probes answered with a nack.")
+	descSuspected    = desc("failure_detector_suspicions_total", "Members this node accused after a failed probe.")
+	descRefuted      = desc("failure_detector_refutations_total", "Accusations of this node that it refuted.")
+	descDeclared     = desc("failure_detector_declared_dead_total", "Suspects this node's own timer declared dead.")
+	descReconnects   = desc("failure_detector_reconnect_pings_total", "Pings sent to dead and left members.")
+	descReaped       = desc("failure_detector_reaped_members_total", "Dead or left members forgotten.")
+	descPushPulls    = desc("membership_push_pulls_total", "Member-list exchanges started (joins excluded).")
+	descJoinsRefused = desc("membership_refused_joins_total", "Joins and member-list exchanges refused for incompatible settings.")
+
+	// Transport.
+	descPacketsSent   = desc("transport_sent_packets_total", "UDP datagrams sent.")
+	descPacketsRecv   = desc("transport_received_packets_total", "UDP datagrams received and decoded.")
+	descBytesSent     = desc("transport_sent_bytes_total", "Frame bytes sent, UDP and TCP.")
+	descBytesRecv     = desc("transport_received_bytes_total", "Frame bytes received and decoded, UDP and TCP.")
+	descStreamSent    = desc("transport_sent_stream_frames_total", "Frames written to TCP connections.")
+	descStreamRecv    = desc("transport_received_stream_frames_total", "Frames decoded from TCP connections.")
+	descFramesBad     = desc("transport_rejected_frames_total", "Received frames rejected: malformed, truncated or oversized (decode), of a newer or unknown protocol version (version), failing authentication (auth).", "reason")
+	descFramesDropped = desc("transport_dropped_frames_total", "Frames dropped: outgoing ones for a full queue or a failed dial or write (send), received datagrams for a full inbox (receive).", "direction")
+	descDialFailures  = desc("transport_dial_failures_total", "Failed TCP dials.")
+	descRefusalsSent  = desc("transport_sent_refusals_total", "Refusal notices sent in answer to frames that failed authentication.")
+	descRefusalsLim   = desc("transport_limited_refusals_total", "Refusal notices not sent: rate limit, or a datagram too small to answer.")
+	descRefusalsRecv  = desc("transport_received_refusals_total", "Refusal notices received.")
+	descConns         = desc("transport_connections", "Accepted gossip TCP connections open now (bounded by --max-gossip-conns).")
+	descConnsClosed   = desc("transport_closed_connections_total", "Accepted gossip TCP connections closed by a bound: at once for --max-gossip-conns or --max-gossip-conns-per-ip (rejected), for a frame too large before authentication (pre_auth_frame), for a frame too slow to arrive (frame_timeout).", "reason")
 )
 
+var collectorDescs = []*prometheus.Desc{
+	descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descRefused, descMembersRefused, descLocalHealth,
+	descMailSent, descMailRetried, descMailAcked, descMailTimedOut, descMailRecords, descMailQueued, descMailDropped, descOutbox, descOutboxBytes,
+	descRumorMessages, descRumorUpdates, descRumorAnnounced, descRumorPulls, descRumorFetches, descRumorAdded, descRumorRemoved, descRumorHot,
+	descAEStarted, descAECompleted, descAEInSync, descAEFailed, descAEBadDigests, descAEFallbacks, descAECells, descAERecSent, descAERecRecv,
+	descAERepaired, descAECollected, descAEDropped, descAERecovered, descAEIsolated, descAEActive,
+	descProbes, descProbesFailed, descPingReqs, descNacksRecv, descRelayed, descNacksSent, descSuspected, descRefuted, descDeclared, descReconnects, descReaped, descPushPulls, descJoinsRefused,
+	descPacketsSent, descPacketsRecv, descBytesSent, descBytesRecv, descStreamSent, descStreamRecv, descFramesBad, descFramesDropped,
+	descDialFailures, descRefusalsSent, descRefusalsLim, descRefusalsRecv, descConns, descConnsClosed,
+}
+
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descRefused, descMail, descOutbox, descOutboxBytes, descRumor, descRumorHot, descAE, descAEActive, descTransport, descDetector, descLocalHealth, descConns, descMembersRefused} {
+	for _, d := range collectorDescs {
 		ch <- d
 	}
 }
@@ -107,73 +184,93 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
+	gauge := func(d *prometheus.Desc, v int) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
 	counter(descRecordsRecv, e.RecordsReceived)
 	counter(descRecordsApplied, e.RecordsApplied)
 	counter(descRecordsRefused, e.RecordsRefused)
 	counter(descRefused, e.Refused)
-	counter(descMail, e.Mail.MailsSent, "sent")
-	counter(descMail, e.Mail.Retries, "retried")
-	counter(descMail, e.Mail.Acked, "acked")
-	counter(descMail, e.Mail.TimedOut, "timed_out")
-	counter(descMail, e.Mail.Queued, "queued")
-	counter(descMail, e.Mail.Dropped, "dropped")
+
+	m := e.Mail
+	counter(descMailSent, m.MailsSent)
+	counter(descMailRetried, m.Retries)
+	counter(descMailAcked, m.Acked)
+	counter(descMailTimedOut, m.TimedOut)
+	counter(descMailRecords, m.RecordsSent)
+	counter(descMailQueued, m.Queued)
+	counter(descMailDropped, m.Dropped)
+	gauge(descOutbox, m.OutboxRecords)
+	gauge(descOutboxBytes, m.OutboxBytes)
+
 	r := e.Rumor
-	for _, kv := range []struct {
-		name string
-		v    uint64
-	}{
-		{"messages", r.Messages}, {"updates", r.Updates}, {"announced", r.Announced}, {"pulls", r.Pulls},
-		{"fetches", r.Fetches}, {"added", r.Added}, {"lost_interest", r.LostInterest},
-		{"dropped_age", r.DroppedAge}, {"dropped_full", r.DroppedFull},
-	} {
-		counter(descRumor, kv.v, kv.name)
-	}
-	ch <- prometheus.MustNewConstMetric(descRumorHot, prometheus.GaugeValue, float64(r.Hot))
+	counter(descRumorMessages, r.Messages)
+	counter(descRumorUpdates, r.Updates)
+	counter(descRumorAnnounced, r.Announced)
+	counter(descRumorPulls, r.Pulls)
+	counter(descRumorFetches, r.Fetches)
+	counter(descRumorAdded, r.Added)
+	counter(descRumorRemoved, r.LostInterest, "lost_interest")
+	counter(descRumorRemoved, r.DroppedAge, "age")
+	counter(descRumorRemoved, r.DroppedFull, "full")
+	gauge(descRumorHot, r.Hot)
+
 	a := e.AntiEntropy
-	for _, kv := range []struct {
-		name string
-		v    uint64
-	}{
-		{"started", a.Started}, {"completed", a.Completed}, {"served", a.Served}, {"in_sync", a.InSync},
-		{"stalled", a.Stalled}, {"busy", a.Busy}, {"errors", a.Errors}, {"bad_digests", a.BadDigests},
-		{"full_fallbacks", a.FullFallbacks}, {"cells_sent", a.CellsSent}, {"records_sent", a.RecordsSent},
-		{"records_received", a.RecordsRecv}, {"repaired", a.Repaired}, {"tombstones_collected", a.Collected},
-		{"dropped_on_recovery", a.Dropped}, {"recovered", a.Recovered}, {"isolated", a.Isolated},
-	} {
-		counter(descAE, kv.v, kv.name)
-	}
-	ch <- prometheus.MustNewConstMetric(descAEActive, prometheus.GaugeValue, float64(a.Active))
-	ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(e.Mail.OutboxRecords))
-	ch <- prometheus.MustNewConstMetric(descOutboxBytes, prometheus.GaugeValue, float64(e.Mail.OutboxBytes))
+	counter(descAEStarted, a.Started)
+	counter(descAECompleted, a.Completed, "initiator")
+	counter(descAECompleted, a.Served, "responder")
+	counter(descAEInSync, a.InSync)
+	counter(descAEFailed, a.Stalled, "stalled")
+	counter(descAEFailed, a.Busy, "busy")
+	counter(descAEFailed, a.Errors, "error")
+	counter(descAEBadDigests, a.BadDigests)
+	counter(descAEFallbacks, a.FullFallbacks)
+	counter(descAECells, a.CellsSent)
+	counter(descAERecSent, a.RecordsSent)
+	counter(descAERecRecv, a.RecordsRecv)
+	counter(descAERepaired, a.Repaired)
+	counter(descAECollected, a.Collected)
+	counter(descAEDropped, a.Dropped)
+	counter(descAERecovered, a.Recovered)
+	counter(descAEIsolated, a.Isolated)
+	gauge(descAEActive, a.Active)
+
 	fd := e.Members
-	for _, kv := range []struct {
-		name string
-		v    uint64
-	}{
-		{"probes", fd.Probes}, {"probes_failed", fd.ProbesFailed}, {"ping_reqs", fd.PingReqs},
-		{"nacks_received", fd.NacksReceived}, {"relayed", fd.Relayed}, {"nacks_sent", fd.NacksSent},
-		{"suspected", fd.Suspected}, {"refuted", fd.Refuted}, {"declared_dead", fd.Declared},
-		{"reconnects", fd.Reconnects}, {"reaped", fd.Reaped},
-	} {
-		counter(descDetector, kv.v, kv.name)
-	}
-	ch <- prometheus.MustNewConstMetric(descLocalHealth, prometheus.GaugeValue, float64(fd.Health))
+	counter(descProbes, fd.Probes)
+	counter(descProbesFailed, fd.ProbesFailed)
+	counter(descPingReqs, fd.PingReqs)
+	counter(descNacksRecv, fd.NacksReceived)
+	counter(descRelayed, fd.Relayed)
+	counter(descNacksSent, fd.NacksSent)
+	counter(descSuspected, fd.Suspected)
+	counter(descRefuted, fd.Refuted)
+	counter(descDeclared, fd.Declared)
+	counter(descReconnects, fd.Reconnects)
+	counter(descReaped, fd.Reaped)
+	counter(descPushPulls, fd.PushPulls)
+	counter(descJoinsRefused, fd.JoinsRefused)
+	gauge(descLocalHealth, fd.Health)
 	counter(descMembersRefused, fd.MembersRefused, "full")
 	counter(descMembersRefused, fd.MembersLimited, "rate")
+
 	t := c.n.tr.Stats()
-	for _, kv := range []struct {
-		name string
-		v    uint64
-	}{
-		{"packets_sent", t.PacketsSent}, {"packets_received", t.PacketsReceived},
-		{"bytes_sent", t.BytesSent}, {"bytes_received", t.BytesReceived},
-		{"stream_frames_sent", t.StreamFramesSent}, {"stream_frames_received", t.StreamFramesReceived},
-		{"decode_errors", t.DecodeErrors}, {"version_errors", t.VersionErrors}, {"auth_errors", t.AuthErrors},
-		{"dropped", t.Dropped}, {"dial_failures", t.DialFailures}, {"inbox_dropped", t.InboxDropped},
-		{"refusals_sent", t.RefusalsSent}, {"refusals_limited", t.RefusalsLimited}, {"refusals_received", t.RefusalsReceived},
-		{"connections_rejected", t.ConnsRejected}, {"pre_auth_refused", t.PreAuthRefused}, {"frame_timeouts", t.FrameTimeouts},
-	} {
-		counter(descTransport, kv.v, kv.name)
-	}
+	counter(descPacketsSent, t.PacketsSent)
+	counter(descPacketsRecv, t.PacketsReceived)
+	counter(descBytesSent, t.BytesSent)
+	counter(descBytesRecv, t.BytesReceived)
+	counter(descStreamSent, t.StreamFramesSent)
+	counter(descStreamRecv, t.StreamFramesReceived)
+	counter(descFramesBad, t.DecodeErrors, "decode")
+	counter(descFramesBad, t.VersionErrors, "version")
+	counter(descFramesBad, t.AuthErrors, "auth")
+	counter(descFramesDropped, t.Dropped, "send")
+	counter(descFramesDropped, t.InboxDropped, "receive")
+	counter(descDialFailures, t.DialFailures)
+	counter(descRefusalsSent, t.RefusalsSent)
+	counter(descRefusalsLim, t.RefusalsLimited)
+	counter(descRefusalsRecv, t.RefusalsReceived)
+	counter(descConnsClosed, t.ConnsRejected, "rejected")
+	counter(descConnsClosed, t.PreAuthRefused, "pre_auth_frame")
+	counter(descConnsClosed, t.FrameTimeouts, "frame_timeout")
 	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(t.ConnsOpen))
 }

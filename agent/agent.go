@@ -62,7 +62,9 @@ type Agent struct {
 	body     *bodyBudget
 	watchers atomic.Int64
 	handler  http.Handler
-	ln       net.Listener // nil when cfg.HTTP is empty
+	// serverHeader is the Server header of every response.
+	serverHeader string
+	ln           net.Listener // nil when cfg.HTTP is empty
 	// identity and tls are set when cfg.CertsDir is: the node's
 	// certificates and the HTTP server's TLS configuration.
 	identity certs.Node
@@ -108,6 +110,9 @@ func New(cfg Config) (*Agent, error) {
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, fmt.Errorf("agent: register process metrics: %w", err)
 	}
+	if err := reg.Register(newBuildInfo(cfg.BuildVersion)); err != nil {
+		return nil, fmt.Errorf("agent: register build info: %w", err)
+	}
 	m, err := newHTTPMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("agent: register HTTP metrics: %w", err)
@@ -135,6 +140,10 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a.cfg = cfg
+	a.serverHeader = ServerHeader
+	if cfg.BuildVersion != "" {
+		a.serverHeader += "/" + cfg.BuildVersion
+	}
 
 	ncfg := hearsay.DefaultConfig()
 	ncfg.Name = cfg.Name
@@ -154,7 +163,11 @@ func New(cfg Config) (*Agent, error) {
 
 	node, err := hearsay.Open(ncfg)
 	if err != nil {
-		return nil, fmt.Errorf("agent: open node %q (gossip %s, data dir %q): %w", cfg.Name, cfg.Bind, cfg.DataDir, err)
+		where := "in memory"
+		if cfg.DataDir != "" {
+			where = fmt.Sprintf("data dir %q", cfg.DataDir)
+		}
+		return nil, fmt.Errorf("agent: open node %q (gossip %s, %s): %w", cfg.Name, cfg.Bind, where, err)
 	}
 	a.node = node
 	a.handler = a.routes()
@@ -191,10 +204,17 @@ func (a *Agent) HTTPAddr() string {
 // and closes the node. It returns nil after a clean stop.
 func (a *Agent) Run(ctx context.Context) error {
 	st := a.node.Status()
-	a.log.Info("agent started",
-		"name", a.cfg.Name, "gossip", st.Address, "http", a.HTTPAddr(),
-		"data_dir", a.cfg.DataDir, "cluster", a.cfg.Cluster, "join", a.cfg.Join,
-		"tls", a.tls != nil, "version", a.cfg.BuildVersion)
+	where := []any{"storage", a.storage()}
+	if a.cfg.DataDir != "" {
+		where = append(where, "data_dir", a.cfg.DataDir)
+	}
+	a.log.Info("agent started", append(append([]any{
+		"name", a.cfg.Name, "gossip", st.Address, "http", a.HTTPAddr()}, where...),
+		"cluster", a.cfg.Cluster, "join", a.cfg.Join,
+		"tls", a.tls != nil, "version", a.cfg.BuildVersion)...)
+	if a.cfg.DataDir == "" {
+		a.log.Warn("--in-memory: the replica is kept in memory only; a restart loses it")
+	}
 
 	var srv *http.Server
 	serveErr := make(chan error, 1)

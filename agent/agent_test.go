@@ -26,6 +26,7 @@ func testConfig(t *testing.T) Config {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Name = "t1"
+	cfg.InMemory = true
 	cfg.Bind = "127.0.0.1:0"
 	cfg.HTTP = ""
 	cfg.MaxValueSize = 1024
@@ -128,20 +129,23 @@ func wantError(t *testing.T, r reply, code int, contains string) {
 
 func kvPath(key string) string { return "/v1/kv/" + url.PathEscape(key) }
 
+// b64 is a key as the JSON API carries it.
+func b64(key string) string { return base64.StdEncoding.EncodeToString([]byte(key)) }
+
 func TestPutGetDelete(t *testing.T) {
 	_, srv := newTestServer(t, testConfig(t))
 
 	r := do(t, srv, http.MethodPut, kvPath("greeting"), "application/octet-stream", []byte("hello\x00world"))
 	wantCode(t, r, http.StatusOK)
 	put := decode[KeyVersion](t, r)
-	if put.Key != "greeting" || !strings.Contains(put.Version, "@") {
+	if put.Key != b64("greeting") || put.KeyText != "greeting" || !strings.Contains(put.Version, "@") {
 		t.Fatalf("put reply %+v", put)
 	}
 
 	r = do(t, srv, http.MethodGet, kvPath("greeting"), "", nil)
 	wantCode(t, r, http.StatusOK)
 	got := decode[EntryJSON](t, r)
-	want := EntryJSON{Key: "greeting", Value: base64.StdEncoding.EncodeToString([]byte("hello\x00world")), Version: put.Version}
+	want := EntryJSON{Key: b64("greeting"), KeyText: "greeting", Value: base64.StdEncoding.EncodeToString([]byte("hello\x00world")), Version: put.Version}
 	if got != want {
 		t.Fatalf("get: %+v, want %+v", got, want)
 	}
@@ -161,7 +165,7 @@ func TestPutGetDelete(t *testing.T) {
 	r = do(t, srv, http.MethodDelete, kvPath("greeting"), "", nil)
 	wantCode(t, r, http.StatusOK)
 	del := decode[KeyVersion](t, r)
-	if del.Key != "greeting" || del.Version == put.Version {
+	if del.Key != b64("greeting") || del.Version == put.Version {
 		t.Fatalf("delete reply %+v (put at %s)", del, put.Version)
 	}
 	wantError(t, do(t, srv, http.MethodGet, kvPath("greeting"), "", nil), http.StatusNotFound, `key "greeting" not found`)
@@ -210,7 +214,7 @@ func TestKeysAreNotCleanedPaths(t *testing.T) {
 	}
 	r := do(t, srv, http.MethodGet, "/v1/kv?prefix="+url.QueryEscape("x//"), "", nil)
 	sr := decode[ScanResponse](t, r)
-	if len(sr.Entries) != 1 || sr.Entries[0].Key != "x//../y" {
+	if len(sr.Entries) != 1 || sr.Entries[0].Key != b64("x//../y") || sr.Entries[0].KeyText != "x//../y" {
 		t.Errorf("scan x//: %+v", sr)
 	}
 }
@@ -235,11 +239,11 @@ func TestScanPaging(t *testing.T) {
 
 	// Pages of 10, following next.
 	var got []string
-	start, pages := "", 0
+	cursor, pages := "", 0
 	for {
 		q := url.Values{"prefix": {"p/"}, "limit": {"10"}}
-		if start != "" {
-			q.Set("start", start)
+		if cursor != "" {
+			q.Set("cursor", cursor)
 		}
 		r := do(t, srv, http.MethodGet, "/v1/kv?"+q.Encode(), "", nil)
 		wantCode(t, r, http.StatusOK)
@@ -250,25 +254,32 @@ func TestScanPaging(t *testing.T) {
 		}
 		for _, e := range sr.Entries {
 			v, err := base64.StdEncoding.DecodeString(e.Value)
-			if err != nil || string(v) != e.Key || e.Version == "" {
+			if err != nil || string(v) != e.KeyText || e.Key != b64(e.KeyText) || e.Version == "" {
 				t.Errorf("entry %+v", e)
 			}
-			got = append(got, e.Key)
+			got = append(got, e.KeyText)
 		}
 		if sr.Next == "" {
 			break
 		}
-		start = sr.Next
+		cursor = sr.Next
 	}
 	if pages != 3 || strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("%d pages, keys %v, want 3 pages of %v", pages, got, want)
 	}
 
-	// All keys, and a limit over the maximum is lowered, not refused.
-	sr = decode[ScanResponse](t, do(t, srv, http.MethodGet, "/v1/kv?limit=99999", "", nil))
+	// start is a raw key (percent-encoded): the scan begins there.
+	sr = decode[ScanResponse](t, do(t, srv, http.MethodGet, "/v1/kv?prefix=p/&start=p/2", "", nil))
+	if len(sr.Entries) != 5 || sr.Entries[0].KeyText != "p/20" {
+		t.Errorf("scan from p/2: %+v", sr.Entries)
+	}
+	// All keys; a limit over the maximum is refused, not silently lowered.
+	sr = decode[ScanResponse](t, do(t, srv, http.MethodGet, fmt.Sprintf("/v1/kv?limit=%d", MaxScanLimit), "", nil))
 	if len(sr.Entries) != 26 {
 		t.Errorf("scan of everything: %d entries, want 26", len(sr.Entries))
 	}
+	wantError(t, do(t, srv, http.MethodGet, "/v1/kv?limit=99999", "", nil), http.StatusBadRequest, "from 1 to 10000")
+	wantError(t, do(t, srv, http.MethodGet, "/v1/kv?cursor=%25%25", "", nil), http.StatusBadRequest, "bad cursor")
 	// An empty result is an empty array, not null.
 	r := do(t, srv, http.MethodGet, "/v1/kv?prefix=none/", "", nil)
 	if !bytes.Contains(r.body, []byte(`"entries":[]`)) {
@@ -349,7 +360,7 @@ func TestWatchSSE(t *testing.T) {
 	if err := json.Unmarshal([]byte(ev.data), &data); err != nil {
 		t.Fatalf("event data %q: %v", ev.data, err)
 	}
-	want := EventJSON{Key: "w/1", Value: base64.StdEncoding.EncodeToString([]byte("one")), Version: put.Version}
+	want := EventJSON{Key: b64("w/1"), KeyText: "w/1", Value: base64.StdEncoding.EncodeToString([]byte("one")), Version: put.Version}
 	if data != want {
 		t.Errorf("put event %+v, want %+v", data, want)
 	}
@@ -361,7 +372,7 @@ func TestWatchSSE(t *testing.T) {
 	if err := json.Unmarshal([]byte(ev.data), &data); err != nil {
 		t.Fatal(err)
 	}
-	if data.Key != "w/1" || !data.Deleted || data.Version != del.Version {
+	if data.Key != b64("w/1") || !data.Deleted || data.Version != del.Version {
 		t.Errorf("delete event %+v, want w/1 deleted at %s", data, del.Version)
 	}
 

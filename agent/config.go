@@ -43,6 +43,7 @@ const (
 const (
 	FlagName         = "name"
 	FlagDataDir      = "data-dir"
+	FlagInMemory     = "in-memory"
 	FlagBind         = "bind"
 	FlagAdvertise    = "advertise"
 	FlagHTTP         = "http"
@@ -74,7 +75,7 @@ const (
 // fileKeys are the flags a config file may set, sorted.
 var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
-	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagJoin,
+	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagInMemory, FlagJoin,
 	FlagLogFormat, FlagLogLevel, FlagMaxClockOffset, FlagMaxValueSize, FlagMinFreeDisk, FlagName,
 	FlagNoSync, FlagProfile, FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSuspicionTimeout,
 	FlagTombstoneGrace,
@@ -87,8 +88,12 @@ var fileKeys = []string{
 type Config struct {
 	// Name is the member name, unique in the cluster. Default: the host name.
 	Name string
-	// DataDir keeps the replica. Empty means in memory: a restart loses it.
+	// DataDir keeps the replica. Empty needs InMemory.
 	DataDir string
+	// InMemory keeps the replica in memory only, so that a restart loses
+	// it: it must be asked for, since an agent without DataDir would
+	// otherwise lose everything silently. Not with DataDir.
+	InMemory bool
 	// Bind is the gossip address to listen on, host:port (port 0: any).
 	Bind string
 	// Advertise is the gossip address peers use to reach this node, when it
@@ -205,7 +210,8 @@ func DefaultConfig() Config {
 // call Load.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Name, FlagName, c.Name, "member name, unique in the cluster")
-	fs.StringVar(&c.DataDir, FlagDataDir, c.DataDir, "directory of the replica; empty keeps it in memory only")
+	fs.StringVar(&c.DataDir, FlagDataDir, c.DataDir, "directory of the replica (required unless --in-memory)")
+	fs.BoolVar(&c.InMemory, FlagInMemory, c.InMemory, "keep the replica in memory only, without --data-dir: a restart loses it (tests, demos)")
 	fs.StringVar(&c.Bind, FlagBind, c.Bind, "gossip address to listen on, UDP and TCP (host:port)")
 	fs.StringVar(&c.Advertise, FlagAdvertise, c.Advertise, "gossip address peers use to reach this node, if not the bind address")
 	fs.StringVar(&c.HTTP, FlagHTTP, c.HTTP, "HTTP API address (host:port)")
@@ -385,6 +391,12 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Name == "" && c.CertsDir == "" {
 		errs = append(errs, errors.New("--name is required (the host name could not be read)"))
+	}
+	switch {
+	case c.DataDir == "" && !c.InMemory:
+		errs = append(errs, fmt.Errorf("no --%s: give --%s DIR to keep the replica on disk, or --%s to keep it in memory only (a restart loses it)", FlagDataDir, FlagDataDir, FlagInMemory))
+	case c.DataDir != "" && c.InMemory:
+		errs = append(errs, fmt.Errorf("--%s %q and --%s: choose one", FlagDataDir, c.DataDir, FlagInMemory))
 	}
 	if err := checkHostPort(c.Bind, false); err != nil {
 		errs = append(errs, fmt.Errorf("--bind %q: %w", c.Bind, err))

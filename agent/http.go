@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -26,46 +27,107 @@ import (
 const (
 	// DefaultScanLimit is the page size of a scan without ?limit=.
 	DefaultScanLimit = 1000
-	// MaxScanLimit is the largest page a scan returns; larger limits are
-	// lowered to it, and the response's "next" tells where to go on.
+	// MaxScanLimit is the largest page a scan returns; a larger ?limit= is
+	// refused with 400, and the response's "next" tells where to go on.
 	MaxScanLimit = 10000
 	// HeartbeatInterval is how often a watch stream sends a comment line,
 	// so that proxies and clients see the connection alive.
 	HeartbeatInterval = 15 * time.Second
 	// VersionHeader carries the version of a raw (octet-stream) read.
 	VersionHeader = "X-Hearsay-Version"
+	// AbsentHeader is set ("true") on the 404 of a key that is absent, so
+	// that a client tells an absent key from a route that does not exist.
+	AbsentHeader = "X-Hearsay-Absent"
+	// ServerHeader is the Server header of every response: "hearsay" and
+	// the agent's version. Clients check it to know they talk to hearsay.
+	ServerHeader = "hearsay"
 
 	kvPrefix     = "/v1/kv/"
 	jsonOverhead = 4 << 10 // room for {"value":...} and whitespace around the base64
 )
 
+// Keys are bytes: every JSON document carries a key base64-encoded
+// (standard alphabet, padded) in "key", and repeats it as text in
+// "key_text" only when the key is valid UTF-8, so that no key is altered
+// by JSON's strings (which turn invalid UTF-8 into U+FFFD).
+
 // KeyVersion is the response to a write or delete.
 type KeyVersion struct {
-	Key     string `json:"key"`
+	// Key is the key, base64.
+	Key string `json:"key"`
+	// KeyText is the key as text, present only when it is valid UTF-8.
+	KeyText string `json:"key_text,omitempty"`
 	Version string `json:"version"`
 }
 
-// EntryJSON is a key, its value (base64) and its version, as returned by
-// reads and scans.
+// EntryJSON is a key (base64, and as text when valid UTF-8), its value
+// (base64) and its version, as returned by reads and scans.
 type EntryJSON struct {
-	Key     string `json:"key"`
+	// Key is the key, base64.
+	Key string `json:"key"`
+	// KeyText is the key as text, present only when it is valid UTF-8.
+	KeyText string `json:"key_text,omitempty"`
 	Value   string `json:"value"`
 	Version string `json:"version"`
 }
 
 // ScanResponse is the response to GET /v1/kv. When Next is not empty there
-// may be more entries: ask again with start=Next.
+// may be more entries: ask again with cursor=Next (and the same prefix).
 type ScanResponse struct {
 	Entries []EntryJSON `json:"entries"`
-	Next    string      `json:"next,omitempty"`
+	// Next is the first key of the next page, base64: an opaque cursor
+	// to pass back as ?cursor=.
+	Next string `json:"next,omitempty"`
 }
 
 // EventJSON is the data of a watch event.
 type EventJSON struct {
-	Key     string `json:"key"`
+	// Key is the key, base64.
+	Key string `json:"key"`
+	// KeyText is the key as text, present only when it is valid UTF-8.
+	KeyText string `json:"key_text,omitempty"`
 	Value   string `json:"value"`
 	Version string `json:"version"`
 	Deleted bool   `json:"deleted"`
+}
+
+// EncodeKey returns the JSON forms of a key: base64 (the "key" and "next"
+// fields), and the text, or "" when the key is not valid UTF-8 (the
+// "key_text" field).
+func EncodeKey(key []byte) (b64, text string) {
+	b64 = base64.StdEncoding.EncodeToString(key)
+	if utf8.Valid(key) {
+		text = string(key)
+	}
+	return b64, text
+}
+
+// DecodeKey decodes a key or cursor of the JSON API (base64, standard
+// alphabet, padded or not).
+func DecodeKey(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		if raw, err2 := base64.RawStdEncoding.DecodeString(s); err2 == nil {
+			return raw, nil
+		}
+		return nil, fmt.Errorf("not base64 (standard alphabet): %w", err)
+	}
+	return b, nil
+}
+
+// QuoteKey quotes a key for a message: Go syntax (invalid UTF-8 and
+// control bytes escaped), cut after 64 bytes with the full length said,
+// so that a 1 KiB key does not flood a log line or a terminal.
+func QuoteKey(key []byte) string {
+	const show = 64
+	if len(key) <= show {
+		return strconv.Quote(string(key))
+	}
+	cut := show
+	for cut > show-utf8.UTFMax && !utf8.RuneStart(key[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(string(key[:cut])), len(key))
 }
 
 // StatusResponse is the response to GET /v1/status.
@@ -75,7 +137,18 @@ type StatusResponse struct {
 	Version string `json:"version"`
 	// HTTPAddress is the address of the HTTP API.
 	HTTPAddress string `json:"http_address"`
+	// Storage is where the replica lives: "disk" (in DataDir) or
+	// "memory" (--in-memory: a restart loses it).
+	Storage string `json:"storage"`
+	// DataDir is the data directory, empty in memory.
+	DataDir string `json:"data_dir,omitempty"`
 }
+
+// Storage values of StatusResponse.
+const (
+	StorageDisk   = "disk"
+	StorageMemory = "memory"
+)
 
 // LiveResponse is the response to GET /v1/health/live.
 type LiveResponse struct {
@@ -116,6 +189,7 @@ func (a *Agent) routes() http.Handler {
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		w.Header().Set("Server", a.serverHeader)
 		a.metrics.inflight.Inc()
 		defer a.metrics.inflight.Dec()
 		// A body, read by a handler or drained after it, must arrive within
@@ -144,7 +218,13 @@ func (a *Agent) routes() http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
 		code := sw.status()
-		a.metrics.observe(route, r.Method, code, time.Since(start))
+		// The metric's route is the pattern's path: its method is a label
+		// of its own.
+		_, path, ok := strings.Cut(route, " ")
+		if !ok {
+			path = route
+		}
+		a.metrics.observe(path, r.Method, code, time.Since(start))
 		a.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "route", route,
 			"code", code, "duration", time.Since(start), "remote", r.RemoteAddr)
 	})
@@ -240,7 +320,7 @@ func (a *Agent) requireKey(w http.ResponseWriter, r *http.Request) (string, bool
 		return "", false
 	case len(key) > store.MaxKeySize:
 		writeError(w, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("key too large: %d bytes, the limit is %d", len(key), store.MaxKeySize))
+			fmt.Sprintf("key too large: %d bytes, the limit is %d (key %s)", len(key), store.MaxKeySize, QuoteKey([]byte(key))))
 		return "", false
 	}
 	return key, true
@@ -317,7 +397,13 @@ func (a *Agent) handlePut(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, key, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, KeyVersion{Key: key, Version: v.String()})
+	writeJSON(w, http.StatusOK, keyVersion([]byte(key), v))
+}
+
+// keyVersion is the response to a write or delete of key.
+func keyVersion(key []byte, v store.Version) KeyVersion {
+	b64, text := EncodeKey(key)
+	return KeyVersion{Key: b64, KeyText: text, Version: v.String()}
 }
 
 // decodePutJSON decodes a {"value": "<base64>"} body.
@@ -356,7 +442,7 @@ func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, key, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, KeyVersion{Key: key, Version: v.String()})
+	writeJSON(w, http.StatusOK, keyVersion([]byte(key), v))
 }
 
 func (a *Agent) handleScan(w http.ResponseWriter, r *http.Request) {
@@ -364,22 +450,31 @@ func (a *Agent) handleScan(w http.ResponseWriter, r *http.Request) {
 	limit := DefaultScanLimit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || n > MaxScanLimit {
 			writeError(w, http.StatusBadRequest,
-				fmt.Sprintf("bad limit %q: want a whole number from 1 to %d", s, MaxScanLimit))
+				fmt.Sprintf("bad limit %q: want a whole number from 1 to %d (follow \"next\" for more)", s, MaxScanLimit))
 			return
 		}
-		limit = min(n, MaxScanLimit)
+		limit = n
 	}
-	prefix, start := q.Get("prefix"), q.Get("start")
-	entries, err := a.node.Scan(r.Context(), []byte(prefix), []byte(start), limit+1)
+	// prefix and start are raw bytes, percent-encoded in the query;
+	// cursor is a "next" of an earlier page (base64), and wins over start.
+	prefix, start := q.Get("prefix"), []byte(q.Get("start"))
+	if c := q.Get("cursor"); c != "" {
+		var err error
+		if start, err = DecodeKey(c); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("bad cursor %q: %v", c, err))
+			return
+		}
+	}
+	entries, err := a.node.Scan(r.Context(), []byte(prefix), start, limit+1)
 	if err != nil {
 		a.fail(w, r, "", err)
 		return
 	}
 	resp := ScanResponse{Entries: make([]EntryJSON, 0, min(len(entries), limit))}
 	if len(entries) > limit {
-		resp.Next = string(entries[limit].Key)
+		resp.Next, _ = EncodeKey(entries[limit].Key)
 		entries = entries[:limit]
 	}
 	for _, e := range entries {
@@ -409,8 +504,10 @@ func (a *Agent) handleWatch(w http.ResponseWriter, r *http.Request) {
 			if ev.Deleted {
 				name = "delete"
 			}
+			b64, text := EncodeKey(ev.Key)
 			return streamEvent{name, EventJSON{
-				Key:     string(ev.Key),
+				Key:     b64,
+				KeyText: text,
 				Value:   base64.StdEncoding.EncodeToString(ev.Value),
 				Version: ev.Version.String(),
 				Deleted: ev.Deleted,
@@ -435,7 +532,17 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Status:      a.node.Status(),
 		Version:     a.cfg.BuildVersion,
 		HTTPAddress: a.HTTPAddr(),
+		Storage:     a.storage(),
+		DataDir:     a.cfg.DataDir,
 	})
+}
+
+// storage is StorageDisk or StorageMemory.
+func (a *Agent) storage() string {
+	if a.cfg.DataDir == "" {
+		return StorageMemory
+	}
+	return StorageDisk
 }
 
 // handleLive answers 200 while the process serves HTTP: a liveness probe
@@ -466,7 +573,8 @@ func (a *Agent) fail(w http.ResponseWriter, r *http.Request, key string, err err
 	msg := err.Error()
 	switch {
 	case code == http.StatusNotFound && key != "":
-		msg = fmt.Sprintf("key %q not found", key)
+		w.Header().Set(AbsentHeader, "true")
+		msg = fmt.Sprintf("key %s not found", QuoteKey([]byte(key)))
 	case code == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
 	}
@@ -498,8 +606,10 @@ func StatusCode(err error) int {
 }
 
 func entryJSON(e hearsay.Entry) EntryJSON {
+	b64, text := EncodeKey(e.Key)
 	return EntryJSON{
-		Key:     string(e.Key),
+		Key:     b64,
+		KeyText: text,
 		Value:   base64.StdEncoding.EncodeToString(e.Value),
 		Version: e.Version.String(),
 	}

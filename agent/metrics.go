@@ -2,11 +2,28 @@ package agent
 
 import (
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// newBuildInfo is hearsay_build_info{version,go}, always 1: the
+// Prometheus way to export what a process runs.
+func newBuildInfo(version string) prometheus.Collector {
+	if version == "" {
+		version = "unknown"
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace:   "hearsay",
+		Name:        "build_info",
+		Help:        "Always 1; the labels say which hearsay version and Go version this agent runs.",
+		ConstLabels: prometheus.Labels{"version": version, "go": runtime.Version()},
+	})
+	g.Set(1)
+	return g
+}
 
 // httpMetrics counts and times HTTP requests by route pattern and status.
 type httpMetrics struct {
@@ -21,13 +38,13 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Namespace: "hearsay",
 			Subsystem: "http",
 			Name:      "requests_total",
-			Help:      "HTTP API requests served, by route pattern, method and status code.",
+			Help:      "HTTP API requests served, by route (the path pattern), method and status code.",
 		}, []string{"route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "hearsay",
 			Subsystem: "http",
 			Name:      "request_duration_seconds",
-			Help:      "HTTP API request latency, by route pattern and method (watches last as long as the stream).",
+			Help:      "HTTP API request latency, by route (the path pattern) and method (watches last as long as the stream).",
 			Buckets:   []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60, 600},
 		}, []string{"route", "method"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{

@@ -79,16 +79,47 @@ func newClient(g *globals) (*client, error) {
 type apiError struct {
 	code int
 	msg  string
+	// absent is set when the agent said the key is absent (a 404 with
+	// agent.AbsentHeader), as opposed to any other 404.
+	absent bool
 }
 
 func (e *apiError) Error() string { return e.msg }
 
-// kvURL is the URL of a key: the key escaped as one path segment, so that
-// slashes and dots in keys survive.
-func (c *client) kvURL(key string) *url.URL {
+// notHearsayError is an answer from a server that is not a hearsay agent.
+type notHearsayError struct {
+	addr   string
+	status string
+	server string
+}
+
+func (e *notHearsayError) Error() string {
+	server := e.server
+	if server == "" {
+		server = "none"
+	}
+	return fmt.Sprintf("the server at %s is not a hearsay agent: it answered %s with Server header %q, not %q (is --addr or %s the agent's --http address?)",
+		e.addr, e.status, server, agent.ServerHeader+"/...", envAddr)
+}
+
+// checkServer refuses a response that does not come from a hearsay agent:
+// every answer of an agent, errors included, carries the Server header
+// agent.ServerHeader.
+func (c *client) checkServer(resp *http.Response) error {
+	name, _, _ := strings.Cut(resp.Header.Get("Server"), "/")
+	if name == agent.ServerHeader {
+		return nil
+	}
+	return &notHearsayError{addr: c.addr, status: resp.Status, server: resp.Header.Get("Server")}
+}
+
+// kvURL is the URL of a key: every byte of the key that is not unreserved
+// percent-encoded, so that any key (slashes, dots, NUL, invalid UTF-8)
+// reaches the agent as it is.
+func (c *client) kvURL(key []byte) *url.URL {
 	u := *c.base
-	u.Path = strings.TrimSuffix(c.base.Path, "/") + "/v1/kv/" + key
-	u.RawPath = strings.TrimSuffix(c.base.EscapedPath(), "/") + "/v1/kv/" + url.PathEscape(key)
+	u.Path = strings.TrimSuffix(c.base.Path, "/") + "/v1/kv/" + string(key)
+	u.RawPath = strings.TrimSuffix(c.base.EscapedPath(), "/") + "/v1/kv/" + url.PathEscape(string(key))
 	u.RawQuery = ""
 	return &u
 }
@@ -124,6 +155,11 @@ func (c *client) do(ctx context.Context, method string, u *url.URL, body io.Read
 	if err != nil {
 		cancel()
 		return nil, c.transportError(ctx, err)
+	}
+	if err := c.checkServer(resp); err != nil {
+		cancel()
+		resp.Body.Close()
+		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
 		defer cancel()
@@ -192,7 +228,8 @@ func readAPIError(resp *http.Response) error {
 	} else {
 		msg = "agent answered " + resp.Status
 	}
-	return &apiError{code: resp.StatusCode, msg: msg}
+	return &apiError{code: resp.StatusCode, msg: msg,
+		absent: resp.StatusCode == http.StatusNotFound && resp.Header.Get(agent.AbsentHeader) == "true"}
 }
 
 // cancelBody releases the request's timeout when the body is closed.

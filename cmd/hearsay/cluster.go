@@ -72,6 +72,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(tw, "node id:\t%s\n", st.NodeID)
 			fmt.Fprintf(tw, "gossip address:\t%s\n", st.Address)
 			fmt.Fprintf(tw, "http address:\t%s\n", st.HTTPAddress)
+			switch {
+			case st.DataDir != "":
+				fmt.Fprintf(tw, "storage:\t%s (%s)\n", st.Storage, st.DataDir)
+			case st.Storage == agent.StorageMemory:
+				fmt.Fprintf(tw, "storage:\t%s (--in-memory: a restart loses it)\n", st.Storage)
+			}
 			fmt.Fprintf(tw, "ready:\t%t\n", st.Ready)
 			for _, r := range st.NotReady {
 				fmt.Fprintf(tw, "  not ready:\t%s\n", r)
@@ -106,8 +112,13 @@ func newVersionCmd(g *globals) *cobra.Command {
 					"platform": runtime.GOOS + "/" + runtime.GOARCH,
 				})
 			}
-			_, err := fmt.Fprintf(out, "hearsay %s (%s, %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintln(out, versionLine())
 			return err
 		},
 	}
+}
+
+// versionLine is what `hearsay version` and `hearsay --version` print.
+func versionLine() string {
+	return fmt.Sprintf("hearsay %s (%s, %s/%s)", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -25,6 +25,10 @@ With --ready it asks GET /v1/health/ready: exit 0 when the node is joined,
 caught up and writable; otherwise exit 1 and print why (for example a seed
 that does not answer, or refuses this node's key).
 
+Any failure of the check (an agent that cannot be reached, a server that is
+not a hearsay agent) also exits 1, not 2, since Docker reserves exit code 2
+of a HEALTHCHECK; only usage errors exit 2.
+
 Use it as a Docker HEALTHCHECK (the image has no shell: the binary checks
 itself) or as a Kubernetes exec probe; Kubernetes httpGet probes can ask
 the two routes directly.`,
@@ -34,48 +38,57 @@ the two routes directly.`,
 			if err != nil {
 				return err
 			}
-			path := "/v1/health/live"
-			if ready {
-				path = "/v1/health/ready"
+			if err := checkHealth(cmd, g, c, ready); err != nil {
+				return absentError{err}
 			}
-			code, body, err := c.health(cmd.Context(), path)
-			if err != nil {
-				return fmt.Errorf("health: %w", err)
-			}
-			out := cmd.OutOrStdout()
-			if g.json {
-				if _, err := out.Write(withNewline(body)); err != nil {
-					return err
-				}
-			}
-			var rr agent.ReadyResponse
-			if ready && json.Unmarshal(body, &rr) != nil {
-				return fmt.Errorf("health: agent at %s answered %d with %q", c.addr, code, strings.TrimSpace(string(body)))
-			}
-			switch {
-			case code == http.StatusOK && (!ready || rr.Ready):
-				if !g.json {
-					what := "live"
-					if ready {
-						what = "ready"
-					}
-					fmt.Fprintln(out, what)
-				}
-				return nil
-			case ready && code == http.StatusServiceUnavailable:
-				if !g.json {
-					fmt.Fprintln(out, "not ready:")
-					for _, r := range rr.Reasons {
-						fmt.Fprintf(out, "  %s\n", r)
-					}
-				}
-				return fmt.Errorf("agent at %s is not ready", c.addr)
-			}
-			return fmt.Errorf("health: agent at %s answered %d to %s: %s", c.addr, code, path, strings.TrimSpace(string(body)))
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&ready, "ready", false, "check readiness (joined, caught up, writable) instead of liveness")
 	return cmd
+}
+
+// checkHealth asks the agent whether it is live, or ready, and prints the
+// answer; an error means no.
+func checkHealth(cmd *cobra.Command, g *globals, c *client, ready bool) error {
+	path := "/v1/health/live"
+	if ready {
+		path = "/v1/health/ready"
+	}
+	code, body, err := c.health(cmd.Context(), path)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	out := cmd.OutOrStdout()
+	if g.json {
+		if _, err := out.Write(withNewline(body)); err != nil {
+			return err
+		}
+	}
+	var rr agent.ReadyResponse
+	if ready && json.Unmarshal(body, &rr) != nil {
+		return fmt.Errorf("health: agent at %s answered %d with %q", c.addr, code, strings.TrimSpace(string(body)))
+	}
+	switch {
+	case code == http.StatusOK && (!ready || rr.Ready):
+		if !g.json {
+			what := "live"
+			if ready {
+				what = "ready"
+			}
+			fmt.Fprintln(out, what)
+		}
+		return nil
+	case ready && code == http.StatusServiceUnavailable:
+		if !g.json {
+			fmt.Fprintln(out, "not ready:")
+			for _, r := range rr.Reasons {
+				fmt.Fprintf(out, "  %s\n", r)
+			}
+		}
+		return fmt.Errorf("agent at %s is not ready", c.addr)
+	}
+	return fmt.Errorf("health: agent at %s answered %d to %s: %s", c.addr, code, path, strings.TrimSpace(string(body)))
 }
 
 // health GETs a health route and returns its status code and body, 503
@@ -94,6 +107,9 @@ func (c *client) health(ctx context.Context, path string) (int, []byte, error) {
 		return 0, nil, c.transportError(ctx, err)
 	}
 	defer resp.Body.Close()
+	if err := c.checkServer(resp); err != nil {
+		return 0, nil, err
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return 0, nil, fmt.Errorf("reading response of %s: %w", path, err)

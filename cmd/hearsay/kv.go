@@ -14,35 +14,106 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hearsaydb/hearsay/agent"
 )
 
-// checkKey refuses an empty key before asking the agent.
-func checkKey(key string) error {
-	if key == "" {
-		return usagef("the key must not be empty")
+// keyFlags are the flags of the commands that take keys: --key-base64
+// reads KEY arguments, --prefix and --start as base64, for keys that a
+// command line cannot hold (a NUL byte) or a shell makes awkward, and
+// prints keys base64.
+type keyFlags struct {
+	base64 bool
+}
+
+func (k *keyFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&k.base64, "key-base64", false, "keys (KEY, --prefix, --start) are given and printed base64, for keys that are not text (a NUL byte, invalid UTF-8)")
+}
+
+// parse decodes a key argument or flag: as it is, or base64.
+func (k *keyFlags) parse(what, s string) ([]byte, error) {
+	if !k.base64 {
+		return []byte(s), nil
 	}
-	return nil
+	b, err := agent.DecodeKey(s)
+	if err != nil {
+		return nil, usagef("%s %q with --key-base64: %v", what, s, err)
+	}
+	return b, nil
+}
+
+// parseKey decodes a KEY argument and refuses an empty key before asking
+// the agent.
+func (k *keyFlags) parseKey(s string) ([]byte, error) {
+	key, err := k.parse("KEY", s)
+	if err != nil {
+		return nil, err
+	}
+	if len(key) == 0 {
+		return nil, usagef("the key must not be empty")
+	}
+	return key, nil
+}
+
+// show renders a key for human-readable output: base64 with --key-base64,
+// else as text (see displayText).
+func (k *keyFlags) show(key []byte) string {
+	if k.base64 {
+		return base64.StdEncoding.EncodeToString(key)
+	}
+	return displayText(key)
+}
+
+// displayText renders a key or value on one line of human-readable output:
+// as it is when it is printable UTF-8 without tabs or line breaks (and does
+// not start with a double quote), else Go-quoted ("\xff\x00", "a\tb"), so
+// that binary data never reaches a terminal raw and one entry stays one
+// line. --json, or get for a value, gives the exact bytes.
+func displayText(b []byte) string {
+	if len(b) > 0 && b[0] != '"' && utf8.Valid(b) {
+		plain := true
+		for _, r := range string(b) {
+			if !unicode.IsPrint(r) {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return string(b)
+		}
+	}
+	return strconv.Quote(string(b))
+}
+
+// jsonKey decodes the "key" (base64) of a JSON answer.
+func jsonKey(b64 string) ([]byte, error) {
+	k, err := agent.DecodeKey(b64)
+	if err != nil {
+		return nil, fmt.Errorf("the agent sent key %q: %w", b64, err)
+	}
+	return k, nil
 }
 
 func newPutCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var kf keyFlags
+	cmd := &cobra.Command{
 		Use:   "put KEY VALUE",
 		Short: "Write a key (VALUE - reads the value from stdin)",
 		Example: `  hearsay put greeting hello
-  hearsay put config/app.json - < app.json`,
+  hearsay put config/app.json - < app.json
+  hearsay put --key-base64 AP8= value          # the key is the bytes 0x00 0xff`,
 		Args: exactArgs("KEY", "VALUE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key := args[0]
-			if err := checkKey(key); err != nil {
+			key, err := kf.parseKey(args[0])
+			if err != nil {
 				return err
 			}
 			value := []byte(args[1])
 			if args[1] == "-" {
-				var err error
 				if value, err = io.ReadAll(cmd.InOrStdin()); err != nil {
 					return fmt.Errorf("reading the value from stdin: %w", err)
 				}
@@ -54,23 +125,26 @@ func newPutCmd(g *globals) *cobra.Command {
 			resp, err := c.do(cmd.Context(), http.MethodPut, c.kvURL(key), bytes.NewReader(value),
 				http.Header{"Content-Type": {"application/octet-stream"}}, false)
 			if err != nil {
-				return fmt.Errorf("put %q: %w", key, err)
+				return fmt.Errorf("put %s: %w", agent.QuoteKey(key), err)
 			}
 			defer resp.Body.Close()
 			return printKeyVersion(cmd, g, resp)
 		},
 	}
+	kf.register(cmd)
+	return cmd
 }
 
 func newDelCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var kf keyFlags
+	cmd := &cobra.Command{
 		Use:     "del KEY",
 		Aliases: []string{"delete", "rm"},
 		Short:   "Delete a key",
 		Args:    exactArgs("KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key := args[0]
-			if err := checkKey(key); err != nil {
+			key, err := kf.parseKey(args[0])
+			if err != nil {
 				return err
 			}
 			c, err := newClient(g)
@@ -79,12 +153,14 @@ func newDelCmd(g *globals) *cobra.Command {
 			}
 			resp, err := c.do(cmd.Context(), http.MethodDelete, c.kvURL(key), nil, nil, false)
 			if err != nil {
-				return fmt.Errorf("del %q: %w", key, err)
+				return fmt.Errorf("del %s: %w", agent.QuoteKey(key), err)
 			}
 			defer resp.Body.Close()
 			return printKeyVersion(cmd, g, resp)
 		},
 	}
+	kf.register(cmd)
+	return cmd
 }
 
 // printKeyVersion prints the response to a put or del: as it came with
@@ -105,15 +181,17 @@ func printKeyVersion(cmd *cobra.Command, g *globals, resp *http.Response) error 
 }
 
 func newGetCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var kf keyFlags
+	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Print the value of a key",
 		Long: `Print the value of a key on stdout, byte for byte. With --json, print
-{"key", "value" (base64), "version"}. Exits 1 if the key is absent.`,
+{"key" (base64), "key_text" (when the key is UTF-8), "value" (base64),
+"version"}. Exits 1 if the key is absent, 2 on an error.`,
 		Args: exactArgs("KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key := args[0]
-			if err := checkKey(key); err != nil {
+			key, err := kf.parseKey(args[0])
+			if err != nil {
 				return err
 			}
 			c, err := newClient(g)
@@ -127,15 +205,15 @@ func newGetCmd(g *globals) *cobra.Command {
 			resp, err := c.do(cmd.Context(), http.MethodGet, c.kvURL(key), nil, http.Header{"Accept": {accept}}, false)
 			if err != nil {
 				var ae *apiError
-				if errors.As(err, &ae) && ae.code == http.StatusNotFound {
-					return fmt.Errorf("key %q not found", key)
+				if errors.As(err, &ae) && ae.absent {
+					return absentError{fmt.Errorf("key %s not found", agent.QuoteKey(key))}
 				}
-				return fmt.Errorf("get %q: %w", key, err)
+				return fmt.Errorf("get %s: %w", agent.QuoteKey(key), err)
 			}
 			defer resp.Body.Close()
 			data, err := io.ReadAll(resp.Body)
 			if err != nil {
-				return fmt.Errorf("get %q: reading the value: %w", key, err)
+				return fmt.Errorf("get %s: reading the value: %w", agent.QuoteKey(key), err)
 			}
 			out := cmd.OutOrStdout()
 			if g.json {
@@ -147,21 +225,34 @@ func newGetCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
+	kf.register(cmd)
+	return cmd
 }
 
 func newScanCmd(g *globals) *cobra.Command {
-	var prefix string
+	var kf keyFlags
+	var prefixArg, startArg string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "scan",
 		Short: "List keys and values by prefix",
 		Long: `List live keys with the given prefix and their values, in key order, one
-"key<TAB>value" line each. Without --limit, all of them (fetched page by
-page). With --json, print an array of {"key", "value" (base64), "version"}.`,
+"key<TAB>value" line each; a key or value that is not printable text on one
+line is shown Go-quoted ("\xff\x00"). Without --limit, all of them (fetched
+page by page). With --json, print an array of {"key" (base64), "key_text"
+(when the key is UTF-8), "value" (base64), "version"}.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 0 {
 				return usagef("--limit %d: must not be negative", limit)
+			}
+			prefix, err := kf.parse("--prefix", prefixArg)
+			if err != nil {
+				return err
+			}
+			start, err := kf.parse("--start", startArg)
+			if err != nil {
+				return err
 			}
 			c, err := newClient(g)
 			if err != nil {
@@ -170,36 +261,42 @@ page). With --json, print an array of {"key", "value" (base64), "version"}.`,
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			defer out.Flush()
 			all := []agent.EntryJSON{}
-			start, remaining := "", limit
+			cursor, remaining := "", limit
 			for {
 				page := agent.DefaultScanLimit
 				if limit > 0 {
 					page = min(remaining, agent.MaxScanLimit)
 				}
-				q := url.Values{"prefix": {prefix}, "limit": {strconv.Itoa(page)}}
-				if start != "" {
-					q.Set("start", start)
+				q := url.Values{"prefix": {string(prefix)}, "limit": {strconv.Itoa(page)}}
+				if cursor != "" {
+					q.Set("cursor", cursor)
+				} else if len(start) > 0 {
+					q.Set("start", string(start))
 				}
 				var sr agent.ScanResponse
 				if err := c.getJSON(cmd.Context(), c.routeURL("/v1/kv", q), &sr, nil); err != nil {
-					return fmt.Errorf("scan %q: %w", prefix, err)
+					return fmt.Errorf("scan %s: %w", agent.QuoteKey(prefix), err)
 				}
 				for _, e := range sr.Entries {
 					if g.json {
 						all = append(all, e)
 						continue
 					}
+					k, err := jsonKey(e.Key)
+					if err != nil {
+						return fmt.Errorf("scan: %w", err)
+					}
 					v, err := base64.StdEncoding.DecodeString(e.Value)
 					if err != nil {
-						return fmt.Errorf("scan: value of %q is not base64: %w", e.Key, err)
+						return fmt.Errorf("scan: value of %s is not base64: %w", agent.QuoteKey(k), err)
 					}
-					fmt.Fprintf(out, "%s\t%s\n", e.Key, v)
+					fmt.Fprintf(out, "%s\t%s\n", kf.show(k), displayText(v))
 				}
 				remaining -= len(sr.Entries)
 				if sr.Next == "" || (limit > 0 && remaining <= 0) {
 					break
 				}
-				start = sr.Next
+				cursor = sr.Next
 			}
 			if g.json {
 				enc := json.NewEncoder(out)
@@ -209,46 +306,57 @@ page). With --json, print an array of {"key", "value" (base64), "version"}.`,
 			return out.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&prefix, "prefix", "", "list keys starting with this prefix (default: all keys)")
+	cmd.Flags().StringVar(&prefixArg, "prefix", "", "list keys starting with this prefix (default: all keys)")
+	cmd.Flags().StringVar(&startArg, "start", "", "list keys from this one on, in key order")
 	cmd.Flags().IntVar(&limit, "limit", 0, "list at most this many entries (0: all)")
+	kf.register(cmd)
 	return cmd
 }
 
 func newWatchCmd(g *globals) *cobra.Command {
-	var prefix string
+	var kf keyFlags
+	var prefixArg string
 	cmd := &cobra.Command{
 		Use:   "watch",
 		Short: "Stream changes to keys with a prefix, until Ctrl-C",
 		Long: `Stream every change to keys with the given prefix, written here or learned
-from peers, one line each: "put<TAB>key<TAB>value" or "delete<TAB>key".
-With --json, one JSON object {"key","value"(base64),"version","deleted"}
-per line. Runs until interrupted.`,
+from peers, one line each: "put<TAB>key<TAB>value" or "delete<TAB>key"; a
+key or value that is not printable text on one line is shown Go-quoted
+("\xff\x00"), so binary values never reach the terminal raw. With --json,
+one JSON object {"key" (base64), "key_text" (when the key is UTF-8),
+"value" (base64), "version", "deleted"} per line. Runs until interrupted.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			prefix, err := kf.parse("--prefix", prefixArg)
+			if err != nil {
+				return err
+			}
 			c, err := newClient(g)
 			if err != nil {
 				return err
 			}
-			return watch(cmd.Context(), c, prefix, g.json, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return watch(cmd.Context(), c, prefix, g.json, &kf, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().StringVar(&prefix, "prefix", "", "watch keys starting with this prefix (default: all keys)")
+	cmd.Flags().StringVar(&prefixArg, "prefix", "", "watch keys starting with this prefix (default: all keys)")
+	kf.register(cmd)
 	return cmd
 }
 
 // watch reads the agent's Server-Sent Events until ctx is done.
 // It tells on stderr when the watch is in place.
-func watch(ctx context.Context, c *client, prefix string, asJSON bool, w, stderr io.Writer) error {
-	u := c.routeURL("/v1/watch", url.Values{"prefix": {prefix}})
+func watch(ctx context.Context, c *client, prefixKey []byte, asJSON bool, kf *keyFlags, w, stderr io.Writer) error {
+	prefix := agent.QuoteKey(prefixKey)
+	u := c.routeURL("/v1/watch", url.Values{"prefix": {string(prefixKey)}})
 	resp, err := c.do(ctx, http.MethodGet, u, nil, http.Header{"Accept": {"text/event-stream"}}, true)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("watch %q: %w", prefix, err)
+		return fmt.Errorf("watch %s: %w", prefix, err)
 	}
 	defer resp.Body.Close()
-	fmt.Fprintf(stderr, "watching keys with prefix %q at %s; Ctrl-C to stop\n", prefix, c.addr)
+	fmt.Fprintf(stderr, "watching keys with prefix %s at %s; Ctrl-C to stop\n", prefix, c.addr)
 	r := bufio.NewReader(resp.Body)
 	var event string
 	var data strings.Builder
@@ -259,15 +367,15 @@ func watch(ctx context.Context, c *client, prefix string, asJSON bool, w, stderr
 				return nil // interrupted: a normal end
 			}
 			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("watch %q: the agent at %s closed the stream", prefix, c.addr)
+				return fmt.Errorf("watch %s: the agent at %s closed the stream", prefix, c.addr)
 			}
-			return fmt.Errorf("watch %q: reading the stream: %w", prefix, err)
+			return fmt.Errorf("watch %s: reading the stream: %w", prefix, err)
 		}
 		line = strings.TrimRight(line, "\r\n")
 		switch {
 		case line == "":
-			if err := printEvent(event, data.String(), asJSON, w); err != nil {
-				return fmt.Errorf("watch %q: %w", prefix, err)
+			if err := printEvent(event, data.String(), asJSON, kf, w); err != nil {
+				return fmt.Errorf("watch %s: %w", prefix, err)
 			}
 			event = ""
 			data.Reset()
@@ -286,7 +394,7 @@ func watch(ctx context.Context, c *client, prefix string, asJSON bool, w, stderr
 
 // printEvent prints one event; an error or shutdown event ends the watch
 // with the agent's message.
-func printEvent(event, data string, asJSON bool, w io.Writer) error {
+func printEvent(event, data string, asJSON bool, kf *keyFlags, w io.Writer) error {
 	switch event {
 	case "":
 		return nil
@@ -306,15 +414,19 @@ func printEvent(event, data string, asJSON bool, w io.Writer) error {
 	if err := json.Unmarshal([]byte(data), &ev); err != nil {
 		return fmt.Errorf("decoding event: %w", err)
 	}
+	key, err := jsonKey(ev.Key)
+	if err != nil {
+		return err
+	}
 	if ev.Deleted {
-		_, err := fmt.Fprintf(w, "delete\t%s\n", ev.Key)
+		_, err := fmt.Fprintf(w, "delete\t%s\n", kf.show(key))
 		return err
 	}
 	v, err := base64.StdEncoding.DecodeString(ev.Value)
 	if err != nil {
-		return fmt.Errorf("value of %q is not base64: %w", ev.Key, err)
+		return fmt.Errorf("value of %s is not base64: %w", agent.QuoteKey(key), err)
 	}
-	_, err = fmt.Fprintf(w, "put\t%s\t%s\n", ev.Key, v)
+	_, err = fmt.Fprintf(w, "put\t%s\t%s\n", kf.show(key), displayText(v))
 	return err
 }
 

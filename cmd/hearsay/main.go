@@ -8,7 +8,10 @@
 // makes the certificates.
 //
 // Errors go to stderr as one line, "error: ...". The exit code is 0 on
-// success, 1 on errors, 2 on usage errors.
+// success, 1 when the answer is "no" (get of an absent key; health of an
+// agent that is not live or not ready), 2 on any error (usage, an agent
+// that cannot be reached, a server that is not a hearsay agent, a refused
+// request).
 package main
 
 import (
@@ -18,11 +21,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Version is the build version, printed by `hearsay version` and reported by
@@ -38,11 +43,12 @@ const (
 	envAddr        = "HEARSAY_ADDR"
 )
 
-// Exit codes.
+// Exit codes. Scripts tell "absent" (1) from a failure (2), as with grep.
 const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
+	exitOK     = 0
+	exitAbsent = 1
+	exitError  = 2
+	exitUsage  = 2
 )
 
 func main() {
@@ -66,6 +72,13 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
+// absentError is a negative answer rather than a failure (exit code 1): a
+// key that is absent, an agent that is not ready.
+type absentError struct{ err error }
+
+func (e absentError) Error() string { return e.err.Error() }
+func (e absentError) Unwrap() error { return e.err }
+
 // globals are the flags every client command shares.
 type globals struct {
 	addr    string
@@ -88,12 +101,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintf(stderr, "error: %v\n", oneLine(err.Error()))
 	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
+	var ae absentError
+	switch {
+	case errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command"):
 		if cmd == nil {
 			cmd = root
 		}
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		return exitUsage
+	case errors.As(err, &ae):
+		return exitAbsent
 	}
 	return exitError
 }
@@ -115,14 +132,17 @@ func newRootCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 
 Run a node with "hearsay agent", or a local 3-node cluster with "hearsay demo".
 The other commands talk to an agent's HTTP API at --addr.`,
+		Version:       Version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	root.SetVersionTemplate(versionLine() + "\n")
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.CompletionOptions.HiddenDefaultCmd = true
+	// "hearsay completion bash|zsh|fish|powershell" prints a completion
+	// script (see its --help and the README).
 
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.addr, "addr", addr, "HTTP address of the agent to talk to (env "+envAddr+")")
@@ -132,8 +152,8 @@ The other commands talk to an agent's HTTP API at --addr.`,
 	pf.StringVar(&g.certName, "cert-name", os.Getenv(envCertName), "client certificate to present from --certs-dir (default: the only one there, else root) (env "+envCertName+")")
 
 	root.AddCommand(
-		newAgentCmd(),
-		newDemoCmd(),
+		withGlobals(newAgentCmd()),
+		withGlobals(newDemoCmd()),
 		newPutCmd(g),
 		newGetCmd(g),
 		newDelCmd(g),
@@ -142,13 +162,71 @@ The other commands talk to an agent's HTTP API at --addr.`,
 		newMembersCmd(g),
 		newStatusCmd(g),
 		newHealthCmd(g),
-		newVersionCmd(g),
-		newSimCmd(g),
-		newKeysCmd(),
-		newCertCmd(g),
-		newBenchCmd(g),
+		withGlobals(newVersionCmd(g), "json"),
+		withGlobals(newSimCmd(g), "json"),
+		withGlobals(newKeysCmd()),
+		withGlobals(newCertCmd(g), "json", "certs-dir"),
+		withGlobals(newBenchCmd(g), "json"),
 	)
 	return root
+}
+
+// clientFlags are the root's persistent flags, which only the client
+// commands (those talking to an agent) use.
+var clientFlags = []string{"addr", "json", "timeout", "certs-dir", "cert-name"}
+
+// withGlobals keeps from cmd and its subcommands the client flags it does
+// not use (all but keep): its help does not list them, and giving one is a
+// usage error rather than silently ignored.
+func withGlobals(cmd *cobra.Command, keep ...string) *cobra.Command {
+	foreign := func(c *cobra.Command) []*pflag.Flag {
+		var fs []*pflag.Flag
+		for _, name := range clientFlags {
+			if slices.Contains(keep, name) {
+				continue
+			}
+			// A flag of the command's own (agent --certs-dir) shadows
+			// the global one.
+			if f := c.InheritedFlags().Lookup(name); f != nil && c.LocalNonPersistentFlags().Lookup(name) == nil {
+				fs = append(fs, f)
+			}
+		}
+		return fs
+	}
+	setHelp := func(c *cobra.Command) {
+		c.SetHelpFunc(func(c *cobra.Command, args []string) {
+			fs := foreign(c)
+			for _, f := range fs {
+				f.Hidden = true
+			}
+			defer func() {
+				for _, f := range fs {
+					f.Hidden = false
+				}
+			}()
+			c.Root().HelpFunc()(c, args)
+		})
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		setHelp(c)
+		if c.RunE != nil {
+			run := c.RunE
+			c.RunE = func(c *cobra.Command, args []string) error {
+				for _, f := range foreign(c) {
+					if f.Changed {
+						return usagef("--%s is a flag of the client commands (get, put, scan, ...), not of %s", f.Name, c.CommandPath())
+					}
+				}
+				return run(c, args)
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(cmd)
+	return cmd
 }
 
 // exactArgs is cobra.ExactArgs with a usage error naming the arguments.
