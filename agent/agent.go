@@ -88,6 +88,9 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckStorage(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	if err := cfg.CheckExposure(); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hearsaydb/hearsay"
 )
@@ -422,16 +423,16 @@ func TestMembersStatusMetrics(t *testing.T) {
 	wantCode(t, r, http.StatusOK)
 	for _, m := range []string{
 		"hearsay_http_requests_total{",
-		`route="GET /v1/members"`,
+		`method="GET",route="/v1/members"`,
 		"hearsay_http_request_duration_seconds_bucket{",
 		"go_goroutines ",
 		// One family per mechanism, and the node's own counters.
-		`hearsay_directmail_total{event="sent"}`,
-		`hearsay_rumor_total{event="dropped_age"}`,
+		"hearsay_directmail_sent_mails_total ",
+		`hearsay_rumor_removed_total{reason="age"}`,
 		"hearsay_rumor_hot ",
-		`hearsay_antientropy_total{event="completed"}`,
+		`hearsay_antientropy_completed_exchanges_total{role="responder"}`,
 		`hearsay_members{state="alive"} 1`,
-		`hearsay_transport_total{event="version_errors"}`,
+		`hearsay_transport_rejected_frames_total{reason="version"}`,
 		"hearsay_store_sync_seconds_bucket{",
 	} {
 		if !bytes.Contains(r.body, []byte(m)) {
@@ -592,4 +593,74 @@ func TestNewErrors(t *testing.T) {
 	if _, err := New(cfg2); err == nil || !strings.Contains(err.Error(), "listen for HTTP") {
 		t.Errorf("New on a taken HTTP port: %v", err)
 	}
+}
+
+// TestBinaryKeys: keys are bytes end to end. Keys with NUL and invalid
+// UTF-8 go in percent-encoded, come back base64 in "key" (with no
+// "key_text"), and scan pages follow "next" without skipping or repeating
+// any of them.
+func TestBinaryKeys(t *testing.T) {
+	_, srv := newTestServer(t, testConfig(t))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/v1/watch?prefix=%FF", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan sseEvent, 16)
+	go readEvents(resp.Body, events)
+
+	keys := []string{"\x00", "\x00\x01", "a\xffb", "\xfe", "\xff", "\xff\x00", "\xff\xff"}
+	for _, k := range keys {
+		wantCode(t, do(t, srv, http.MethodPut, kvPath(k), "", []byte("v"+k)), http.StatusOK)
+	}
+	for _, k := range keys {
+		r := do(t, srv, http.MethodGet, kvPath(k), "", nil)
+		wantCode(t, r, http.StatusOK)
+		e := decode[EntryJSON](t, r)
+		text := ""
+		if utf8.ValidString(k) {
+			text = k // NUL is valid UTF-8: JSON escapes it exactly
+		}
+		if e.Key != b64(k) || e.KeyText != text || e.Value != b64("v"+k) {
+			t.Errorf("get %q: %+v", k, e)
+		}
+		if text == "" && bytes.Contains(r.body, []byte("key_text")) {
+			t.Errorf("get %q: key_text for a key that is not UTF-8: %s", k, r.body)
+		}
+	}
+	var got []string
+	cursor := ""
+	for range 2 * len(keys) {
+		q := url.Values{"limit": {"1"}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		sr := decode[ScanResponse](t, do(t, srv, http.MethodGet, "/v1/kv?"+q.Encode(), "", nil))
+		for _, e := range sr.Entries {
+			k, err := DecodeKey(e.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(k))
+		}
+		if cursor = sr.Next; cursor == "" {
+			break
+		}
+	}
+	if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", keys) {
+		t.Errorf("scan pages of 1: %q, want %q", got, keys)
+	}
+	sr := decode[ScanResponse](t, do(t, srv, http.MethodGet, "/v1/kv?prefix=%FF", "", nil))
+	if len(sr.Entries) != 3 || sr.Entries[0].Key != b64("\xff") {
+		t.Errorf("scan prefix \\xff: %+v", sr.Entries)
+	}
+	var ev EventJSON
+	if err := json.Unmarshal([]byte(nextEvent(t, events).data), &ev); err != nil || ev.Key != b64("\xff") || ev.KeyText != "" {
+		t.Errorf("watch event %+v (%v), want key \\xff", ev, err)
+	}
+	wantError(t, do(t, srv, http.MethodGet, kvPath("\xff\x01"), "", nil), http.StatusNotFound, `key "\xff\x01" not found`)
 }

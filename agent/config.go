@@ -392,10 +392,7 @@ func (c *Config) Validate() error {
 	if c.Name == "" && c.CertsDir == "" {
 		errs = append(errs, errors.New("--name is required (the host name could not be read)"))
 	}
-	switch {
-	case c.DataDir == "" && !c.InMemory:
-		errs = append(errs, fmt.Errorf("no --%s: give --%s DIR to keep the replica on disk, or --%s to keep it in memory only (a restart loses it)", FlagDataDir, FlagDataDir, FlagInMemory))
-	case c.DataDir != "" && c.InMemory:
+	if c.DataDir != "" && c.InMemory {
 		errs = append(errs, fmt.Errorf("--%s %q and --%s: choose one", FlagDataDir, c.DataDir, FlagInMemory))
 	}
 	if err := checkHostPort(c.Bind, false); err != nil {
@@ -465,6 +462,19 @@ func (c *Config) Validate() error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid agent config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// CheckStorage refuses a configuration that keeps the replica nowhere
+// durable without saying so: no DataDir needs InMemory, so that a
+// forgotten --data-dir does not lose everything at the next restart. New
+// calls it; it is apart from Validate so that a parsed configuration can be
+// inspected before it is complete.
+func (c *Config) CheckStorage() error {
+	if c.DataDir == "" && !c.InMemory {
+		return fmt.Errorf("no --%s: give --%s DIR to keep the replica on disk, or --%s to keep it in memory only (a restart loses it)",
+			FlagDataDir, FlagDataDir, FlagInMemory)
 	}
 	return nil
 }

@@ -263,3 +263,28 @@ func TestProfileFlag(t *testing.T) {
 		t.Errorf("--profile moon: error %v should name the flag and the valid profiles", err)
 	}
 }
+
+func TestStorageMustBeChosen(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := cfg.CheckStorage(); err == nil || !strings.Contains(err.Error(), "--in-memory") || !strings.Contains(err.Error(), "--data-dir") {
+		t.Errorf("no data dir, not in memory: %v", err)
+	}
+	cfg.InMemory = true
+	if err := cfg.CheckStorage(); err != nil {
+		t.Errorf("--in-memory: %v", err)
+	}
+	cfg.DataDir = "/var/lib/hearsay"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "choose one") {
+		t.Errorf("--data-dir and --in-memory: %v", err)
+	}
+	cfg.InMemory = false
+	if err := cfg.CheckStorage(); err != nil {
+		t.Errorf("--data-dir: %v", err)
+	}
+	// New refuses to start without either.
+	cfg = DefaultConfig()
+	cfg.Bind, cfg.HTTP = "127.0.0.1:0", ""
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "--in-memory") {
+		t.Errorf("New without storage: %v", err)
+	}
+}

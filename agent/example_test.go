@@ -17,6 +17,7 @@ import (
 func ExampleNew() {
 	cfg := agent.DefaultConfig()
 	cfg.Name = "example"
+	cfg.InMemory = true      // or DataDir: one of them must be chosen
 	cfg.Bind = "127.0.0.1:0" // any free gossip port
 	cfg.HTTP = ""            // no listener: we serve Handler below
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
