@@ -234,7 +234,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		MaxConnsPerIP: cfg.MaxGossipConnsPerIP,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("hearsay: transport: %w", err)
+		return nil, fmt.Errorf("hearsay: %w", err) // the transport's errors say "transport: "
 	}
 	pc := cfg.Protocol
 	pc.Name, pc.NodeID, pc.Addr = cfg.Name, id, tr.AdvertiseAddr()
@@ -269,8 +269,12 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		}
 	}
 	n.publish(now, true)
-	log.Info("node started", "addr", tr.AdvertiseAddr(), "bind", tr.LocalAddr(), "node_id", fmt.Sprintf("%x", id),
-		"incarnation", eng.Self().Incarnation, "data_dir", cfg.DataDir, "seeds", cfg.Seeds)
+	storage := slog.String("data_dir", cfg.DataDir)
+	if cfg.DataDir == "" {
+		storage = slog.String("storage", "memory")
+	}
+	log.Info("node started", "addr", tr.AdvertiseAddr(), "bind", tr.LocalAddr(), "node_id", fmt.Sprintf("%016x", id),
+		"incarnation", eng.Self().Incarnation, storage, "seeds", cfg.Seeds)
 	go n.loop()
 	go n.syncer()
 	return n, nil

@@ -179,7 +179,7 @@ func New(cfg Config) (*Agent, error) {
 		ln, err := net.Listen("tcp", cfg.HTTP)
 		if err != nil {
 			_ = node.Close()
-			return nil, fmt.Errorf("agent: listen for HTTP on %s: %w", cfg.HTTP, err)
+			return nil, fmt.Errorf("agent: HTTP API (--%s): %w", FlagHTTP, err) // net's error names the address
 		}
 		a.ln = newLimitListener(ln, cfg.Bounds.MaxHTTPConns, bm)
 	}

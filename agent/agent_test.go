@@ -590,7 +590,7 @@ func TestNewErrors(t *testing.T) {
 	cfg2 := testConfig(t)
 	cfg2.Name = "t2"
 	cfg2.HTTP = a.HTTPAddr()
-	if _, err := New(cfg2); err == nil || !strings.Contains(err.Error(), "listen for HTTP") {
+	if _, err := New(cfg2); err == nil || !strings.Contains(err.Error(), "HTTP API (--http)") {
 		t.Errorf("New on a taken HTTP port: %v", err)
 	}
 }

@@ -370,7 +370,7 @@ func bind(addr string) (*net.TCPListener, *net.UDPConn, error) {
 	for range attempts {
 		tl, err := net.Listen("tcp", net.JoinHostPort(host, port))
 		if err != nil {
-			return nil, nil, fmt.Errorf("transport: listen tcp %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("transport: %w", err) // net's error names "listen tcp" and the address
 		}
 		tcp := tl.(*net.TCPListener)
 		p := tcp.Addr().(*net.TCPAddr).Port
@@ -384,7 +384,7 @@ func bind(addr string) (*net.TCPListener, *net.UDPConn, error) {
 			break
 		}
 	}
-	return nil, nil, fmt.Errorf("transport: listen udp %s: %w", addr, lastErr)
+	return nil, nil, fmt.Errorf("transport: %w", lastErr) // net's error names "listen udp" and the address
 }
 
 // advertiseFor picks the address to advertise for a listener bound as bound.
