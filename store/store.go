@@ -73,8 +73,9 @@ func (v Version) Compare(o Version) int {
 // IsZero reports whether v is the zero version, which no write carries.
 func (v Version) IsZero() bool { return v.HLC == 0 && v.Node == 0 }
 
-// String formats v as hlc@node in hex, the form used in logs and the API.
-func (v Version) String() string { return fmt.Sprintf("%x@%x", v.HLC, v.Node) }
+// String formats v as hlc@node in hex, the form used in logs and the API;
+// the node id is zero-padded to 16 digits, as everywhere else it prints.
+func (v Version) String() string { return fmt.Sprintf("%x@%016x", v.HLC, v.Node) }
 
 // Record is one key's replicated state. A delete is a record with Tombstone
 // set and no value: a death certificate that replicates like any write.
