@@ -232,7 +232,7 @@ func newGetCmd(g *globals) *cobra.Command {
 func newScanCmd(g *globals) *cobra.Command {
 	var kf keyFlags
 	var prefixArg, startArg string
-	var limit int
+	var limit, pageSize int
 	cmd := &cobra.Command{
 		Use:   "scan",
 		Short: "List keys and values by prefix",
@@ -245,6 +245,9 @@ page by page). With --json, print an array of {"key" (base64), "key_text"
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 0 {
 				return usagef("--limit %d: must not be negative", limit)
+			}
+			if pageSize < 1 || pageSize > agent.MaxScanLimit {
+				return usagef("--page-size %d: want 1 to %d", pageSize, agent.MaxScanLimit)
 			}
 			prefix, err := kf.parse("--prefix", prefixArg)
 			if err != nil {
@@ -263,9 +266,9 @@ page by page). With --json, print an array of {"key" (base64), "key_text"
 			all := []agent.EntryJSON{}
 			cursor, remaining := "", limit
 			for {
-				page := agent.DefaultScanLimit
+				page := pageSize
 				if limit > 0 {
-					page = min(remaining, agent.MaxScanLimit)
+					page = min(remaining, pageSize)
 				}
 				q := url.Values{"prefix": {string(prefix)}, "limit": {strconv.Itoa(page)}}
 				if cursor != "" {
@@ -309,6 +312,7 @@ page by page). With --json, print an array of {"key" (base64), "key_text"
 	cmd.Flags().StringVar(&prefixArg, "prefix", "", "list keys starting with this prefix (default: all keys)")
 	cmd.Flags().StringVar(&startArg, "start", "", "list keys from this one on, in key order")
 	cmd.Flags().IntVar(&limit, "limit", 0, "list at most this many entries (0: all)")
+	cmd.Flags().IntVar(&pageSize, "page-size", agent.DefaultScanLimit, fmt.Sprintf("entries fetched per request, 1 to %d", agent.MaxScanLimit))
 	kf.register(cmd)
 	return cmd
 }

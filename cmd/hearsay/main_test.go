@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // bin is the hearsay binary built once by TestMain.
@@ -96,6 +98,9 @@ func (r result) want(t *testing.T, code int) result {
 	return r
 }
 
+// b64 is a key as the JSON API carries it.
+func b64(key string) string { return base64.StdEncoding.EncodeToString([]byte(key)) }
+
 // freePort returns a TCP port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -127,7 +132,7 @@ func TestUnreachableAgent(t *testing.T) {
 		{"members", "--addr", addr},
 		{"watch", "--addr", addr},
 	} {
-		r := cli(t, nil, "", args...).want(t, 1)
+		r := cli(t, nil, "", args...).want(t, exitError)
 		if !strings.Contains(r.stderr, "cannot reach agent at "+addr) || !strings.Contains(r.stderr, "hearsay agent") {
 			t.Errorf("%v: stderr %q", args, r.stderr)
 		}
@@ -136,7 +141,7 @@ func TestUnreachableAgent(t *testing.T) {
 		}
 	}
 	// HEARSAY_ADDR is the default --addr.
-	r := cli(t, []string{"HEARSAY_ADDR=" + addr}, "", "status").want(t, 1)
+	r := cli(t, []string{"HEARSAY_ADDR=" + addr}, "", "status").want(t, exitError)
 	if !strings.Contains(r.stderr, "cannot reach agent at "+addr) {
 		t.Errorf("with HEARSAY_ADDR: stderr %q", r.stderr)
 	}
@@ -175,6 +180,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"agent", "--log-level", "loud", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"}, "--log-level"},
 		{[]string{"agent", "--config", unknownKey}, `unknown key "nmae"`},
 		{[]string{"demo", "--nodes", "0"}, "--nodes"},
+		{[]string{"agent", "--addr", addr}, "--addr is a flag of the client commands"},
+		{[]string{"keys", "generate", "--json"}, "--json is a flag of the client commands"},
+		{[]string{"get", "--key-base64", "not base64!", "--addr", addr}, "--key-base64"},
+		{[]string{"get", "--key-base64", "", "--addr", addr}, "key must not be empty"},
 	}
 	for _, c := range cases {
 		r := cli(t, nil, "", c.args...)
@@ -206,6 +215,13 @@ type agentProc struct {
 // running.
 func startAgent(t *testing.T, name string, extra ...string) *agentProc {
 	t.Helper()
+	return startAgentArgs(t, name, append([]string{"--data-dir", t.TempDir(), "--no-sync"}, extra...)...)
+}
+
+// startAgentArgs is startAgent without a data directory of its own: args
+// choose the storage.
+func startAgentArgs(t *testing.T, name string, extra ...string) *agentProc {
+	t.Helper()
 	a := &agentProc{
 		addr:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -213,7 +229,7 @@ func startAgent(t *testing.T, name string, extra ...string) *agentProc {
 		logs:   &bytes.Buffer{},
 	}
 	args := append([]string{"agent", "--name", name, "--bind", a.gossip, "--http", a.addr,
-		"--data-dir", t.TempDir(), "--no-sync", "--log-level", "warn"}, extra...)
+		"--log-level", "warn"}, extra...)
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Env = cleanEnv()
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
@@ -301,7 +317,7 @@ func TestAgentAndClient(t *testing.T) {
 	}
 	r = run("", "--json", "put", "dir/with/slashes", "v2").want(t, 0)
 	var kv map[string]string
-	if err := json.Unmarshal([]byte(r.stdout), &kv); err != nil || kv["key"] != "dir/with/slashes" || kv["version"] == "" {
+	if err := json.Unmarshal([]byte(r.stdout), &kv); err != nil || kv["key"] != b64("dir/with/slashes") || kv["key_text"] != "dir/with/slashes" || kv["version"] == "" {
 		t.Errorf("put --json %q: %v", r.stdout, err)
 	}
 	r = run("", "get", "--json", "dir/with/slashes").want(t, 0)
@@ -309,7 +325,7 @@ func TestAgentAndClient(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &entry); err != nil {
 		t.Fatalf("get --json %q: %v", r.stdout, err)
 	}
-	if entry["key"] != "dir/with/slashes" || entry["value"] != base64.StdEncoding.EncodeToString([]byte("v2")) || entry["version"] != kv["version"] {
+	if entry["key"] != b64("dir/with/slashes") || entry["key_text"] != "dir/with/slashes" || entry["value"] != base64.StdEncoding.EncodeToString([]byte("v2")) || entry["version"] != kv["version"] {
 		t.Errorf("get --json %v, put gave %v", entry, kv)
 	}
 
@@ -325,9 +341,9 @@ func TestAgentAndClient(t *testing.T) {
 		t.Errorf("get absent: stdout %q stderr %q", r.stdout, r.stderr)
 	}
 
-	// Server errors pass through.
+	// Server errors pass through, and exit 2.
 	big := strings.Repeat("x", 2<<20)
-	r = run(big, "put", "big", "-").want(t, 1)
+	r = run(big, "put", "big", "-").want(t, exitError)
 	if !strings.Contains(r.stderr, "value too large") {
 		t.Errorf("oversized put: stderr %q", r.stderr)
 	}
@@ -338,7 +354,7 @@ func TestAgentAndClient(t *testing.T) {
 		t.Errorf("del output %q", r.stdout)
 	}
 	r = run("", "--json", "del", "greeting").want(t, 0)
-	if err := json.Unmarshal([]byte(r.stdout), &kv); err != nil || kv["key"] != "greeting" {
+	if err := json.Unmarshal([]byte(r.stdout), &kv); err != nil || kv["key"] != b64("greeting") {
 		t.Errorf("del --json %q: %v", r.stdout, err)
 	}
 	run("", "get", "greeting").want(t, 1)
@@ -371,7 +387,7 @@ func TestAgentAndClient(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil || len(entries) != 3 {
 		t.Fatalf("scan --json %q: %v", r.stdout, err)
 	}
-	if e := entries[2]; e["key"] != "many/0002" || e["value"] != base64.StdEncoding.EncodeToString([]byte("2")) || e["version"] == "" {
+	if e := entries[2]; e["key"] != b64("many/0002") || e["key_text"] != "many/0002" || e["value"] != base64.StdEncoding.EncodeToString([]byte("2")) || e["version"] == "" {
 		t.Errorf("scan --json entry %v", e)
 	}
 	r = run("", "--json", "scan", "--prefix", "nothing/").want(t, 0)
@@ -403,7 +419,7 @@ func TestAgentAndClient(t *testing.T) {
 	}
 	r = run("", "status", "--json").want(t, 0)
 	var st map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st["name"] != "cli1" || st["version"] != Version || st["http_address"] != a.addr {
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st["name"] != "cli1" || st["version"] != Version || st["http_address"] != a.addr || st["storage"] != "disk" {
 		t.Errorf("status --json %q: %v", r.stdout, err)
 	}
 
@@ -501,7 +517,7 @@ func TestWatch(t *testing.T) {
 		deleted bool
 	}{{"w/1", false}, {"other", false}, {"w/1", true}} {
 		l := asJSON.next(t)
-		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Key != want.key || ev.Deleted != want.deleted || ev.Version == "" {
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Key != b64(want.key) || ev.Deleted != want.deleted || ev.Version == "" {
 			t.Errorf("json watch line %d: %q (%v)", i, l, err)
 		}
 	}
@@ -732,4 +748,178 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestBinaryKeysCLI: the CLI round-trips any key. Keys with NUL (given
+// with --key-base64, since a command line cannot hold NUL) and \xff (given
+// as they are) are written, read back, listed page by page (pages of 1, so
+// that every cursor is a binary key) and watched, with neither corruption
+// nor raw binary on the terminal.
+func TestBinaryKeysCLI(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("uses signals")
+	}
+	a := startAgent(t, "bin1")
+	run := func(args ...string) result {
+		t.Helper()
+		return cli(t, nil, "", append(args, "--addr", a.addr)...)
+	}
+	human := startWatch(t, "watch", "--addr", a.addr)
+	asB64 := startWatch(t, "watch", "--key-base64", "--prefix", b64("\x00"), "--addr", a.addr)
+	asJSON := startWatch(t, "watch", "--json", "--addr", a.addr)
+
+	keys := []string{"\x00", "\x00\xff", "a", "\xff", "\xff\x00"} // in key order
+	for _, k := range keys { // values from stdin: they hold NUL too
+		if strings.ContainsRune(k, 0) {
+			cli(t, nil, "value\x01"+k, "put", "--key-base64", b64(k), "-", "--addr", a.addr).want(t, 0)
+		} else {
+			cli(t, nil, "value\x01"+k, "put", k, "-", "--addr", a.addr).want(t, 0)
+		}
+	}
+	for _, k := range keys {
+		if r := run("get", "--key-base64", b64(k)).want(t, 0); r.stdout != "value\x01"+k {
+			t.Errorf("get %q: %q", k, r.stdout)
+		}
+	}
+	if r := run("get", "\xff").want(t, 0); r.stdout != "value\x01\xff" {
+		t.Errorf("get \\xff as an argument: %q", r.stdout)
+	}
+
+	// Pages of one entry: every cursor is one of the keys.
+	r := run("scan", "--json", "--page-size", "1").want(t, 0)
+	var entries []struct {
+		Key     string  `json:"key"`
+		KeyText *string `json:"key_text"`
+		Value   string  `json:"value"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil {
+		t.Fatalf("scan --json: %v\n%s", err, r.stdout)
+	}
+	var got []string
+	for _, e := range entries {
+		k, err := base64.StdEncoding.DecodeString(e.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(k))
+		if (e.KeyText != nil) != utf8.Valid(k) || (e.KeyText != nil && *e.KeyText != string(k)) {
+			t.Errorf("key %q: key_text %v", k, e.KeyText)
+		}
+	}
+	if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", keys) {
+		t.Errorf("scan pages of 1: %q, want %q", got, keys)
+	}
+	r = run("scan", "--key-base64", "--page-size", "2", "--prefix", b64("\xff")).want(t, 0)
+	if want := b64("\xff") + "\t\"value\\x01\\xff\"\n" + b64("\xff\x00") + "\t\"value\\x01\\xff\\x00\"\n"; r.stdout != want {
+		t.Errorf("scan --key-base64 --prefix \\xff:\n%q, want\n%q", r.stdout, want)
+	}
+	r = run("scan", "--page-size", "1").want(t, 0)
+	want := `"\x00"	"value\x01\x00"` + "\n" + `"\x00\xff"	"value\x01\x00\xff"` + "\n" + `a	"value\x01a"` + "\n" +
+		`"\xff"	"value\x01\xff"` + "\n" + `"\xff\x00"	"value\x01\xff\x00"` + "\n"
+	if r.stdout != want {
+		t.Errorf("scan, human-readable:\n%s\nwant\n%s", r.stdout, want)
+	}
+
+	for _, k := range keys {
+		l := human.next(t)
+		if want := "put\t" + strconv.Quote(k) + "\t" + strconv.Quote("value\x01"+k); k != "a" && l != want {
+			t.Errorf("watch line %q, want %q", l, want)
+		}
+		if !utf8.ValidString(l) || strings.ContainsAny(l, "\x00\x01") {
+			t.Errorf("watch printed raw binary: %q", l)
+		}
+		var ev struct{ Key string }
+		if l := asJSON.next(t); json.Unmarshal([]byte(l), &ev) != nil || ev.Key != b64(k) {
+			t.Errorf("watch --json line %q, want key %q", l, b64(k))
+		}
+	}
+	for _, k := range keys[:2] {
+		if l := asB64.next(t); !strings.HasPrefix(l, "put\t"+b64(k)+"\t") {
+			t.Errorf("watch --key-base64 line %q, want key %s", l, b64(k))
+		}
+	}
+	run("del", "--key-base64", b64("\x00\xff")).want(t, 0)
+	run("get", "--key-base64", b64("\x00\xff")).want(t, exitAbsent)
+	if l := asB64.next(t); l != "delete\t"+b64("\x00\xff") {
+		t.Errorf("watch --key-base64 delete line %q", l)
+	}
+
+	// A too-long key is not echoed whole.
+	long := strings.Repeat("k", 5000)
+	r = run("get", long).want(t, exitError)
+	if len(r.stderr) > 300 || !strings.Contains(r.stderr, "5000 bytes") {
+		t.Errorf("get of a 5000-byte key: stderr (%d bytes) %q", len(r.stderr), r.stderr)
+	}
+}
+
+// TestNotHearsay: a server that is not a hearsay agent is not taken for
+// one: its 404 is not "key not found" (exit 1) but an error (exit 2).
+func TestNotHearsay(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Server", "nginx")
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	for _, args := range [][]string{{"get", "k"}, {"put", "k", "v"}, {"status"}, {"scan"}} {
+		r := cli(t, nil, "", append(args, "--addr", addr)...).want(t, exitError)
+		if !strings.Contains(r.stderr, "not a hearsay agent") || !strings.Contains(r.stderr, "nginx") {
+			t.Errorf("%q: stderr %q", args, r.stderr)
+		}
+	}
+	// health is a probe: every failure is 1 (Docker reserves 2).
+	r := cli(t, nil, "", "health", "--addr", addr).want(t, 1)
+	if !strings.Contains(r.stderr, "not a hearsay agent") {
+		t.Errorf("health: stderr %q", r.stderr)
+	}
+}
+
+// TestHelpAndVersion: --version, a visible completion command, and client
+// flags kept out of the commands that do not use them.
+func TestHelpAndVersion(t *testing.T) {
+	v := cli(t, nil, "", "version").want(t, 0)
+	if r := cli(t, nil, "", "--version").want(t, 0); r.stdout != v.stdout {
+		t.Errorf("--version %q, version %q", r.stdout, v.stdout)
+	}
+	if r := cli(t, nil, "", "--help").want(t, 0); !strings.Contains(r.stdout, "completion") {
+		t.Errorf("--help does not list completion:\n%s", r.stdout)
+	}
+	if r := cli(t, nil, "", "completion", "bash").want(t, 0); !strings.Contains(r.stdout, "hearsay") {
+		t.Errorf("completion bash: %.200s", r.stdout)
+	}
+	r := cli(t, nil, "", "agent", "--help").want(t, 0)
+	for _, f := range []string{"--addr", "--timeout", "--cert-name", "--json"} {
+		if strings.Contains(r.stdout, f+" ") {
+			t.Errorf("agent --help lists the client flag %s", f)
+		}
+	}
+	for _, f := range []string{"--data-dir", "--in-memory", "--certs-dir", "--http"} {
+		if !strings.Contains(r.stdout, f+" ") {
+			t.Errorf("agent --help lacks %s", f)
+		}
+	}
+	if r := cli(t, nil, "", "get", "--help").want(t, 0); !strings.Contains(r.stdout, "--addr") || !strings.Contains(r.stdout, "--key-base64") {
+		t.Errorf("get --help lacks --addr or --key-base64:\n%s", r.stdout)
+	}
+	if r := cli(t, nil, "", "sim", "--help").want(t, 0); !strings.Contains(r.stdout, "--json") || strings.Contains(r.stdout, "--addr") {
+		t.Errorf("sim --help: want --json, not --addr:\n%s", r.stdout)
+	}
+}
+
+// TestAgentNeedsStorage: without --data-dir an agent refuses to start
+// unless --in-memory is given, and its status says which.
+func TestAgentNeedsStorage(t *testing.T) {
+	r := cli(t, nil, "", "agent", "--name", "m", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0").want(t, exitError)
+	if !strings.Contains(r.stderr, "--in-memory") || !strings.Contains(r.stderr, "--data-dir") {
+		t.Errorf("agent without storage: stderr %q", r.stderr)
+	}
+	a := startAgentArgs(t, "mem1", "--in-memory")
+	r = cli(t, nil, "", "status", "--json", "--addr", a.addr).want(t, 0)
+	var st map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st["storage"] != "memory" || st["data_dir"] != nil {
+		t.Errorf("status --json of an in-memory agent %q: %v", r.stdout, err)
+	}
+	if r := cli(t, nil, "", "status", "--addr", a.addr).want(t, 0); !strings.Contains(r.stdout, "memory") {
+		t.Errorf("status of an in-memory agent:\n%s", r.stdout)
+	}
 }
