@@ -85,16 +85,16 @@ func TestCertCommands(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{1, []string{"cert", "create-ca", "--certs-dir", dir}, "ca.crt exists; pass --overwrite"},
-		{1, []string{"cert", "create-client", "--certs-dir", dir, "--name", "ro", "--role", "write"}, "client.ro.crt exists"},
-		{2, []string{"cert", "create-client", "--certs-dir", dir, "--name", "x", "--role", "root"}, "--role"},
-		{2, []string{"cert", "create-client", "--certs-dir", dir, "--role", "read"}, "--name is required"},
-		{1, []string{"cert", "create-client", "--certs-dir", dir, "--name", "../x", "--role", "read"}, "client name"},
-		{2, []string{"cert", "create-ca"}, "--certs-dir is required"},
-		{1, []string{"cert", "create-node", "--certs-dir", empty, "--name", "n1"}, "hearsay cert create-ca --certs-dir " + empty},
-		{1, []string{"cert", "create-node", "--certs-dir", dir, "--name", "n2", "--overwrite", "--host", "a b"}, "not a DNS name"},
-		{2, []string{"cert", "create-node", "--certs-dir", dir, "--name", "n2", "--lifetime", "-1h"}, "--lifetime"},
-		{1, []string{"cert", "list", "--certs-dir", filepath.Join(empty, "none")}, "no such file"},
+		{exitError, []string{"cert", "create-ca", "--certs-dir", dir}, "ca.crt exists; pass --overwrite"},
+		{exitError, []string{"cert", "create-client", "--certs-dir", dir, "--name", "ro", "--role", "write"}, "client.ro.crt exists"},
+		{exitUsage, []string{"cert", "create-client", "--certs-dir", dir, "--name", "x", "--role", "root"}, "--role"},
+		{exitUsage, []string{"cert", "create-client", "--certs-dir", dir, "--role", "read"}, "--name is required"},
+		{exitError, []string{"cert", "create-client", "--certs-dir", dir, "--name", "../x", "--role", "read"}, "client name"},
+		{exitUsage, []string{"cert", "create-ca"}, "--certs-dir is required"},
+		{exitError, []string{"cert", "create-node", "--certs-dir", empty, "--name", "n1"}, "hearsay cert create-ca --certs-dir " + empty},
+		{exitError, []string{"cert", "create-node", "--certs-dir", dir, "--name", "n2", "--overwrite", "--host", "a b"}, "not a DNS name"},
+		{exitUsage, []string{"cert", "create-node", "--certs-dir", dir, "--name", "n2", "--lifetime", "-1h"}, "--lifetime"},
+		{exitError, []string{"cert", "list", "--certs-dir", filepath.Join(empty, "none")}, "no such file"},
 	}
 	for _, c := range cases {
 		r := cli(t, nil, "", c.args...).want(t, c.code)
@@ -216,7 +216,7 @@ func TestCLIOverTLS(t *testing.T) {
 			msg  string
 		}{nil, []string{"get", "k", "--certs-dir", other, "--cert-name", "root"}, "not signed by ca.crt"})
 	for _, c := range cases {
-		r := run(c.env, c.args...).want(t, 1)
+		r := run(c.env, c.args...).want(t, exitError)
 		if !strings.Contains(r.stderr, c.msg) {
 			t.Errorf("%q: stderr %q, want %q", c.args, r.stderr, c.msg)
 		}
@@ -226,7 +226,7 @@ func TestCLIOverTLS(t *testing.T) {
 	}
 	// An agent without certificates, asked over HTTPS.
 	plain := startAgent(t, "plain")
-	r = cli(t, nil, "", "get", "k", "--addr", plain.addr, "--certs-dir", dir).want(t, 1)
+	r = cli(t, nil, "", "get", "k", "--addr", plain.addr, "--certs-dir", dir).want(t, exitError)
 	if !strings.Contains(r.stderr, "it answered in plain HTTP") {
 		t.Errorf("HTTPS to a plain agent: stderr %q", r.stderr)
 	}

@@ -157,8 +157,15 @@ func (c *client) do(ctx context.Context, method string, u *url.URL, body io.Read
 		return nil, c.transportError(ctx, err)
 	}
 	if err := c.checkServer(resp); err != nil {
-		cancel()
-		resp.Body.Close()
+		defer cancel()
+		defer resp.Body.Close()
+		// Go's TLS server answers plain HTTP itself, without our Server
+		// header: say what happened rather than "not hearsay".
+		if resp.StatusCode == http.StatusBadRequest {
+			if ae := readAPIError(resp); strings.Contains(ae.Error(), "HTTPS server") {
+				return nil, ae
+			}
+		}
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {

@@ -29,11 +29,11 @@ func TestKeysGenerateAndCheck(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("c2hvcnQ=\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if e := cli(t, nil, "", "keys", "check", bad).want(t, 1).stderr; !strings.Contains(e, "want 16, 24 or 32") {
+	if e := cli(t, nil, "", "keys", "check", bad).want(t, exitError).stderr; !strings.Contains(e, "want 16, 24 or 32") {
 		t.Fatalf("bad key error %q", e)
 	}
 	cli(t, nil, "", "keys", "check").want(t, 2)
-	cli(t, nil, "", "keys", "check", filepath.Join(dir, "absent")).want(t, 1)
+	cli(t, nil, "", "keys", "check", filepath.Join(dir, "absent")).want(t, exitError)
 }
 
 func TestKeysGenerateOut(t *testing.T) {
@@ -49,7 +49,7 @@ func TestKeysGenerateOut(t *testing.T) {
 	first, _ := os.ReadFile(path)
 	cli(t, nil, "", "keys", "check", path).want(t, 0)
 	// Never overwritten; --keep-existing succeeds and keeps it.
-	cli(t, nil, "", "keys", "generate", "--out", path).want(t, 1)
+	cli(t, nil, "", "keys", "generate", "--out", path).want(t, exitError)
 	cli(t, nil, "", "keys", "generate", "--out", path, "--keep-existing").want(t, 0)
 	if again, _ := os.ReadFile(path); string(again) != string(first) {
 		t.Fatal("key file changed")

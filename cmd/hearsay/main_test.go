@@ -336,7 +336,7 @@ func TestAgentAndClient(t *testing.T) {
 	}
 
 	// get of an absent key: exit 1 and the message.
-	r = run("", "get", "absent").want(t, 1)
+	r = run("", "get", "absent").want(t, exitAbsent)
 	if strings.TrimSpace(r.stderr) != `error: key "absent" not found` || r.stdout != "" {
 		t.Errorf("get absent: stdout %q stderr %q", r.stdout, r.stderr)
 	}
@@ -357,7 +357,7 @@ func TestAgentAndClient(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &kv); err != nil || kv["key"] != b64("greeting") {
 		t.Errorf("del --json %q: %v", r.stdout, err)
 	}
-	run("", "get", "greeting").want(t, 1)
+	run("", "get", "greeting").want(t, exitAbsent)
 
 	// scan: more keys than a page, so that the CLI follows "next".
 	const many = 1005
