@@ -148,7 +148,7 @@ func (s *hsSystem) Broadcast(id int, value []byte) error {
 	return nil
 }
 
-// BytesSent sums hearsay_transport_total{event="bytes_sent"} (frame bytes
+// BytesSent sums hearsay_transport_sent_bytes_total (frame bytes
 // sent by UDP and TCP) over the running nodes.
 func (s *hsSystem) BytesSent() uint64 {
 	s.mu.Lock()
@@ -163,15 +163,11 @@ func (s *hsSystem) BytesSent() uint64 {
 			continue
 		}
 		for _, mf := range mfs {
-			if mf.GetName() != "hearsay_transport_total" {
+			if mf.GetName() != "hearsay_transport_sent_bytes_total" {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "event" && l.GetValue() == "bytes_sent" {
-						total += m.GetCounter().GetValue()
-					}
-				}
+				total += m.GetCounter().GetValue()
 			}
 		}
 	}

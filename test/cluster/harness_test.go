@@ -214,7 +214,7 @@ func (a *agent) members() map[string]member {
 }
 
 // metric returns the value of one sample from /metrics, matched by its full
-// name and labels as printed, e.g. `hearsay_directmail_total{event="retried"}`.
+// name and labels as printed, e.g. `hearsay_directmail_retried_mails_total`.
 func (a *agent) metric(sample string) float64 {
 	b, _, err := a.request("GET", "/metrics", nil)
 	if err != nil {

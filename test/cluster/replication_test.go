@@ -64,7 +64,7 @@ func TestThreeAgentsKillAndRestart(t *testing.T) {
 			a.waitFor(30*time.Second, "key "+k, func() bool { got, ok := a.get(k); return ok && got == v })
 		}
 	}
-	if r := n1.metric(`hearsay_directmail_total{event="retried"}`); r <= 0 {
+	if r := n1.metric(`hearsay_directmail_retried_mails_total`); r <= 0 {
 		t.Fatalf("n1 retried %v mails; the restarted node should have been served from the outbox", r)
 	}
 	for _, a := range []*agent{n1, n2} {

@@ -46,7 +46,7 @@ func TestRumorsAloneAcrossFiveAgents(t *testing.T) {
 		}
 	}
 	for _, a := range agents {
-		if mails := a.metric(`hearsay_directmail_total{event="sent"}`); mails != 0 {
+		if mails := a.metric(`hearsay_directmail_sent_mails_total`); mails != 0 {
 			t.Fatalf("%s sent %v direct mails with direct mail off", a.name, mails)
 		}
 		if got := a.metric(`hearsay_messages_received_total{kind="ae_start"}`); got > 0 {

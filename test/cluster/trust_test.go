@@ -37,7 +37,7 @@ func generateKey(t *testing.T) string {
 func TestExposedAgentRefusesToStartWithoutAuth(t *testing.T) {
 	key := generateKey(t)
 	run := func(args ...string) (string, error) {
-		cmd := exec.Command(binary, append([]string{"agent", "--name", "x", "--data-dir", ""}, args...)...)
+		cmd := exec.Command(binary, append([]string{"agent", "--name", "x", "--in-memory"}, args...)...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -120,7 +120,7 @@ func TestStrangerWithoutKeyIsShutOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := n1.metric(`hearsay_transport_total{event="auth_errors"}`)
+	before := n1.metric(`hearsay_transport_rejected_frames_total{reason="auth"}`)
 	u, err := net.Dial("udp", n1.gossip)
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +142,8 @@ func TestStrangerWithoutKeyIsShutOut(t *testing.T) {
 	c.Write(datagram) // small, plaintext: refused, answered with a notice
 	waitClosed(t, c)
 	n1.waitFor(10*time.Second, "the injections refused", func() bool {
-		return n1.metric(`hearsay_transport_total{event="auth_errors"}`) >= before+3 &&
-			n1.metric(`hearsay_transport_total{event="pre_auth_refused"}`) >= 1
+		return n1.metric(`hearsay_transport_rejected_frames_total{reason="auth"}`) >= before+3 &&
+			n1.metric(`hearsay_transport_closed_connections_total{reason="pre_auth_frame"}`) >= 1
 	})
 
 	// A write on n1 now reaches n2, and nothing of the strangers did.
@@ -312,7 +312,7 @@ func TestPartialGossipFramesStayBounded(t *testing.T) {
 		conns = append(conns, c)
 	}
 	v.waitFor(15*time.Second, "every connection refused", func() bool {
-		return v.metric(`hearsay_transport_total{event="pre_auth_refused"}`)+v.metric(`hearsay_transport_total{event="connections_rejected"}`) >= 200
+		return v.metric(`hearsay_transport_closed_connections_total{reason="pre_auth_frame"}`)+v.metric(`hearsay_transport_closed_connections_total{reason="rejected"}`) >= 200
 	})
 	v.check("200 partial 8 MiB frames")
 }
@@ -329,7 +329,7 @@ func TestIdleGossipConnectionsStayBounded(t *testing.T) {
 		defer c.Close()
 	}
 	v.waitFor(15*time.Second, "1,936 connections rejected", func() bool {
-		return v.metric(`hearsay_transport_total{event="connections_rejected"}`) >= 2000-64
+		return v.metric(`hearsay_transport_closed_connections_total{reason="rejected"}`) >= 2000-64
 	})
 	if open := v.metric("hearsay_transport_connections"); open > 64 {
 		t.Fatalf("%v gossip connections open, the cap is 64", open)
