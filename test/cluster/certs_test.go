@@ -156,7 +156,7 @@ func TestCertificates(t *testing.T) {
 	}
 
 	// A node's name is its certificate's: another --name is refused.
-	out, err = hearsay(t, "agent", "--certs-dir", d1, "--name", "n9", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	out, err = hearsay(t, "agent", "--certs-dir", d1, "--name", "n9", "--in-memory", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0")
 	if err == nil || !strings.Contains(out, `differs from the name in`) {
 		t.Errorf("agent with another name than its certificate's: %v %s", err, out)
 	}
