@@ -119,6 +119,9 @@ func newVersionCmd(g *globals) *cobra.Command {
 }
 
 // versionLine is what `hearsay version` and `hearsay --version` print.
-func versionLine() string {
-	return fmt.Sprintf("hearsay %s (%s, %s/%s)", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+func versionLine() string { return "hearsay version " + versionDetails() }
+
+// versionDetails is the version, the Go version and the platform.
+func versionDetails() string {
+	return fmt.Sprintf("%s (%s, %s/%s)", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -132,11 +132,13 @@ func newRootCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 
 Run a node with "hearsay agent", or a local 3-node cluster with "hearsay demo".
 The other commands talk to an agent's HTTP API at --addr.`,
-		Version:       Version,
+		// --version prints "hearsay version " and this, as `hearsay
+		// version` does. (No SetVersionTemplate: a template links
+		// text/template, which keeps every exported method in the binary.)
+		Version:       versionDetails(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.SetVersionTemplate(versionLine() + "\n")
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

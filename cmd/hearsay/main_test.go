@@ -769,7 +769,7 @@ func TestBinaryKeysCLI(t *testing.T) {
 	asJSON := startWatch(t, "watch", "--json", "--addr", a.addr)
 
 	keys := []string{"\x00", "\x00\xff", "a", "\xff", "\xff\x00"} // in key order
-	for _, k := range keys { // values from stdin: they hold NUL too
+	for _, k := range keys {                                      // values from stdin: they hold NUL too
 		if strings.ContainsRune(k, 0) {
 			cli(t, nil, "value\x01"+k, "put", "--key-base64", b64(k), "-", "--addr", a.addr).want(t, 0)
 		} else {

@@ -51,6 +51,9 @@ Flags override a --scenario YAML file, whose keys are the flag names.`,
   hearsay sim --scenario examples/sim/partition-heal.yaml --json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if plotPath != "" && !sim.PlotSupported {
+				return usageError{sim.ErrNoPlot}
+			}
 			if latency != "" {
 				l, err := sim.ParseLatency(latency)
 				if err != nil {
