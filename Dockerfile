@@ -1,7 +1,16 @@
 # A hearsay agent image with nothing in it but the static binary: no base
-# image to pull. Build with `make docker` (it builds the binary first).
+# image to pull. Build with `make docker` (it cross-compiles the binary for
+# the target architecture first: bin/hearsay-linux-$TARGETARCH, without the
+# simulator's plotting code; `make docker GOARCH=arm64`, or PLATFORMS= for
+# a multi-arch image with buildx).
 FROM scratch
-COPY bin/hearsay-linux-amd64 /hearsay
+ARG TARGETARCH=amd64
+COPY bin/hearsay-linux-${TARGETARCH} /hearsay
+# /data and /keys owned by the unprivileged user the agent runs as, so that
+# named volumes mounted there start writable by it (no shell here to chown).
+COPY --chown=65532:65532 bin/rootfs/ /
+# Not root: 65532 is the conventional "nonroot" user of distroless images.
+USER 65532:65532
 EXPOSE 7946/tcp 7946/udp 7947/tcp
 VOLUME /data
 ENTRYPOINT ["/hearsay", "agent"]
@@ -15,7 +24,8 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
 # (`hearsay keys generate --out gossip.key`; compose.yaml makes one), or the
 # agent refuses to start and says so. --insecure is for the HTTP API only: to
 # be published it must listen on 0.0.0.0 in the container, and it has no
-# client authentication yet, so publish 7947 only where it should be
-# reachable (compose.yaml: host loopback). Add --join and friends after the
-# image name.
+# client authentication without --certs-dir, so publish 7947 only where it
+# should be reachable (compose.yaml: host loopback). Arguments after the image
+# name replace this CMD: repeat --data-dir /data and the rest with --join and
+# friends, as compose.yaml does.
 CMD ["--data-dir", "/data", "--bind", "0.0.0.0:7946", "--http", "0.0.0.0:7947", "--secret-key-file", "/keys/gossip.key", "--insecure"]
