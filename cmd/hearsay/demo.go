@@ -87,6 +87,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (retE
 	if err != nil {
 		return fmt.Errorf("demo: finding this program to start agents: %w", err)
 	}
+	ignoreBrokenPipe()
 	nodes := make([]*demoNode, o.nodes)
 	for i := range nodes {
 		nodes[i] = &demoNode{
@@ -313,12 +314,13 @@ func printDemoBanner(w io.Writer, nodes []*demoNode, root string, removed, joine
 		addr = " --addr " + nodes[0].http
 	}
 	other := nodes[len(nodes)-1]
+	hs := cliName()
 	examples := [][2]string{
-		{"hearsay" + addr + " put greeting hello", "write through " + nodes[0].name},
-		{"hearsay --addr " + other.http + " get greeting", "read it back from " + other.name},
-		{"hearsay" + addr + " scan --prefix gr", "list keys by prefix"},
-		{"hearsay" + addr + ` watch --prefix ""`, "stream every change"},
-		{"hearsay" + addr + " members", "the membership view"},
+		{hs + addr + " put greeting hello", "write through " + nodes[0].name},
+		{hs + " --addr " + other.http + " get greeting", "read it back from " + other.name},
+		{hs + addr + " scan --prefix gr", "list keys by prefix"},
+		{hs + addr + ` watch --prefix ""`, "stream every change"},
+		{hs + addr + " members", "the membership view"},
 		{"curl -s http://" + nodes[0].http + "/v1/status", "the HTTP API"},
 	}
 	fmt.Fprintf(&b, "\nTry, in another terminal:\n")
@@ -329,6 +331,28 @@ func printDemoBanner(w io.Writer, nodes []*demoNode, root string, removed, joine
 	_ = tw.Flush()
 	fmt.Fprintf(&b, "\nLog lines of node nK are prefixed [nK]. Press Ctrl-C to stop every node.\n\n")
 	_, _ = w.Write(b.Bytes())
+}
+
+// cliName is how the banner's examples run this program: "hearsay" when
+// that is what PATH finds, "go run ./cmd/hearsay" under go run (whose
+// binary is in a temporary build directory, on no PATH), else the path of
+// this binary.
+func cliName() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "hearsay"
+	}
+	if p, err := exec.LookPath("hearsay"); err == nil {
+		a, errA := os.Stat(p)
+		b, errB := os.Stat(exe)
+		if errA == nil && errB == nil && os.SameFile(a, b) {
+			return "hearsay"
+		}
+	}
+	if strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/hearsay"
+	}
+	return exe
 }
 
 // stopNodes sends SIGTERM to every running node, waits up to the grace
@@ -369,15 +393,24 @@ func stopNodes(nodes []*demoNode, stderr io.Writer) {
 }
 
 // lockedWriter serializes writes of whole lines from several processes.
+// Once a write fails (the reader of a pipe is gone) it drops the rest
+// without error, so that the agents' logs keep draining and the agents
+// stop gracefully rather than on a broken pipe of their own.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu     sync.Mutex
+	w      io.Writer
+	broken bool
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	if !l.broken {
+		if _, err := l.w.Write(p); err != nil {
+			l.broken = true
+		}
+	}
+	return len(p), nil
 }
 
 // prefixWriter writes each complete line with a prefix; exec copies a

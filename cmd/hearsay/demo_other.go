@@ -12,3 +12,6 @@ func setDemoProcAttr(*exec.Cmd) {}
 
 // terminate stops a process; without signals, it kills it.
 func terminate(p *os.Process) error { return p.Kill() }
+
+// ignoreBrokenPipe does nothing where there is no SIGPIPE.
+func ignoreBrokenPipe() {}

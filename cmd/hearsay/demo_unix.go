@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"os/signal"
 	"syscall"
 )
 
@@ -18,3 +19,9 @@ func setDemoProcAttr(cmd *exec.Cmd) {
 
 // terminate asks a process to stop gracefully.
 func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
+
+// ignoreBrokenPipe keeps the demo alive when its output is a pipe whose
+// reader is gone (Ctrl-C on "hearsay demo | tee log" stops tee too): writes
+// then fail instead of killing the demo with SIGPIPE before it has stopped
+// its agents and removed its data directory.
+func ignoreBrokenPipe() { signal.Ignore(syscall.SIGPIPE) }
