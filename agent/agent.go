@@ -7,7 +7,7 @@
 //	GET    /v1/kv/{key...}   read a key (JSON, or raw bytes with Accept: application/octet-stream)
 //	PUT    /v1/kv/{key...}   write a key (raw body, or JSON {"value": base64})
 //	DELETE /v1/kv/{key...}   delete a key
-//	GET    /v1/kv            scan: ?prefix=&start=&limit=
+//	GET    /v1/kv            scan: ?prefix=&start=&cursor=&limit=
 //	GET    /v1/watch         Server-Sent Events of changes: ?prefix=
 //	GET    /v1/members       the membership view
 //	GET    /v1/status        this node's status
@@ -23,7 +23,10 @@
 // 401, one whose role is too low 403.
 //
 // Errors are JSON objects {"error": "..."} with a fitting status code.
-// Keys in paths are percent-encoded; every byte but '/' may need escaping.
+// Keys are bytes: in paths and queries percent-encoded (any byte), in JSON
+// base64 ("key", and the scan cursor "next"), with "key_text" when the key
+// is valid UTF-8 (see EncodeKey). Every response carries the Server header
+// "hearsay/VERSION", so that clients know they talk to an agent.
 package agent
 
 import (

@@ -15,7 +15,9 @@ func newAgentCmd() *cobra.Command {
 		Short: "Run a hearsay node and its HTTP API",
 		Long: `Run a hearsay node: it keeps a replica, gossips with its peers on --bind and
 serves the HTTP API on --http, until SIGINT or SIGTERM, then leaves the
-cluster gracefully and exits 0.
+cluster gracefully and exits 0. The replica lives in --data-dir; without it
+the agent refuses to start unless --in-memory says that a restart may lose
+everything.
 
 Every flag can also be set by an environment variable, HEARSAY_ and the flag
 name in upper snake case (HEARSAY_DATA_DIR for --data-dir), or by a YAML or
@@ -36,9 +38,9 @@ low a role 403; /v1/health/live and /v1/health/ready need none. Certificates
 do not protect gossip yet: it still needs --secret-key-file off loopback.`,
 		Example: `  hearsay keys generate --out /etc/hearsay/key
   hearsay agent --name n1 --data-dir /var/lib/hearsay --secret-key-file /etc/hearsay/key
-  hearsay agent --name n2 --bind 10.0.0.2:7946 --join 10.0.0.1:7946 --secret-key-file /etc/hearsay/key
-  hearsay agent --name dev --bind 127.0.0.1:7946     # loopback only: no key needed
-  hearsay agent --certs-dir /etc/hearsay/certs --http 10.0.0.1:7947 --bind 10.0.0.1:7946 --secret-key-file /etc/hearsay/key
+  hearsay agent --name n2 --data-dir /var/lib/hearsay --bind 10.0.0.2:7946 --join 10.0.0.1:7946 --secret-key-file /etc/hearsay/key
+  hearsay agent --name dev --in-memory --bind 127.0.0.1:7946     # loopback only: no key needed; a restart loses the data
+  hearsay agent --certs-dir /etc/hearsay/certs --data-dir /var/lib/hearsay --http 10.0.0.1:7947 --bind 10.0.0.1:7946 --secret-key-file /etc/hearsay/key
   HEARSAY_CONFIG=/etc/hearsay.yaml hearsay agent`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
