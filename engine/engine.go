@@ -401,7 +401,7 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 			return e.monger.Pulled(now, env.From)
 		}
 	case *wire.Envelope_Fetch:
-		return e.monger.Fetch(env.From, b.Fetch.Keys)
+		return e.monger.Fetch(now, env.From, b.Fetch.Keys)
 	case *wire.Envelope_AeStart, *wire.Envelope_AeMore, *wire.Envelope_AeCells, *wire.Envelope_AeDiff,
 		*wire.Envelope_AeRecords, *wire.Envelope_AeAck, *wire.Envelope_AeError:
 		return e.stepAE(now, env)
@@ -418,13 +418,14 @@ func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) err
 	}
 	known := make([]uint32, 0, len(r.Records)+len(r.Announces))
 	for i, c := range changed {
+		e.monger.Received(r.Records[i].Key, store.Version{HLC: r.Records[i].Hlc, Node: r.Records[i].Node})
 		if !c {
 			known = append(known, uint32(i))
 		} else if e.cfg.RumorMongering {
 			e.monger.Add(now, r.Records[i].Store())
 		}
 	}
-	var fetch [][]byte
+	var wants []rumor.Want
 	for i, a := range r.Announces {
 		v := store.Version{HLC: a.Hlc, Node: a.Node}
 		cur, ok, err := e.st.Get(a.Key)
@@ -436,10 +437,10 @@ func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) err
 			continue
 		}
 		if len(a.Key) > 0 && len(a.Key) <= store.MaxKeySize {
-			fetch = append(fetch, a.Key)
+			wants = append(wants, rumor.Want{Key: a.Key, Version: v})
 		}
 	}
-	e.monger.RequestFetch(env.From, fetch)
+	e.monger.Announced(now, env.From, wants)
 	if r.Feedback && r.Id != 0 {
 		e.sendPeerOrAddr(env, &wire.Envelope{Body: &wire.Envelope_RumorAck{RumorAck: &wire.RumorAck{Id: r.Id, Known: known}}})
 	}
