@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzRefusal$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/antientropy -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./store/digest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)

@@ -166,6 +166,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"stream_frames_sent", t.StreamFramesSent}, {"stream_frames_received", t.StreamFramesReceived},
 		{"decode_errors", t.DecodeErrors}, {"version_errors", t.VersionErrors}, {"auth_errors", t.AuthErrors},
 		{"dropped", t.Dropped}, {"dial_failures", t.DialFailures}, {"inbox_dropped", t.InboxDropped},
+		{"refusals_sent", t.RefusalsSent}, {"refusals_limited", t.RefusalsLimited}, {"refusals_received", t.RefusalsReceived},
 	} {
 		counter(descTransport, kv.v, kv.name)
 	}

@@ -47,6 +47,13 @@ type Config struct {
 	// NoSync turns off fsync before a write is acknowledged. Faster, and a
 	// power loss may lose acknowledged writes. Default false: durable.
 	NoSync bool
+	// MinFreeDisk is the free space, in bytes, below which the node
+	// refuses writes (ErrNoSpace) until space is freed, so that the disk
+	// never fills up under the store. 0 means DefaultMinFreeDisk of the
+	// data directory's volume (the larger of 256 MiB and 2%); negative
+	// turns the check off (a write that meets a full disk is still
+	// refused). Ignored without a DataDir.
+	MinFreeDisk int64
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
 	// all gossip with AES-GCM; nodes without the key cannot take part.
 	SecretKey []byte
@@ -77,9 +84,12 @@ func DefaultConfig() Config {
 // it makes the store durable with a single fsync (group commit), and only
 // then acknowledges writes and sends messages.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// st is the store the engine and the loop write through: raw, guarded
+	// against writes the node cannot keep (disk.go).
 	st      store.Store
+	raw     store.Store
 	tr      *transport.Transport
 	eng     *engine.Engine // owned by the loop
 	nodeID  uint64
@@ -97,11 +107,31 @@ type Node struct {
 	// membersAt is when the loop last rebuilt the member list it publishes
 	// (loop-owned).
 	membersAt time.Time
+	// clockBad and clockLoggedAt: writes are refused for the clock, and
+	// when that was last logged (loop-owned).
+	clockBad      bool
+	clockLoggedAt time.Time
 
 	watchMu  sync.Mutex
 	watchers map[*watcher]struct{}
 
 	memberFeed memberFeed // subscribers of MemberEvents
+
+	// Disk state (disk.go): why writes are refused, if they are.
+	noSpace    atomic.Pointer[string]
+	failed     atomic.Pointer[string]
+	minFree    uint64
+	diskNext   time.Time // loop-owned: next free-space check
+	diskAvail  atomic.Uint64
+	storageLog logThrottle
+
+	// The syncer (disk.go) and what the loop leaves it.
+	syncMu    sync.Mutex
+	syncQueue []syncWork
+	syncKick  chan struct{}
+	syncDone  chan struct{}
+	syncStats syncStats
+	early     []engine.Message // loop-owned scratch
 }
 
 // snapshot is what the loop publishes for readers outside it.
@@ -111,6 +141,10 @@ type snapshot struct {
 	joined  bool
 	joinErr string
 	leave   [2]int // acked, sent
+
+	clockOffset time.Duration
+	clockPeers  int
+	clockErr    error // why writes are refused for the clock
 }
 
 type request struct {
@@ -170,6 +204,11 @@ func Open(cfg Config) (*Node, error) {
 }
 
 func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
+	if wrapStore != nil {
+		st = wrapStore(st, log)
+	}
+	n := &Node{cfg: cfg, log: log, raw: st}
+	n.st = guardedStore{Store: st, n: n}
 	id, err := loadNodeID(st)
 	if err != nil {
 		return nil, err
@@ -196,7 +235,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	_, _ = rand.Read(seed[:])
 	rng := mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:]), binary.LittleEndian.Uint64(seed[8:])))
 	now := time.Now()
-	eng, err := engine.New(pc, st, rng, now)
+	eng, err := engine.New(pc, n.st, rng, now)
 	if err != nil {
 		_ = tr.Close()
 		return nil, fmt.Errorf("hearsay: %w", err)
@@ -206,11 +245,11 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		return nil, fmt.Errorf("hearsay: sync store: %w", err)
 	}
 	cfg.Protocol = pc
-	n := &Node{
-		cfg: cfg, log: log, st: st, tr: tr, eng: eng, nodeID: id, started: now,
-		reqs: make(chan request, 1024), closing: make(chan struct{}), done: make(chan struct{}),
-		watchers: map[*watcher]struct{}{},
-	}
+	n.cfg, n.tr, n.eng, n.nodeID, n.started = cfg, tr, eng, id, now
+	n.reqs, n.closing, n.done = make(chan request, 1024), make(chan struct{}), make(chan struct{})
+	n.syncKick, n.syncDone = make(chan struct{}, 1), make(chan struct{})
+	n.watchers = map[*watcher]struct{}{}
+	n.initDisk()
 	// A node back from an absence longer than the tombstone grace period
 	// serves nothing until anti-entropy has pulled a full reconciliation.
 	n.ready.Store(eng.Serving())
@@ -226,6 +265,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	log.Info("node started", "addr", tr.AdvertiseAddr(), "bind", tr.LocalAddr(), "node_id", fmt.Sprintf("%x", id),
 		"incarnation", eng.Self().Incarnation, "data_dir", cfg.DataDir, "seeds", cfg.Seeds)
 	go n.loop()
+	go n.syncer()
 	return n, nil
 }
 
@@ -267,6 +307,13 @@ func loadNodeID(st store.Store) (uint64, error) {
 	return binary.BigEndian.Uint64(b[:]), nil
 }
 
+// wallSkew, when set (only by test builds with the faultinject tag), says
+// how far this node's wall clock is to be wrong: the loop hands it to the
+// engine (Engine.SetWallOffset) before each batch, so the node stamps
+// versions and clock samples with a wrong clock while its timers run on
+// the monotonic clock, as when an operator or NTP sets the clock wrong.
+var wallSkew func() time.Duration
+
 // loop is the event loop: the only goroutine that touches the engine.
 func (n *Node) loop() {
 	defer close(n.done)
@@ -279,8 +326,11 @@ func (n *Node) loop() {
 	}
 	waiting = n.commit(time.Now(), waiting)
 	for {
+		if wallSkew != nil {
+			n.eng.SetWallOffset(wallSkew())
+		}
 		now := time.Now()
-		if d := n.eng.Deadline(); !d.IsZero() {
+		if d := earliestTime(n.eng.Deadline(), n.checkDisk(now)); !d.IsZero() {
 			timer.Reset(max(d.Sub(now), 0))
 		}
 		select {
@@ -310,10 +360,27 @@ func (n *Node) loop() {
 		}
 		now = time.Now()
 		if err := n.eng.Tick(now); err != nil {
-			n.log.Error("protocol tick failed", "err", err)
+			n.tickFailed(err)
 		}
 		waiting = n.commit(now, waiting)
 	}
+}
+
+// tickFailed logs a failed tick: through the throttle when the store is
+// full or failed, since every tick then fails alike.
+func (n *Node) tickFailed(err error) {
+	if isStorageError(err) {
+		n.storageLog.log(n.log, slog.LevelWarn, "protocol tick failed: store refuses writes", "err", err)
+		return
+	}
+	n.log.Error("protocol tick failed", "err", err)
+}
+
+func earliestTime(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // pending is a request answered once its batch is durable (writes) or its
@@ -329,6 +396,9 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 	case r.write != nil:
 		rec, err := n.eng.Write(now, r.write.key, r.write.value, r.write.tombstone)
 		if err != nil {
+			if isStorageError(err) {
+				n.storageFailure(err)
+			}
 			r.done <- result{err: err}
 			return waiting
 		}
@@ -341,7 +411,9 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 		n.eng.SetSeeds(r.seeds)
 		r.done <- result{}
 	case r.leave:
-		n.eng.Leave(now)
+		if err := n.eng.Leave(now); err != nil {
+			n.log.Error("leave: incarnation not saved; a restart may not supersede the leave at once", "err", err)
+		}
 		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
 	}
 	return waiting
@@ -349,58 +421,61 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 
 func (n *Node) step(now time.Time, in *transport.Incoming) {
 	if in.Refusal != "" {
-		n.eng.Refused(now, in.From, in.Refusal)
+		n.eng.Refused(in.From, in.Refusal)
 		return
 	}
 	n.metrics.received.WithLabelValues(in.Env.Kind()).Inc()
 	n.metrics.receivedBytes.WithLabelValues(in.Env.Kind()).Add(float64(in.Size))
 	if err := n.eng.Step(now, in.Env); err != nil {
+		if isStorageError(err) {
+			// Not acknowledged: the sender keeps the records.
+			n.storageLog.log(n.log, slog.LevelWarn, "received records not applied: store refuses writes", "from", in.From, "kind", in.Env.Kind(), "err", err)
+			return
+		}
 		n.log.Warn("refused message", "from", in.From, "sender", in.Env.From, "kind", in.Env.Kind(), "err", err)
 	}
 }
 
-// commit makes the batch durable, then releases its effects: messages,
-// acknowledgements, watch events.
+// commit releases the batch's effects: the messages that depend on no
+// sync go out at once; the rest (messages carrying or acknowledging
+// records, watch events, write acknowledgements) go to the syncer, which
+// releases them once the store is durable.
 func (n *Node) commit(now time.Time, waiting []pending) []pending {
 	rd := n.eng.Ready()
-	start := time.Now()
-	syncErr := n.st.Sync()
-	n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
-	if syncErr != nil {
-		n.log.Error("store sync failed: writes in this batch are not acknowledged", "err", syncErr)
-	}
-	if syncErr == nil {
-		for _, m := range rd.Messages {
-			kind := m.Env.Kind()
-			size, err := n.tr.Send(m.To, m.Env)
-			if err != nil {
-				n.metrics.sendErrors.WithLabelValues(kind).Inc()
-				n.log.Debug("send failed", "to", m.To, "kind", kind, "err", err)
-				continue
-			}
-			n.metrics.sent.WithLabelValues(kind).Inc()
-			n.metrics.sentBytes.WithLabelValues(kind).Add(float64(size))
+	var w syncWork
+	early := n.early[:0]
+	for _, m := range rd.Messages {
+		if m.AfterSync {
+			w.msgs = append(w.msgs, m)
+		} else {
+			early = append(early, m)
 		}
-		n.notify(rd.Changes)
 	}
+	n.send(early)
+	clear(early)
+	n.early = early[:0]
+	w.changes = rd.Changes
 	for _, ev := range rd.MemberEvents {
 		n.logMemberEvent(ev)
 	}
 	n.memberFeed.publish(n.cfg.Name, now, rd.MemberEvents)
 	n.ready.Store(n.eng.Serving())
+	prev := n.view.Load()
 	s := n.publish(now, len(rd.MemberEvents) > 0)
+	n.logJoin(prev, s)
 	keep := waiting[:0]
-	for _, w := range waiting {
+	for _, p := range waiting {
 		switch {
-		case w.until == nil && syncErr != nil:
-			w.done <- result{err: fmt.Errorf("hearsay: write not durable: %w", syncErr)}
-		case w.until == nil || w.until(s):
-			w.done <- w.res
+		case p.until == nil:
+			w.writes = append(w.writes, p)
+		case p.until(s):
+			p.done <- p.res
 		default:
-			keep = append(keep, w)
+			keep = append(keep, p)
 		}
 	}
 	clear(waiting[len(keep):])
+	n.enqueueSync(w)
 	return keep
 }
 
@@ -415,6 +490,18 @@ func (n *Node) logMemberEvent(ev membership.Event) {
 		n.log.Warn("member declared dead", "member", m.Name, "addr", m.Addr, "incarnation", m.Incarnation)
 	default:
 		n.log.Info("member state changed", "member", m.Name, "from", stateName(ev.Prev), "to", stateName(m.State), "incarnation", m.Incarnation)
+	}
+}
+
+// logJoin logs the moment the node joins, and each new cause of a failing
+// join: once per change, so a join retried against the same fault does not
+// flood the log.
+func (n *Node) logJoin(prev, s *snapshot) {
+	switch {
+	case s.joined && !prev.joined:
+		n.log.Info("joined the cluster", "members", len(s.members))
+	case !s.joined && s.joinErr != "" && s.joinErr != prev.joinErr:
+		n.log.Warn("join failed, retrying", "seeds", n.cfg.Seeds, "err", s.joinErr)
 	}
 }
 
@@ -437,13 +524,35 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		out = make([]Member, len(ms))
 		for i, m := range ms {
 			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self}
+			if m.Clock.Measured() {
+				off := m.Clock.Offset.Seconds()
+				out[i].ClockOffset = &off
+			}
 		}
 		n.membersAt = now
 	}
 	acked, sent := n.eng.LeaveAcked()
 	s := &snapshot{members: out, stats: n.eng.Stats(), joined: n.eng.Joined(), joinErr: n.eng.JoinError(), leave: [2]int{acked, sent}}
+	s.clockOffset, s.clockPeers, s.clockErr = n.eng.ClockStatus(now)
+	n.logClock(now, s.clockErr)
 	n.view.Store(s)
 	return s
+}
+
+// clockLogEvery bounds how often a clock fault that lasts is logged again.
+const clockLogEvery = time.Minute
+
+// logClock logs when writes start or stop being refused for the clock,
+// and again once a minute while they are.
+func (n *Node) logClock(now time.Time, err error) {
+	switch {
+	case err != nil && (!n.clockBad || now.Sub(n.clockLoggedAt) >= clockLogEvery):
+		n.log.Error("writes refused: clock offset", "err", err)
+		n.clockBad, n.clockLoggedAt = true, now
+	case err == nil && n.clockBad:
+		n.log.Info("clock offset back within bound: writes accepted again")
+		n.clockBad = false
+	}
 }
 
 func stateName(s wire.State) MemberState {
@@ -493,6 +602,9 @@ func (n *Node) usable() error {
 
 func (n *Node) write(ctx context.Context, key, value []byte, tomb bool) (Version, error) {
 	if err := n.usable(); err != nil {
+		return Version{}, err
+	}
+	if err := n.writeRefusal(); err != nil {
 		return Version{}, err
 	}
 	if err := store.Check(store.Record{Key: key, Value: value}, n.cfg.Protocol.MaxValueSize); err != nil {
@@ -577,14 +689,22 @@ func (n *Node) Status() Status {
 		NodeID:        fmt.Sprintf("%016x", n.nodeID),
 		Address:       n.tr.AdvertiseAddr(),
 		Serving:       n.ready.Load(),
-		Joined:        s.joined,
+		Joined:        s.joined || len(n.cfg.Seeds) == 0,
 		LastJoinError: s.joinErr,
 		Members:       len(s.members),
 		Started:       n.started,
 		Outbox:        s.stats.Mail.OutboxRecords,
+		ClockOffset:   s.clockOffset.Seconds(),
+		ClockPeers:    s.clockPeers,
 	}
 	if !st.Serving {
 		st.NotReady = append(st.NotReady, "recovering: back from an absence longer than the tombstone grace period, reconciling with a peer before serving")
+	}
+	if r := n.failed.Load(); r != nil {
+		st.NotReady = append(st.NotReady, *r)
+	}
+	if r := n.noSpace.Load(); r != nil {
+		st.NotReady = append(st.NotReady, *r)
 	}
 	if !st.Joined {
 		reason := fmt.Sprintf("not joined: no seed of %v has answered yet", n.cfg.Seeds)
@@ -592,6 +712,9 @@ func (n *Node) Status() Status {
 			reason = "not joined: " + s.joinErr
 		}
 		st.NotReady = append(st.NotReady, reason)
+	}
+	if s.clockErr != nil {
+		st.NotReady = append(st.NotReady, "clock: "+strings.TrimPrefix(s.clockErr.Error(), "engine: "))
 	}
 	st.Ready = len(st.NotReady) == 0
 	for _, m := range s.members {
@@ -636,6 +759,7 @@ func (n *Node) Close() error {
 	n.closed = true
 	close(n.closing)
 	<-n.done
+	<-n.syncDone
 	n.closeWatchers()
 	n.memberFeed.close()
 	n.metrics.unregister()

@@ -11,6 +11,8 @@
 //	GET    /v1/watch         Server-Sent Events of changes: ?prefix=
 //	GET    /v1/members       the membership view
 //	GET    /v1/status        this node's status
+//	GET    /v1/health/live   200 while the agent serves (liveness probe)
+//	GET    /v1/health/ready  200 when joined, caught up and writable, else 503 with the reasons
 //	GET    /metrics          Prometheus metrics
 //
 // Errors are JSON objects {"error": "..."} with a fitting status code.
@@ -96,6 +98,7 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.Protocol.MaxValueSize = cfg.MaxValueSize
 	applyProtocol(&ncfg.Protocol, cfg)
 	ncfg.NoSync = cfg.NoSync
+	ncfg.MinFreeDisk = cfg.MinFreeDisk
 	ncfg.SecretKey = key
 	ncfg.Logger = log
 	ncfg.Registerer = reg
@@ -238,4 +241,14 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 		pc.Membership.SuspicionTimeout = cfg.SuspicionTimeout
 	}
 	pc.AE.TombstoneGrace = cfg.TombstoneGrace
+	pc.MaxClockOffset = cfg.MaxClockOffset
+	if cfg.MaxClockOffset > 0 {
+		// Receivers allow twice the bound: two healthy writers may each be
+		// that far from the median, on either side.
+		pc.MaxClockSkew = 2 * cfg.MaxClockOffset
+	}
+	if cfg.RetryJoinMax > 0 {
+		pc.Membership.JoinRetryMax = cfg.RetryJoinMax
+		pc.Membership.JoinRetryMin = min(pc.Membership.JoinRetryMin, cfg.RetryJoinMax)
+	}
 }

@@ -50,6 +50,7 @@ const (
 	FlagCluster      = "cluster"
 	FlagMaxValueSize = "max-value-size"
 	FlagNoSync       = "no-sync"
+	FlagMinFreeDisk  = "min-free-disk"
 	FlagLogLevel     = "log-level"
 	FlagLogFormat    = "log-format"
 	FlagSecretKey    = "secret-key-file"
@@ -66,14 +67,17 @@ const (
 	FlagSuspicionTimeout = "suspicion-timeout"
 	FlagProfile          = "profile"
 	FlagTombstoneGrace   = "tombstone-grace"
+	FlagMaxClockOffset   = "max-clock-offset"
+	FlagRetryJoinMax     = "retry-join-max"
 )
 
 // fileKeys are the flags a config file may set, sorted.
 var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
 	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagJoin,
-	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagName, FlagNoSync, FlagProfile, FlagRumor,
-	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace,
+	FlagLogFormat, FlagLogLevel, FlagMaxClockOffset, FlagMaxValueSize, FlagMinFreeDisk, FlagName,
+	FlagNoSync, FlagProfile, FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSuspicionTimeout,
+	FlagTombstoneGrace,
 }
 
 // Config configures an Agent. Every field but the last group has a
@@ -102,6 +106,10 @@ type Config struct {
 	// NoSync turns off fsync before acknowledging a write (faster; a crash
 	// may lose acknowledged writes).
 	NoSync bool
+	// MinFreeDisk is the free space on the data directory's volume below
+	// which writes are refused (507) until space is freed. 0 means the
+	// larger of 256 MiB and 2% of the volume; negative turns the check off.
+	MinFreeDisk int64
 	// SecretKeyFile names a file holding the cluster's secret key, base64
 	// of 16, 24 or 32 bytes: gossip is then encrypted and authenticated,
 	// and nodes without the key cannot take part. Empty: no encryption.
@@ -131,6 +139,13 @@ type Config struct {
 	// when positive; 0 keeps the profile's.
 	SuspicionTimeout time.Duration
 	TombstoneGrace   time.Duration
+	// MaxClockOffset is how far this node's clock may be from its peers'
+	// (the median measured offset) before it refuses writes; 0: no check.
+	MaxClockOffset time.Duration
+	// RetryJoinMax is the longest wait between two join attempts: joining
+	// retries with a backoff doubling up to it until a seed answers. 0 keeps
+	// the profile's (10 s on lan).
+	RetryJoinMax time.Duration
 
 	// Logger, when set, receives the logs, and LogLevel and LogFormat are
 	// ignored. Not a flag.
@@ -166,6 +181,7 @@ func DefaultConfig() Config {
 		AntiEntropyMode:     pc.AE.Mode.String(),
 		Profile:             membership.ProfileLAN,
 		TombstoneGrace:      pc.AE.TombstoneGrace,
+		MaxClockOffset:      pc.MaxClockOffset,
 	}
 }
 
@@ -182,6 +198,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Cluster, FlagCluster, c.Cluster, "cluster name; nodes of other clusters are ignored")
 	fs.Var((*sizeValue)(&c.MaxValueSize), FlagMaxValueSize, "largest value accepted, in bytes (suffixes KiB, MiB allowed)")
 	fs.BoolVar(&c.NoSync, FlagNoSync, c.NoSync, "do not fsync before acknowledging writes (a crash may lose them)")
+	fs.Var((*freeSpaceValue)(&c.MinFreeDisk), FlagMinFreeDisk, "free space below which writes are refused with 507 until space is freed: a size (256MiB, 10GiB), auto (the larger of 256 MiB and 2% of the volume) or off")
 	fs.StringVar(&c.SecretKeyFile, FlagSecretKey, c.SecretKeyFile, "file holding the cluster key (base64 of 16, 24 or 32 bytes) that encrypts gossip")
 	fs.StringVar(&c.LogLevel, FlagLogLevel, c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, FlagLogFormat, c.LogFormat, "log format: text or json")
@@ -195,6 +212,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Profile, FlagProfile, c.Profile, "failure-detector preset: "+strings.Join(membership.Profiles(), ", ")+" (the flags below override it)")
 	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size); 0: the profile's")
 	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
+	fs.DurationVar(&c.MaxClockOffset, FlagMaxClockOffset, c.MaxClockOffset, "refuse writes while this node's clock is further than this from its peers' (median measured offset); 0 disables the check")
+	fs.DurationVar(&c.RetryJoinMax, FlagRetryJoinMax, c.RetryJoinMax, "longest wait between join attempts; joining retries with backoff until a seed of --join answers; 0: the profile's")
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
 
@@ -400,6 +419,12 @@ func (c *Config) Validate() error {
 	if c.TombstoneGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagTombstoneGrace, c.TombstoneGrace))
 	}
+	if c.MaxClockOffset < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagMaxClockOffset, c.MaxClockOffset))
+	}
+	if c.RetryJoinMax < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagRetryJoinMax, c.RetryJoinMax))
+	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))
 	}
@@ -523,4 +548,51 @@ func parseSize(v string) (int, error) {
 		return 0, fmt.Errorf("invalid size %q: too large", v)
 	}
 	return int(n) * mult, nil
+}
+
+// freeSpaceValue is the --min-free-disk flag: a byte count (suffixes as
+// sizeValue, without its 2 GiB limit), "auto" (0) or "off" (-1).
+type freeSpaceValue int64
+
+func (f *freeSpaceValue) String() string {
+	switch {
+	case *f == 0:
+		return "auto"
+	case *f < 0:
+		return "off"
+	}
+	return strconv.FormatInt(int64(*f), 10)
+}
+
+func (f *freeSpaceValue) Type() string { return "bytes" }
+
+func (f *freeSpaceValue) Set(v string) error {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "auto", "":
+		*f = 0
+		return nil
+	case "off", "0":
+		*f = -1
+		return nil
+	}
+	t := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+	} {
+		if len(t) > len(u.suffix) && strings.EqualFold(t[len(t)-len(u.suffix):], u.suffix) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("invalid --%s %q: want a size like 256MiB or 10GiB, auto, or off", FlagMinFreeDisk, v)
+	}
+	*f = freeSpaceValue(n * mult)
+	return nil
 }

@@ -195,7 +195,7 @@ func TestSecretKeyFile(t *testing.T) {
 
 func TestProtocolFlags(t *testing.T) {
 	file := writeFile(t, "c.yaml", "gossip-interval: 50ms\nanti-entropy-mode: pull\nrumor: false\n")
-	cfg, err := ParseConfig([]string{"--config", file, "--direct-mail=false", "--fanout", "5", "--anti-entropy-mode", "full"},
+	cfg, err := ParseConfig([]string{"--config", file, "--direct-mail=false", "--fanout", "5", "--anti-entropy-mode", "full", "--retry-join-max", "100ms"},
 		env("HEARSAY_SUSPICION_TIMEOUT", "9s", "HEARSAY_TOMBSTONE_GRACE", "48h"))
 	if err != nil {
 		t.Fatal(err)
@@ -207,12 +207,14 @@ func TestProtocolFlags(t *testing.T) {
 	ncfg := engine.DefaultConfig()
 	applyProtocol(&ncfg, cfg)
 	if ncfg.DirectMail || ncfg.RumorMongering || !ncfg.AE.FullExchange || ncfg.Rumor.Fanout != 5 ||
-		ncfg.Membership.SuspicionTimeout.String() != "9s" || ncfg.AE.TombstoneGrace.String() != "48h0m0s" {
+		ncfg.Membership.SuspicionTimeout.String() != "9s" || ncfg.AE.TombstoneGrace.String() != "48h0m0s" ||
+		ncfg.Membership.JoinRetryMax.String() != "100ms" || ncfg.Membership.JoinRetryMin > ncfg.Membership.JoinRetryMax {
 		t.Fatalf("engine config: %+v", ncfg)
 	}
 	for _, bad := range [][]string{
 		{"--fanout", "0"}, {"--gossip-interval", "0s"}, {"--anti-entropy-mode", "sideways"},
 		{"--suspicion-timeout", "-1s"}, {"--tombstone-grace", "0s"}, {"--anti-entropy-interval", "0s"},
+		{"--retry-join-max", "-1s"},
 	} {
 		if _, err := ParseConfig(bad, env()); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
 			t.Errorf("%v: error %v should name the flag", bad, err)

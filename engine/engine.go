@@ -15,9 +15,10 @@
 //
 //  1. feed inputs (Write, Step, Join, Leave) and call Tick whenever Deadline
 //     has passed and after every batch of inputs;
-//  2. take Ready, make the store durable (Store.Sync), and only then send
-//     the messages and acknowledge the writes, so that nothing is announced
-//     or acknowledged that a crash could lose.
+//  2. take Ready; send the messages not marked AfterSync at once; make the
+//     store durable (Store.Sync), and only then send the others, tell the
+//     watchers and acknowledge the writes, so that nothing is announced or
+//     acknowledged that a crash could lose.
 package engine
 
 import (
@@ -25,7 +26,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/directmail"
@@ -41,18 +45,40 @@ var (
 	ErrForeignCluster = errors.New("engine: envelope from another cluster")
 	ErrAnonymous      = errors.New("engine: envelope without sender name")
 	ErrBadRecord      = errors.New("engine: refused record")
+	// ErrClockOffset is returned by Write while this node's clock is
+	// further from the cluster's than Config.MaxClockOffset, or before the
+	// offset has been measured.
+	ErrClockOffset = errors.New("engine: clock offset")
 )
 
 // Message is an envelope to deliver to a gossip address.
 type Message struct {
 	To  string
 	Env *wire.Envelope
+	// AfterSync is true when the message carries records or acknowledges
+	// received ones (mail, rumors, anti-entropy records, and their acks):
+	// it may concern records applied since the last sync, so it leaves
+	// only once the store is synced. The others (membership probes, acks
+	// and gossip, joins, digests, requests) depend on nothing durable and
+	// leave at once, so a slow disk never delays failure detection.
+	AfterSync bool
+}
+
+// afterSync reports whether env must wait for the store's sync.
+func afterSync(env *wire.Envelope) bool {
+	switch env.Body.(type) {
+	case *wire.Envelope_Mail, *wire.Envelope_MailAck, *wire.Envelope_Rumor, *wire.Envelope_RumorAck,
+		*wire.Envelope_AeRecords, *wire.Envelope_AeAck:
+		return true
+	}
+	return false
 }
 
 // Ready is what the engine asks its driver to do, collected since the last
 // call to Engine.Ready.
 type Ready struct {
-	// Messages are to be sent after the store is synced.
+	// Messages are to be sent: those marked AfterSync once the store is
+	// synced, the others at once.
 	Messages []Message
 	// Changes are records that changed the store (local writes and merged
 	// remote records), to announce to watchers.
@@ -69,6 +95,7 @@ type Stats struct {
 	RecordsReceived uint64 // records received by any mechanism
 	RecordsApplied  uint64 // of those, records that changed the store
 	LocalWrites     uint64
+	ClockSteps      uint64 // jumps of this node's wall clock detected
 	Mail            directmail.Stats
 	Rumor           rumor.Stats
 	AntiEntropy     antientropy.Stats
@@ -90,11 +117,46 @@ type Engine struct {
 	fresh []store.Record // local writes not yet mailed
 	ready Ready
 	stats Stats
+
+	viewDirty   bool      // the member list changed since it was saved
+	viewSavedAt time.Time // when it was last saved
+
+	wallOffset     time.Duration // wall clock minus timer clock (see SetWallOffset)
+	lastWall       time.Time     // wall reading at the last check (no monotonic part)
+	lastNow        time.Time     // timer clock at the last check
+	clockErr       error         // why local writes are refused for the clock, nil if not
+	clockOffset    time.Duration
+	clockPeers     int       // peers the offset is the median of
+	clockCheckedAt time.Time // when clockErr was last computed
+	// refusedFuture remembers records refused for a version beyond the
+	// skew bound, so that the same record is still refused when time has
+	// caught up with it: it was written by a clock that was wrong, and
+	// would overwrite writes acknowledged after it. Bounded, oldest first
+	// out.
+	refusedFuture map[refusedRecord]struct{}
+	refusedOrder  []refusedRecord
 }
+
+// refusedRecord identifies a record refused for its future version.
+type refusedRecord struct {
+	key     string
+	version store.Version
+}
+
+// maxRefusedFuture bounds Engine.refusedFuture.
+const maxRefusedFuture = 1 << 16
+
+// clockRecheck bounds how stale the clock verdict used by Write may be.
+const clockRecheck = 100 * time.Millisecond
 
 const (
 	metaIncarnation = "incarnation"
 	metaClock       = "hlc"
+	// metaMembers keeps the member list (a wire.JoinReply), so that a
+	// restarted node can rejoin through the members it knew.
+	metaMembers = "members"
+	// membersSaveInterval bounds how often the member list is written.
+	membersSaveInterval = time.Second
 )
 
 // New returns an engine over st. It reloads what the store keeps of an
@@ -121,11 +183,17 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	}
 	self := membership.Member{Name: cfg.Name, Addr: cfg.Addr, NodeID: cfg.NodeID, Incarnation: inc, Since: now}
 	e.members = membership.New(cfg.Membership, self, rng, e.sendAddr)
+	e.members.SetSettings(e.settings())
+	if known, err := e.loadMembers(); err != nil {
+		return nil, err
+	} else if len(known) > 0 {
+		e.members.Rejoin(now, known)
+	}
 	e.mail, err = directmail.New(cfg.Mail, st, rng, e.sendPeer)
 	if err != nil {
 		return nil, err
 	}
-	sample := rumor.Uniform(e.members.LivePeers)
+	sample := rumor.Sampler(e.members.Sample)
 	if cfg.Peers != nil {
 		sample = func(rng *rand.Rand, k int) []string { return cfg.Peers.Sample(rng, k, cfg.Name) }
 	}
@@ -140,6 +208,62 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 		e.mail.DropAll()
 	}
 	return e, nil
+}
+
+// settings are what every member of the cluster must share (see
+// membership.CompareSettings).
+func (e *Engine) settings() *wire.Settings {
+	return &wire.Settings{
+		Protocol:         wire.ProtocolVersion,
+		MaxValueSize:     uint64(e.cfg.MaxValueSize),
+		TombstoneGraceMs: uint64(e.cfg.AE.TombstoneGrace.Milliseconds()),
+		Signing:          "none",
+	}
+}
+
+// loadMembers returns the gossip addresses of the members saved by an
+// earlier run. A saved list that does not decode is ignored: it only
+// speeds up rejoining, and the seeds still work.
+func (e *Engine) loadMembers() ([]string, error) {
+	v, ok, err := e.st.GetMeta([]byte(metaMembers))
+	if err != nil {
+		return nil, fmt.Errorf("engine: read %s: %w", metaMembers, err)
+	}
+	var saved wire.JoinReply
+	if !ok || proto.Unmarshal(v, &saved) != nil {
+		return nil, nil
+	}
+	var addrs []string
+	for _, m := range saved.Members {
+		if m.GetName() != e.cfg.Name && m.GetAddress() != "" && m.GetAddress() != e.cfg.Addr {
+			addrs = append(addrs, m.GetAddress())
+		}
+	}
+	slices.Sort(addrs)
+	return slices.Compact(addrs), nil
+}
+
+// saveMembers writes the member list to store metadata, at most once per
+// membersSaveInterval, in the driver's next commit.
+func (e *Engine) saveMembers(now time.Time) error {
+	if !e.viewDirty || now.Before(e.viewSavedAt.Add(membersSaveInterval)) {
+		return nil
+	}
+	var saved wire.JoinReply
+	for _, m := range e.members.Members() {
+		if m.Name != e.cfg.Name && m.Addr != "" {
+			saved.Members = append(saved.Members, &wire.Member{Name: m.Name, Address: m.Addr, Incarnation: m.Incarnation, State: m.State, NodeId: m.NodeID})
+		}
+	}
+	b, err := proto.Marshal(&saved)
+	if err != nil {
+		return fmt.Errorf("engine: encode member list: %w", err)
+	}
+	if err := e.st.SetMeta([]byte(metaMembers), b); err != nil {
+		return fmt.Errorf("engine: write %s: %w", metaMembers, err)
+	}
+	e.viewDirty, e.viewSavedAt = false, now
+	return nil
 }
 
 func (e *Engine) metaUint(key string) (uint64, error) {
@@ -172,7 +296,7 @@ func (e *Engine) sendAddr(addr string, env *wire.Envelope) {
 	env.FromAddr = e.cfg.Addr
 	env.FromId = e.cfg.NodeID
 	e.members.Piggyback(env)
-	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env})
+	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env, AfterSync: afterSync(env)})
 }
 
 // sendPeer queues env for the named member; false if its address is unknown.
@@ -200,7 +324,10 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 	if err := store.Check(rec, e.cfg.MaxValueSize); err != nil {
 		return store.Record{}, err
 	}
-	rec.Version = store.Version{HLC: e.clock.Now(now), Node: e.cfg.NodeID}
+	if err := e.checkClock(now); err != nil {
+		return store.Record{}, err
+	}
+	rec.Version = store.Version{HLC: e.clock.Now(e.wall(now)), Node: e.cfg.NodeID}
 	if _, err := e.st.Apply([]store.Record{rec}); err != nil {
 		return store.Record{}, fmt.Errorf("engine: apply local write: %w", err)
 	}
@@ -223,6 +350,7 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	if env.Cluster != e.cfg.Cluster {
 		e.stats.Refused++
+		e.refuseForeign(env)
 		return fmt.Errorf("%w: %q (this node: %q), sender %q", ErrForeignCluster, env.Cluster, e.cfg.Cluster, env.From)
 	}
 	if env.From == "" {
@@ -234,16 +362,23 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	}
 	e.stats.Received++
 	defer e.drainMemberEvents()
-	wasJoined := e.members.Joined()
-	if e.cfg.Peers == nil && e.members.Handle(now, env) {
-		e.mail.Contact(now, env.From)
-		if !wasJoined && e.members.Joined() && env.GetJoinReply() != nil && e.cfg.AntiEntropy {
-			// A joiner reconciles with the seed that admitted it at once,
-			// rather than an anti-entropy interval later: it catches up
-			// before the cluster's next writes build on what it lacks.
-			e.ae.Start(now, env.From)
+	if e.cfg.Peers == nil {
+		answered := e.members.Answered()
+		handled, err := e.members.Handle(now, env)
+		if err != nil {
+			return err
 		}
-		return nil
+		if handled {
+			e.mail.Contact(now, env.From)
+			if !answered && e.members.Answered() && env.GetJoinReply() != nil && e.cfg.AntiEntropy {
+				// A joiner reconciles with the seed that admitted it at
+				// once, rather than an anti-entropy interval later: it
+				// catches up before the cluster's next writes build on
+				// what it lacks.
+				e.ae.Start(now, env.From)
+			}
+			return nil
+		}
 	}
 	e.mail.Contact(now, env.From)
 	switch b := env.Body.(type) {
@@ -310,6 +445,26 @@ func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) err
 	return refused
 }
 
+// refuseForeign answers a Join from another cluster with the reason, and
+// records a refusal of this node's own join, so that both sides can say
+// what is wrong instead of waiting in silence.
+func (e *Engine) refuseForeign(env *wire.Envelope) {
+	switch b := env.Body.(type) {
+	case *wire.Envelope_Join:
+		if env.FromAddr != "" {
+			e.sendAddr(env.FromAddr, &wire.Envelope{Body: &wire.Envelope_JoinReply{JoinReply: &wire.JoinReply{
+				Refused: fmt.Sprintf("it belongs to cluster %q, the joiner to cluster %q (--cluster)", e.cfg.Cluster, env.Cluster),
+			}}})
+		}
+	case *wire.Envelope_JoinReply:
+		reason := b.JoinReply.Refused
+		if reason == "" {
+			reason = fmt.Sprintf("it belongs to cluster %q, this node to %q (--cluster)", env.Cluster, e.cfg.Cluster)
+		}
+		e.members.JoinRefused(env.From, env.FromAddr, reason)
+	}
+}
+
 func (e *Engine) sendPeerOrAddr(from *wire.Envelope, env *wire.Envelope) {
 	if !e.sendPeer(from.From, env) && from.FromAddr != "" {
 		e.sendAddr(from.FromAddr, env)
@@ -324,7 +479,7 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 	changed = make([]bool, len(ws))
 	recs := make([]store.Record, 0, len(ws))
 	idx := make([]int, 0, len(ws))
-	limit := hlc.Pack(uint64(max(now.Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
+	limit := hlc.Pack(uint64(max(e.wall(now).Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
 	for i, w := range ws {
 		r := w.Store()
 		e.stats.RecordsReceived++
@@ -333,7 +488,11 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 		}
 		err := store.Check(r, e.cfg.MaxValueSize)
 		if err == nil && (r.Version.HLC > limit || r.Version.IsZero()) {
-			err = fmt.Errorf("version %v outside clock skew bound", r.Version)
+			err = fmt.Errorf("version %v (%v) is beyond this node's clock plus %v", r.Version,
+				hlc.Time(r.Version.HLC).UTC().Format(time.RFC3339Nano), e.cfg.MaxClockSkew)
+			e.rememberFuture(r)
+		} else if err == nil && e.refusedBefore(r) {
+			err = fmt.Errorf("version %v was refused earlier as beyond the clock skew bound", r.Version)
 		}
 		if err != nil {
 			e.stats.RecordsRefused++
@@ -363,6 +522,113 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 	return changed, refused, nil
 }
 
+func (e *Engine) rememberFuture(r store.Record) {
+	if e.refusedFuture == nil {
+		e.refusedFuture = map[refusedRecord]struct{}{}
+	}
+	k := refusedRecord{key: string(r.Key), version: r.Version}
+	if _, ok := e.refusedFuture[k]; ok {
+		return
+	}
+	if len(e.refusedOrder) >= maxRefusedFuture {
+		delete(e.refusedFuture, e.refusedOrder[0])
+		e.refusedOrder = e.refusedOrder[1:]
+	}
+	e.refusedFuture[k] = struct{}{}
+	e.refusedOrder = append(e.refusedOrder, k)
+}
+
+func (e *Engine) refusedBefore(r store.Record) bool {
+	if len(e.refusedFuture) == 0 {
+		return false
+	}
+	_, ok := e.refusedFuture[refusedRecord{key: string(r.Key), version: r.Version}]
+	return ok
+}
+
+// checkClock returns ErrClockOffset, with the measured offset and the
+// bound, while this node's clock is too far from the cluster's to write:
+// its offset to the median of its peers exceeds MaxClockOffset; it has
+// live peers but no measurement yet; or its clock's high-water mark,
+// persisted by an earlier run, is beyond the wall clock by more than the
+// bound (its versions would be refused by every peer). The verdict is
+// recomputed at most every clockRecheck.
+func (e *Engine) checkClock(now time.Time) error {
+	if e.cfg.MaxClockOffset <= 0 || e.cfg.Peers != nil {
+		return nil
+	}
+	if e.wallStepped(now) {
+		e.clockCheckedAt = time.Time{}
+	}
+	if !e.clockCheckedAt.IsZero() && now.Sub(e.clockCheckedAt) < clockRecheck && now.After(e.clockCheckedAt) {
+		return e.clockErr
+	}
+	e.clockCheckedAt = now
+	e.clockOffset, e.clockPeers = e.members.ClockOffset(now)
+	bound := e.cfg.MaxClockOffset
+	switch hw, wall := hlc.Time(e.clock.Last()), e.wall(now); {
+	case hw.Sub(wall) > bound:
+		e.clockErr = fmt.Errorf("%w: this node's clock issued versions up to %s, %v ahead of its wall clock now (more than --max-clock-offset %v): writes are refused until the wall clock passes that time",
+			ErrClockOffset, hw.UTC().Format(time.RFC3339), hw.Sub(wall).Round(time.Millisecond), bound)
+	case e.clockPeers == 0 && e.members.NumLive() > 1:
+		e.clockErr = fmt.Errorf("%w: not measured yet against the %d live peer(s); writes wait for the first probe round trip",
+			ErrClockOffset, e.members.NumLive()-1)
+	case e.clockOffset > bound || e.clockOffset < -bound:
+		dir := "ahead of"
+		if e.clockOffset < 0 {
+			dir = "behind"
+		}
+		e.clockErr = fmt.Errorf("%w: this node's clock is %v %s the cluster's (median of %d peer(s)), more than --max-clock-offset %v: writes are refused until the clock is corrected",
+			ErrClockOffset, e.clockOffset.Abs().Round(time.Millisecond), dir, e.clockPeers, bound)
+	default:
+		e.clockErr = nil
+	}
+	return e.clockErr
+}
+
+// wallStepped reports whether the wall clock moved, since the last call,
+// by more than half the offset bound beyond what the timer clock did: it
+// was stepped (by an operator, or NTP on a clock far off). The offsets
+// measured before no longer hold, so they are forgotten and writes wait for
+// a new measurement; without this, a node whose clock jumped an hour ahead
+// would stamp writes an hour ahead until its next probe round trip.
+func (e *Engine) wallStepped(now time.Time) bool {
+	wall := e.wall(now).Round(0) // the wall reading alone
+	stepped := false
+	if !e.lastWall.IsZero() {
+		drift := wall.Sub(e.lastWall) - now.Sub(e.lastNow)
+		stepped = drift.Abs() > e.cfg.MaxClockOffset/2
+	}
+	e.lastWall, e.lastNow = wall, now
+	if stepped {
+		e.members.ClockStepped()
+		e.stats.ClockSteps++
+	}
+	return stepped
+}
+
+// SetWallOffset sets how far this node's wall clock, which stamps versions
+// and clock samples, is from the clock its timers run on (the now it is
+// given). A real node leaves it at zero: its timers follow the monotonic
+// clock and its wall clock is now's own wall reading, so a wall clock
+// stepped by NTP changes only its timestamps. The simulator and
+// fault-injection builds set it to model a wrong wall clock the same way.
+func (e *Engine) SetWallOffset(d time.Duration) {
+	e.wallOffset = d
+	e.members.SetWallOffset(d)
+}
+
+// wall is this node's wall clock at now.
+func (e *Engine) wall(now time.Time) time.Time { return now.Add(e.wallOffset) }
+
+// ClockStatus returns this node's clock offset to the cluster (positive:
+// this node is ahead), how many peers it is the median of, and why local
+// writes are refused for the clock (nil if they are not).
+func (e *Engine) ClockStatus(now time.Time) (offset time.Duration, peers int, err error) {
+	err = e.checkClock(now)
+	return e.clockOffset, e.clockPeers, err
+}
+
 // Tick runs every timer that is due and sends the writes made since the
 // last tick.
 func (e *Engine) Tick(now time.Time) error {
@@ -376,6 +642,9 @@ func (e *Engine) Tick(now time.Time) error {
 		}
 		clear(e.fresh)
 		e.fresh = e.fresh[:0]
+	}
+	if err := e.saveMembers(now); err != nil {
+		return err
 	}
 	if err := e.mail.Tick(now); err != nil {
 		return fmt.Errorf("engine: %w", err)
@@ -395,6 +664,7 @@ func (e *Engine) drainMemberEvents() {
 			// when the member comes back.
 			e.mail.Drop(ev.Member.Name)
 		}
+		e.viewDirty = true
 		e.ready.MemberEvents = append(e.ready.MemberEvents, ev)
 	}
 }
@@ -404,6 +674,9 @@ func (e *Engine) Deadline() time.Time {
 	var d time.Time
 	if e.cfg.Peers == nil {
 		d = e.members.Deadline()
+	}
+	if e.viewDirty {
+		d = earliest(d, e.viewSavedAt.Add(membersSaveInterval))
 	}
 	d = earliest(d, e.mail.Deadline())
 	if e.cfg.RumorMongering {
@@ -437,7 +710,7 @@ func (e *Engine) JoinError() string { return e.members.JoinError() }
 // Refused records a refusal notice from the node at addr: it could not
 // authenticate what this node sent it. The notice is not authenticated, so
 // it only explains a join that does not succeed.
-func (e *Engine) Refused(now time.Time, addr, reason string) { e.members.Refused(now, addr, reason) }
+func (e *Engine) Refused(addr, reason string) { e.members.Refused(addr, reason) }
 
 // SetSeeds replaces the addresses join retries go to, keeping the backoff:
 // the driver calls it when seed names resolve to new addresses.
@@ -445,9 +718,12 @@ func (e *Engine) SetSeeds(seeds []string) { e.members.SetSeeds(seeds) }
 
 // Leave announces a graceful departure to every live member. LeaveAcked
 // tells how far the announcement got.
-func (e *Engine) Leave(now time.Time) {
+func (e *Engine) Leave(now time.Time) error {
 	e.members.Leave(now)
 	e.drainMemberEvents()
+	// Keep the incarnation the leave was announced at: started again, the
+	// node comes back above it, and its alive news supersedes the leave.
+	return e.setMetaUint(metaIncarnation, e.members.Self().Incarnation)
 }
 
 // LeaveAcked returns how many members acknowledged the leave, of how many

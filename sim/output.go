@@ -39,6 +39,13 @@ func WriteSummary(w io.Writer, r *Report) error {
 	if len(faults) > 0 {
 		extra = "\n  faults: " + strings.Join(faults, ", ")
 	}
+	formed := ""
+	if s.Sampler == "real" {
+		formed = fmt.Sprintf("  formed    %.1f s (± %.1f) of virtual time from %d simultaneous joins until every node saw every other alive\n", r.Formed, r.Spread["formed"], s.Nodes-1)
+	}
+	if r.WritesRefused > 0 || r.ClockViolations > 0 {
+		formed += fmt.Sprintf("  clock     %.1f writes refused by nodes that knew their clock was off; %.1f acknowledged by a node off by more than the bound (invariant: 0)\n", r.WritesRefused, r.ClockViolations)
+	}
 	conv := "never (some running node misses an update at the end)"
 	if r.Converged > 0 {
 		conv = fmt.Sprintf("%.3f %s (± %.3f), in %.0f%% of runs", r.Convergence, r.Unit, r.Spread["convergence"], r.Converged*100)
@@ -55,13 +62,13 @@ func WriteSummary(w io.Writer, r *Report) error {
   converged %s
   messages  %.1f per node, %.0f bytes per node; %.1f per update, %.0f bytes per update (all kinds)
   false failure detections  %.1f (running members declared dead)
-`,
+%s`,
 		s.Nodes, s.Model, s.Mechanism, s.Direction, s.Interest, s.K, s.Fanout, s.Sampler, s.Loss*100, s.Runs, s.Seed,
 		workload, extra, r.Updates,
 		r.Residue, r.Spread["residue"], r.Traffic, r.Spread["traffic"],
 		r.TAvg, r.Spread["t_avg"], r.Unit, r.TLast, r.Spread["t_last"], r.Unit,
 		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, r.Unit, conv,
-		r.MessagesPerNode, r.BytesPerNode, r.MessagesPerUpdate, r.BytesPerUpdate, r.FalseDetections)
+		r.MessagesPerNode, r.BytesPerNode, r.MessagesPerUpdate, r.BytesPerUpdate, r.FalseDetections, formed)
 	return err
 }
 

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -180,11 +181,10 @@ func (r *runner) noteMissing() {
 	}
 }
 
-// formCluster joins every node through n0 and runs until every node sees
-// every other alive. Early joiners would learn of later ones only by
-// gossip; to start measurements from a formed cluster quickly, every node
-// joins a second time once the seed knows everyone, and so receives the
-// full member list.
+// formCluster joins every node through n0 at once and runs until every
+// node sees every other alive, which RunResult.Formed reports: how fast
+// the membership protocol (joins and the push-pulls after them) forms a
+// cluster.
 func (r *runner) formCluster() error {
 	c := r.c
 	seed := c.nodes[0]
@@ -199,17 +199,7 @@ func (r *runner) formCluster() error {
 			r.progress(Progress{Virtual: c.now.Sub(start), Limit: limit, Phase: "forming"})
 		}
 	}
-	for seed.Engine.NumLive() < n && c.now.Sub(start) < limit {
-		if err := c.RunFor(100 * time.Millisecond); err != nil {
-			return err
-		}
-		report()
-	}
-	for _, nd := range c.nodes[1:] {
-		if nd.Engine.NumLive() < n {
-			nd.Join(seed.Name)
-		}
-	}
+	defer func() { r.res.Formed = c.now.Sub(start).Seconds() }()
 	for {
 		formed := true
 		for _, nd := range c.nodes {
@@ -397,8 +387,19 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 	} else {
 		rec, err = n.Put(key, value)
 	}
+	if errors.Is(err, engine.ErrClockOffset) {
+		// The node knows its clock is off and refuses: the client is told.
+		r.res.WritesRefused++
+		return nil
+	}
 	if err != nil {
 		return err
+	}
+	if b := n.cfg.MaxClockOffset; b > 0 && n.skew(r.c.now).Abs() > b+r.clockSlack() {
+		// Invariant: a node whose clock is off by more than the bound
+		// acknowledges no write (the slack covers what a round trip can
+		// hide from its measurement).
+		r.res.ClockViolations++
 	}
 	kt := r.keys[key]
 	if kt == nil {
@@ -428,6 +429,13 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 	}
 	r.advance(n, kt, rec.Version)
 	return nil
+}
+
+// clockSlack is how far beyond the bound a clock may be while its node
+// still writes: the offset is measured over a round trip, within half of
+// it, and judged at most clockRecheck late.
+func (r *runner) clockSlack() time.Duration {
+	return time.Duration(r.s.Latency.Mean)*4 + 200*time.Millisecond
 }
 
 // crash stops n; its store stays.
@@ -487,11 +495,13 @@ func (r *runner) join() error {
 }
 
 // leave makes n announce its departure and stop leaveGrace later.
-func (r *runner) leave(n *Node) {
+func (r *runner) leave(n *Node) error {
 	if !n.up {
-		return
+		return nil
 	}
-	n.Leave()
+	if err := n.Leave(); err != nil {
+		return err
+	}
 	r.res.Leaves++
 	boots := n.boots
 	r.at(r.c.now.Add(leaveGrace), func() error {
@@ -500,6 +510,7 @@ func (r *runner) leave(n *Node) {
 		}
 		return nil
 	})
+	return nil
 }
 
 func (r *runner) onMemberEvent(_ *Node, ev membership.Event) {
@@ -675,7 +686,20 @@ func (r *runner) apply(e Event) error {
 			return err
 		}
 		for _, n := range ns {
-			r.leave(n)
+			if err := r.leave(n); err != nil {
+				return err
+			}
+		}
+	case e.Clock != nil:
+		ns, err := r.pick(&e.Clock.Nodes, true)
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			// Keep the clock continuous at the change: drift counts from
+			// now.
+			n.ClockOffset = time.Duration(e.Clock.Offset) - time.Duration(e.Clock.Drift*float64(r.c.now.Sub(Epoch)))
+			n.ClockDrift = e.Clock.Drift
 		}
 	case e.Write != nil || e.Delete != nil:
 		w, del := e.Write, false
@@ -779,8 +803,7 @@ func (r *runner) script() error {
 		if len(c.live) < 2 {
 			return nil
 		}
-		r.leave(r.randomLive())
-		return nil
+		return r.leave(r.randomLive())
 	})
 	return nil
 }

@@ -29,6 +29,21 @@ const (
 // ErrClosed is returned by a store that has been closed.
 var ErrClosed = errors.New("store: closed")
 
+// Errors a durable store returns when its disk fails it, for use with
+// errors.Is. They are always wrapped with the operation and the cause.
+var (
+	// ErrNoSpace means the store refuses writes because its volume is full
+	// (a write or a flush met ENOSPC). Reads keep working; the store takes
+	// writes again once space is freed and it has recovered (see
+	// pebblestore.Store.Recover).
+	ErrNoSpace = errors.New("store: no space left on device")
+	// ErrFailed means a write or a sync failed in a way that leaves the
+	// durability of earlier writes unknown (an fsync error): the store
+	// refuses every write until it is reopened, which recovers what is
+	// durable. Reads keep working.
+	ErrFailed = errors.New("store: storage failed")
+)
+
 // Version orders writes totally: a hybrid logical clock timestamp, then the id
 // of the node that wrote. Two writes never share a version because a node
 // never issues the same timestamp twice.

@@ -94,9 +94,25 @@ type Config struct {
 	GossipNodes    int
 	// JoinRetryMin and JoinRetryMax bound the backoff between join attempts.
 	JoinRetryMin, JoinRetryMax time.Duration
-	// ReconnectInterval is how often a dead member (not a left one) is
-	// pinged, with the news of its death attached: a member that was only
-	// cut off refutes it, which heals a partition. 0 disables it.
+	// PushPullInterval is how often a node exchanges its whole member list
+	// with a random live member (a push-pull, as a join does), so that
+	// views that gossip left apart (a lost update, a healed partition)
+	// agree again. It grows with the cluster beyond 32 members, as
+	// memberlist's does, to keep the cost per node bounded. 0 disables it.
+	PushPullInterval time.Duration
+	// JoinSyncInterval and JoinSyncMax: after joining, a node pushes and
+	// pulls member lists with random members every JoinSyncInterval while
+	// the exchanges show views that differ, at most JoinSyncMax times.
+	// Nodes that join one seed at once each get the seed's list as it was
+	// when they asked; these exchanges spread the later arrivals in a few
+	// round trips instead of one piggybacked update at a time.
+	JoinSyncInterval time.Duration
+	JoinSyncMax      int
+	// ReconnectInterval is how often a dead or left member is pinged, with
+	// the news of its state attached: a member that was only cut off
+	// refutes its death, which heals a partition, and a member that left
+	// and started again answers at a higher incarnation and is admitted
+	// again. 0 disables it.
 	ReconnectInterval time.Duration
 	// ReapTimeout is how long a dead or left member stays in the view before
 	// it is forgotten; after that its name can join again at any
@@ -119,6 +135,9 @@ type Member struct {
 	State       wire.State
 	// Since is when this node last saw the member change state.
 	Since time.Time
+	// Clock is the last measurement of the member's clock against this
+	// node's (zero Clock.At: never measured).
+	Clock ClockSample
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -152,7 +171,9 @@ type Stats struct {
 	Suspected     uint64 // members this node accused after a failed probe
 	Refuted       uint64 // accusations of this node that it refuted
 	Declared      uint64 // suspects this node's own timer declared dead
-	Reconnects    uint64 // pings sent to dead members
+	Reconnects    uint64 // pings sent to dead and left members
+	PushPulls     uint64 // member-list exchanges started (joins excluded)
+	JoinsRefused  uint64 // joins and push-pulls refused for incompatible settings
 	Reaped        uint64 // dead or left members forgotten
 	// Health is the current local health score, 0 (healthy) to
 	// MaxLocalHealth.
@@ -253,11 +274,21 @@ type Membership struct {
 	events []Event
 	stats  Stats
 
-	seeds       []string
-	joined      bool
-	joinErr     string
-	joinAt      time.Time
-	joinBackoff time.Duration
+	settings     *wire.Settings // what peers must share; nil: not checked
+	seeds        []string       // join targets given by the operator
+	known        []string       // addresses remembered from an earlier run
+	joinDone     bool           // a join or push-pull was answered
+	joinAt       time.Time
+	joinBackoff  time.Duration
+	joinAttempts int
+	joinErr      string
+	joinErrTry   int // the attempt joinErr was reported in
+	syncAt       time.Time
+	wallOffset   time.Duration // wall clock minus timer clock (see SetWallOffset)
+	clockAt      time.Time     // when the last clock sample was taken
+	clockProbeAt time.Time     // no early probe for a clock sample before this
+	fastSyncs    int           // fast push-pulls left after a join
+	agreed       int           // fast push-pulls in a row that found the views equal
 
 	leaveSeqs map[uint64]bool
 	left      bool
@@ -271,7 +302,9 @@ func New(cfg Config, self Member, rng *rand.Rand, send SendFunc) *Membership {
 		cfg: cfg, self: self, members: map[string]*Member{}, rng: rng, send: send,
 		nextProbe: self.Since, suspicions: map[string]*suspicion{}, down: map[string]bool{},
 		queued: map[string]*broadcast{}, nextReconnect: self.Since.Add(cfg.ReconnectInterval),
-		joined: true, // with no seeds there is nothing to join; Join resets it
+	}
+	if cfg.PushPullInterval > 0 {
+		m.syncAt = self.Since.Add(jitter(rng, 2*cfg.PushPullInterval))
 	}
 	// Announce ourselves: after a restart this alive update, at a higher
 	// incarnation, overrides whatever the cluster last believed about us.
@@ -317,6 +350,39 @@ func (m *Membership) LivePeers() []string {
 	return out
 }
 
+// Sample returns up to k distinct live peers (alive or suspect, not self)
+// drawn uniformly at random. While most known members are live it draws
+// names at random and skips the others, so a gossip round costs O(k), not
+// O(n); when most are dead or left, or k is close to their number, it
+// lists the live ones and draws from the list.
+func (m *Membership) Sample(rng *rand.Rand, k int) []string {
+	live := len(m.names) - len(m.down)
+	if k <= 0 || live <= 0 {
+		return nil
+	}
+	if 4*k < live && 2*live >= len(m.names) {
+		out := make([]string, 0, k)
+		for range 8*k + 16 {
+			n := m.names[rng.IntN(len(m.names))]
+			if m.members[n].Live() && !slices.Contains(out, n) {
+				out = append(out, n)
+				if len(out) == k {
+					return out
+				}
+			}
+		}
+	}
+	peers := m.LivePeers()
+	if k >= len(peers) {
+		return peers
+	}
+	for i := range k {
+		j := i + rng.IntN(len(peers)-i)
+		peers[i], peers[j] = peers[j], peers[i]
+	}
+	return slices.Clip(peers[:k])
+}
+
 // NumLive returns the number of live members, self included.
 func (m *Membership) NumLive() int { return len(m.names) - len(m.down) + 1 }
 
@@ -332,60 +398,11 @@ func (m *Membership) Stats() Stats {
 	return s
 }
 
-// Joined reports whether a seed has answered a join since the last Join.
-func (m *Membership) Joined() bool { return m.joined }
-
-// JoinError returns why the last join attempt failed; empty once joined.
-func (m *Membership) JoinError() string {
-	if m.joined {
-		return ""
-	}
-	return m.joinErr
-}
-
-// Refused records a refusal notice from addr (it could not authenticate
-// what this node sent): while joining through it, that is why the join
-// fails.
-func (m *Membership) Refused(now time.Time, addr, reason string) {
-	if !m.joined && slices.Contains(m.seeds, addr) {
-		m.joinErr = "seed " + addr + " refused this node: " + reason
-	}
-}
-
 // Events returns and clears the state changes seen since the last call.
 func (m *Membership) Events() []Event {
 	ev := m.events
 	m.events = nil
 	return ev
-}
-
-// Join starts joining through the given seed addresses: a Join goes to each
-// now and again with backoff until one answers.
-func (m *Membership) Join(now time.Time, seeds []string) {
-	m.seeds = slices.Clone(seeds)
-	m.joined = len(seeds) == 0
-	m.joinBackoff = m.cfg.JoinRetryMin
-	m.joinAt = now
-	m.tickJoin(now)
-}
-
-// SetSeeds replaces the addresses that join retries go to, keeping the
-// backoff: the driver calls it when the seed names resolve to new
-// addresses (a DNS name behind which pods come and go).
-func (m *Membership) SetSeeds(seeds []string) { m.seeds = slices.Clone(seeds) }
-
-func (m *Membership) tickJoin(now time.Time) {
-	if m.joined || len(m.seeds) == 0 || now.Before(m.joinAt) {
-		return
-	}
-	for _, s := range m.seeds {
-		if s == m.self.Addr {
-			continue
-		}
-		m.send(s, &wire.Envelope{Body: &wire.Envelope_Join{Join: &wire.Join{}}})
-	}
-	m.joinAt = now.Add(jitter(m.rng, m.joinBackoff))
-	m.joinBackoff = min(2*m.joinBackoff, m.cfg.JoinRetryMax)
 }
 
 // Leave marks self as left and announces it directly to every live member
@@ -433,7 +450,7 @@ func (m *Membership) Deadline() time.Time {
 			d = t
 		}
 	}
-	if !m.joined && len(m.seeds) > 0 {
+	if m.joining() {
 		earlier(m.joinAt)
 	}
 	if m.left {
@@ -451,22 +468,16 @@ func (m *Membership) Deadline() time.Time {
 	m.refreshTimers()
 	earlier(m.suspicionAt)
 	earlier(m.reapAt)
-	if m.cfg.ReconnectInterval > 0 && m.hasDead() {
+	if m.cfg.ReconnectInterval > 0 && len(m.down) > 0 {
 		earlier(m.nextReconnect)
+	}
+	if !m.syncAt.IsZero() && m.cfg.PushPullInterval > 0 {
+		earlier(m.syncAt)
 	}
 	if m.cfg.GossipNodes > 0 && len(m.queue) > 0 {
 		earlier(m.nextGossip)
 	}
 	return d
-}
-
-func (m *Membership) hasDead() bool {
-	for n := range m.down {
-		if m.members[n].State == wire.State_DEAD {
-			return true
-		}
-	}
-	return false
 }
 
 // refreshTimers recomputes the earliest suspicion and reap deadlines after
@@ -530,11 +541,16 @@ func (m *Membership) Tick(now time.Time) {
 	}
 	if m.cfg.ReconnectInterval > 0 && !now.Before(m.nextReconnect) {
 		m.nextReconnect = now.Add(m.cfg.ReconnectInterval)
-		m.reconnect()
+		m.reconnect(now)
 	}
-	if !now.Before(m.nextProbe) && m.probe == nil {
+	if m.probe == nil && !now.Before(m.nextProbe) {
+		m.startProbe(now)
+	} else if m.probe == nil && m.needClock(now) && !now.Before(m.clockProbeAt) {
+		// At most one early probe per probe timeout, answered or not.
+		m.clockProbeAt = now.Add(m.cfg.ProbeTimeout)
 		m.startProbe(now)
 	}
+	m.tickSync(now)
 	if m.cfg.GossipNodes > 0 && len(m.queue) > 0 && !now.Before(m.nextGossip) {
 		m.nextGossip = now.Add(m.cfg.GossipInterval)
 		m.gossip()
@@ -592,7 +608,7 @@ func (m *Membership) startProbe(now time.Time) {
 			// it from the refuter itself at the next probe either way.
 			env := &wire.Envelope{
 				Members: []*wire.Member{m.self.toWire()},
-				Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name}},
+				Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name, SentUs: m.wall(now).UnixMicro()}},
 			}
 			if p.State == wire.State_SUSPECT {
 				// Lifeguard's buddy system: the suspect learns of the
@@ -676,15 +692,15 @@ func (m *Membership) tickRelays(now time.Time) {
 	m.relays = keep
 }
 
-// reconnect pings one dead member at random with the news of its death: if
-// it was only cut off (a partition), it refutes, and its alive update at a
-// higher incarnation brings it back into everyone's view.
-func (m *Membership) reconnect() {
+// reconnect pings one dead or left member at random with the news of its
+// state: if it was only cut off (a partition), it refutes its death; if it
+// left and has started again, it answers at a higher incarnation. Either
+// way its alive update brings it back into everyone's view. A member that
+// is really gone stays silent until it is reaped.
+func (m *Membership) reconnect(now time.Time) {
 	var dead []string
 	for n := range m.down {
-		if m.members[n].State == wire.State_DEAD {
-			dead = append(dead, n)
-		}
+		dead = append(dead, n)
 	}
 	if len(dead) == 0 {
 		return
@@ -695,7 +711,7 @@ func (m *Membership) reconnect() {
 	m.stats.Reconnects++
 	m.send(p.Addr, &wire.Envelope{
 		Members: []*wire.Member{p.toWire()},
-		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name}},
+		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name, SentUs: m.wall(now).UnixMicro()}},
 	})
 }
 
@@ -727,7 +743,12 @@ func (m *Membership) reap(now time.Time) {
 // Handle processes the membership side of a received envelope: the sender's
 // own liveness, piggybacked updates, and Ping, Ack, PingReq, Nack, Join and
 // JoinReply bodies. It reports whether the body was a membership message.
-func (m *Membership) Handle(now time.Time, env *wire.Envelope) bool {
+func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
+	// A join or push-pull from a member with other cluster-wide settings is
+	// refused before anything in it is believed.
+	if err := m.checkJoin(env); err != nil {
+		return true, err
+	}
 	if env.From != "" && env.From != m.self.Name {
 		if _, ok := m.members[env.From]; !ok && env.FromAddr != "" {
 			// A message from a member we have never heard of: it is evidently
@@ -742,12 +763,12 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) bool {
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Ping:
 		if b.Ping.Target != "" && b.Ping.Target != m.self.Name {
-			return true // meant for a member that used to have our address
+			return true, nil // meant for a member that used to have our address
 		}
 		if addr := m.addrOf(env); addr != "" {
 			ack := &wire.Envelope{
 				Members: []*wire.Member{m.self.toWire()},
-				Body:    &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq}},
+				Body:    &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq, PingSentUs: b.Ping.SentUs, ClockUs: m.wall(now).UnixMicro()}},
 			}
 			if p, ok := m.members[env.From]; ok && (p.State == wire.State_SUSPECT || p.State == wire.State_DEAD) {
 				// The sender is evidently running, but we believe otherwise:
@@ -757,6 +778,7 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) bool {
 			m.send(addr, ack)
 		}
 	case *wire.Envelope_Ack:
+		m.observeClock(now, env.From, b.Ack.PingSentUs, b.Ack.ClockUs)
 		if p := m.probe; p != nil && p.seq == b.Ack.Seq {
 			if !p.indirect {
 				m.addHealth(-1)
@@ -781,23 +803,14 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) bool {
 			m.stats.NacksReceived++
 		}
 	case *wire.Envelope_Join:
-		if addr := m.addrOf(env); addr != "" {
-			all := m.Members()
-			ws := make([]*wire.Member, len(all))
-			for i, x := range all {
-				ws[i] = x.toWire()
-			}
-			m.send(addr, &wire.Envelope{Body: &wire.Envelope_JoinReply{JoinReply: &wire.JoinReply{Members: ws}}})
-		}
+		m.handleJoin(now, env, b.Join)
 	case *wire.Envelope_JoinReply:
-		for _, u := range b.JoinReply.Members {
-			m.apply(now, u)
-		}
-		m.joined = true
+		m.observeClock(now, env.From, b.JoinReply.JoinSentUs, b.JoinReply.ClockUs)
+		m.handleJoinReply(now, b.JoinReply)
 	default:
-		return false
+		return false, nil
 	}
-	return true
+	return true, nil
 }
 
 // relay runs an indirect probe for the sender of a ping-req: ping the
@@ -818,7 +831,7 @@ func (m *Membership) relay(now time.Time, env *wire.Envelope, req *wire.PingReq)
 	m.seq++
 	m.stats.Relayed++
 	m.relays = append(m.relays, relay{seq: m.seq, reqSeq: req.Seq, reqAddr: reqAddr, nackAt: now.Add(m.cfg.ProbeTimeout * 4 / 5)})
-	m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: req.Target}}})
+	m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: req.Target, SentUs: m.wall(now).UnixMicro()}}})
 }
 
 func (m *Membership) addrOf(env *wire.Envelope) string {

@@ -289,6 +289,7 @@ func TestBroadcastQueueNewestLeastSentFirst(t *testing.T) {
 func TestGossipSendsQueuedNewsOnlyWhileThereIsSome(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ProbeInterval = time.Hour // keep probes out of the way
+	cfg.PushPullInterval = 0
 	a := newNode(t, "a", cfg, "b", "c", "d", "e")
 	a.Tick(t0)
 	a.take()

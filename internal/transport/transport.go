@@ -48,6 +48,14 @@
 // node with a keyring refuses plaintext frames, counting them as
 // Stats.AuthErrors, just as a node without a keyring refuses sealed frames.
 // All members of a cluster must therefore agree on whether encryption is on.
+//
+// A frame refused for failed authentication is answered with a refusal
+// notice saying why (plaintext to a node with a key, encrypted to a node
+// without one, or no key of the ring opens it), over UDP to the datagram's
+// source and over TCP on the connection before it is closed. Notices are
+// rate-limited, never larger than the datagram they answer and never
+// answered; they arrive as an Incoming with Refusal set and Env nil. See
+// refusal.go.
 package transport
 
 import (
@@ -161,6 +169,9 @@ type Stats struct {
 	Dropped              uint64 // outgoing frames dropped: queue full, dial or write failure
 	DialFailures         uint64 // failed TCP dials
 	InboxDropped         uint64 // received datagrams dropped because Incoming was full
+	RefusalsSent         uint64 // refusal notices sent in answer to frames that failed authentication
+	RefusalsLimited      uint64 // refusal notices not sent: rate limit, or a datagram too small to answer
+	RefusalsReceived     uint64 // refusal notices received
 }
 
 type counters struct {
@@ -170,6 +181,8 @@ type counters struct {
 	decodeErrors, versionErrors      atomic.Uint64
 	authErrors, dropped, dialFailure atomic.Uint64
 	inboxDropped                     atomic.Uint64
+	refusalsSent, refusalsLimited    atomic.Uint64
+	refusalsReceived                 atomic.Uint64
 }
 
 // Transport sends and receives envelopes over UDP and TCP. It is safe for
@@ -189,6 +202,7 @@ type Transport struct {
 	closeOnce sync.Once
 	stats     counters
 	warnAt    [warnKinds]atomic.Int64 // unix nanos of the last Warn per kind
+	refusals  refusalLimiter
 
 	mu     sync.RWMutex
 	closed bool
@@ -364,6 +378,9 @@ func (t *Transport) Stats() Stats {
 		Dropped:              s.dropped.Load(),
 		DialFailures:         s.dialFailure.Load(),
 		InboxDropped:         s.inboxDropped.Load(),
+		RefusalsSent:         s.refusalsSent.Load(),
+		RefusalsLimited:      s.refusalsLimited.Load(),
+		RefusalsReceived:     s.refusalsReceived.Load(),
 	}
 }
 
@@ -627,6 +644,8 @@ func (t *Transport) dial(p *peer) bool {
 		return false
 	}
 	p.conn, p.used, p.dialDelay = c, false, 0
+	t.wg.Add(1)
+	go t.readRefusals(p.addr, c)
 	return true
 }
 
@@ -670,9 +689,16 @@ func (t *Transport) readUDP() {
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		raw := bytes.Clone(buf[:n])
+		if isRefusal(raw) {
+			t.receiveRefusal("udp", from.String(), raw)
+			continue
+		}
 		env, err := t.decode(raw)
 		if err != nil {
 			t.badInput("udp", from.String(), n, err, false)
+			if reason := refusalReason(err); reason != "" {
+				t.refuseDatagram(from, n, reason)
+			}
 			continue
 		}
 		t.stats.packetsReceived.Add(1)
@@ -740,7 +766,18 @@ func (t *Transport) readConn(c net.Conn) {
 			}
 			return
 		}
+		if isRefusal(raw) {
+			t.receiveRefusal("tcp", from, raw)
+			continue
+		}
 		env, err := t.decode(raw)
+		if reason := refusalReason(err); reason != "" {
+			// A peer that cannot authenticate has nothing to say on this
+			// stream: tell it why, and hang up.
+			t.badInput("tcp", from, len(raw), err, true)
+			t.refuseStream(c, from, reason)
+			return
+		}
 		if err != nil {
 			// The frame was complete, so the stream is still in step; a
 			// header error would have failed readFrame.
@@ -799,14 +836,17 @@ func (t *Transport) decode(raw []byte) (*wire.Envelope, error) {
 	kr := t.cfg.Keyring
 	switch {
 	case kr != nil && flags != flagSealed:
-		return nil, fmt.Errorf("%w: plaintext frame (flags %#x) refused: this node requires encryption", ErrAuth, flags)
+		return nil, &refusable{reasonNeedsKey, fmt.Errorf("%w: plaintext frame (flags %#x) refused: this node requires encryption", ErrAuth, flags)}
 	case kr == nil && flags == flagSealed:
-		return nil, fmt.Errorf("%w: encrypted frame refused: this node has no keyring", ErrAuth)
+		return nil, &refusable{reasonNoKey, fmt.Errorf("%w: encrypted frame refused: this node has no keyring", ErrAuth)}
 	case kr == nil && flags != 0:
 		return nil, fmt.Errorf("%w: unknown frame flags %#x", wire.ErrMalformed, flags)
 	}
 	if kr != nil {
 		if raw, err = kr.Open(raw); err != nil {
+			if errors.Is(err, ErrAuth) {
+				return nil, &refusable{reasonWrongKey, err}
+			}
 			return nil, err
 		}
 	}
@@ -846,6 +886,7 @@ const (
 	warnAuth
 	warnInbox
 	warnAccept
+	warnRefusal
 	warnKinds
 )
 

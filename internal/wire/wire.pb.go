@@ -301,7 +301,10 @@ type Ping struct {
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// target names the member the sender means to reach, so that a node that
 	// took over a dead member's address does not answer for it.
-	Target        string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// sent_us is the sender's wall clock when it sent the ping, in
+	// microseconds since the Unix epoch (0: not measured).
+	SentUs        int64 `protobuf:"varint,3,opt,name=sent_us,json=sentUs,proto3" json:"sent_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -350,10 +353,22 @@ func (x *Ping) GetTarget() string {
 	return ""
 }
 
-// Ack answers a Ping.
+func (x *Ping) GetSentUs() int64 {
+	if x != nil {
+		return x.SentUs
+	}
+	return 0
+}
+
+// Ack answers a Ping. With the ping's sent_us echoed and the responder's
+// own clock, the prober estimates the clock offset between the two, NTP
+// style: offset = clock_us - (sent_us + received)/2, within half the round
+// trip.
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	PingSentUs    int64                  `protobuf:"varint,2,opt,name=ping_sent_us,json=pingSentUs,proto3" json:"ping_sent_us,omitempty"`
+	ClockUs       int64                  `protobuf:"varint,3,opt,name=clock_us,json=clockUs,proto3" json:"clock_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -391,6 +406,20 @@ func (*Ack) Descriptor() ([]byte, []int) {
 func (x *Ack) GetSeq() uint64 {
 	if x != nil {
 		return x.Seq
+	}
+	return 0
+}
+
+func (x *Ack) GetPingSentUs() int64 {
+	if x != nil {
+		return x.PingSentUs
+	}
+	return 0
+}
+
+func (x *Ack) GetClockUs() int64 {
+	if x != nil {
+		return x.ClockUs
 	}
 	return 0
 }
@@ -505,16 +534,98 @@ func (x *Nack) GetSeq() uint64 {
 	return 0
 }
 
-// Join asks a seed to admit the sender and to send back the member list.
+// Settings are what every member of a cluster must share: a member with
+// other values cannot keep its replica equal to the others' (a smaller
+// maximum value size refuses some records forever; a shorter tombstone
+// grace period lets deleted keys come back). They travel with every Join
+// and JoinReply, and a mismatch refuses the join on both sides.
+type Settings struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Protocol         uint32                 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	MaxValueSize     uint64                 `protobuf:"varint,2,opt,name=max_value_size,json=maxValueSize,proto3" json:"max_value_size,omitempty"`
+	TombstoneGraceMs uint64                 `protobuf:"varint,3,opt,name=tombstone_grace_ms,json=tombstoneGraceMs,proto3" json:"tombstone_grace_ms,omitempty"`
+	// signing names how records are signed ("none" so far).
+	Signing       string `protobuf:"bytes,4,opt,name=signing,proto3" json:"signing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Settings) Reset() {
+	*x = Settings{}
+	mi := &file_internal_wire_wire_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Settings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Settings) ProtoMessage() {}
+
+func (x *Settings) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Settings.ProtoReflect.Descriptor instead.
+func (*Settings) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Settings) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *Settings) GetMaxValueSize() uint64 {
+	if x != nil {
+		return x.MaxValueSize
+	}
+	return 0
+}
+
+func (x *Settings) GetTombstoneGraceMs() uint64 {
+	if x != nil {
+		return x.TombstoneGraceMs
+	}
+	return 0
+}
+
+func (x *Settings) GetSigning() string {
+	if x != nil {
+		return x.Signing
+	}
+	return ""
+}
+
+// Join asks a seed to admit the sender and to send back its member list. It
+// carries the sender's own list, so that a join is a full push-pull of
+// membership (as memberlist's); sync marks the periodic push-pull between
+// members rather than a join.
 type Join struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Settings *Settings              `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	Members  []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Sync     bool                   `protobuf:"varint,3,opt,name=sync,proto3" json:"sync,omitempty"`
+	// sent_us, as in Ping: the reply measures the clock offset to the seed.
+	SentUs        int64 `protobuf:"varint,4,opt,name=sent_us,json=sentUs,proto3" json:"sent_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_internal_wire_wire_proto_msgTypes[6]
+	mi := &file_internal_wire_wire_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +637,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[6]
+	mi := &file_internal_wire_wire_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,20 +650,55 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{6}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{7}
 }
 
-// JoinReply carries the seed's full member list.
+func (x *Join) GetSettings() *Settings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *Join) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *Join) GetSync() bool {
+	if x != nil {
+		return x.Sync
+	}
+	return false
+}
+
+func (x *Join) GetSentUs() int64 {
+	if x != nil {
+		return x.SentUs
+	}
+	return 0
+}
+
+// JoinReply carries the seed's full member list, or, with refused set, why
+// the seed did not admit the sender (an incompatible setting or cluster).
 type JoinReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Members  []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	Settings *Settings              `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	Refused  string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"`
+	Sync     bool                   `protobuf:"varint,4,opt,name=sync,proto3" json:"sync,omitempty"`
+	// join_sent_us and clock_us, as in Ack.
+	JoinSentUs    int64 `protobuf:"varint,5,opt,name=join_sent_us,json=joinSentUs,proto3" json:"join_sent_us,omitempty"`
+	ClockUs       int64 `protobuf:"varint,6,opt,name=clock_us,json=clockUs,proto3" json:"clock_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinReply) Reset() {
 	*x = JoinReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[7]
+	mi := &file_internal_wire_wire_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +710,7 @@ func (x *JoinReply) String() string {
 func (*JoinReply) ProtoMessage() {}
 
 func (x *JoinReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[7]
+	mi := &file_internal_wire_wire_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +723,7 @@ func (x *JoinReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinReply.ProtoReflect.Descriptor instead.
 func (*JoinReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{7}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JoinReply) GetMembers() []*Member {
@@ -585,6 +731,41 @@ func (x *JoinReply) GetMembers() []*Member {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *JoinReply) GetSettings() *Settings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *JoinReply) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+func (x *JoinReply) GetSync() bool {
+	if x != nil {
+		return x.Sync
+	}
+	return false
+}
+
+func (x *JoinReply) GetJoinSentUs() int64 {
+	if x != nil {
+		return x.JoinSentUs
+	}
+	return 0
+}
+
+func (x *JoinReply) GetClockUs() int64 {
+	if x != nil {
+		return x.ClockUs
+	}
+	return 0
 }
 
 // Mail is direct mail: records written (or learned) by the sender, sent to
@@ -600,7 +781,7 @@ type Mail struct {
 
 func (x *Mail) Reset() {
 	*x = Mail{}
-	mi := &file_internal_wire_wire_proto_msgTypes[8]
+	mi := &file_internal_wire_wire_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +793,7 @@ func (x *Mail) String() string {
 func (*Mail) ProtoMessage() {}
 
 func (x *Mail) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[8]
+	mi := &file_internal_wire_wire_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +806,7 @@ func (x *Mail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mail.ProtoReflect.Descriptor instead.
 func (*Mail) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{8}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Mail) GetId() uint64 {
@@ -652,7 +833,7 @@ type MailAck struct {
 
 func (x *MailAck) Reset() {
 	*x = MailAck{}
-	mi := &file_internal_wire_wire_proto_msgTypes[9]
+	mi := &file_internal_wire_wire_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +845,7 @@ func (x *MailAck) String() string {
 func (*MailAck) ProtoMessage() {}
 
 func (x *MailAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[9]
+	mi := &file_internal_wire_wire_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +858,7 @@ func (x *MailAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailAck.ProtoReflect.Descriptor instead.
 func (*MailAck) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{9}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MailAck) GetId() uint64 {
@@ -700,7 +881,7 @@ type Announce struct {
 
 func (x *Announce) Reset() {
 	*x = Announce{}
-	mi := &file_internal_wire_wire_proto_msgTypes[10]
+	mi := &file_internal_wire_wire_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +893,7 @@ func (x *Announce) String() string {
 func (*Announce) ProtoMessage() {}
 
 func (x *Announce) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[10]
+	mi := &file_internal_wire_wire_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +906,7 @@ func (x *Announce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Announce.ProtoReflect.Descriptor instead.
 func (*Announce) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{10}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Announce) GetKey() []byte {
@@ -765,7 +946,7 @@ type Rumor struct {
 
 func (x *Rumor) Reset() {
 	*x = Rumor{}
-	mi := &file_internal_wire_wire_proto_msgTypes[11]
+	mi := &file_internal_wire_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +958,7 @@ func (x *Rumor) String() string {
 func (*Rumor) ProtoMessage() {}
 
 func (x *Rumor) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[11]
+	mi := &file_internal_wire_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +971,7 @@ func (x *Rumor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rumor.ProtoReflect.Descriptor instead.
 func (*Rumor) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{11}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Rumor) GetId() uint64 {
@@ -840,7 +1021,7 @@ type RumorAck struct {
 
 func (x *RumorAck) Reset() {
 	*x = RumorAck{}
-	mi := &file_internal_wire_wire_proto_msgTypes[12]
+	mi := &file_internal_wire_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +1033,7 @@ func (x *RumorAck) String() string {
 func (*RumorAck) ProtoMessage() {}
 
 func (x *RumorAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[12]
+	mi := &file_internal_wire_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +1046,7 @@ func (x *RumorAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RumorAck.ProtoReflect.Descriptor instead.
 func (*RumorAck) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{12}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RumorAck) GetId() uint64 {
@@ -892,7 +1073,7 @@ type RumorPull struct {
 
 func (x *RumorPull) Reset() {
 	*x = RumorPull{}
-	mi := &file_internal_wire_wire_proto_msgTypes[13]
+	mi := &file_internal_wire_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1085,7 @@ func (x *RumorPull) String() string {
 func (*RumorPull) ProtoMessage() {}
 
 func (x *RumorPull) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[13]
+	mi := &file_internal_wire_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1098,7 @@ func (x *RumorPull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RumorPull.ProtoReflect.Descriptor instead.
 func (*RumorPull) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{13}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RumorPull) GetFeedback() bool {
@@ -938,7 +1119,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_internal_wire_wire_proto_msgTypes[14]
+	mi := &file_internal_wire_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1131,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[14]
+	mi := &file_internal_wire_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1144,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{14}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Fetch) GetKeys() [][]byte {
@@ -998,7 +1179,7 @@ type AEStart struct {
 
 func (x *AEStart) Reset() {
 	*x = AEStart{}
-	mi := &file_internal_wire_wire_proto_msgTypes[15]
+	mi := &file_internal_wire_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1191,7 @@ func (x *AEStart) String() string {
 func (*AEStart) ProtoMessage() {}
 
 func (x *AEStart) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[15]
+	mi := &file_internal_wire_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1204,7 @@ func (x *AEStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEStart.ProtoReflect.Descriptor instead.
 func (*AEStart) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{15}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AEStart) GetSession() uint64 {
@@ -1080,7 +1261,7 @@ type AEMore struct {
 
 func (x *AEMore) Reset() {
 	*x = AEMore{}
-	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1273,7 @@ func (x *AEMore) String() string {
 func (*AEMore) ProtoMessage() {}
 
 func (x *AEMore) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1286,7 @@ func (x *AEMore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEMore.ProtoReflect.Descriptor instead.
 func (*AEMore) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{16}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AEMore) GetSession() uint64 {
@@ -1141,7 +1322,7 @@ type AECells struct {
 
 func (x *AECells) Reset() {
 	*x = AECells{}
-	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1334,7 @@ func (x *AECells) String() string {
 func (*AECells) ProtoMessage() {}
 
 func (x *AECells) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1347,7 @@ func (x *AECells) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AECells.ProtoReflect.Descriptor instead.
 func (*AECells) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AECells) GetSession() uint64 {
@@ -1209,7 +1390,7 @@ type AEDiff struct {
 
 func (x *AEDiff) Reset() {
 	*x = AEDiff{}
-	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1402,7 @@ func (x *AEDiff) String() string {
 func (*AEDiff) ProtoMessage() {}
 
 func (x *AEDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1415,7 @@ func (x *AEDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEDiff.ProtoReflect.Descriptor instead.
 func (*AEDiff) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AEDiff) GetSession() uint64 {
@@ -1293,7 +1474,7 @@ type AERecords struct {
 
 func (x *AERecords) Reset() {
 	*x = AERecords{}
-	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1486,7 @@ func (x *AERecords) String() string {
 func (*AERecords) ProtoMessage() {}
 
 func (x *AERecords) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1499,7 @@ func (x *AERecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AERecords.ProtoReflect.Descriptor instead.
 func (*AERecords) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AERecords) GetSession() uint64 {
@@ -1383,7 +1564,7 @@ type AEAck struct {
 
 func (x *AEAck) Reset() {
 	*x = AEAck{}
-	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1576,7 @@ func (x *AEAck) String() string {
 func (*AEAck) ProtoMessage() {}
 
 func (x *AEAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1589,7 @@ func (x *AEAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEAck.ProtoReflect.Descriptor instead.
 func (*AEAck) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AEAck) GetSession() uint64 {
@@ -1446,7 +1627,7 @@ type AEError struct {
 
 func (x *AEError) Reset() {
 	*x = AEError{}
-	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1639,7 @@ func (x *AEError) String() string {
 func (*AEError) ProtoMessage() {}
 
 func (x *AEError) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1652,7 @@ func (x *AEError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEError.ProtoReflect.Descriptor instead.
 func (*AEError) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AEError) GetSession() uint64 {
@@ -1539,7 +1720,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_internal_wire_wire_proto_msgTypes[22]
+	mi := &file_internal_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1732,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[22]
+	mi := &file_internal_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1745,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Envelope) GetProtocol() uint32 {
@@ -1924,21 +2105,40 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\x12)\n" +
 	"\x05state\x18\x04 \x01(\x0e2\x13.hearsay.wire.StateR\x05state\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\x04R\x06nodeId\x12\x12\n" +
-	"\x04from\x18\x06 \x01(\tR\x04from\"0\n" +
+	"\x04from\x18\x06 \x01(\tR\x04from\"I\n" +
 	"\x04Ping\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
-	"\x06target\x18\x02 \x01(\tR\x06target\"\x17\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x17\n" +
+	"\asent_us\x18\x03 \x01(\x03R\x06sentUs\"T\n" +
 	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"Z\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12 \n" +
+	"\fping_sent_us\x18\x02 \x01(\x03R\n" +
+	"pingSentUs\x12\x19\n" +
+	"\bclock_us\x18\x03 \x01(\x03R\aclockUs\"Z\n" +
 	"\aPingReq\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12%\n" +
 	"\x0etarget_address\x18\x03 \x01(\tR\rtargetAddress\"\x18\n" +
 	"\x04Nack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x06\n" +
-	"\x04Join\";\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x94\x01\n" +
+	"\bSettings\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12$\n" +
+	"\x0emax_value_size\x18\x02 \x01(\x04R\fmaxValueSize\x12,\n" +
+	"\x12tombstone_grace_ms\x18\x03 \x01(\x04R\x10tombstoneGraceMs\x12\x18\n" +
+	"\asigning\x18\x04 \x01(\tR\asigning\"\x97\x01\n" +
+	"\x04Join\x122\n" +
+	"\bsettings\x18\x01 \x01(\v2\x16.hearsay.wire.SettingsR\bsettings\x12.\n" +
+	"\amembers\x18\x02 \x03(\v2\x14.hearsay.wire.MemberR\amembers\x12\x12\n" +
+	"\x04sync\x18\x03 \x01(\bR\x04sync\x12\x17\n" +
+	"\asent_us\x18\x04 \x01(\x03R\x06sentUs\"\xda\x01\n" +
 	"\tJoinReply\x12.\n" +
-	"\amembers\x18\x01 \x03(\v2\x14.hearsay.wire.MemberR\amembers\"F\n" +
+	"\amembers\x18\x01 \x03(\v2\x14.hearsay.wire.MemberR\amembers\x122\n" +
+	"\bsettings\x18\x02 \x01(\v2\x16.hearsay.wire.SettingsR\bsettings\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\tR\arefused\x12\x12\n" +
+	"\x04sync\x18\x04 \x01(\bR\x04sync\x12 \n" +
+	"\fjoin_sent_us\x18\x05 \x01(\x03R\n" +
+	"joinSentUs\x12\x19\n" +
+	"\bclock_us\x18\x06 \x01(\x03R\aclockUs\"F\n" +
 	"\x04Mail\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.hearsay.wire.RecordR\arecords\"\x19\n" +
@@ -2055,7 +2255,7 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_internal_wire_wire_proto_goTypes = []any{
 	(State)(0),        // 0: hearsay.wire.State
 	(AEMode)(0),       // 1: hearsay.wire.AEMode
@@ -2065,57 +2265,61 @@ var file_internal_wire_wire_proto_goTypes = []any{
 	(*Ack)(nil),       // 5: hearsay.wire.Ack
 	(*PingReq)(nil),   // 6: hearsay.wire.PingReq
 	(*Nack)(nil),      // 7: hearsay.wire.Nack
-	(*Join)(nil),      // 8: hearsay.wire.Join
-	(*JoinReply)(nil), // 9: hearsay.wire.JoinReply
-	(*Mail)(nil),      // 10: hearsay.wire.Mail
-	(*MailAck)(nil),   // 11: hearsay.wire.MailAck
-	(*Announce)(nil),  // 12: hearsay.wire.Announce
-	(*Rumor)(nil),     // 13: hearsay.wire.Rumor
-	(*RumorAck)(nil),  // 14: hearsay.wire.RumorAck
-	(*RumorPull)(nil), // 15: hearsay.wire.RumorPull
-	(*Fetch)(nil),     // 16: hearsay.wire.Fetch
-	(*AEStart)(nil),   // 17: hearsay.wire.AEStart
-	(*AEMore)(nil),    // 18: hearsay.wire.AEMore
-	(*AECells)(nil),   // 19: hearsay.wire.AECells
-	(*AEDiff)(nil),    // 20: hearsay.wire.AEDiff
-	(*AERecords)(nil), // 21: hearsay.wire.AERecords
-	(*AEAck)(nil),     // 22: hearsay.wire.AEAck
-	(*AEError)(nil),   // 23: hearsay.wire.AEError
-	(*Envelope)(nil),  // 24: hearsay.wire.Envelope
+	(*Settings)(nil),  // 8: hearsay.wire.Settings
+	(*Join)(nil),      // 9: hearsay.wire.Join
+	(*JoinReply)(nil), // 10: hearsay.wire.JoinReply
+	(*Mail)(nil),      // 11: hearsay.wire.Mail
+	(*MailAck)(nil),   // 12: hearsay.wire.MailAck
+	(*Announce)(nil),  // 13: hearsay.wire.Announce
+	(*Rumor)(nil),     // 14: hearsay.wire.Rumor
+	(*RumorAck)(nil),  // 15: hearsay.wire.RumorAck
+	(*RumorPull)(nil), // 16: hearsay.wire.RumorPull
+	(*Fetch)(nil),     // 17: hearsay.wire.Fetch
+	(*AEStart)(nil),   // 18: hearsay.wire.AEStart
+	(*AEMore)(nil),    // 19: hearsay.wire.AEMore
+	(*AECells)(nil),   // 20: hearsay.wire.AECells
+	(*AEDiff)(nil),    // 21: hearsay.wire.AEDiff
+	(*AERecords)(nil), // 22: hearsay.wire.AERecords
+	(*AEAck)(nil),     // 23: hearsay.wire.AEAck
+	(*AEError)(nil),   // 24: hearsay.wire.AEError
+	(*Envelope)(nil),  // 25: hearsay.wire.Envelope
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
-	3,  // 1: hearsay.wire.JoinReply.members:type_name -> hearsay.wire.Member
-	2,  // 2: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
-	2,  // 3: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
-	12, // 4: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
-	1,  // 5: hearsay.wire.AEStart.mode:type_name -> hearsay.wire.AEMode
-	2,  // 6: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
-	3,  // 7: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
-	4,  // 8: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
-	5,  // 9: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
-	8,  // 10: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
-	9,  // 11: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
-	10, // 12: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
-	11, // 13: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
-	13, // 14: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
-	14, // 15: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
-	15, // 16: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
-	16, // 17: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
-	17, // 18: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
-	18, // 19: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
-	19, // 20: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
-	20, // 21: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
-	21, // 22: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
-	22, // 23: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
-	23, // 24: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
-	6,  // 25: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
-	7,  // 26: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	8,  // 1: hearsay.wire.Join.settings:type_name -> hearsay.wire.Settings
+	3,  // 2: hearsay.wire.Join.members:type_name -> hearsay.wire.Member
+	3,  // 3: hearsay.wire.JoinReply.members:type_name -> hearsay.wire.Member
+	8,  // 4: hearsay.wire.JoinReply.settings:type_name -> hearsay.wire.Settings
+	2,  // 5: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
+	2,  // 6: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
+	13, // 7: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
+	1,  // 8: hearsay.wire.AEStart.mode:type_name -> hearsay.wire.AEMode
+	2,  // 9: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
+	3,  // 10: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
+	4,  // 11: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
+	5,  // 12: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
+	9,  // 13: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
+	10, // 14: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
+	11, // 15: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
+	12, // 16: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
+	14, // 17: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
+	15, // 18: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
+	16, // 19: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
+	17, // 20: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
+	18, // 21: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
+	19, // 22: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
+	20, // 23: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
+	21, // 24: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
+	22, // 25: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
+	23, // 26: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
+	24, // 27: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
+	6,  // 28: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
+	7,  // 29: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -2123,7 +2327,7 @@ func file_internal_wire_wire_proto_init() {
 	if File_internal_wire_wire_proto != nil {
 		return
 	}
-	file_internal_wire_wire_proto_msgTypes[22].OneofWrappers = []any{
+	file_internal_wire_wire_proto_msgTypes[23].OneofWrappers = []any{
 		(*Envelope_Ping)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Join)(nil),
@@ -2150,7 +2354,7 @@ func file_internal_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

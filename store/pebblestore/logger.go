@@ -11,7 +11,11 @@ import (
 )
 
 // slogLogger adapts an *slog.Logger to pebble.Logger.
-type slogLogger struct{ l *slog.Logger }
+type slogLogger struct {
+	l *slog.Logger
+	// fatal, when set, handles Fatalf instead of exiting: see Store.fatal.
+	fatal func(msg string, args []any)
+}
 
 var _ pebble.Logger = slogLogger{}
 
@@ -29,10 +33,16 @@ func (s slogLogger) Infof(format string, args ...any) { s.log(slog.LevelDebug, f
 // Errorf logs at error level.
 func (s slogLogger) Errorf(format string, args ...any) { s.log(slog.LevelError, format, args) }
 
-// Fatalf logs at error level and exits the process, as pebble's own default
-// logger does: pebble calls it when its state can no longer be trusted (a
-// failed WAL write, for instance) and does not expect it to return.
+// Fatalf is called by pebble when its state can no longer be trusted (a
+// failed WAL write or sync, for instance) and it does not expect it to
+// return. A Store handles it (Store.fatal: the store stops taking writes,
+// and the process goes on serving reads); without one, Fatalf logs and
+// exits the process, as pebble's own default logger does.
 func (s slogLogger) Fatalf(format string, args ...any) {
-	s.l.Error("fatal storage error, exiting", "error", strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
+	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	if s.fatal != nil {
+		s.fatal(msg, args)
+	}
+	s.l.Error("fatal storage error, exiting", "error", msg)
 	os.Exit(1)
 }

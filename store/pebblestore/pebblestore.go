@@ -83,6 +83,17 @@ const DefaultDigestCells = 1 << 16
 type Store struct {
 	dir    string
 	noSync bool
+	opts   Options
+	// fsys is the file system pebble runs on, wrapped to report ENOSPC.
+	fsys vfs.FS
+	log  *slog.Logger
+
+	// noSpace is set when a write, flush or compaction met ENOSPC; fail
+	// when a commit failed and pebble can take no more writes (see
+	// failure.go). Both make writes fail at once.
+	noSpace     atomic.Bool
+	fail        atomic.Pointer[failure]
+	logThrottle throttle
 	// dirty is set by every write and cleared by Sync, so that a Sync with
 	// nothing to make durable costs no fsync.
 	dirty atomic.Bool
@@ -90,7 +101,8 @@ type Store struct {
 	// wmu serialises the read-modify-write of Apply and Remove.
 	wmu sync.Mutex
 	// mu guards closed and db's lifetime: every operation holds it for
-	// reading, Close for writing.
+	// reading, Close and Recover for writing. db is nil only if Recover
+	// could not reopen the database.
 	mu     sync.RWMutex
 	closed bool
 	db     *pebble.DB
@@ -120,18 +132,9 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	cacheSize := opts.CacheSize
-	if cacheSize <= 0 {
-		cacheSize = DefaultCacheSize
-	}
-	popts := &pebble.Options{
-		FS:                 fsys,
-		CacheSize:          cacheSize,
-		Logger:             slogLogger{logger.With("component", "pebble", "dir", dir)},
-		ErrorIfNotExists:   !create,
-		FormatMajorVersion: pebble.FormatNewest,
-	}
-	db, err := pebble.Open(dir, popts)
+	s := &Store{dir: dir, noSync: opts.NoSync, opts: opts, log: logger.With("component", "pebblestore")}
+	s.fsys = vfs.OnDiskFull(fsys, s.onDiskFull)
+	db, err := pebble.Open(dir, s.pebbleOptions(create))
 	switch {
 	case err == nil:
 	case errors.Is(err, pebble.ErrDBDoesNotExist):
@@ -145,12 +148,36 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 	if cells <= 0 {
 		cells = DefaultDigestCells
 	}
-	s := &Store{dir: dir, noSync: opts.NoSync, db: db, digest: digest.New(cells)}
+	s.db, s.digest = db, digest.New(cells)
 	if err := s.loadDigest(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
 	return s, nil
+}
+
+// pebbleOptions returns the options pebble is opened with; create is true
+// when the database does not exist yet.
+func (s *Store) pebbleOptions(create bool) *pebble.Options {
+	cacheSize := s.opts.CacheSize
+	if cacheSize <= 0 {
+		cacheSize = DefaultCacheSize
+	}
+	l := s.opts.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	return &pebble.Options{
+		FS:                 s.fsys,
+		CacheSize:          cacheSize,
+		Logger:             slogLogger{l: l.With("component", "pebble", "dir", s.dir), fatal: s.fatal},
+		ErrorIfNotExists:   !create,
+		FormatMajorVersion: pebble.FormatNewest,
+		EventListener: &pebble.EventListener{
+			BackgroundError: s.backgroundError,
+			FlushEnd:        s.flushEnd,
+		},
+	}
 }
 
 // loadDigest rebuilds the digest with one scan of the records, and builds
@@ -170,7 +197,7 @@ func (s *Store) loadDigest() error {
 		s.digest.Add(r.Item())
 		if !indexed {
 			if err = b.Set(hashKey(digest.KeyHash(r.Key), r.Key), nil, nil); err == nil && b.Len() > 4<<20 {
-				err = s.db.Apply(b, pebble.NoSync)
+				err = s.guard(false, func() error { return s.db.Apply(b, pebble.NoSync) })
 				b.Reset()
 			}
 		}
@@ -185,7 +212,7 @@ func (s *Store) loadDigest() error {
 	if err := b.Set(dbKey(nsInternal, []byte(keyHashIndexed)), []byte{1}, nil); err != nil {
 		return fmt.Errorf("build key-hash index: %w", err)
 	}
-	if err := s.db.Apply(b, pebble.Sync); err != nil {
+	if err := s.guard(false, func() error { return s.db.Apply(b, pebble.Sync) }); err != nil {
 		return fmt.Errorf("build key-hash index: %w", err)
 	}
 	return nil
@@ -200,8 +227,8 @@ func (s *Store) Digest() *digest.Digest { return s.digest }
 func (s *Store) GetByHash(h uint64) ([]store.Record, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, store.ErrClosed
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 	prefix := hashKey(h, nil)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
@@ -236,8 +263,8 @@ func (s *Store) Dir() string { return s.dir }
 func (s *Store) Get(key []byte) (store.Record, bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return store.Record{}, false, store.ErrClosed
+	if err := s.usable(); err != nil {
+		return store.Record{}, false, err
 	}
 	r, ok, err := s.get(key)
 	if err != nil {
@@ -278,8 +305,8 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	defer s.wmu.Unlock()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, store.ErrClosed
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 
 	changed := make([]bool, len(recs))
@@ -326,7 +353,7 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	if b.Empty() {
 		return changed, nil
 	}
-	if err := s.db.Apply(b, pebble.NoSync); err != nil {
+	if err := s.guard(false, func() error { return s.db.Apply(b, pebble.NoSync) }); err != nil {
 		return nil, fmt.Errorf("pebblestore: apply: %w", err)
 	}
 	s.dirty.Store(true) // after the write: a Sync that sees it covers it
@@ -380,8 +407,8 @@ func (s *Store) Scan(prefix, start []byte, fn func(store.Record) bool) error {
 func (s *Store) scanChunk(lower, upper []byte, add func(k, v []byte) error) (more bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return false, store.ErrClosed
+	if err := s.usable(); err != nil {
+		return false, err
 	}
 	if string(lower) >= string(upper) {
 		return false, nil
@@ -420,8 +447,8 @@ func (s *Store) Remove(key []byte, v store.Version) error {
 	defer s.wmu.Unlock()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return store.ErrClosed
+	if err := s.usable(); err != nil {
+		return err
 	}
 	cur, ok, err := s.get(key)
 	if err != nil {
@@ -438,7 +465,7 @@ func (s *Store) Remove(key []byte, v store.Version) error {
 		err = b.Delete(hashKey(digest.KeyHash(key), key), nil)
 	}
 	if err == nil {
-		err = s.db.Apply(b, pebble.NoSync)
+		err = s.guard(false, func() error { return s.db.Apply(b, pebble.NoSync) })
 	}
 	if err != nil {
 		return fmt.Errorf("pebblestore: remove %q: %w", key, err)
@@ -451,8 +478,8 @@ func (s *Store) Remove(key []byte, v store.Version) error {
 func (s *Store) GetMeta(key []byte) ([]byte, bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, false, store.ErrClosed
+	if err := s.usable(); err != nil {
+		return nil, false, err
 	}
 	v, closer, err := s.db.Get(dbKey(nsMeta, key))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -471,15 +498,15 @@ func (s *Store) GetMeta(key []byte) ([]byte, bool, error) {
 func (s *Store) SetMeta(key, value []byte) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return store.ErrClosed
+	if err := s.usable(); err != nil {
+		return err
 	}
-	var err error
-	if value == nil {
-		err = s.db.Delete(dbKey(nsMeta, key), pebble.NoSync)
-	} else {
-		err = s.db.Set(dbKey(nsMeta, key), value, pebble.NoSync)
-	}
+	err := s.guard(false, func() error {
+		if value == nil {
+			return s.db.Delete(dbKey(nsMeta, key), pebble.NoSync)
+		}
+		return s.db.Set(dbKey(nsMeta, key), value, pebble.NoSync)
+	})
 	if err != nil {
 		return fmt.Errorf("pebblestore: set meta %q: %w", key, err)
 	}
@@ -522,8 +549,13 @@ func (s *Store) ScanMeta(prefix []byte, fn func(key, value []byte) bool) error {
 func (s *Store) Sync() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return store.ErrClosed
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if f := s.fail.Load(); f != nil {
+		// What the failed commit left in the log is of unknown durability:
+		// no later Sync may vouch for it.
+		return fmt.Errorf("pebblestore: sync: %w", f.err)
 	}
 	if s.noSync || !s.dirty.Swap(false) {
 		return nil
@@ -533,8 +565,22 @@ func (s *Store) Sync() error {
 	// writes one record to the WAL and fsyncs the log through it, covering
 	// every earlier NoSync commit (earlier log files were synced when pebble
 	// closed them).
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+	err := s.guard(true, func() error { return s.db.LogData(nil, pebble.Sync) })
+	if err != nil {
+		s.dirty.Store(true)
 		return fmt.Errorf("pebblestore: sync: %w", err)
+	}
+	return nil
+}
+
+// usable returns why the database cannot be used, if it cannot; the caller
+// holds mu.
+func (s *Store) usable() error {
+	switch {
+	case s.closed:
+		return store.ErrClosed
+	case s.db == nil:
+		return fmt.Errorf("pebblestore: %s: %w: the database could not be reopened after a failure", s.dir, store.ErrFailed)
 	}
 	return nil
 }
@@ -548,7 +594,20 @@ func (s *Store) Close() error {
 		return store.ErrClosed
 	}
 	s.closed = true
-	if err := s.db.Close(); err != nil {
+	if s.db == nil {
+		return nil
+	}
+	if f := s.fail.Load(); f != nil && f.background {
+		// A pebble goroutine is parked holding pebble's locks: closing
+		// would wait for it forever. The process's exit releases the rest.
+		return fmt.Errorf("pebblestore: close %s: not closed, storage failed: %w", s.dir, f.err)
+	}
+	if err := s.closeDB(); err != nil {
+		if f := s.fail.Load(); f != nil {
+			// The log writer reports the failure again; what is durable
+			// was synced before it.
+			return fmt.Errorf("pebblestore: close %s after a storage failure: %w", s.dir, f.err)
+		}
 		return fmt.Errorf("pebblestore: close %s: %w", s.dir, err)
 	}
 	return nil

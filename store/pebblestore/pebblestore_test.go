@@ -134,7 +134,7 @@ func TestForeignDir(t *testing.T) {
 
 	// A pebble database made by something else is foreign too.
 	other := t.TempDir()
-	db, err := pebble.Open(other, &pebble.Options{Logger: slogLogger{quiet}})
+	db, err := pebble.Open(other, &pebble.Options{Logger: slogLogger{l: quiet}})
 	if err != nil {
 		t.Fatal(err)
 	}

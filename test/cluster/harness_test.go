@@ -70,6 +70,10 @@ type agent struct {
 	http   string
 	join   []string
 	extra  []string
+	// bin, when set, is the binary to run instead of the package's;
+	// env is added to the process environment.
+	bin    string
+	env    []string
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	exited chan struct{}
@@ -98,7 +102,12 @@ func (a *agent) start() {
 		args = append(args, "--join", strings.Join(a.join, ","))
 	}
 	args = append(args, a.extra...)
-	a.cmd = exec.Command(binary, args...)
+	bin := binary
+	if a.bin != "" {
+		bin = a.bin
+	}
+	a.cmd = exec.Command(bin, args...)
+	a.cmd.Env = append(os.Environ(), a.env...)
 	if a.log == nil {
 		a.log = new(bytes.Buffer)
 	}

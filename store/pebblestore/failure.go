@@ -1,0 +1,310 @@
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/hearsaydb/hearsay/store"
+)
+
+// How the store behaves when its disk fails it.
+//
+// Pebble reports a failed WAL write or sync on the commit path through
+// Logger.Fatalf and leaves its commit pipeline unusable; it reports a failed
+// flush or compaction through EventListener.BackgroundError and retries the
+// flush at once, in a loop. The store turns both into states:
+//
+//   - no space: a write, a flush or a compaction met ENOSPC. Writes are
+//     refused with store.ErrNoSpace at once, before they reach pebble; reads
+//     go on. A failed flush is retried by pebble at most once per
+//     flushRetryPause, and a successful one clears the state. A failed
+//     commit (WAL write) leaves pebble unusable for writes: Recover, called
+//     once space has been freed, closes and reopens the database, which
+//     replays what reached the log.
+//   - failed: any other commit failure (an fsync error, which on Linux may
+//     have dropped dirty pages without a trace) or any failure pebble
+//     reports from a background goroutine through Fatalf. Every write is
+//     refused with store.ErrFailed until the process reopens the store;
+//     nothing is retried.
+
+// flushRetryPause is how long a failed flush or compaction holds pebble's
+// background goroutine before pebble retries: without it, a flush that meets
+// a full disk is retried in a tight loop (two cores and hundreds of log
+// lines a second were measured). Pebble holds its mutex meanwhile, which
+// only delays other background work and Close; commits and reads do not
+// take it.
+const flushRetryPause = time.Second
+
+// logInterval bounds how often the store logs the same kind of storage
+// error.
+const logInterval = time.Second
+
+// fatalPanic carries a Fatalf from pebble up to the Store method that
+// called into pebble, which recovers it.
+type fatalPanic struct{ err error }
+
+// failure is a sticky store failure.
+type failure struct {
+	err error
+	// background is true when pebble failed in one of its own goroutines,
+	// which Fatalf then parks forever: the database cannot be closed.
+	background bool
+}
+
+// classify wraps cause in store.ErrNoSpace when it is an ENOSPC, else in
+// store.ErrFailed.
+func classify(cause error) error {
+	if isNoSpace(cause) {
+		return fmt.Errorf("%w: %w", store.ErrNoSpace, cause)
+	}
+	return fmt.Errorf("%w: %w", store.ErrFailed, cause)
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, store.ErrNoSpace)
+}
+
+// fatal handles pebble's Fatalf. Called on the goroutine of a Store method
+// (a commit), it panics with a fatalPanic that the method recovers. Called
+// on one of pebble's own goroutines, which cannot be unwound safely, it
+// marks the store failed and parks that goroutine forever, as pebble
+// expects of Fatalf; the process goes on serving reads.
+func (s *Store) fatal(msg string, args []any) {
+	var cause error
+	for _, a := range args {
+		if e, ok := a.(error); ok {
+			cause = fmt.Errorf("%s: %w", msg, e)
+			break
+		}
+	}
+	if cause == nil {
+		cause = errors.New(msg)
+	}
+	if calledFromStore() {
+		panic(fatalPanic{err: classify(cause)})
+	}
+	err := fmt.Errorf("%w: %w", store.ErrFailed, cause)
+	s.fail.CompareAndSwap(nil, &failure{err: err, background: true})
+	s.log.Error("storage failed in the background: the store refuses writes until the process restarts", "dir", s.dir, "err", err)
+	select {}
+}
+
+// calledFromStore reports whether the current goroutine is inside a method
+// of Store, which recovers a fatalPanic. Only pebble's Fatalf calls it, so
+// its cost does not matter.
+func calledFromStore() bool {
+	buf := make([]byte, 64<<10)
+	buf = buf[:runtime.Stack(buf, false)]
+	return bytes.Contains(buf, []byte("pebblestore.(*Store)."))
+}
+
+// guard runs fn, a write to pebble, unless the store refuses writes; it
+// turns a failure pebble reports by Fatalf or by panicking into a sticky
+// state and an error. Sync passes
+// allowNoSpace: an fsync of what is already in the log needs no new space
+// (or fails, and then the store is recovered like any failed commit).
+func (s *Store) guard(allowNoSpace bool, fn func() error) (err error) {
+	if f := s.fail.Load(); f != nil {
+		return fmt.Errorf("writes refused: %w", f.err)
+	}
+	if !allowNoSpace && s.noSpace.Load() {
+		return fmt.Errorf("writes refused: %w (%s)", store.ErrNoSpace, s.dir)
+	}
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		var cause error
+		switch r := r.(type) {
+		case fatalPanic:
+			cause = r.err
+		case error:
+			// commitWrite panics with the error of a large batch's WAL write.
+			cause = classify(r)
+		default:
+			panic(r)
+		}
+		if isNoSpace(cause) {
+			s.noSpace.Store(true)
+		}
+		s.fail.CompareAndSwap(nil, &failure{err: cause})
+		s.logFailure(cause)
+		err = cause
+	}()
+	if err := fn(); err != nil {
+		if isNoSpace(err) {
+			s.noSpace.Store(true)
+			return fmt.Errorf("%w: %w", store.ErrNoSpace, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// onDiskFull is called by the file system wrapper when any write meets
+// ENOSPC, before the error reaches pebble: the store refuses writes from
+// then on, without waiting for pebble to notice.
+func (s *Store) onDiskFull() {
+	s.noSpace.Store(true)
+}
+
+// backgroundError receives pebble's background errors (a failed flush or
+// compaction). Pebble retries a failed flush at once; on ENOSPC this holds
+// the retry back by flushRetryPause.
+func (s *Store) backgroundError(err error) {
+	if isNoSpace(err) {
+		s.noSpace.Store(true)
+		s.logFailure(fmt.Errorf("%w: %w", store.ErrNoSpace, err))
+		time.Sleep(flushRetryPause)
+		return
+	}
+	if ok, n := s.logThrottle.allow(time.Now()); ok {
+		s.log.Error("storage background error", "dir", s.dir, "err", err, "suppressed", n)
+	}
+}
+
+// flushEnd clears the no-space state when a flush succeeds: there was room
+// again, and pebble has caught up.
+func (s *Store) flushEnd(info pebble.FlushInfo) {
+	if info.Err == nil && s.fail.Load() == nil && s.noSpace.Load() {
+		s.noSpace.Store(false)
+		s.log.Info("storage has room again: flush succeeded", "dir", s.dir)
+	}
+}
+
+func (s *Store) logFailure(err error) {
+	if ok, n := s.logThrottle.allow(time.Now()); ok {
+		level := slog.LevelError
+		msg := "storage failed: writes refused until the process restarts"
+		if isNoSpace(err) {
+			level, msg = slog.LevelWarn, "disk full: writes refused until space is freed"
+		}
+		s.log.Log(context.Background(), level, msg, "dir", s.dir, "err", err, "suppressed", n)
+	}
+}
+
+// Health returns nil when the store takes writes, an error wrapping
+// store.ErrNoSpace when its volume is full, or one wrapping store.ErrFailed
+// when only reopening the store can make it take writes again.
+func (s *Store) Health() error {
+	if f := s.fail.Load(); f != nil {
+		return fmt.Errorf("pebblestore: %s: %w", s.dir, f.err)
+	}
+	if s.noSpace.Load() {
+		return fmt.Errorf("pebblestore: %s: %w", s.dir, store.ErrNoSpace)
+	}
+	return nil
+}
+
+// DiskUsage returns the free space available to this process and the size
+// of the volume that holds the data directory (statfs).
+func (s *Store) DiskUsage() (avail, total uint64, err error) {
+	u, err := s.fsys.GetDiskUsage(s.dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("pebblestore: disk usage of %s: %w", s.dir, err)
+	}
+	return u.AvailBytes, u.TotalBytes, nil
+}
+
+// Recover makes a store that ran out of space take writes again; the
+// caller calls it once space has been freed. A store whose commit failed on
+// ENOSPC is closed and reopened, which replays what reached the log (every
+// write before the last successful Sync, at least) and rebuilds the digest;
+// one whose flush failed only has its state cleared (pebble retries the
+// flush by itself, and a new failure sets it again). Recover returns an
+// error wrapping store.ErrFailed, and does nothing, for a store that failed
+// for another reason: only a restart may recover that one.
+func (s *Store) Recover() error {
+	f := s.fail.Load()
+	if f == nil {
+		s.noSpace.Store(false)
+		return nil
+	}
+	if f.background || !errors.Is(f.err, store.ErrNoSpace) {
+		return fmt.Errorf("pebblestore: recover %s: %w", s.dir, f.err)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.reopen(); err != nil {
+		return err
+	}
+	// Records visible before the failure may not have reached the log: the
+	// digest must describe what the reopened database holds.
+	s.digest.Reset()
+	if err := s.loadDigest(); err != nil {
+		return fmt.Errorf("pebblestore: recover %s: %w", s.dir, err)
+	}
+	s.noSpace.Store(false)
+	s.fail.Store(nil)
+	s.dirty.Store(false)
+	s.log.Info("storage recovered: database reopened after running out of space", "dir", s.dir)
+	return nil
+}
+
+// reopen closes the database and opens it again; the caller holds wmu.
+func (s *Store) reopen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	if s.db != nil {
+		// The log writer keeps its error: Close reports it, and that is
+		// expected here.
+		if err := s.closeDB(); err != nil {
+			s.log.Debug("closing the database that ran out of space", "dir", s.dir, "err", err)
+		}
+		s.db = nil
+	}
+	db, err := pebble.Open(s.dir, s.pebbleOptions(false))
+	if err != nil {
+		return fmt.Errorf("pebblestore: recover %s: reopen: %w", s.dir, err)
+	}
+	s.db = db
+	return nil
+}
+
+// closeDB closes s.db, turning a Fatalf or panic on the way into an error.
+func (s *Store) closeDB() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fp, ok := r.(fatalPanic)
+			if !ok {
+				panic(r)
+			}
+			err = fp.err
+		}
+	}()
+	return s.db.Close()
+}
+
+// throttle lets one event through per logInterval and counts the others.
+type throttle struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now, and how many events were suppressed
+// since the last one logged.
+func (t *throttle) allow(now time.Time) (bool, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.last.IsZero() && now.Sub(t.last) < logInterval {
+		t.suppressed++
+		return false, 0
+	}
+	n := t.suppressed
+	t.last, t.suppressed = now, 0
+	return true, n
+}
