@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/hearsaydb/hearsay/store"
 )
@@ -36,12 +38,10 @@ import (
 //     refused with store.ErrFailed until the process reopens the store;
 //     nothing is retried.
 
-// flushRetryPause is how long a failed flush or compaction holds pebble's
-// background goroutine before pebble retries: without it, a flush that meets
-// a full disk is retried in a tight loop (two cores and hundreds of log
-// lines a second were measured). Pebble holds its mutex meanwhile, which
-// only delays other background work and Close; commits and reads do not
-// take it.
+// flushRetryPause is how long a write that met ENOSPC is held before it is
+// retried and fails, doubled up to eight times that while the disk stays full: without it, pebble retries a flush that meets a full
+// disk in a tight loop (two cores and hundreds of log lines a second were
+// measured).
 const flushRetryPause = time.Second
 
 // logInterval bounds how often the store logs the same kind of storage
@@ -151,21 +151,83 @@ func (s *Store) guard(allowNoSpace bool, fn func() error) (err error) {
 	return nil
 }
 
-// onDiskFull is called by the file system wrapper when any write meets
-// ENOSPC, before the error reaches pebble: the store refuses writes from
-// then on, without waiting for pebble to notice.
-func (s *Store) onDiskFull() {
+// fullFS is the file system pebble runs on: it reports every write that
+// meets ENOSPC to the store before the error reaches pebble, so the store
+// refuses writes from then on without waiting for pebble to notice.
+type fullFS struct {
+	vfs.FS
+	s *Store
+}
+
+func (f fullFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	file, err := f.FS.Create(name, c)
+	return f.wrap(name, file, err)
+}
+
+func (f fullFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	file, err := f.FS.OpenReadWrite(name, c, opts...)
+	return f.wrap(name, file, err)
+}
+
+func (f fullFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	file, err := f.FS.ReuseForWrite(oldname, newname, c)
+	return f.wrap(newname, file, err)
+}
+
+func (f fullFS) wrap(name string, file vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		f.s.sawError(name, err)
+		return nil, err
+	}
+	return fullFile{File: file, s: f.s, name: name}, nil
+}
+
+type fullFile struct {
+	vfs.File
+	s    *Store
+	name string
+}
+
+func (f fullFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	if err != nil {
+		f.s.sawError(f.name, err)
+	}
+	return n, err
+}
+
+func (f fullFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(p, off)
+	if err != nil {
+		f.s.sawError(f.name, err)
+	}
+	return n, err
+}
+
+// sawError is told of every failed file write. On ENOSPC the store
+// refuses writes from then on. A table being written (a flush or a
+// compaction) is also held back by flushRetryPause, doubled while the disk
+// stays full: pebble retries a failed flush at once, and without the pause
+// a full disk costs a busy loop. The pause is taken without pebble's mutex
+// and never on the write-ahead log, so commits, syncs and reads go on.
+func (s *Store) sawError(name string, err error) {
+	if !isNoSpace(err) {
+		return
+	}
 	s.noSpace.Store(true)
+	if strings.HasSuffix(name, ".log") {
+		return
+	}
+	k := min(s.fullStreak.Add(1)-1, 3)
+	time.Sleep(flushRetryPause << k)
 }
 
 // backgroundError receives pebble's background errors (a failed flush or
-// compaction). Pebble retries a failed flush at once; on ENOSPC this holds
-// the retry back by flushRetryPause.
+// compaction), with pebble's mutex held: it only records and logs.
 func (s *Store) backgroundError(err error) {
 	if isNoSpace(err) {
 		s.noSpace.Store(true)
 		s.logFailure(fmt.Errorf("%w: %w", store.ErrNoSpace, err))
-		time.Sleep(flushRetryPause)
 		return
 	}
 	if ok, n := s.logThrottle.allow(time.Now()); ok {
@@ -178,6 +240,7 @@ func (s *Store) backgroundError(err error) {
 func (s *Store) flushEnd(info pebble.FlushInfo) {
 	if info.Err == nil && s.fail.Load() == nil && s.noSpace.Load() {
 		s.noSpace.Store(false)
+		s.fullStreak.Store(0)
 		s.log.Info("storage has room again: flush succeeded", "dir", s.dir)
 	}
 }
@@ -228,6 +291,7 @@ func (s *Store) Recover() error {
 	f := s.fail.Load()
 	if f == nil {
 		s.noSpace.Store(false)
+		s.fullStreak.Store(0)
 		return nil
 	}
 	if f.background || !errors.Is(f.err, store.ErrNoSpace) {
@@ -245,6 +309,7 @@ func (s *Store) Recover() error {
 		return fmt.Errorf("pebblestore: recover %s: %w", s.dir, err)
 	}
 	s.noSpace.Store(false)
+	s.fullStreak.Store(0)
 	s.fail.Store(nil)
 	s.dirty.Store(false)
 	s.log.Info("storage recovered: database reopened after running out of space", "dir", s.dir)

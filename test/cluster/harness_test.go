@@ -70,6 +70,10 @@ type agent struct {
 	http   string
 	join   []string
 	extra  []string
+	// bin and env, when set, replace the binary and add to the environment
+	// (fault injection builds).
+	bin    string
+	env    []string
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	exited chan struct{}
@@ -98,11 +102,18 @@ func (a *agent) start() {
 		args = append(args, "--join", strings.Join(a.join, ","))
 	}
 	args = append(args, a.extra...)
-	a.cmd = exec.Command(binary, args...)
+	bin := binary
+	if a.bin != "" {
+		bin = a.bin
+	}
+	a.cmd = exec.Command(bin, args...)
+	if len(a.env) > 0 {
+		a.cmd.Env = append(os.Environ(), a.env...)
+	}
 	if a.log == nil {
 		a.log = new(bytes.Buffer)
 	}
-	fmt.Fprintf(a.log, "=== start %v\n", args)
+	fmt.Fprintf(a.log, "=== start %v %v\n", a.env, args)
 	a.cmd.Stdout, a.cmd.Stderr = &lockedWriter{w: a.log}, &lockedWriter{w: a.log}
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)
