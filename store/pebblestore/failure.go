@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -160,6 +161,9 @@ type fullFS struct {
 }
 
 func (f fullFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if err := f.refuse(name); err != nil {
+		return nil, err
+	}
 	file, err := f.FS.Create(name, c)
 	return f.wrap(name, file, err)
 }
@@ -170,8 +174,31 @@ func (f fullFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.
 }
 
 func (f fullFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if err := f.refuse(newname); err != nil {
+		return nil, err
+	}
 	file, err := f.FS.ReuseForWrite(oldname, newname, c)
 	return f.wrap(newname, file, err)
+}
+
+// refuse fails the creation of a table (by a flush or a compaction) while
+// the store is out of space, after the back-off pause: a compaction then
+// fails before it reads and compresses its inputs, not after, which a full
+// disk would otherwise make it do again and again (about 20% of a core was
+// measured with compressible values). Recover clears the state.
+func (f fullFS) refuse(name string) error {
+	if !f.s.noSpace.Load() || !isTable(name) {
+		return nil
+	}
+	f.s.backOff()
+	if !f.s.noSpace.Load() {
+		return nil // recovered meanwhile: try for real
+	}
+	return &os.PathError{Op: "create", Path: name, Err: syscall.ENOSPC}
+}
+
+func isTable(name string) bool {
+	return strings.HasSuffix(name, ".sst") || strings.HasSuffix(name, ".blob")
 }
 
 func (f fullFS) wrap(name string, file vfs.File, err error) (vfs.File, error) {
@@ -215,9 +242,14 @@ func (s *Store) sawError(name string, err error) {
 		return
 	}
 	s.noSpace.Store(true)
-	if strings.HasSuffix(name, ".log") {
-		return
+	if isTable(name) {
+		s.backOff()
 	}
+}
+
+// backOff holds a table writer for flushRetryPause, doubled at each ENOSPC
+// up to eight times that, while the disk stays full.
+func (s *Store) backOff() {
 	k := min(s.fullStreak.Add(1)-1, 3)
 	time.Sleep(flushRetryPause << k)
 }
@@ -299,6 +331,9 @@ func (s *Store) Recover() error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	// Opening flushes what the log replays: tables must be creatable.
+	s.noSpace.Store(false)
+	s.fullStreak.Store(0)
 	if err := s.reopen(); err != nil {
 		return err
 	}
