@@ -28,9 +28,12 @@ import (
 //
 //   - no space: a write, a flush or a compaction met ENOSPC. Writes are
 //     refused with store.ErrNoSpace at once, before they reach pebble; reads
-//     go on. A failed flush is retried by pebble at most once per
-//     flushRetryPause, and a successful one clears the state. A failed
-//     commit (WAL write) leaves pebble unusable for writes: Recover, called
+//     go on. A failed flush or compaction is retried by pebble at most once
+//     per flushRetryPause (doubling), and fails before doing any work while
+//     the state lasts. Only Recover clears it (a flush that succeeds does
+//     not: flushes of small tables may succeed while compactions fail, and
+//     taking writes then piles up level-0 tables until pebble stalls
+//     commits). A failed commit (WAL write) leaves pebble unusable for writes: Recover, called
 //     once space has been freed, closes and reopens the database, which
 //     replays what reached the log.
 //   - failed: any other commit failure (an fsync error, which on Linux may
@@ -264,16 +267,6 @@ func (s *Store) backgroundError(err error) {
 	}
 	if ok, n := s.logThrottle.allow(time.Now()); ok {
 		s.log.Error("storage background error", "dir", s.dir, "err", err, "suppressed", n)
-	}
-}
-
-// flushEnd clears the no-space state when a flush succeeds: there was room
-// again, and pebble has caught up.
-func (s *Store) flushEnd(info pebble.FlushInfo) {
-	if info.Err == nil && s.fail.Load() == nil && s.noSpace.Load() {
-		s.noSpace.Store(false)
-		s.fullStreak.Store(0)
-		s.log.Info("storage has room again: flush succeeded", "dir", s.dir)
 	}
 }
 

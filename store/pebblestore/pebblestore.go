@@ -176,7 +176,6 @@ func (s *Store) pebbleOptions(create bool) *pebble.Options {
 		FormatMajorVersion: pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
 			BackgroundError: s.backgroundError,
-			FlushEnd:        s.flushEnd,
 		},
 	}
 }
