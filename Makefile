@@ -1,7 +1,7 @@
 # hearsay build and test entry points.
 GO ?= go
 
-.PHONY: test test-short build proto lint fuzz demo bench docker
+.PHONY: test test-short build proto lint fuzz demo bench docker bench-vs-memberlist
 
 # test is the README's test command and what CI runs: formatting, vet, and
 # every test with the race detector.
@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzRefusal$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/antientropy -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./store/digest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
@@ -45,3 +46,12 @@ fuzz:
 docker:
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w" -o bin/hearsay-linux-amd64 ./cmd/hearsay
 	docker build -t hearsay:dev .
+
+# bench-vs-memberlist measures hearsay side by side with hashicorp/memberlist
+# v0.7.0 on loopback (failure detection at 16 and 48 nodes, broadcast of 64 B,
+# 4 KiB and 1 MiB values at 48 nodes). It is a module of its own
+# (bench/vsmemberlist), so hearsay does not depend on memberlist; about 8
+# minutes on two cores. VSML_FLAGS adds flags, e.g. VSML_FLAGS=--json.
+VSML_FLAGS ?=
+bench-vs-memberlist:
+	cd bench/vsmemberlist && $(GO) run . --n 16,48 --runs 5 --broadcast-n 48 --values 64,4096,1048576 $(VSML_FLAGS)

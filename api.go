@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/store"
 )
 
@@ -24,6 +25,12 @@ var (
 	// ErrNotReady is returned by reads and writes while the node is still
 	// catching up with the cluster (see Status.Serving).
 	ErrNotReady = errors.New("hearsay: node not ready")
+	// ErrClockOffset is returned by writes while this node's clock is
+	// further from its peers' than engine.Config.MaxClockOffset, or before
+	// it has measured the offset to any live peer. The error names the
+	// measured offset and the bound; the node recovers by itself once its
+	// clock is corrected.
+	ErrClockOffset = engine.ErrClockOffset
 	// ErrNoSpace is returned by writes while the data directory's free
 	// space is below Config.MinFreeDisk or the store has met a full disk
 	// (ENOSPC). Reads go on; writes are taken again once space is freed.
@@ -76,6 +83,10 @@ type Member struct {
 	Incarnation uint64      `json:"incarnation"`
 	// Self is true for the member that is this node.
 	Self bool `json:"self,omitempty"`
+	// ClockOffset is the member's clock minus this node's, in seconds, as
+	// last measured over a probe round trip (within half of it); absent if
+	// never measured.
+	ClockOffset *float64 `json:"clock_offset,omitempty"`
 }
 
 // Status describes this node.
@@ -106,4 +117,9 @@ type Status struct {
 	// Outbox is the number of direct-mail records waiting for retry, over
 	// all peers.
 	Outbox int `json:"outbox"`
+	// ClockOffset is this node's clock minus the cluster's, in seconds: the
+	// median of the offsets measured to its live peers (positive: this
+	// node is ahead). ClockPeers is how many peers that is the median of.
+	ClockOffset float64 `json:"clock_offset"`
+	ClockPeers  int     `json:"clock_peers"`
 }

@@ -57,6 +57,11 @@ type Config struct {
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
 	// all gossip with AES-GCM; nodes without the key cannot take part.
 	SecretKey []byte
+	// MaxGossipConns and MaxGossipConnsPerIP cap the gossip TCP
+	// connections accepted at once, in all and from one source IP; 0 means
+	// the transport's defaults (512 and 32), negative no cap.
+	MaxGossipConns      int
+	MaxGossipConnsPerIP int
 	// Protocol tunes the replication protocol: cluster name, value size
 	// limit, the mechanisms and their timers. Name, NodeID and Addr are set
 	// by Open.
@@ -107,6 +112,10 @@ type Node struct {
 	// membersAt is when the loop last rebuilt the member list it publishes
 	// (loop-owned).
 	membersAt time.Time
+	// clockBad and clockLoggedAt: writes are refused for the clock, and
+	// when that was last logged (loop-owned).
+	clockBad      bool
+	clockLoggedAt time.Time
 
 	watchMu  sync.Mutex
 	watchers map[*watcher]struct{}
@@ -137,6 +146,10 @@ type snapshot struct {
 	joined  bool
 	joinErr string
 	leave   [2]int // acked, sent
+
+	clockOffset time.Duration
+	clockPeers  int
+	clockErr    error // why writes are refused for the clock
 }
 
 type request struct {
@@ -217,6 +230,8 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		MaxFrame:      cfg.Protocol.MaxValueSize + (1 << 20),
 		Keyring:       ring,
 		Logger:        log,
+		MaxConns:      cfg.MaxGossipConns,
+		MaxConnsPerIP: cfg.MaxGossipConnsPerIP,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hearsay: transport: %w", err)
@@ -299,6 +314,13 @@ func loadNodeID(st store.Store) (uint64, error) {
 	return binary.BigEndian.Uint64(b[:]), nil
 }
 
+// wallSkew, when set (only by test builds with the faultinject tag), says
+// how far this node's wall clock is to be wrong: the loop hands it to the
+// engine (Engine.SetWallOffset) before each batch, so the node stamps
+// versions and clock samples with a wrong clock while its timers run on
+// the monotonic clock, as when an operator or NTP sets the clock wrong.
+var wallSkew func() time.Duration
+
 // loop is the event loop: the only goroutine that touches the engine.
 func (n *Node) loop() {
 	defer close(n.done)
@@ -311,6 +333,9 @@ func (n *Node) loop() {
 	}
 	waiting = n.commit(time.Now(), waiting)
 	for {
+		if wallSkew != nil {
+			n.eng.SetWallOffset(wallSkew())
+		}
 		now := time.Now()
 		if d := earliestTime(n.eng.Deadline(), n.checkDisk(now)); !d.IsZero() {
 			timer.Reset(max(d.Sub(now), 0))
@@ -442,7 +467,9 @@ func (n *Node) commit(now time.Time, waiting []pending) []pending {
 	}
 	n.memberFeed.publish(n.cfg.Name, now, rd.MemberEvents)
 	n.ready.Store(n.eng.Serving())
+	prev := n.view.Load()
 	s := n.publish(now, len(rd.MemberEvents) > 0)
+	n.logJoin(prev, s)
 	keep := waiting[:0]
 	for _, p := range waiting {
 		switch {
@@ -473,6 +500,18 @@ func (n *Node) logMemberEvent(ev membership.Event) {
 	}
 }
 
+// logJoin logs the moment the node joins, and each new cause of a failing
+// join: once per change, so a join retried against the same fault does not
+// flood the log.
+func (n *Node) logJoin(prev, s *snapshot) {
+	switch {
+	case s.joined && !prev.joined:
+		n.log.Info("joined the cluster", "members", len(s.members))
+	case !s.joined && s.joinErr != "" && s.joinErr != prev.joinErr:
+		n.log.Warn("join failed, retrying", "seeds", n.cfg.Seeds, "err", s.joinErr)
+	}
+}
+
 // membersRefresh bounds how stale the published member list may be when no
 // member changed state (incarnations and addresses can change without an
 // event).
@@ -492,13 +531,35 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		out = make([]Member, len(ms))
 		for i, m := range ms {
 			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self}
+			if m.Clock.Measured() {
+				off := m.Clock.Offset.Seconds()
+				out[i].ClockOffset = &off
+			}
 		}
 		n.membersAt = now
 	}
 	acked, sent := n.eng.LeaveAcked()
 	s := &snapshot{members: out, stats: n.eng.Stats(), joined: n.eng.Joined(), joinErr: n.eng.JoinError(), leave: [2]int{acked, sent}}
+	s.clockOffset, s.clockPeers, s.clockErr = n.eng.ClockStatus(now)
+	n.logClock(now, s.clockErr)
 	n.view.Store(s)
 	return s
+}
+
+// clockLogEvery bounds how often a clock fault that lasts is logged again.
+const clockLogEvery = time.Minute
+
+// logClock logs when writes start or stop being refused for the clock,
+// and again once a minute while they are.
+func (n *Node) logClock(now time.Time, err error) {
+	switch {
+	case err != nil && (!n.clockBad || now.Sub(n.clockLoggedAt) >= clockLogEvery):
+		n.log.Error("writes refused: clock offset", "err", err)
+		n.clockBad, n.clockLoggedAt = true, now
+	case err == nil && n.clockBad:
+		n.log.Info("clock offset back within bound: writes accepted again")
+		n.clockBad = false
+	}
 }
 
 func stateName(s wire.State) MemberState {
@@ -640,6 +701,8 @@ func (n *Node) Status() Status {
 		Members:       len(s.members),
 		Started:       n.started,
 		Outbox:        s.stats.Mail.OutboxRecords,
+		ClockOffset:   s.clockOffset.Seconds(),
+		ClockPeers:    s.clockPeers,
 	}
 	if !st.Serving {
 		st.NotReady = append(st.NotReady, "recovering: back from an absence longer than the tombstone grace period, reconciling with a peer before serving")
@@ -656,6 +719,9 @@ func (n *Node) Status() Status {
 			reason = "not joined: " + s.joinErr
 		}
 		st.NotReady = append(st.NotReady, reason)
+	}
+	if s.clockErr != nil {
+		st.NotReady = append(st.NotReady, "clock: "+strings.TrimPrefix(s.clockErr.Error(), "engine: "))
 	}
 	st.Ready = len(st.NotReady) == 0
 	for _, m := range s.members {

@@ -11,6 +11,8 @@
 //	GET    /v1/watch         Server-Sent Events of changes: ?prefix=
 //	GET    /v1/members       the membership view
 //	GET    /v1/status        this node's status
+//	GET    /v1/health/live   200 while the agent serves (liveness probe)
+//	GET    /v1/health/ready  200 when joined, caught up and writable, else 503 with the reasons
 //	GET    /metrics          Prometheus metrics
 //
 // Errors are JSON objects {"error": "..."} with a fitting status code.
@@ -26,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +37,7 @@ import (
 	"github.com/hearsaydb/hearsay"
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/antientropy"
+	"github.com/hearsaydb/hearsay/engine/membership"
 )
 
 // Agent runs a hearsay Node and its HTTP API. Create it with New, then call
@@ -44,6 +48,9 @@ type Agent struct {
 	node     *hearsay.Node
 	registry *prometheus.Registry
 	metrics  *httpMetrics
+	bounds   *boundMetrics
+	body     *bodyBudget
+	watchers atomic.Int64
 	handler  http.Handler
 	ln       net.Listener // nil when cfg.HTTP is empty
 
@@ -65,10 +72,17 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckExposure(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	log, err := cfg.NewLogger(os.Stderr)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if cfg.Insecure {
+		log.Warn("INSECURE: --insecure given; this agent accepts unauthenticated peers and clients where it is exposed", cfg.insecureWarning()...)
+	}
+	warnKeyFileMode(log, cfg.SecretKeyFile)
 	key, err := cfg.ReadSecretKey()
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -84,6 +98,10 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: register HTTP metrics: %w", err)
 	}
+	bm, err := newBoundMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("agent: register bound metrics: %w", err)
+	}
 
 	ncfg := hearsay.DefaultConfig()
 	ncfg.Name = cfg.Name
@@ -94,6 +112,7 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.Seeds = append([]string(nil), cfg.Join...)
 	ncfg.Protocol.MaxValueSize = cfg.MaxValueSize
 	applyProtocol(&ncfg.Protocol, cfg)
+	applyBounds(&ncfg, cfg)
 	ncfg.NoSync = cfg.NoSync
 	ncfg.MinFreeDisk = cfg.MinFreeDisk
 	ncfg.SecretKey = key
@@ -110,6 +129,8 @@ func New(cfg Config) (*Agent, error) {
 		node:     node,
 		registry: reg,
 		metrics:  m,
+		bounds:   bm,
+		body:     &bodyBudget{max: int64(cfg.Bounds.MaxHTTPBodyMemory), m: bm},
 		stopping: make(chan struct{}),
 	}
 	a.handler = a.routes()
@@ -119,7 +140,7 @@ func New(cfg Config) (*Agent, error) {
 			_ = node.Close()
 			return nil, fmt.Errorf("agent: listen for HTTP on %s: %w", cfg.HTTP, err)
 		}
-		a.ln = ln
+		a.ln = newLimitListener(ln, cfg.Bounds.MaxHTTPConns, bm)
 	}
 	return a, nil
 }
@@ -155,7 +176,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.ln != nil {
 		srv = &http.Server{
 			Handler:           a.handler,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: min(maxReadHeaderTimeout, a.cfg.Bounds.HTTPReadTimeout),
+			MaxHeaderBytes:    MaxHeaderBytes,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		}
@@ -216,8 +238,12 @@ func (a *Agent) Close() error {
 }
 
 // applyProtocol carries the protocol-tuning flags into the engine's
-// configuration. cfg has been validated.
+// configuration: the profile first, then the flags that override it. cfg
+// has been validated.
 func applyProtocol(pc *engine.Config, cfg Config) {
+	if m, err := membership.Profile(cfg.Profile); err == nil {
+		pc.Membership = m
+	}
 	pc.DirectMail = cfg.DirectMail
 	pc.RumorMongering = cfg.Rumor
 	pc.AntiEntropy = cfg.AntiEntropy
@@ -230,6 +256,18 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 	} else {
 		pc.AE.Mode = antientropy.PushPull
 	}
-	pc.Membership.SuspicionTimeout = cfg.SuspicionTimeout
+	if cfg.SuspicionTimeout > 0 {
+		pc.Membership.SuspicionTimeout = cfg.SuspicionTimeout
+	}
 	pc.AE.TombstoneGrace = cfg.TombstoneGrace
+	pc.MaxClockOffset = cfg.MaxClockOffset
+	if cfg.MaxClockOffset > 0 {
+		// Receivers allow twice the bound: two healthy writers may each be
+		// that far from the median, on either side.
+		pc.MaxClockSkew = 2 * cfg.MaxClockOffset
+	}
+	if cfg.RetryJoinMax > 0 {
+		pc.Membership.JoinRetryMax = cfg.RetryJoinMax
+		pc.Membership.JoinRetryMin = min(pc.Membership.JoinRetryMin, cfg.RetryJoinMax)
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/antientropy"
+	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/store"
 )
 
@@ -64,15 +65,19 @@ const (
 	FlagAEInterval       = "anti-entropy-interval"
 	FlagAEMode           = "anti-entropy-mode"
 	FlagSuspicionTimeout = "suspicion-timeout"
+	FlagProfile          = "profile"
 	FlagTombstoneGrace   = "tombstone-grace"
+	FlagMaxClockOffset   = "max-clock-offset"
+	FlagRetryJoinMax     = "retry-join-max"
 )
 
 // fileKeys are the flags a config file may set, sorted.
 var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
 	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagJoin,
-	FlagLogFormat, FlagLogLevel, FlagMaxValueSize, FlagMinFreeDisk, FlagName, FlagNoSync, FlagRumor,
-	FlagSecretKey, FlagSuspicionTimeout, FlagTombstoneGrace,
+	FlagLogFormat, FlagLogLevel, FlagMaxClockOffset, FlagMaxValueSize, FlagMinFreeDisk, FlagName,
+	FlagNoSync, FlagProfile, FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSuspicionTimeout,
+	FlagTombstoneGrace,
 }
 
 // Config configures an Agent. Every field but the last group has a
@@ -109,6 +114,12 @@ type Config struct {
 	// of 16, 24 or 32 bytes: gossip is then encrypted and authenticated,
 	// and nodes without the key cannot take part. Empty: no encryption.
 	SecretKeyFile string
+	// Insecure lets the agent run exposed without authentication: gossip
+	// beyond loopback without SecretKeyFile, the HTTP API beyond loopback.
+	// Without it such a configuration is refused (see bounds.go).
+	Insecure bool
+	// Bounds caps the resources clients and peers can make the agent hold.
+	Bounds Bounds
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// LogFormat is text or json.
@@ -125,9 +136,22 @@ type Config struct {
 	AntiEntropyInterval time.Duration
 	// AntiEntropyMode is push, pull, push-pull or full (push-pull without
 	// digests: both sides send every record).
-	AntiEntropyMode  string
+	AntiEntropyMode string
+	// Profile names the failure-detector preset the protocol starts from:
+	// lan (the default), wan or local (see membership.Profile). The
+	// settings below override it when given.
+	Profile string
+	// SuspicionTimeout overrides the profile's shortest suspicion timeout
+	// when positive; 0 keeps the profile's.
 	SuspicionTimeout time.Duration
 	TombstoneGrace   time.Duration
+	// MaxClockOffset is how far this node's clock may be from its peers'
+	// (the median measured offset) before it refuses writes; 0: no check.
+	MaxClockOffset time.Duration
+	// RetryJoinMax is the longest wait between two join attempts: joining
+	// retries with a backoff doubling up to it until a seed answers. 0 keeps
+	// the profile's (10 s on lan).
+	RetryJoinMax time.Duration
 
 	// Logger, when set, receives the logs, and LogLevel and LogFormat are
 	// ignored. Not a flag.
@@ -153,6 +177,7 @@ func DefaultConfig() Config {
 		MaxValueSize: store.DefaultMaxValueSize,
 		LogLevel:     "info",
 		LogFormat:    "text",
+		Bounds:       DefaultBounds(),
 
 		DirectMail:          pc.DirectMail,
 		Rumor:               pc.RumorMongering,
@@ -161,8 +186,9 @@ func DefaultConfig() Config {
 		Fanout:              pc.Rumor.Fanout,
 		AntiEntropyInterval: pc.AE.Interval,
 		AntiEntropyMode:     pc.AE.Mode.String(),
-		SuspicionTimeout:    pc.Membership.SuspicionTimeout,
+		Profile:             membership.ProfileLAN,
 		TombstoneGrace:      pc.AE.TombstoneGrace,
+		MaxClockOffset:      pc.MaxClockOffset,
 	}
 }
 
@@ -190,8 +216,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.Fanout, FlagFanout, c.Fanout, "peers each rumor round contacts")
 	fs.DurationVar(&c.AntiEntropyInterval, FlagAEInterval, c.AntiEntropyInterval, "time between the anti-entropy exchanges this node starts")
 	fs.StringVar(&c.AntiEntropyMode, FlagAEMode, c.AntiEntropyMode, "anti-entropy direction: push, pull, push-pull, or full (push-pull sending every record)")
-	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size)")
+	fs.StringVar(&c.Profile, FlagProfile, c.Profile, "failure-detector preset: "+strings.Join(membership.Profiles(), ", ")+" (the flags below override it)")
+	fs.DurationVar(&c.SuspicionTimeout, FlagSuspicionTimeout, c.SuspicionTimeout, "how long a suspected member has to refute before it is declared dead (scaled up with log of cluster size); 0: the profile's")
 	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
+	fs.DurationVar(&c.MaxClockOffset, FlagMaxClockOffset, c.MaxClockOffset, "refuse writes while this node's clock is further than this from its peers' (median measured offset); 0 disables the check")
+	fs.DurationVar(&c.RetryJoinMax, FlagRetryJoinMax, c.RetryJoinMax, "longest wait between join attempts; joining retries with backoff until a seed of --join answers; 0: the profile's")
+	c.registerBoundFlags(fs)
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
 
@@ -388,12 +418,22 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--%s %q: want push, pull, push-pull or full", FlagAEMode, c.AntiEntropyMode))
 		}
 	}
-	if c.SuspicionTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagSuspicionTimeout, c.SuspicionTimeout))
+	if _, err := membership.Profile(c.Profile); err != nil {
+		errs = append(errs, fmt.Errorf("--%s: %w", FlagProfile, err))
+	}
+	if c.SuspicionTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative (0: the profile's)", FlagSuspicionTimeout, c.SuspicionTimeout))
 	}
 	if c.TombstoneGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagTombstoneGrace, c.TombstoneGrace))
 	}
+	if c.MaxClockOffset < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagMaxClockOffset, c.MaxClockOffset))
+	}
+	if c.RetryJoinMax < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagRetryJoinMax, c.RetryJoinMax))
+	}
+	errs = append(errs, c.validateBounds()...)
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))
 	}

@@ -6,8 +6,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/engine/membership"
 )
 
 // env is a fake environment for Load.
@@ -193,7 +195,7 @@ func TestSecretKeyFile(t *testing.T) {
 
 func TestProtocolFlags(t *testing.T) {
 	file := writeFile(t, "c.yaml", "gossip-interval: 50ms\nanti-entropy-mode: pull\nrumor: false\n")
-	cfg, err := ParseConfig([]string{"--config", file, "--direct-mail=false", "--fanout", "5", "--anti-entropy-mode", "full"},
+	cfg, err := ParseConfig([]string{"--config", file, "--direct-mail=false", "--fanout", "5", "--anti-entropy-mode", "full", "--retry-join-max", "100ms"},
 		env("HEARSAY_SUSPICION_TIMEOUT", "9s", "HEARSAY_TOMBSTONE_GRACE", "48h"))
 	if err != nil {
 		t.Fatal(err)
@@ -205,15 +207,59 @@ func TestProtocolFlags(t *testing.T) {
 	ncfg := engine.DefaultConfig()
 	applyProtocol(&ncfg, cfg)
 	if ncfg.DirectMail || ncfg.RumorMongering || !ncfg.AE.FullExchange || ncfg.Rumor.Fanout != 5 ||
-		ncfg.Membership.SuspicionTimeout.String() != "9s" || ncfg.AE.TombstoneGrace.String() != "48h0m0s" {
+		ncfg.Membership.SuspicionTimeout.String() != "9s" || ncfg.AE.TombstoneGrace.String() != "48h0m0s" ||
+		ncfg.Membership.JoinRetryMax.String() != "100ms" || ncfg.Membership.JoinRetryMin > ncfg.Membership.JoinRetryMax {
 		t.Fatalf("engine config: %+v", ncfg)
 	}
 	for _, bad := range [][]string{
 		{"--fanout", "0"}, {"--gossip-interval", "0s"}, {"--anti-entropy-mode", "sideways"},
 		{"--suspicion-timeout", "-1s"}, {"--tombstone-grace", "0s"}, {"--anti-entropy-interval", "0s"},
+		{"--retry-join-max", "-1s"},
 	} {
 		if _, err := ParseConfig(bad, env()); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
 			t.Errorf("%v: error %v should name the flag", bad, err)
 		}
+	}
+}
+
+func TestProfileFlag(t *testing.T) {
+	cfg, err := ParseConfig(nil, env())
+	if err != nil || cfg.Profile != "lan" {
+		t.Fatalf("default profile %q, %v", cfg.Profile, err)
+	}
+	ncfg := engine.DefaultConfig()
+	applyProtocol(&ncfg, cfg)
+	if ncfg.Membership != membership.LANConfig() {
+		t.Errorf("default: membership %+v, want the lan profile", ncfg.Membership)
+	}
+
+	// The profile comes from the environment; an explicit flag overrides
+	// one of its settings and keeps the others.
+	cfg, err = ParseConfig([]string{"--suspicion-timeout", "9s"}, env("HEARSAY_PROFILE", "wan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncfg = engine.DefaultConfig()
+	applyProtocol(&ncfg, cfg)
+	want := membership.WANConfig()
+	want.SuspicionTimeout = 9 * time.Second
+	if ncfg.Membership != want {
+		t.Errorf("wan + --suspicion-timeout 9s: membership %+v, want %+v", ncfg.Membership, want)
+	}
+
+	file := writeFile(t, "c.yaml", "profile: local\n")
+	cfg, err = ParseConfig([]string{"--config", file}, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncfg = engine.DefaultConfig()
+	applyProtocol(&ncfg, cfg)
+	if ncfg.Membership != membership.LocalConfig() {
+		t.Errorf("profile from file: membership %+v, want the local profile", ncfg.Membership)
+	}
+
+	_, err = ParseConfig([]string{"--profile", "moon"}, env())
+	if err == nil || !strings.Contains(err.Error(), "--profile") || !strings.Contains(err.Error(), "lan, wan, local") {
+		t.Errorf("--profile moon: error %v should name the flag and the valid profiles", err)
 	}
 }

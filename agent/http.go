@@ -77,6 +77,19 @@ type StatusResponse struct {
 	HTTPAddress string `json:"http_address"`
 }
 
+// LiveResponse is the response to GET /v1/health/live.
+type LiveResponse struct {
+	Status string `json:"status"` // "live"
+}
+
+// ReadyResponse is the response to GET /v1/health/ready: 200 with Ready
+// true when the node is joined, caught up and writable, 503 with the
+// reasons otherwise.
+type ReadyResponse struct {
+	Ready   bool     `json:"ready"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
 // ErrorResponse is the body of every error response.
 type ErrorResponse struct {
 	Error string `json:"error"`
@@ -94,6 +107,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/watch", a.handleWatch)
 	mux.HandleFunc("GET /v1/members", a.handleMembers)
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
+	mux.HandleFunc("GET /v1/health/live", a.handleLive)
+	mux.HandleFunc("GET /v1/health/ready", a.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		Registry: a.registry,
@@ -103,6 +118,10 @@ func (a *Agent) routes() http.Handler {
 		start := time.Now()
 		a.metrics.inflight.Inc()
 		defer a.metrics.inflight.Dec()
+		// A body, read by a handler or drained after it, must arrive within
+		// the read timeout (issue 11: trickled bodies held connections
+		// forever). Watches lift it: they read nothing.
+		_ = http.NewResponseController(w).SetReadDeadline(start.Add(a.cfg.Bounds.HTTPReadTimeout))
 
 		// Keys are arbitrary bytes: "a//b" or "x/../y" are keys, not paths
 		// to clean. Route kv requests on a stand-in path, and let the
@@ -153,7 +172,7 @@ func jsonMuxError(h http.Handler) http.Handler {
 		case http.StatusMethodNotAllowed:
 			msg = fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.Header().Get("Allow"))
 		case http.StatusNotFound:
-			msg = fmt.Sprintf("no such endpoint: %s %s (see /v1/kv, /v1/watch, /v1/members, /v1/status, /metrics)", r.Method, r.URL.Path)
+			msg = fmt.Sprintf("no such endpoint: %s %s (see /v1/kv, /v1/watch, /v1/members, /v1/status, /v1/health/live, /v1/health/ready, /metrics)", r.Method, r.URL.Path)
 		default:
 			msg = strings.TrimSpace(rec.body.String())
 			if msg == "" {
@@ -266,14 +285,23 @@ func (a *Agent) handlePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
 		return
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	data, release, err := a.readBody(w, r, limit)
+	defer release()
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
-			return
+		case errors.Is(err, errBodyBusy):
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		case errors.Is(err, errBodyTimeout):
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, err.Error())
+		default:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err))
 		}
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err))
 		return
 	}
 	value := data
@@ -360,6 +388,10 @@ func (a *Agent) handleScan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleWatch(w http.ResponseWriter, r *http.Request) {
+	if !a.acquireWatcher(w) {
+		return
+	}
+	defer a.releaseWatcher()
 	prefix := r.URL.Query().Get("prefix")
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -405,6 +437,28 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// handleLive answers 200 while the process serves HTTP: a liveness probe
+// that fails only when the agent is wedged or gone.
+func (a *Agent) handleLive(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, LiveResponse{Status: "live"})
+}
+
+// handleReady answers 200 when the node is ready (joined, caught up and
+// writable) and 503 with the reasons otherwise: a readiness probe.
+func (a *Agent) handleReady(w http.ResponseWriter, r *http.Request) {
+	st := a.node.Status()
+	if st.Ready {
+		writeJSON(w, http.StatusOK, ReadyResponse{Ready: true})
+		return
+	}
+	reasons := st.NotReady
+	if len(reasons) == 0 {
+		reasons = []string{"not ready"}
+	}
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, ReadyResponse{Ready: false, Reasons: reasons})
+}
+
 // fail answers err from the node with the status it calls for.
 func (a *Agent) fail(w http.ResponseWriter, r *http.Request, key string, err error) {
 	code := StatusCode(err)
@@ -432,7 +486,7 @@ func StatusCode(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, hearsay.ErrNoSpace):
 		return http.StatusInsufficientStorage
-	case errors.Is(err, hearsay.ErrNotReady), errors.Is(err, hearsay.ErrClosed), errors.Is(err, hearsay.ErrStorageFailed):
+	case errors.Is(err, hearsay.ErrNotReady), errors.Is(err, hearsay.ErrClosed), errors.Is(err, hearsay.ErrStorageFailed), errors.Is(err, hearsay.ErrClockOffset):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

@@ -27,9 +27,20 @@ type Config struct {
 	// MaxValueSize is the largest value accepted, written here or received.
 	MaxValueSize int
 	// MaxClockSkew is how far ahead of this node's clock a received
-	// version's timestamp may be. A record further in the future is refused:
+	// version's timestamp may be. A record further in the future is refused,
+	// and stays refused when it comes again later (see refusedFuture):
 	// accepted, it would win every conflict until the clocks caught up.
+	// Twice MaxClockOffset by default: two healthy nodes may each be up to
+	// MaxClockOffset from the cluster's median, on either side.
 	MaxClockSkew time.Duration
+	// MaxClockOffset is how far this node's clock may be from the
+	// cluster's (the median of the offsets measured to its peers, see
+	// membership.ClockOffset) before it refuses local writes with
+	// ErrClockOffset, as CockroachDB's --max-offset: versions from a clock
+	// that far off would be refused by the peers, or would win conflicts
+	// they should lose. A node with live peers also refuses writes until it
+	// has measured one offset. 0 switches the check off.
+	MaxClockOffset time.Duration
 
 	// DirectMail sends each local write at once to every live member, while
 	// the cluster has at most DirectMailMaxPeers other live members (0: no
@@ -75,7 +86,8 @@ func DefaultConfig() Config {
 	return Config{
 		Cluster:            "hearsay",
 		MaxValueSize:       store.DefaultMaxValueSize,
-		MaxClockSkew:       time.Minute,
+		MaxClockSkew:       time.Second,
+		MaxClockOffset:     500 * time.Millisecond,
 		DirectMail:         true,
 		DirectMailMaxPeers: 64,
 		RumorMongering:     true,

@@ -45,6 +45,10 @@ var (
 	ErrForeignCluster = errors.New("engine: envelope from another cluster")
 	ErrAnonymous      = errors.New("engine: envelope without sender name")
 	ErrBadRecord      = errors.New("engine: refused record")
+	// ErrClockOffset is returned by Write while this node's clock is
+	// further from the cluster's than Config.MaxClockOffset, or before the
+	// offset has been measured.
+	ErrClockOffset = errors.New("engine: clock offset")
 )
 
 // Message is an envelope to deliver to a gossip address.
@@ -91,6 +95,7 @@ type Stats struct {
 	RecordsReceived uint64 // records received by any mechanism
 	RecordsApplied  uint64 // of those, records that changed the store
 	LocalWrites     uint64
+	ClockSteps      uint64 // jumps of this node's wall clock detected
 	Mail            directmail.Stats
 	Rumor           rumor.Stats
 	AntiEntropy     antientropy.Stats
@@ -115,7 +120,35 @@ type Engine struct {
 
 	viewDirty   bool      // the member list changed since it was saved
 	viewSavedAt time.Time // when it was last saved
+
+	wallOffset     time.Duration // wall clock minus timer clock (see SetWallOffset)
+	lastWall       time.Time     // wall reading at the last check (no monotonic part)
+	lastNow        time.Time     // timer clock at the last check
+	clockErr       error         // why local writes are refused for the clock, nil if not
+	clockOffset    time.Duration
+	clockPeers     int       // peers the offset is the median of
+	clockCheckedAt time.Time // when clockErr was last computed
+	clockSampleAt  time.Time // the last clock sample clockErr has seen
+	// refusedFuture remembers records refused for a version beyond the
+	// skew bound, so that the same record is still refused when time has
+	// caught up with it: it was written by a clock that was wrong, and
+	// would overwrite writes acknowledged after it. Bounded, oldest first
+	// out.
+	refusedFuture map[refusedRecord]struct{}
+	refusedOrder  []refusedRecord
 }
+
+// refusedRecord identifies a record refused for its future version.
+type refusedRecord struct {
+	key     string
+	version store.Version
+}
+
+// maxRefusedFuture bounds Engine.refusedFuture.
+const maxRefusedFuture = 1 << 16
+
+// clockRecheck bounds how stale the clock verdict used by Write may be.
+const clockRecheck = 100 * time.Millisecond
 
 const (
 	metaIncarnation = "incarnation"
@@ -292,7 +325,10 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 	if err := store.Check(rec, e.cfg.MaxValueSize); err != nil {
 		return store.Record{}, err
 	}
-	rec.Version = store.Version{HLC: e.clock.Now(now), Node: e.cfg.NodeID}
+	if err := e.checkClock(now); err != nil {
+		return store.Record{}, err
+	}
+	rec.Version = store.Version{HLC: e.clock.Now(e.wall(now)), Node: e.cfg.NodeID}
 	if _, err := e.st.Apply([]store.Record{rec}); err != nil {
 		return store.Record{}, fmt.Errorf("engine: apply local write: %w", err)
 	}
@@ -444,7 +480,7 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 	changed = make([]bool, len(ws))
 	recs := make([]store.Record, 0, len(ws))
 	idx := make([]int, 0, len(ws))
-	limit := hlc.Pack(uint64(max(now.Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
+	limit := hlc.Pack(uint64(max(e.wall(now).Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
 	for i, w := range ws {
 		r := w.Store()
 		e.stats.RecordsReceived++
@@ -453,7 +489,11 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 		}
 		err := store.Check(r, e.cfg.MaxValueSize)
 		if err == nil && (r.Version.HLC > limit || r.Version.IsZero()) {
-			err = fmt.Errorf("version %v outside clock skew bound", r.Version)
+			err = fmt.Errorf("version %v (%v) is beyond this node's clock plus %v", r.Version,
+				hlc.Time(r.Version.HLC).UTC().Format(time.RFC3339Nano), e.cfg.MaxClockSkew)
+			e.rememberFuture(r)
+		} else if err == nil && e.refusedBefore(r) {
+			err = fmt.Errorf("version %v was refused earlier as beyond the clock skew bound", r.Version)
 		}
 		if err != nil {
 			e.stats.RecordsRefused++
@@ -481,6 +521,118 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 		}
 	}
 	return changed, refused, nil
+}
+
+func (e *Engine) rememberFuture(r store.Record) {
+	if e.refusedFuture == nil {
+		e.refusedFuture = map[refusedRecord]struct{}{}
+	}
+	k := refusedRecord{key: string(r.Key), version: r.Version}
+	if _, ok := e.refusedFuture[k]; ok {
+		return
+	}
+	if len(e.refusedOrder) >= maxRefusedFuture {
+		delete(e.refusedFuture, e.refusedOrder[0])
+		e.refusedOrder = e.refusedOrder[1:]
+	}
+	e.refusedFuture[k] = struct{}{}
+	e.refusedOrder = append(e.refusedOrder, k)
+}
+
+func (e *Engine) refusedBefore(r store.Record) bool {
+	if len(e.refusedFuture) == 0 {
+		return false
+	}
+	_, ok := e.refusedFuture[refusedRecord{key: string(r.Key), version: r.Version}]
+	return ok
+}
+
+// checkClock returns ErrClockOffset, with the measured offset and the
+// bound, while this node's clock is too far from the cluster's to write:
+// its offset to the median of its peers exceeds MaxClockOffset; it has
+// live peers but no measurement yet; or its clock's high-water mark,
+// persisted by an earlier run, is beyond the wall clock by more than the
+// bound (its versions would be refused by every peer). The verdict is
+// recomputed at most every clockRecheck.
+func (e *Engine) checkClock(now time.Time) error {
+	if e.cfg.MaxClockOffset <= 0 || e.cfg.Peers != nil {
+		return nil
+	}
+	if e.wallStepped(now) {
+		e.clockCheckedAt = time.Time{}
+	}
+	if at := e.members.LastClockSample(); !at.Equal(e.clockSampleAt) {
+		// A new measurement: judge again at once, so that a node's first
+		// sample lets it write within a round trip.
+		e.clockSampleAt, e.clockCheckedAt = at, time.Time{}
+	}
+	if !e.clockCheckedAt.IsZero() && now.Sub(e.clockCheckedAt) < clockRecheck && now.After(e.clockCheckedAt) {
+		return e.clockErr
+	}
+	e.clockCheckedAt = now
+	e.clockOffset, e.clockPeers = e.members.ClockOffset(now)
+	bound := e.cfg.MaxClockOffset
+	switch hw, wall := hlc.Time(e.clock.Last()), e.wall(now); {
+	case hw.Sub(wall) > bound:
+		e.clockErr = fmt.Errorf("%w: this node's clock issued versions up to %s, %v ahead of its wall clock now (more than --max-clock-offset %v): writes are refused until the wall clock passes that time",
+			ErrClockOffset, hw.UTC().Format(time.RFC3339), hw.Sub(wall).Round(time.Millisecond), bound)
+	case e.clockPeers == 0 && e.members.NumLive() > 1:
+		e.clockErr = fmt.Errorf("%w: not measured yet against the %d live peer(s); writes wait for the first probe round trip",
+			ErrClockOffset, e.members.NumLive()-1)
+	case e.clockOffset > bound || e.clockOffset < -bound:
+		dir := "ahead of"
+		if e.clockOffset < 0 {
+			dir = "behind"
+		}
+		e.clockErr = fmt.Errorf("%w: this node's clock is %v %s the cluster's (median of %d peer(s)), more than --max-clock-offset %v: writes are refused until the clock is corrected",
+			ErrClockOffset, e.clockOffset.Abs().Round(time.Millisecond), dir, e.clockPeers, bound)
+	default:
+		e.clockErr = nil
+	}
+	return e.clockErr
+}
+
+// wallStepped reports whether the wall clock moved, since the last call,
+// by more than half the offset bound beyond what the timer clock did: it
+// was stepped (by an operator, or NTP on a clock far off). The offsets
+// measured before no longer hold, so they are forgotten and writes wait for
+// a new measurement; without this, a node whose clock jumped an hour ahead
+// would stamp writes an hour ahead until its next probe round trip.
+func (e *Engine) wallStepped(now time.Time) bool {
+	wall := e.wall(now).Round(0) // the wall reading alone
+	stepped := false
+	if !e.lastWall.IsZero() {
+		drift := wall.Sub(e.lastWall) - now.Sub(e.lastNow)
+		stepped = drift.Abs() > e.cfg.MaxClockOffset/2
+	}
+	e.lastWall, e.lastNow = wall, now
+	if stepped {
+		e.members.ClockStepped()
+		e.stats.ClockSteps++
+	}
+	return stepped
+}
+
+// SetWallOffset sets how far this node's wall clock, which stamps versions
+// and clock samples, is from the clock its timers run on (the now it is
+// given). A real node leaves it at zero: its timers follow the monotonic
+// clock and its wall clock is now's own wall reading, so a wall clock
+// stepped by NTP changes only its timestamps. The simulator and
+// fault-injection builds set it to model a wrong wall clock the same way.
+func (e *Engine) SetWallOffset(d time.Duration) {
+	e.wallOffset = d
+	e.members.SetWallOffset(d)
+}
+
+// wall is this node's wall clock at now.
+func (e *Engine) wall(now time.Time) time.Time { return now.Add(e.wallOffset) }
+
+// ClockStatus returns this node's clock offset to the cluster (positive:
+// this node is ahead), how many peers it is the median of, and why local
+// writes are refused for the clock (nil if they are not).
+func (e *Engine) ClockStatus(now time.Time) (offset time.Duration, peers int, err error) {
+	err = e.checkClock(now)
+	return e.clockOffset, e.clockPeers, err
 }
 
 // Tick runs every timer that is due and sends the writes made since the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,8 +306,8 @@ func TestRestartRaisesIncarnationAndKeepsClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Restart with the wall clock set an hour back.
-	back := now.Add(-time.Hour)
+	// Restart with the wall clock set 300 ms back, within the offset bound.
+	back := now.Add(-300 * time.Millisecond)
 	e2, err := engine.New(cfg, st, rand.New(rand.NewPCG(1, 2)), back)
 	if err != nil {
 		t.Fatal(err)
@@ -320,6 +321,26 @@ func TestRestartRaisesIncarnationAndKeepsClock(t *testing.T) {
 	}
 	if r2.Version.Compare(r1.Version) <= 0 {
 		t.Fatalf("write after restart %v not newer than before %v", r2.Version, r1.Version)
+	}
+	// Restarted with the clock an hour back, the node would issue versions
+	// an hour ahead of its wall clock, which peers refuse: it refuses the
+	// write, says until when, and writes again once the wall clock is past
+	// its high-water mark.
+	back = now.Add(-time.Hour)
+	e3, err := engine.New(cfg, st, rand.New(rand.NewPCG(1, 2)), back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e3.Write(back, []byte("k"), []byte("v3"), false); !errors.Is(err, engine.ErrClockOffset) || !strings.Contains(err.Error(), "ahead of its wall clock") {
+		t.Fatalf("write with the high-water mark an hour ahead: %v", err)
+	}
+	later := now.Add(time.Second)
+	r3, err := e3.Write(later, []byte("k"), []byte("v3"), false)
+	if err != nil {
+		t.Fatalf("write once the wall clock passed the high-water mark: %v", err)
+	}
+	if r3.Version.Compare(r2.Version) <= 0 {
+		t.Fatalf("write %v not newer than %v", r3.Version, r2.Version)
 	}
 }
 
@@ -401,5 +422,36 @@ func TestSeedRestartHeals(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("graceful=%v: writes do not flow both ways", graceful)
 		}
+	}
+}
+
+// TestFutureRecordStaysRefused: a record refused because its version is
+// beyond the clock skew bound is refused again when it comes back after
+// time has caught up with it: it was written by a wrong clock and would
+// overwrite writes acknowledged after it.
+func TestFutureRecordStaysRefused(t *testing.T) {
+	st := memstore.New()
+	cfg := engine.DefaultConfig()
+	cfg.Name, cfg.NodeID, cfg.Addr = "a", 1, "a"
+	now := sim.Epoch
+	e, err := engine.New(cfg, st, rand.New(rand.NewPCG(1, 2)), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := uint64(now.Add(90*time.Second).UnixMilli()) << 16
+	mail := func(id uint64) *wire.Envelope {
+		return &wire.Envelope{Cluster: cfg.Cluster, From: "b", FromAddr: "b", Body: &wire.Envelope_Mail{Mail: &wire.Mail{Id: id, Records: []*wire.Record{
+			{Key: []byte("k"), Value: []byte("from the future"), Hlc: ahead, Node: 2},
+		}}}}
+	}
+	if err := e.Step(now, mail(1)); !errors.Is(err, engine.ErrBadRecord) {
+		t.Fatalf("90 s ahead: %v", err)
+	}
+	later := now.Add(100 * time.Second)
+	if err := e.Step(later, mail(2)); !errors.Is(err, engine.ErrBadRecord) || !strings.Contains(err.Error(), "refused earlier") {
+		t.Fatalf("the same record 100 s later: %v", err)
+	}
+	if _, ok, _ := st.Get([]byte("k")); ok {
+		t.Fatal("a record refused for its future version was stored later")
 	}
 }

@@ -108,6 +108,12 @@ type Node struct {
 	// it waits this long, on top of the network's delay, before it is
 	// handled.
 	ProcessingDelay time.Duration
+	// ClockOffset and ClockDrift model a wrong wall clock: the node's
+	// engine reads virtual time plus ClockOffset plus ClockDrift times the
+	// virtual time elapsed since Epoch (a drift of 1e-4 gains 360 ms an
+	// hour).
+	ClockOffset time.Duration
+	ClockDrift  float64
 
 	c      *Cluster
 	cfg    engine.Config
@@ -176,6 +182,22 @@ func (n *Node) boot() error {
 	return nil
 }
 
+// now returns virtual time, the clock the node's timers run on, and first
+// sets its engine's wall clock (the one that stamps versions and clock
+// samples) ClockOffset and ClockDrift away from it: a wrong wall clock, as
+// a real node's whose timers run on the monotonic clock.
+func (n *Node) now() time.Time {
+	if n.Engine != nil {
+		n.Engine.SetWallOffset(n.skew(n.c.now))
+	}
+	return n.c.now
+}
+
+// skew is how far the node's clock is from virtual time at t.
+func (n *Node) skew(t time.Time) time.Duration {
+	return n.ClockOffset + time.Duration(n.ClockDrift*float64(t.Sub(Epoch)))
+}
+
 // Up reports whether the node is running.
 func (n *Node) Up() bool { return n.up }
 
@@ -210,13 +232,13 @@ func (n *Node) Join(seeds ...string) {
 	for i, s := range seeds {
 		addrs[i] = n.c.byAddr[s].Addr
 	}
-	n.Engine.Join(n.c.now, addrs)
+	n.Engine.Join(n.now(), addrs)
 	n.flush()
 }
 
 // Leave makes the node announce a graceful departure.
 func (n *Node) Leave() error {
-	err := n.Engine.Leave(n.c.now)
+	err := n.Engine.Leave(n.now())
 	n.flush()
 	return err
 }
@@ -233,11 +255,11 @@ func (n *Node) write(key, value []byte, tomb bool) (store.Record, error) {
 	if !n.up {
 		return store.Record{}, fmt.Errorf("sim: %s is down", n.Name)
 	}
-	r, err := n.Engine.Write(n.c.now, key, value, tomb)
+	r, err := n.Engine.Write(n.now(), key, value, tomb)
 	if err != nil {
 		return r, err
 	}
-	if err := n.Engine.Tick(n.c.now); err != nil {
+	if err := n.Engine.Tick(n.now()); err != nil {
 		return r, err
 	}
 	n.flush()
@@ -366,7 +388,7 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 			return true, nil // stale: a newer tick was scheduled, or the node crashed
 		}
 		n.tickAt = time.Time{}
-		if err := n.Engine.Tick(c.now); err != nil {
+		if err := n.Engine.Tick(n.now()); err != nil {
 			return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
 		}
 		n.flush()
@@ -384,8 +406,8 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 	c.stats.Delivered++
 	// Refusals (bad records) are the engine's business and are counted in
 	// its stats; the simulation goes on.
-	_ = n.Engine.Step(c.now, env)
-	if err := n.Engine.Tick(c.now); err != nil {
+	_ = n.Engine.Step(n.now(), env)
+	if err := n.Engine.Tick(n.now()); err != nil {
 		return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
 	}
 	n.flush()

@@ -126,6 +126,20 @@ type Event struct {
 	// Write and Delete are single client operations.
 	Write  *WriteSpec `json:"write,omitempty" yaml:"write"`
 	Delete *WriteSpec `json:"delete,omitempty" yaml:"delete"`
+
+	// Clock sets the wall clock of the nodes picked: from now on each reads
+	// virtual time plus Offset plus Drift times the time since Epoch. An
+	// offset of 0 and no drift fixes a clock.
+	Clock *ClockSpec `json:"clock,omitempty" yaml:"clock"`
+}
+
+// ClockSpec is a clock fault: how far the picked nodes' clocks are off.
+type ClockSpec struct {
+	Nodes  NodeSet  `json:"nodes" yaml:"nodes"`
+	Offset Duration `json:"offset,omitempty" yaml:"offset"`
+	// Drift is the clock's rate error, dimensionless (1e-4 gains 360 ms
+	// an hour).
+	Drift float64 `json:"drift,omitempty" yaml:"drift"`
 }
 
 // PartitionSpec names the sides of a partition: explicit groups, or a
@@ -278,6 +292,7 @@ func (e *Event) validate() error {
 	count(e.Leave != nil)
 	count(e.Write != nil)
 	count(e.Delete != nil)
+	count(e.Clock != nil)
 	if actions != 1 {
 		return fmt.Errorf("sim: event at %v: want exactly one action, got %d", e.At, actions)
 	}
@@ -328,6 +343,11 @@ func (e *Event) validate() error {
 		err = e.Restart.validate()
 	case e.Leave != nil:
 		err = e.Leave.validate()
+	case e.Clock != nil:
+		err = e.Clock.Nodes.validate()
+		if err == nil && (e.Clock.Drift <= -0.5 || e.Clock.Drift >= 0.5) {
+			err = fmt.Errorf("clock drift %v: want a rate error in (-0.5, 0.5)", e.Clock.Drift)
+		}
 	case e.Write != nil || e.Delete != nil:
 		w := e.Write
 		if w == nil {

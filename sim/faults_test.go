@@ -364,3 +364,31 @@ func TestThreeHundredJoinOneSeedAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestSkewedClockStopsWriting: n2's clock jumps 90 s ahead in the middle of
+// a write stream. It measures its offset to its peers and refuses its
+// clients' writes instead of issuing versions that would win over writes
+// made after them; no write is acknowledged by a node whose clock is off
+// by more than the bound; once the clock is fixed, n2 writes again and
+// every replica holds every acknowledged write.
+func TestSkewedClockStopsWriting(t *testing.T) {
+	s := asyncScenario(5)
+	s.Workload = Workload{Rate: 40, Keys: 30}
+	s.Duration = Duration(40 * time.Second)
+	s.Events = []Event{
+		{At: Duration(5 * time.Second), Clock: &ClockSpec{Nodes: NodeSet{Names: NodeList{"n2"}}, Offset: Duration(90 * time.Second)}},
+		{At: Duration(20 * time.Second), Clock: &ClockSpec{Nodes: NodeSet{Names: NodeList{"n2"}}}},
+	}
+	_, res := runOne(t, s)
+	t.Logf("updates %d, refused %d, violations %d, residue %v, converged %v", res.Updates, res.WritesRefused, res.ClockViolations, res.Residue, res.Converged)
+	if res.ClockViolations != 0 {
+		t.Errorf("%d writes acknowledged by a node with a skewed clock", res.ClockViolations)
+	}
+	// About a fifth of 600 writes in 15 s fall on n2.
+	if res.WritesRefused < 60 {
+		t.Errorf("only %d writes refused", res.WritesRefused)
+	}
+	if !res.Converged || res.Residue != 0 {
+		t.Errorf("converged %v, residue %v", res.Converged, res.Residue)
+	}
+}

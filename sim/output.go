@@ -43,6 +43,9 @@ func WriteSummary(w io.Writer, r *Report) error {
 	if s.Sampler == "real" {
 		formed = fmt.Sprintf("  formed    %.1f s (± %.1f) of virtual time from %d simultaneous joins until every node saw every other alive\n", r.Formed, r.Spread["formed"], s.Nodes-1)
 	}
+	if r.WritesRefused > 0 || r.ClockViolations > 0 {
+		formed += fmt.Sprintf("  clock     %.1f writes refused by nodes that knew their clock was off; %.1f acknowledged by a node off by more than the bound (invariant: 0)\n", r.WritesRefused, r.ClockViolations)
+	}
 	conv := "never (some running node misses an update at the end)"
 	if r.Converged > 0 {
 		conv = fmt.Sprintf("%.3f %s (± %.3f), in %.0f%% of runs", r.Convergence, r.Unit, r.Spread["convergence"], r.Converged*100)

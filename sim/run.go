@@ -2,6 +2,7 @@ package sim
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -386,8 +387,19 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 	} else {
 		rec, err = n.Put(key, value)
 	}
+	if errors.Is(err, engine.ErrClockOffset) {
+		// The node knows its clock is off and refuses: the client is told.
+		r.res.WritesRefused++
+		return nil
+	}
 	if err != nil {
 		return err
+	}
+	if b := n.cfg.MaxClockOffset; b > 0 && n.skew(r.c.now).Abs() > b+r.clockSlack() {
+		// Invariant: a node whose clock is off by more than the bound
+		// acknowledges no write (the slack covers what a round trip can
+		// hide from its measurement).
+		r.res.ClockViolations++
 	}
 	kt := r.keys[key]
 	if kt == nil {
@@ -417,6 +429,13 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 	}
 	r.advance(n, kt, rec.Version)
 	return nil
+}
+
+// clockSlack is how far beyond the bound a clock may be while its node
+// still writes: the offset is measured over a round trip, within half of
+// it, and judged at most clockRecheck late.
+func (r *runner) clockSlack() time.Duration {
+	return time.Duration(r.s.Latency.Mean)*4 + 200*time.Millisecond
 }
 
 // crash stops n; its store stays.
@@ -670,6 +689,17 @@ func (r *runner) apply(e Event) error {
 			if err := r.leave(n); err != nil {
 				return err
 			}
+		}
+	case e.Clock != nil:
+		ns, err := r.pick(&e.Clock.Nodes, true)
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			// Keep the clock continuous at the change: drift counts from
+			// now.
+			n.ClockOffset = time.Duration(e.Clock.Offset) - time.Duration(e.Clock.Drift*float64(r.c.now.Sub(Epoch)))
+			n.ClockDrift = e.Clock.Drift
 		}
 	case e.Write != nil || e.Delete != nil:
 		w, del := e.Write, false

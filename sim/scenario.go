@@ -117,6 +117,13 @@ type RunResult struct {
 	// update; Convergence is when that last became and stayed true.
 	Converged   bool    `json:"converged"`
 	Convergence float64 `json:"convergence"`
+	// WritesRefused counts client writes a node refused because it knew
+	// its clock was too far off (engine.ErrClockOffset).
+	WritesRefused int `json:"writes_refused,omitempty" yaml:"writes_refused,omitempty"`
+	// ClockViolations counts writes acknowledged by a node whose clock was
+	// off by more than the engine's MaxClockOffset (plus what a
+	// measurement over a round trip can miss): an invariant, always 0.
+	ClockViolations int `json:"clock_violations" yaml:"clock_violations"`
 	// Formed is how long, in seconds of virtual time, the cluster took to
 	// form (real sampler): from every node joining the first one at once
 	// until every node saw every other alive, to the nearest 100 ms.
@@ -194,6 +201,9 @@ type Report struct {
 	// sampler's cluster took to form: every node joining the first at
 	// once, until every node saw every other alive.
 	Formed float64 `json:"formed,omitempty" yaml:"formed,omitempty"`
+	// WritesRefused and ClockViolations are the means of the runs' counts.
+	WritesRefused   float64 `json:"writes_refused,omitempty" yaml:"writes_refused,omitempty"`
+	ClockViolations float64 `json:"clock_violations" yaml:"clock_violations"`
 	// Spread holds the standard deviation of each mean over the runs.
 	Spread map[string]float64 `json:"spread" yaml:"spread"`
 	// MessagesPerNode and BytesPerNode count all traffic, of every kind,
@@ -436,6 +446,8 @@ func Run(s Scenario, progress func(Progress)) (*Report, error) {
 	rep.Updates = stat("updates", all, func(r RunResult) float64 { return float64(r.Updates) })
 	rep.FalseDetections = stat("false_detections", all, func(r RunResult) float64 { return float64(r.FalseDetections) })
 	rep.Formed = stat("formed", all, func(r RunResult) float64 { return r.Formed })
+	rep.WritesRefused = stat("writes_refused", all, func(r RunResult) float64 { return float64(r.WritesRefused) })
+	rep.ClockViolations = stat("clock_violations", all, func(r RunResult) float64 { return float64(r.ClockViolations) })
 	rep.MessagesPerNode = stat("messages_per_node", all, func(r RunResult) float64 { return float64(r.Messages) / float64(s.Nodes) })
 	rep.BytesPerNode = stat("bytes_per_node", all, func(r RunResult) float64 { return float64(r.Bytes) / float64(s.Nodes) })
 	perUpdate := func(x uint64, r RunResult) float64 { return float64(x) / float64(max(r.Updates, 1)) }

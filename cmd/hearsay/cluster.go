@@ -73,6 +73,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(tw, "gossip address:\t%s\n", st.Address)
 			fmt.Fprintf(tw, "http address:\t%s\n", st.HTTPAddress)
 			fmt.Fprintf(tw, "ready:\t%t\n", st.Ready)
+			for _, r := range st.NotReady {
+				fmt.Fprintf(tw, "  not ready:\t%s\n", r)
+			}
+			fmt.Fprintf(tw, "joined:\t%t\n", st.Joined)
+			if st.LastJoinError != "" {
+				fmt.Fprintf(tw, "last join error:\t%s\n", st.LastJoinError)
+			}
 			fmt.Fprintf(tw, "members:\t%d (%d alive)\n", st.Members, st.Alive)
 			fmt.Fprintf(tw, "outbox:\t%d\n", st.Outbox)
 			if !st.Started.IsZero() {

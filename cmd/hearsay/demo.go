@@ -26,7 +26,7 @@ import (
 // Timings of the demo.
 const (
 	demoStartTimeout = 30 * time.Second // for every agent to answer /v1/status
-	demoJoinTimeout  = 15 * time.Second // for node 1 to see every node alive
+	demoJoinTimeout  = 15 * time.Second // for node 1 to see every node alive, and every node to be ready
 	demoStopGrace    = 10 * time.Second // between SIGTERM and SIGKILL
 	demoPoll         = 100 * time.Millisecond
 )
@@ -250,29 +250,39 @@ func waitAgent(ctx context.Context, n *demoNode) error {
 	}
 }
 
-// waitMembers waits until the first node sees every node alive, and
-// reports whether it did.
+// waitMembers waits until the first node sees every node alive and every
+// node is ready (joined, clock measured, writable), and reports whether
+// that happened in time.
 func waitMembers(ctx context.Context, nodes []*demoNode) bool {
-	if len(nodes) == 1 {
-		return true
-	}
 	ctx, cancel := context.WithTimeout(ctx, demoJoinTimeout)
 	defer cancel()
 	hc := &http.Client{Timeout: time.Second}
 	tick := time.NewTicker(demoPoll)
 	defer tick.Stop()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nodes[0].http+"/v1/status", nil)
+	status := func(n *demoNode) (agent.StatusResponse, bool) {
+		var st agent.StatusResponse
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.http+"/v1/status", nil)
 		if err != nil {
-			return false
+			return st, false
 		}
-		if resp, err := hc.Do(req); err == nil {
-			var st agent.StatusResponse
-			derr := json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
-			if derr == nil && st.Alive >= len(nodes) {
-				return true
+		resp, err := hc.Do(req)
+		if err != nil {
+			return st, false
+		}
+		defer resp.Body.Close()
+		return st, json.NewDecoder(resp.Body).Decode(&st) == nil
+	}
+	for {
+		done := true
+		for i, n := range nodes {
+			st, ok := status(n)
+			if !ok || !st.Ready || (i == 0 && st.Alive < len(nodes)) {
+				done = false
+				break
 			}
+		}
+		if done {
+			return true
 		}
 		select {
 		case <-ctx.Done():
@@ -296,7 +306,7 @@ func printDemoBanner(w io.Writer, nodes []*demoNode, root string, removed, joine
 	}
 	_ = tw.Flush()
 	if !joined {
-		fmt.Fprintf(&b, "\n(not every node is alive in %s's view yet; 'hearsay members' shows progress)\n", nodes[0].name)
+		fmt.Fprintf(&b, "\n(not every node is alive in %s's view and ready yet; 'hearsay members' and 'hearsay health --ready' show progress)\n", nodes[0].name)
 	}
 	addr := ""
 	if nodes[0].http != defaultAddr {

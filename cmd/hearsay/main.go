@@ -2,7 +2,7 @@
 //
 // `hearsay agent` runs a node (the daemon); `hearsay demo` runs a small
 // cluster of agent processes on loopback; the other commands (put, get,
-// del, scan, watch, members, status) are thin clients of an agent's HTTP
+// del, scan, watch, members, status, health) are thin clients of an agent's HTTP
 // API, at --addr (default $HEARSAY_ADDR, else 127.0.0.1:7947).
 //
 // Errors go to stderr as one line, "error: ...". The exit code is 0 on
@@ -133,6 +133,7 @@ The other commands talk to an agent's HTTP API at --addr.`,
 		newWatchCmd(g),
 		newMembersCmd(g),
 		newStatusCmd(g),
+		newHealthCmd(g),
 		newVersionCmd(g),
 		newSimCmd(g),
 		newKeysCmd(),

@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -570,7 +571,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	var logs syncBuffer // written by the process's copier while the test reads it
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -663,4 +664,72 @@ func TestDemo(t *testing.T) {
 	if _, err := net.Dial("tcp", n1); err == nil {
 		t.Errorf("n1 still answers after the demo stopped")
 	}
+}
+
+// TestHealth: `hearsay health` exits 0 while the agent is live, and
+// `health --ready` exits 0 only when it is ready; a joiner whose seed does
+// not answer is live but not ready, and says why.
+func TestHealth(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("uses SIGTERM")
+	}
+	a := startAgent(t, "h1")
+	run := func(addr string, args ...string) result {
+		t.Helper()
+		return cli(t, nil, "", append(args, "--addr", addr)...)
+	}
+	if r := run(a.addr, "health").want(t, 0); r.stdout != "live\n" {
+		t.Errorf("health: %q", r.stdout)
+	}
+	if r := run(a.addr, "health", "--ready").want(t, 0); r.stdout != "ready\n" {
+		t.Errorf("health --ready: %q", r.stdout)
+	}
+	r := run(a.addr, "health", "--ready", "--json").want(t, 0)
+	var rr struct {
+		Ready   bool     `json:"ready"`
+		Reasons []string `json:"reasons"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rr); err != nil || !rr.Ready {
+		t.Errorf("health --ready --json %q: %v", r.stdout, err)
+	}
+
+	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	j := startAgent(t, "h2", "--join", dead)
+	run(j.addr, "health").want(t, 0)
+	r = run(j.addr, "health", "--ready").want(t, 1)
+	if !strings.Contains(r.stdout, "not joined") || !strings.Contains(r.stderr, "not ready") {
+		t.Errorf("health --ready of a node not joined: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	r = run(j.addr, "health", "--ready", "--json").want(t, 1)
+	if err := json.Unmarshal([]byte(r.stdout), &rr); err != nil || rr.Ready || len(rr.Reasons) == 0 {
+		t.Errorf("health --ready --json of a node not joined %q: %v", r.stdout, err)
+	}
+	r = run(j.addr, "status").want(t, 0)
+	if !strings.Contains(r.stdout, "joined:") || !strings.Contains(r.stdout, "not joined") {
+		t.Errorf("status of a node not joined:\n%s", r.stdout)
+	}
+
+	a.stop(t)
+	r = run(a.addr, "health").want(t, 1)
+	if !strings.Contains(r.stderr, "cannot reach agent") {
+		t.Errorf("health of a stopped agent: stderr %q", r.stderr)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

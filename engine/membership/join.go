@@ -25,29 +25,30 @@ const maxRejoinTargets = 5
 // sides (see CompareSettings). Nil switches the check off.
 func (m *Membership) SetSettings(s *wire.Settings) { m.settings = s }
 
-// CompareSettings returns "" when a member with settings remote can share a
-// cluster with one with settings local, and otherwise a message naming
-// every setting that differs, by its agent flag, with both values.
-func CompareSettings(local, remote *wire.Settings) string {
+// CompareSettings returns "" when member remoteName with settings remote
+// can share a cluster with member localName with settings local, and
+// otherwise a message naming every setting that differs, by its agent flag,
+// with each member's value (the message is read on both sides).
+func CompareSettings(localName string, local *wire.Settings, remoteName string, remote *wire.Settings) string {
 	if local == nil {
 		return ""
 	}
 	if remote == nil {
-		return "the peer sent no cluster settings (an older or foreign program)"
+		return remoteName + " sent no cluster settings (an older or foreign program)"
 	}
 	var diffs []string
 	if local.Protocol != remote.Protocol {
-		diffs = append(diffs, fmt.Sprintf("protocol version: this node %d, peer %d", local.Protocol, remote.Protocol))
+		diffs = append(diffs, fmt.Sprintf("protocol version: %s %d, %s %d", localName, local.Protocol, remoteName, remote.Protocol))
 	}
 	if local.MaxValueSize != remote.MaxValueSize {
-		diffs = append(diffs, fmt.Sprintf("max-value-size: this node %d bytes, peer %d bytes", local.MaxValueSize, remote.MaxValueSize))
+		diffs = append(diffs, fmt.Sprintf("max-value-size: %s %d bytes, %s %d bytes", localName, local.MaxValueSize, remoteName, remote.MaxValueSize))
 	}
 	if local.TombstoneGraceMs != remote.TombstoneGraceMs {
-		diffs = append(diffs, fmt.Sprintf("tombstone-grace: this node %v, peer %v",
-			time.Duration(local.TombstoneGraceMs)*time.Millisecond, time.Duration(remote.TombstoneGraceMs)*time.Millisecond))
+		diffs = append(diffs, fmt.Sprintf("tombstone-grace: %s %v, %s %v",
+			localName, time.Duration(local.TombstoneGraceMs)*time.Millisecond, remoteName, time.Duration(remote.TombstoneGraceMs)*time.Millisecond))
 	}
 	if local.Signing != remote.Signing {
-		diffs = append(diffs, fmt.Sprintf("signing: this node %q, peer %q", local.Signing, remote.Signing))
+		diffs = append(diffs, fmt.Sprintf("signing: %s %q, %s %q", localName, local.Signing, remoteName, remote.Signing))
 	}
 	if len(diffs) == 0 {
 		return ""
@@ -154,7 +155,7 @@ func (m *Membership) tickJoin(now time.Time) {
 	}
 	for _, s := range targets {
 		if s != m.self.Addr {
-			m.send(s, m.pushPull(false))
+			m.send(s, m.pushPull(now, false))
 		}
 	}
 	m.joinAt = now.Add(jitter(m.rng, m.joinBackoff))
@@ -174,8 +175,12 @@ func describeAddrs(seeds, known []string) string {
 
 // pushPull returns a Join carrying this node's settings and whole member
 // list; sync marks the periodic exchange between members.
-func (m *Membership) pushPull(sync bool) *wire.Envelope {
-	return &wire.Envelope{Body: &wire.Envelope_Join{Join: &wire.Join{Settings: m.settings, Members: m.wireMembers(), Sync: sync}}}
+func (m *Membership) pushPull(now time.Time, sync bool) *wire.Envelope {
+	sent := m.wall(now).UnixMicro()
+	m.adm.sentJoin(sent)
+	return &wire.Envelope{Body: &wire.Envelope_Join{Join: &wire.Join{
+		Settings: m.settings, Members: m.wireMembers(), Sync: sync, SentUs: sent,
+	}}}
 }
 
 func (m *Membership) wireMembers() []*wire.Member {
@@ -193,7 +198,7 @@ func (m *Membership) wireMembers() []*wire.Member {
 func (m *Membership) checkJoin(env *wire.Envelope) error {
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Join:
-		reason := CompareSettings(m.settings, b.Join.Settings)
+		reason := CompareSettings(m.self.Name, m.settings, env.From, b.Join.Settings)
 		if reason == "" {
 			return nil
 		}
@@ -206,7 +211,7 @@ func (m *Membership) checkJoin(env *wire.Envelope) error {
 	case *wire.Envelope_JoinReply:
 		reason := b.JoinReply.Refused
 		if reason == "" {
-			reason = CompareSettings(m.settings, b.JoinReply.Settings)
+			reason = CompareSettings(m.self.Name, m.settings, env.From, b.JoinReply.Settings)
 			if reason == "" {
 				return nil
 			}
@@ -226,7 +231,7 @@ func (m *Membership) handleJoin(now time.Time, env *wire.Envelope, j *wire.Join)
 	}
 	if addr := m.addrOf(env); addr != "" {
 		m.send(addr, &wire.Envelope{Body: &wire.Envelope_JoinReply{JoinReply: &wire.JoinReply{
-			Members: m.wireMembers(), Settings: m.settings, Sync: j.Sync,
+			Members: m.wireMembers(), Settings: m.settings, Sync: j.Sync, JoinSentUs: j.SentUs, ClockUs: m.wall(now).UnixMicro(),
 		}}})
 	}
 }
@@ -236,9 +241,11 @@ func (m *Membership) handleJoin(now time.Time, env *wire.Envelope, j *wire.Join)
 // push-pull comes after JoinSyncInterval rather than PushPullInterval.
 func (m *Membership) handleJoinReply(now time.Time, r *wire.JoinReply) {
 	before := len(m.names)
+	m.adm.solicited = m.adm.answers(r.JoinSentUs)
 	for _, u := range r.Members {
 		m.apply(now, u)
 	}
+	m.adm.solicited = false
 	differ := len(m.names) > before || len(r.Members) < len(m.names)+1
 	switch {
 	case !r.Sync:
@@ -278,7 +285,7 @@ func (m *Membership) tickSync(now time.Time) {
 		return
 	}
 	m.stats.PushPulls++
-	m.send(m.members[peers[0]].Addr, m.pushPull(true))
+	m.send(m.members[peers[0]].Addr, m.pushPull(now, true))
 }
 
 // pushPullScale stretches the push-pull interval beyond 32 members by the

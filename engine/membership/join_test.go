@@ -46,7 +46,7 @@ func TestIncompatibleSettingsRefusedOnBothSides(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "max-value-size") {
 		t.Fatalf("joiner side: %v", errs)
 	}
-	if joiner.Joined() || !strings.Contains(joiner.JoinError(), "max-value-size: this node 1024 bytes, peer 1048576 bytes") {
+	if joiner.Joined() || !strings.Contains(joiner.JoinError(), "max-value-size: seed 1024 bytes, joiner 1048576 bytes") {
 		t.Fatalf("joined %v, error %q", joiner.Joined(), joiner.JoinError())
 	}
 	if _, ok := joiner.Get("seed"); ok {
@@ -191,3 +191,34 @@ func TestSampleDrawsLiveMembersUniformly(t *testing.T) {
 	}
 }
 
+// TestClockOffsetIsTheMajoritysView: with three members and one an hour
+// ahead, the two others see no offset and the one ahead sees an hour.
+func TestClockOffsetIsTheMajoritysView(t *testing.T) {
+	sample := func(m *node, peer string, off time.Duration) {
+		p := m.members[peer]
+		p.Clock = ClockSample{Offset: off, RTT: time.Millisecond, At: t0}
+	}
+	a := newNode(t, "a", DefaultConfig(), "b", "c")
+	sample(a, "b", 0)
+	sample(a, "c", time.Hour)
+	if off, n := a.ClockOffset(t0); off != 0 || n != 2 {
+		t.Fatalf("a healthy node sees %v over %d peers", off, n)
+	}
+	c := newNode(t, "c", DefaultConfig(), "a", "b")
+	sample(c, "a", -time.Hour)
+	sample(c, "b", -time.Hour)
+	if off, _ := c.ClockOffset(t0); off != time.Hour {
+		t.Fatalf("the node an hour ahead sees %v", off)
+	}
+	// Two members that disagree: neither can tell which is wrong, so both
+	// see the offset (and stop writing: fail safe).
+	d := newNode(t, "d", DefaultConfig(), "e")
+	sample(d, "e", time.Hour)
+	if off, _ := d.ClockOffset(t0); off != -time.Hour {
+		t.Fatalf("two members: %v", off)
+	}
+	// Samples older than the window do not count.
+	if _, n := a.ClockOffset(t0.Add(ClockWindow + time.Second)); n != 0 {
+		t.Fatalf("%d stale samples counted", n)
+	}
+}

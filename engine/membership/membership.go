@@ -118,33 +118,24 @@ type Config struct {
 	// it is forgotten; after that its name can join again at any
 	// incarnation. 0 keeps them forever.
 	ReapTimeout time.Duration
+	// MaxMembers caps the view, self and dead members included: updates
+	// about further members are refused (Stats.MembersRefused) until some
+	// are reaped. 0 means DefaultMaxMembers (4096); negative, no cap.
+	MaxMembers int
+	// MaxNewMembersPerSecond caps how many members one sender may add to
+	// the view per second by second-hand news (piggybacked updates, the
+	// list of a Join it sends); beyond it they are dropped
+	// (Stats.MembersLimited) and learned later. A member's news about
+	// itself and the reply to this node's own join or push-pull are not
+	// limited. 0 means DefaultMaxNewMembersPerSecond (32); negative, no
+	// limit. See limits.go.
+	MaxNewMembersPerSecond int
 }
 
-// DefaultConfig suits a LAN of 3 to 1,000 members: a crashed member is
-// suspected within a few seconds and declared dead 5 to 20 seconds later in
-// a small cluster (15 to 60 s at 1,000 members), sooner the more members
-// confirm it.
+// DefaultConfig suits a LAN of 3 to 1,000 members: it is LANConfig (see
+// profile.go for the profiles and why each value is what it is).
 func DefaultConfig() Config {
-	return Config{
-		ProbeInterval:          time.Second,
-		ProbeTimeout:           500 * time.Millisecond,
-		IndirectChecks:         3,
-		SuspicionTimeout:       5 * time.Second,
-		SuspicionMaxMult:       4,
-		SuspicionConfirmations: 3,
-		MaxLocalHealth:         8,
-		RetransmitMult:         4,
-		MaxPiggyback:           8,
-		GossipInterval:         200 * time.Millisecond,
-		GossipNodes:            3,
-		JoinRetryMin:           200 * time.Millisecond,
-		JoinRetryMax:           10 * time.Second,
-		PushPullInterval:       30 * time.Second,
-		JoinSyncInterval:       250 * time.Millisecond,
-		JoinSyncMax:            10,
-		ReconnectInterval:      10 * time.Second,
-		ReapTimeout:            time.Hour,
-	}
+	return LANConfig()
 }
 
 // Member is one entry of the view.
@@ -156,6 +147,9 @@ type Member struct {
 	State       wire.State
 	// Since is when this node last saw the member change state.
 	Since time.Time
+	// Clock is the last measurement of the member's clock against this
+	// node's (zero Clock.At: never measured).
+	Clock ClockSample
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -193,6 +187,11 @@ type Stats struct {
 	PushPulls     uint64 // member-list exchanges started (joins excluded)
 	JoinsRefused  uint64 // joins and push-pulls refused for incompatible settings
 	Reaped        uint64 // dead or left members forgotten
+	// MembersRefused counts new members refused because the view was full
+	// (MaxMembers), MembersLimited those refused beyond their sender's
+	// MaxNewMembersPerSecond.
+	MembersRefused uint64
+	MembersLimited uint64
 	// Health is the current local health score, 0 (healthy) to
 	// MaxLocalHealth.
 	Health int
@@ -302,11 +301,16 @@ type Membership struct {
 	joinErr      string
 	joinErrTry   int // the attempt joinErr was reported in
 	syncAt       time.Time
-	fastSyncs    int // fast push-pulls left after a join
-	agreed       int // fast push-pulls in a row that found the views equal
+	wallOffset   time.Duration // wall clock minus timer clock (see SetWallOffset)
+	clockAt      time.Time     // when the last clock sample was taken
+	clockProbeAt time.Time     // no early probe for a clock sample before this
+	fastSyncs    int           // fast push-pulls left after a join
+	agreed       int           // fast push-pulls in a row that found the views equal
 
 	leaveSeqs map[uint64]bool
 	left      bool
+
+	adm admission // caps on new members (limits.go)
 }
 
 // New returns a view holding only self, alive at the given incarnation.
@@ -556,9 +560,13 @@ func (m *Membership) Tick(now time.Time) {
 	}
 	if m.cfg.ReconnectInterval > 0 && !now.Before(m.nextReconnect) {
 		m.nextReconnect = now.Add(m.cfg.ReconnectInterval)
-		m.reconnect()
+		m.reconnect(now)
 	}
-	if !now.Before(m.nextProbe) && m.probe == nil {
+	if m.probe == nil && !now.Before(m.nextProbe) {
+		m.startProbe(now)
+	} else if m.probe == nil && m.needClock(now) && !now.Before(m.clockProbeAt) {
+		// At most one early probe per probe timeout, answered or not.
+		m.clockProbeAt = now.Add(m.cfg.ProbeTimeout)
 		m.startProbe(now)
 	}
 	m.tickSync(now)
@@ -619,7 +627,7 @@ func (m *Membership) startProbe(now time.Time) {
 			// it from the refuter itself at the next probe either way.
 			env := &wire.Envelope{
 				Members: []*wire.Member{m.self.toWire()},
-				Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name}},
+				Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: name, SentUs: m.wall(now).UnixMicro()}},
 			}
 			if p.State == wire.State_SUSPECT {
 				// Lifeguard's buddy system: the suspect learns of the
@@ -708,7 +716,7 @@ func (m *Membership) tickRelays(now time.Time) {
 // left and has started again, it answers at a higher incarnation. Either
 // way its alive update brings it back into everyone's view. A member that
 // is really gone stays silent until it is reaped.
-func (m *Membership) reconnect() {
+func (m *Membership) reconnect(now time.Time) {
 	var dead []string
 	for n := range m.down {
 		dead = append(dead, n)
@@ -722,7 +730,7 @@ func (m *Membership) reconnect() {
 	m.stats.Reconnects++
 	m.send(p.Addr, &wire.Envelope{
 		Members: []*wire.Member{p.toWire()},
-		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name}},
+		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name, SentUs: m.wall(now).UnixMicro()}},
 	})
 }
 
@@ -760,6 +768,8 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 	if err := m.checkJoin(env); err != nil {
 		return true, err
 	}
+	m.adm.sender = env.From
+	defer func() { m.adm.sender = "" }()
 	if env.From != "" && env.From != m.self.Name {
 		if _, ok := m.members[env.From]; !ok && env.FromAddr != "" {
 			// A message from a member we have never heard of: it is evidently
@@ -779,7 +789,7 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 		if addr := m.addrOf(env); addr != "" {
 			ack := &wire.Envelope{
 				Members: []*wire.Member{m.self.toWire()},
-				Body:    &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq}},
+				Body:    &wire.Envelope_Ack{Ack: &wire.Ack{Seq: b.Ping.Seq, PingSentUs: b.Ping.SentUs, ClockUs: m.wall(now).UnixMicro()}},
 			}
 			if p, ok := m.members[env.From]; ok && (p.State == wire.State_SUSPECT || p.State == wire.State_DEAD) {
 				// The sender is evidently running, but we believe otherwise:
@@ -789,6 +799,7 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 			m.send(addr, ack)
 		}
 	case *wire.Envelope_Ack:
+		m.observeClock(now, env.From, b.Ack.PingSentUs, b.Ack.ClockUs)
 		if p := m.probe; p != nil && p.seq == b.Ack.Seq {
 			if !p.indirect {
 				m.addHealth(-1)
@@ -815,6 +826,7 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 	case *wire.Envelope_Join:
 		m.handleJoin(now, env, b.Join)
 	case *wire.Envelope_JoinReply:
+		m.observeClock(now, env.From, b.JoinReply.JoinSentUs, b.JoinReply.ClockUs)
 		m.handleJoinReply(now, b.JoinReply)
 	default:
 		return false, nil
@@ -840,7 +852,7 @@ func (m *Membership) relay(now time.Time, env *wire.Envelope, req *wire.PingReq)
 	m.seq++
 	m.stats.Relayed++
 	m.relays = append(m.relays, relay{seq: m.seq, reqSeq: req.Seq, reqAddr: reqAddr, nackAt: now.Add(m.cfg.ProbeTimeout * 4 / 5)})
-	m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: req.Target}}})
+	m.send(addr, &wire.Envelope{Body: &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: req.Target, SentUs: m.wall(now).UnixMicro()}}})
 }
 
 func (m *Membership) addrOf(env *wire.Envelope) string {
@@ -867,6 +879,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	if !known {
 		if u.State == wire.State_DEAD || u.State == wire.State_LEFT {
 			// Old news of a member we never knew or already reaped.
+			return
+		}
+		if !m.admit(now, u) {
 			return
 		}
 		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now}

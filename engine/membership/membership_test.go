@@ -195,10 +195,11 @@ func TestNacksKeepHealthAndConfirmationsShortenSuspicion(t *testing.T) {
 		t.Fatalf("%s is %v after a failed probe", target, m.State)
 	}
 	// Five members: n-2 = 3 may confirm; with none the timeout is the
-	// maximum, 4x the minimum.
+	// maximum, SuspicionMaxMult times the minimum.
+	lo := cfg.SuspicionTimeout // log10(5) < 1
 	s := a.suspicions[target]
-	if got := s.deadline.Sub(now); got != 20*time.Second {
-		t.Fatalf("unconfirmed suspicion lasts %v, want 20s", got)
+	if got, want := s.deadline.Sub(now), lo*time.Duration(cfg.SuspicionMaxMult); got != want {
+		t.Fatalf("unconfirmed suspicion lasts %v, want %v", got, want)
 	}
 	var others []string
 	for _, n := range []string{"b", "c", "d", "e"} {
@@ -209,10 +210,10 @@ func TestNacksKeepHealthAndConfirmationsShortenSuspicion(t *testing.T) {
 	for _, from := range others {
 		a.Handle(now, &wire.Envelope{From: from, FromAddr: from, Members: []*wire.Member{{Name: target, Address: target, Incarnation: 1, State: wire.State_SUSPECT, From: from}}})
 	}
-	if got := s.deadline.Sub(now); got != 5*time.Second {
-		t.Fatalf("suspicion confirmed by 3 lasts %v, want the minimum 5s", got)
+	if got := s.deadline.Sub(now); got != lo {
+		t.Fatalf("suspicion confirmed by %d lasts %v, want the minimum %v", len(others), got, lo)
 	}
-	a.Tick(now.Add(5 * time.Second))
+	a.Tick(now.Add(lo))
 	if m, _ := a.Get(target); m.State != wire.State_DEAD {
 		t.Fatalf("%s is %v after the suspicion timeout", target, m.State)
 	}

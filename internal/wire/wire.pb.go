@@ -301,7 +301,10 @@ type Ping struct {
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// target names the member the sender means to reach, so that a node that
 	// took over a dead member's address does not answer for it.
-	Target        string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// sent_us is the sender's wall clock when it sent the ping, in
+	// microseconds since the Unix epoch (0: not measured).
+	SentUs        int64 `protobuf:"varint,3,opt,name=sent_us,json=sentUs,proto3" json:"sent_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -350,10 +353,22 @@ func (x *Ping) GetTarget() string {
 	return ""
 }
 
-// Ack answers a Ping.
+func (x *Ping) GetSentUs() int64 {
+	if x != nil {
+		return x.SentUs
+	}
+	return 0
+}
+
+// Ack answers a Ping. With the ping's sent_us echoed and the responder's
+// own clock, the prober estimates the clock offset between the two, NTP
+// style: offset = clock_us - (sent_us + received)/2, within half the round
+// trip.
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	PingSentUs    int64                  `protobuf:"varint,2,opt,name=ping_sent_us,json=pingSentUs,proto3" json:"ping_sent_us,omitempty"`
+	ClockUs       int64                  `protobuf:"varint,3,opt,name=clock_us,json=clockUs,proto3" json:"clock_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -391,6 +406,20 @@ func (*Ack) Descriptor() ([]byte, []int) {
 func (x *Ack) GetSeq() uint64 {
 	if x != nil {
 		return x.Seq
+	}
+	return 0
+}
+
+func (x *Ack) GetPingSentUs() int64 {
+	if x != nil {
+		return x.PingSentUs
+	}
+	return 0
+}
+
+func (x *Ack) GetClockUs() int64 {
+	if x != nil {
+		return x.ClockUs
 	}
 	return 0
 }
@@ -584,10 +613,12 @@ func (x *Settings) GetSigning() string {
 // membership (as memberlist's); sync marks the periodic push-pull between
 // members rather than a join.
 type Join struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Settings      *Settings              `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
-	Members       []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
-	Sync          bool                   `protobuf:"varint,3,opt,name=sync,proto3" json:"sync,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Settings *Settings              `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	Members  []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Sync     bool                   `protobuf:"varint,3,opt,name=sync,proto3" json:"sync,omitempty"`
+	// sent_us, as in Ping: the reply measures the clock offset to the seed.
+	SentUs        int64 `protobuf:"varint,4,opt,name=sent_us,json=sentUs,proto3" json:"sent_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -643,14 +674,24 @@ func (x *Join) GetSync() bool {
 	return false
 }
 
+func (x *Join) GetSentUs() int64 {
+	if x != nil {
+		return x.SentUs
+	}
+	return 0
+}
+
 // JoinReply carries the seed's full member list, or, with refused set, why
 // the seed did not admit the sender (an incompatible setting or cluster).
 type JoinReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
-	Settings      *Settings              `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
-	Refused       string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"`
-	Sync          bool                   `protobuf:"varint,4,opt,name=sync,proto3" json:"sync,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Members  []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	Settings *Settings              `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	Refused  string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"`
+	Sync     bool                   `protobuf:"varint,4,opt,name=sync,proto3" json:"sync,omitempty"`
+	// join_sent_us and clock_us, as in Ack.
+	JoinSentUs    int64 `protobuf:"varint,5,opt,name=join_sent_us,json=joinSentUs,proto3" json:"join_sent_us,omitempty"`
+	ClockUs       int64 `protobuf:"varint,6,opt,name=clock_us,json=clockUs,proto3" json:"clock_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -711,6 +752,20 @@ func (x *JoinReply) GetSync() bool {
 		return x.Sync
 	}
 	return false
+}
+
+func (x *JoinReply) GetJoinSentUs() int64 {
+	if x != nil {
+		return x.JoinSentUs
+	}
+	return 0
+}
+
+func (x *JoinReply) GetClockUs() int64 {
+	if x != nil {
+		return x.ClockUs
+	}
+	return 0
 }
 
 // Mail is direct mail: records written (or learned) by the sender, sent to
@@ -2050,12 +2105,16 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\x12)\n" +
 	"\x05state\x18\x04 \x01(\x0e2\x13.hearsay.wire.StateR\x05state\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\x04R\x06nodeId\x12\x12\n" +
-	"\x04from\x18\x06 \x01(\tR\x04from\"0\n" +
+	"\x04from\x18\x06 \x01(\tR\x04from\"I\n" +
 	"\x04Ping\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
-	"\x06target\x18\x02 \x01(\tR\x06target\"\x17\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x17\n" +
+	"\asent_us\x18\x03 \x01(\x03R\x06sentUs\"T\n" +
 	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"Z\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12 \n" +
+	"\fping_sent_us\x18\x02 \x01(\x03R\n" +
+	"pingSentUs\x12\x19\n" +
+	"\bclock_us\x18\x03 \x01(\x03R\aclockUs\"Z\n" +
 	"\aPingReq\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12%\n" +
@@ -2066,16 +2125,20 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12$\n" +
 	"\x0emax_value_size\x18\x02 \x01(\x04R\fmaxValueSize\x12,\n" +
 	"\x12tombstone_grace_ms\x18\x03 \x01(\x04R\x10tombstoneGraceMs\x12\x18\n" +
-	"\asigning\x18\x04 \x01(\tR\asigning\"~\n" +
+	"\asigning\x18\x04 \x01(\tR\asigning\"\x97\x01\n" +
 	"\x04Join\x122\n" +
 	"\bsettings\x18\x01 \x01(\v2\x16.hearsay.wire.SettingsR\bsettings\x12.\n" +
 	"\amembers\x18\x02 \x03(\v2\x14.hearsay.wire.MemberR\amembers\x12\x12\n" +
-	"\x04sync\x18\x03 \x01(\bR\x04sync\"\x9d\x01\n" +
+	"\x04sync\x18\x03 \x01(\bR\x04sync\x12\x17\n" +
+	"\asent_us\x18\x04 \x01(\x03R\x06sentUs\"\xda\x01\n" +
 	"\tJoinReply\x12.\n" +
 	"\amembers\x18\x01 \x03(\v2\x14.hearsay.wire.MemberR\amembers\x122\n" +
 	"\bsettings\x18\x02 \x01(\v2\x16.hearsay.wire.SettingsR\bsettings\x12\x18\n" +
 	"\arefused\x18\x03 \x01(\tR\arefused\x12\x12\n" +
-	"\x04sync\x18\x04 \x01(\bR\x04sync\"F\n" +
+	"\x04sync\x18\x04 \x01(\bR\x04sync\x12 \n" +
+	"\fjoin_sent_us\x18\x05 \x01(\x03R\n" +
+	"joinSentUs\x12\x19\n" +
+	"\bclock_us\x18\x06 \x01(\x03R\aclockUs\"F\n" +
 	"\x04Mail\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.hearsay.wire.RecordR\arecords\"\x19\n" +

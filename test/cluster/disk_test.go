@@ -238,18 +238,12 @@ func extraBinary(t *testing.T, name string, flags ...string) string {
 	return path
 }
 
-// faultBinary is the hearsay CLI built with the faultinject tag: its store
-// syncs can be slowed or failed through the environment (faultinject.go).
-func faultBinary(t *testing.T) string {
-	return extraBinary(t, "hearsay-faultinject", "-race", "-tags", "faultinject")
-}
-
 // TestSlowSyncNoFalseSuspicion runs three agents, one of whose store syncs
 // take 200 ms more than the disk's, under a steady stream of writes to that
 // one. Its peers must never suspect it: its probe acks do not wait for its
 // syncs.
 func TestSlowSyncNoFalseSuspicion(t *testing.T) {
-	bin := faultBinary(t)
+	bin := faultAgentBinary(t)
 	slow := newAgent(t, "slow")
 	slow.bin, slow.env = bin, []string{"HEARSAY_FAULT_SYNC_DELAY=200ms"}
 	slow.start()

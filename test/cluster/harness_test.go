@@ -70,8 +70,8 @@ type agent struct {
 	http   string
 	join   []string
 	extra  []string
-	// bin and env, when set, replace the binary and add to the environment
-	// (fault injection builds).
+	// bin, when set, is the binary to run instead of the package's;
+	// env is added to the process environment.
 	bin    string
 	env    []string
 	cmd    *exec.Cmd
@@ -107,13 +107,11 @@ func (a *agent) start() {
 		bin = a.bin
 	}
 	a.cmd = exec.Command(bin, args...)
-	if len(a.env) > 0 {
-		a.cmd.Env = append(os.Environ(), a.env...)
-	}
+	a.cmd.Env = append(os.Environ(), a.env...)
 	if a.log == nil {
 		a.log = new(bytes.Buffer)
 	}
-	fmt.Fprintf(a.log, "=== start %v %v\n", a.env, args)
+	fmt.Fprintf(a.log, "=== start %v\n", args)
 	a.cmd.Stdout, a.cmd.Stderr = &lockedWriter{w: a.log}, &lockedWriter{w: a.log}
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)
