@@ -93,14 +93,21 @@ func testDiskFull(t *testing.T, kind, minFree string) {
 	acked := map[string][]byte{}
 	var full time.Time
 	var refused []byte
-	var slowest time.Duration
+	var slowest, firstRefusal time.Duration
 	for i := 0; i < 4000 && full.IsZero(); i++ {
 		key, v := fmt.Sprintf("k%05d", i), value(i)
 		start := time.Now()
 		body, code, err := a.request("PUT", "/v1/kv/"+key, v)
 		d := time.Since(start)
-		if code == 507 && d > 2*time.Second {
-			t.Fatalf("put %s refused after %v", key, d)
+		if code == 507 {
+			// The write in flight when the disk fills may have entered
+			// Pebble before the store noticed, and waits for its flush or
+			// sync to fail: measured up to 2.5 s with compressible values
+			// on a loaded VM. Every later refusal is checked under 2 s.
+			firstRefusal = d
+			if d > 10*time.Second {
+				t.Fatalf("put %s refused after %v", key, d)
+			}
 		}
 		if code == 200 {
 			// Acknowledged writes wait for their sync and, with
@@ -122,7 +129,7 @@ func testDiskFull(t *testing.T, kind, minFree string) {
 	if full.IsZero() {
 		t.Fatal("the disk never filled up")
 	}
-	t.Logf("507 after %d acknowledged writes (%d MiB, slowest %v): %s", len(acked), len(acked)/8, slowest.Round(time.Millisecond), refused)
+	t.Logf("507 after %d acknowledged writes (%d MiB, slowest %v), first refusal in %v: %s", len(acked), len(acked)/8, slowest.Round(time.Millisecond), firstRefusal.Round(time.Millisecond), refused)
 	// Refused at once from now on.
 	for i := range 5 {
 		start := time.Now()
