@@ -131,6 +131,26 @@ type Event struct {
 	// virtual time plus Offset plus Drift times the time since Epoch. An
 	// offset of 0 and no drift fixes a clock.
 	Clock *ClockSpec `json:"clock,omitempty" yaml:"clock"`
+
+	// Storage sets the picked nodes' disk faults to exactly what it says
+	// (an empty spec clears them): writes refused for lack of space or by
+	// an I/O error, a failing sync (the node stops: fail-stop), a slower
+	// sync. Named nodes and a fraction of 1 include nodes that are down.
+	Storage *StorageSpec `json:"storage,omitempty" yaml:"storage"`
+}
+
+// StorageSpec is a storage fault.
+type StorageSpec struct {
+	Nodes NodeSet `json:"nodes" yaml:"nodes"`
+	// Full refuses every Apply as out of space (store.ErrNoSpace).
+	Full bool `json:"full,omitempty" yaml:"full,omitempty"`
+	// ApplyError refuses every Apply with an I/O error.
+	ApplyError bool `json:"apply_error,omitempty" yaml:"apply_error,omitempty"`
+	// SyncError fails every sync: the node stops at its next one, losing
+	// what was not durable, and stays down until restarted.
+	SyncError bool `json:"sync_error,omitempty" yaml:"sync_error,omitempty"`
+	// SyncDelay, if set, is the nodes' new sync duration.
+	SyncDelay *Duration `json:"sync_delay,omitempty" yaml:"sync_delay,omitempty"`
 }
 
 // ClockSpec is a clock fault: how far the picked nodes' clocks are off.
@@ -293,6 +313,7 @@ func (e *Event) validate() error {
 	count(e.Write != nil)
 	count(e.Delete != nil)
 	count(e.Clock != nil)
+	count(e.Storage != nil)
 	if actions != 1 {
 		return fmt.Errorf("sim: event at %v: want exactly one action, got %d", e.At, actions)
 	}
@@ -348,6 +369,11 @@ func (e *Event) validate() error {
 		if err == nil && (e.Clock.Drift <= -0.5 || e.Clock.Drift >= 0.5) {
 			err = fmt.Errorf("clock drift %v: want a rate error in (-0.5, 0.5)", e.Clock.Drift)
 		}
+	case e.Storage != nil:
+		err = e.Storage.Nodes.validate()
+		if err == nil && e.Storage.SyncDelay != nil && *e.Storage.SyncDelay < 0 {
+			err = fmt.Errorf("storage sync_delay %v: want >= 0", *e.Storage.SyncDelay)
+		}
 	case e.Write != nil || e.Delete != nil:
 		w := e.Write
 		if w == nil {
@@ -363,4 +389,54 @@ func (e *Event) validate() error {
 		return fmt.Errorf("sim: event at %v: %w", e.At, err)
 	}
 	return nil
+}
+
+// describe is the event as a line of a trace.
+func (e *Event) describe() string {
+	set := func(s *NodeSet) string {
+		switch {
+		case len(s.Names) > 0:
+			return strings.Join(s.Names, ",")
+		case s.Count > 0:
+			return fmt.Sprintf("%d random", s.Count)
+		}
+		return fmt.Sprintf("%g of the nodes", s.Fraction)
+	}
+	switch {
+	case e.Partition != nil:
+		if e.Partition.Fraction > 0 {
+			return fmt.Sprintf("partition %g of the nodes from the rest", e.Partition.Fraction)
+		}
+		return fmt.Sprintf("partition %v", e.Partition.Groups)
+	case e.Heal:
+		return "heal"
+	case e.Cut != nil:
+		return fmt.Sprintf("cut %v -> %v", e.Cut.From, e.Cut.To)
+	case e.Mend != nil:
+		return fmt.Sprintf("mend %v -> %v", e.Mend.From, e.Mend.To)
+	case e.Loss != nil:
+		return fmt.Sprintf("loss %g", *e.Loss)
+	case e.Crash != nil:
+		return "crash " + set(e.Crash)
+	case e.Restart != nil:
+		return "restart " + set(e.Restart)
+	case e.Join > 0:
+		return fmt.Sprintf("join %d", e.Join)
+	case e.Leave != nil:
+		return "leave " + set(e.Leave)
+	case e.Clock != nil:
+		return fmt.Sprintf("clock %s offset %v drift %g", set(&e.Clock.Nodes), e.Clock.Offset, e.Clock.Drift)
+	case e.Storage != nil:
+		st := e.Storage
+		d := ""
+		if st.SyncDelay != nil {
+			d = fmt.Sprintf(" sync_delay %v", *st.SyncDelay)
+		}
+		return fmt.Sprintf("storage %s full=%v apply_error=%v sync_error=%v%s", set(&st.Nodes), st.Full, st.ApplyError, st.SyncError, d)
+	case e.Write != nil:
+		return "write " + e.Write.Key
+	case e.Delete != nil:
+		return "delete " + e.Delete.Key
+	}
+	return "?"
 }

@@ -64,6 +64,12 @@ type runner struct {
 
 	bootInc   []uint64 // per node index: incarnation at its last boot
 	falseDead map[string]bool
+
+	// The Jepsen-style record of the run: client operations with their
+	// outcomes, and what the nemesis did, for the checker and the trace.
+	hist      []Op
+	nemesis   []string
+	lastFault time.Time // the last fault or heal of the nemesis
 }
 
 // keyTrack holds the updates of one key, in version order, and how many of
@@ -156,6 +162,7 @@ func (r *runner) addNode(name string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.SyncDelay = time.Duration(r.s.SyncDelay)
 	r.covered = append(r.covered, 0)
 	r.side = append(r.side, 0)
 	r.bootInc = append(r.bootInc, n.Engine.Self().Incarnation)
@@ -234,6 +241,12 @@ func (r *runner) run() (*RunResult, error) {
 	if s.Sampler == "real" {
 		c.OnMemberEvent = r.onMemberEvent
 	}
+	c.OnRollback = func(_ *Node, keys []string) { r.retrack(keys) }
+	c.OnFailStop = func(n *Node, err error) {
+		r.res.FailStops++
+		r.note("%s fail-stop: %v", n.Name, err)
+	}
+	r.lastFault = r.start
 	base := c.stats
 	if err := r.script(); err != nil {
 		return nil, err
@@ -266,11 +279,28 @@ func (r *runner) run() (*RunResult, error) {
 			break
 		}
 	}
+	opts := r.expect()
+	if opts.Members {
+		// Membership agreement after quiet: give the failure detector the
+		// settling bound to see crashes and restarts.
+		settle := c.now
+		agreed, err := c.RunUntil(time.Duration(s.Drain), r.membersAgree)
+		if err != nil {
+			return nil, err
+		}
+		if agreed {
+			res.MembersAgreed = c.now.Sub(settle).Seconds()
+		}
+	}
 	r.finish(base)
 	if r.progress != nil {
 		r.progress(Progress{Virtual: c.now.Sub(r.start), Limit: limit, Phase: "done"})
 	}
 	c.OnChange, c.OnSend, c.OnMemberEvent, c.Blocked = nil, nil, nil, nil
+	c.OnRollback, c.OnFailStop = nil, nil
+	if err := r.check(opts); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
@@ -378,23 +408,48 @@ func (r *runner) latency(t float64) {
 	}
 }
 
-// write makes a client write (or delete) on n and starts tracking it.
+// write makes a client write (or delete) on n, records it in the history
+// and starts tracking it.
 func (r *runner) write(n *Node, key, value string, del bool) error {
 	var rec store.Record
 	var err error
+	op := Op{Index: len(r.hist), Node: n.Name, Key: key, Value: value, Delete: del, Invoked: Duration(r.c.now.Sub(r.start))}
 	if del {
+		op.Value = ""
 		rec, err = n.Delete(key)
 	} else {
 		rec, err = n.Put(key, value)
 	}
-	if errors.Is(err, engine.ErrClockOffset) {
-		// The node knows its clock is off and refuses: the client is told.
-		r.res.WritesRefused++
+	if errors.Is(err, engine.ErrClockOffset) || errors.Is(err, store.ErrNoSpace) || errors.Is(err, ErrDiskIO) {
+		// The node knows it cannot honour the write and refuses: the
+		// client is told, and nothing happened.
+		if errors.Is(err, engine.ErrClockOffset) {
+			r.res.WritesRefused++
+		} else {
+			r.res.StorageRefused++
+		}
+		op.Outcome, op.Err, op.Completed = Fail, err.Error(), op.Invoked
+		r.hist = append(r.hist, op)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	op.Version = rec.Version
+	r.hist = append(r.hist, op)
+	i := op.Index
+	lost := false
+	n.WhenDurable(func(err error) {
+		o := &r.hist[i]
+		o.Completed = Duration(r.c.now.Sub(r.start))
+		if err != nil {
+			o.Outcome, o.Err = Info, err.Error()
+			lost = true
+			return
+		}
+		o.Outcome = OK
+		r.res.Acknowledged++
+	})
 	if b := n.cfg.MaxClockOffset; b > 0 && n.skew(r.c.now).Abs() > b+r.clockSlack() {
 		// Invariant: a node whose clock is off by more than the bound
 		// acknowledges no write (the slack covers what a round trip can
@@ -428,7 +483,66 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 		}
 	}
 	r.advance(n, kt, rec.Version)
+	if lost {
+		// The node stopped before the write was durable: it is gone.
+		r.retrack([]string{key})
+	}
 	return nil
+}
+
+// retrack recounts deliveries after crashes took back changes that were
+// not durable: updates no node holds any more (unacknowledged writes lost
+// with their node) are forgotten, and each node's progress on the keys is
+// read again from its store.
+func (r *runner) retrack(keys []string) {
+	for _, key := range keys {
+		kt := r.keys[key]
+		if kt == nil {
+			continue
+		}
+		held := make([]store.Version, len(r.c.nodes))
+		var top store.Version
+		for i, n := range r.c.nodes {
+			if rec, ok := n.Get(key); ok {
+				held[i] = rec.Version
+				if rec.Version.Compare(top) > 0 {
+					top = rec.Version
+				}
+			}
+		}
+		ups := kt.ups[:0]
+		for _, u := range kt.ups {
+			if u.ver.Compare(top) <= 0 {
+				ups = append(ups, u)
+			}
+		}
+		kt.ups = ups
+		kt.ptr = make([]int32, len(r.c.nodes))
+		for i := range r.c.nodes {
+			for p := range kt.ups {
+				if kt.ups[p].ver.Compare(held[i]) <= 0 {
+					kt.ptr[i] = int32(p + 1)
+				}
+			}
+		}
+	}
+	r.updates = 0
+	for _, kt := range r.keys {
+		r.updates += len(kt.ups)
+	}
+	clear(r.covered)
+	for _, kt := range r.keys {
+		for i, p := range kt.ptr {
+			r.covered[i] += p
+		}
+	}
+	r.missing = 0
+	for i, n := range r.c.nodes {
+		if n.up {
+			r.missing += r.updates - int(r.covered[i])
+		}
+	}
+	r.noteMissing()
 }
 
 // clockSlack is how far beyond the bound a clock may be while its node
@@ -610,6 +724,10 @@ func (r *runner) nodeSet(l NodeList) ([]bool, error) {
 
 // apply performs one scripted event.
 func (r *runner) apply(e Event) error {
+	if e.Write == nil && e.Delete == nil {
+		r.lastFault = r.c.now
+		r.note("%s", e.describe())
+	}
 	switch {
 	case e.Partition != nil:
 		clear(r.side)
@@ -660,6 +778,7 @@ func (r *runner) apply(e Event) error {
 			return err
 		}
 		for _, n := range ns {
+			r.note("  crashed %s", n.Name)
 			r.crash(n)
 			r.res.Crashes++
 		}
@@ -669,6 +788,7 @@ func (r *runner) apply(e Event) error {
 			return err
 		}
 		for _, n := range ns {
+			r.note("  restarted %s", n.Name)
 			if err := r.restart(n); err != nil {
 				return err
 			}
@@ -686,6 +806,7 @@ func (r *runner) apply(e Event) error {
 			return err
 		}
 		for _, n := range ns {
+			r.note("  left %s", n.Name)
 			if err := r.leave(n); err != nil {
 				return err
 			}
@@ -700,6 +821,18 @@ func (r *runner) apply(e Event) error {
 			// now.
 			n.ClockOffset = time.Duration(e.Clock.Offset) - time.Duration(e.Clock.Drift*float64(r.c.now.Sub(Epoch)))
 			n.ClockDrift = e.Clock.Drift
+		}
+	case e.Storage != nil:
+		ns, err := r.pickAny(&e.Storage.Nodes)
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			st := e.Storage
+			n.disk.full, n.disk.applyErr, n.disk.syncErr = st.Full, st.ApplyError, st.SyncError
+			if st.SyncDelay != nil {
+				n.SyncDelay = time.Duration(*st.SyncDelay)
+			}
 		}
 	case e.Write != nil || e.Delete != nil:
 		w, del := e.Write, false
@@ -726,6 +859,29 @@ func (r *runner) apply(e Event) error {
 	return nil
 }
 
+// pickAny is pick for faults that also reach nodes that are down: every
+// named node, or every node for a fraction of 1, else running nodes drawn
+// at random.
+func (r *runner) pickAny(set *NodeSet) ([]*Node, error) {
+	if len(set.Names) == 0 && set.Fraction < 1 {
+		return r.pick(set, true)
+	}
+	up, err := r.pick(set, true)
+	if err != nil {
+		return nil, err
+	}
+	down, err := r.pick(set, false)
+	if err != nil {
+		return nil, err
+	}
+	return append(up, down...), nil
+}
+
+// note adds a line to the nemesis log.
+func (r *runner) note(format string, args ...any) {
+	r.nemesis = append(r.nemesis, fmt.Sprintf("%v ", Duration(r.c.now.Sub(r.start)))+fmt.Sprintf(format, args...))
+}
+
 func (r *runner) randomLive() *Node {
 	if len(r.c.live) == 0 {
 		return nil
@@ -735,7 +891,7 @@ func (r *runner) randomLive() *Node {
 
 // value returns the next stream value: distinct, ValueSize bytes.
 func (r *runner) value() string {
-	v := fmt.Sprintf("v%d-", r.updates)
+	v := fmt.Sprintf("v%d-", len(r.hist))
 	if n := r.s.Workload.ValueSize - len(v); n > 0 {
 		v += strings.Repeat("x", n)
 	}
@@ -784,6 +940,8 @@ func (r *runner) script() error {
 			return nil
 		}
 		n := r.randomLive()
+		r.note("churn: crash %s", n.Name)
+		r.lastFault = c.now
 		r.crash(n)
 		r.res.Crashes++
 		if ch.RestartAfter > 0 {
@@ -793,6 +951,8 @@ func (r *runner) script() error {
 					return nil
 				}
 				r.res.Restarts++
+				r.note("churn: restart %s", n.Name)
+				r.lastFault = c.now
 				return r.restart(n)
 			})
 		}
@@ -870,4 +1030,149 @@ func (q *actionQueue) Pop() any {
 	a := old[len(old)-1]
 	*q = old[:len(old)-1]
 	return a
+}
+
+// expect says which invariants the end of the run must meet besides those
+// that always hold: convergence once every fault has healed (with
+// anti-entropy, the mechanism that guarantees it), membership agreement
+// with the real sampler.
+func (r *runner) expect() CheckOptions {
+	if !r.m.antiEntropy || r.partitioned || len(r.cuts) > 0 || len(r.c.live) == 0 {
+		return CheckOptions{}
+	}
+	for _, n := range r.c.live {
+		if n.disk.full || n.disk.applyErr || n.disk.syncErr {
+			return CheckOptions{}
+		}
+		if b := n.cfg.MaxClockOffset; b > 0 && n.skew(r.c.now).Abs() > b/2 {
+			return CheckOptions{}
+		}
+	}
+	return CheckOptions{Converged: true, Members: r.s.Sampler == "real"}
+}
+
+// membersAgree reports whether every running node sees exactly the
+// running nodes alive.
+func (r *runner) membersAgree() bool {
+	for _, n := range r.c.live {
+		alive := 0
+		for _, m := range n.Engine.Members() {
+			if m.State != wire.State_ALIVE {
+				continue
+			}
+			if o := r.c.byAddr[m.Name]; o == nil || !o.up {
+				return false
+			}
+			alive++
+		}
+		if alive != len(r.c.live) {
+			return false
+		}
+	}
+	return true
+}
+
+// replicas returns the running nodes' final states, in node order.
+func (r *runner) replicas() []Replica {
+	var out []Replica
+	for _, n := range r.c.nodes {
+		if !n.up {
+			continue
+		}
+		rp := Replica{Node: n.Name, Records: map[string]store.Record{}}
+		_ = n.Store.Scan(nil, nil, func(rec store.Record) bool {
+			rp.Records[string(rec.Key)] = rec
+			return true
+		})
+		for _, m := range n.Engine.Members() {
+			if m.State == wire.State_ALIVE {
+				rp.Alive = append(rp.Alive, m.Name)
+			}
+		}
+		out = append(out, rp)
+	}
+	return out
+}
+
+// check runs the checker on the history and the final replicas; a broken
+// invariant ends the run with a *ViolationError.
+func (r *runner) check(opts CheckOptions) error {
+	res := r.res
+	res.SettleBound = time.Duration(r.s.Drain).Seconds()
+	quiet := later(r.lastFault, r.lastScrip)
+	if r.conv {
+		res.Settled = max(0, r.convAt.Sub(quiet).Seconds())
+	}
+	for _, o := range r.hist {
+		if o.Outcome == Info {
+			res.Unacknowledged++
+		}
+	}
+	reps := r.replicas()
+	vs := Check(r.hist, reps, opts)
+	if opts.Converged && !r.conv {
+		vs = append(vs, Violation{Invariant: InvConvergence, Detail: fmt.Sprintf("replicas not identical %v after the last fault or write (the bound)", time.Duration(r.s.Drain))})
+	}
+	if res.ClockViolations > 0 {
+		vs = append(vs, Violation{Invariant: InvClock, Detail: fmt.Sprintf("%d writes acknowledged by a node whose clock was off beyond the bound", res.ClockViolations)})
+	}
+	if len(vs) == 0 {
+		return nil
+	}
+	return &ViolationError{Seed: res.Seed, At: Duration(r.c.now.Sub(r.start)), Violations: vs, Trace: r.trace(vs, reps)}
+}
+
+// trace is the minimal story of a violation: what the nemesis did, the
+// operations on the keys concerned, and what each replica holds of them.
+func (r *runner) trace(vs []Violation, reps []Replica) []string {
+	keys := map[string]bool{}
+	var order []string
+	for _, v := range vs {
+		if v.Key != "" && !keys[v.Key] && len(order) < 3 {
+			keys[v.Key] = true
+			order = append(order, v.Key)
+		}
+	}
+	var out []string
+	for _, l := range r.nemesis {
+		out = append(out, "nemesis "+l)
+	}
+	for _, k := range order {
+		for _, o := range r.hist {
+			if o.Key == k {
+				out = append(out, "op "+o.String())
+			}
+		}
+		for _, rp := range reps {
+			rec, ok := rp.Records[k]
+			out = append(out, fmt.Sprintf("final %s %s: %s", rp.Node, k, describe(rec, ok)))
+		}
+	}
+	return out
+}
+
+// ViolationError is a run that broke an invariant: its seed, the virtual
+// time it ended, what broke, and a minimal trace to start debugging from.
+type ViolationError struct {
+	Seed       uint64      `json:"seed" yaml:"seed"`
+	At         Duration    `json:"at" yaml:"at"`
+	Violations []Violation `json:"violations" yaml:"violations"`
+	Trace      []string    `json:"trace" yaml:"trace"`
+}
+
+func (e *ViolationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invariant violated: seed %d, virtual time %v:", e.Seed, e.At)
+	for i, v := range e.Violations {
+		if i == 10 {
+			fmt.Fprintf(&b, "\n  ... %d more", len(e.Violations)-i)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s", v)
+	}
+	b.WriteString("\ntrace:")
+	for _, l := range e.Trace {
+		fmt.Fprintf(&b, "\n  %s", l)
+	}
+	return b.String()
 }
