@@ -101,42 +101,42 @@ type Event struct {
 
 	// Partition splits the nodes into groups that cannot reach each other,
 	// until Heal. It replaces any earlier partition.
-	Partition *PartitionSpec `json:"partition,omitempty" yaml:"partition"`
+	Partition *PartitionSpec `json:"partition,omitempty" yaml:"partition,omitempty"`
 	// Heal ends the partition and every one-way cut.
-	Heal bool `json:"heal,omitempty" yaml:"heal"`
+	Heal bool `json:"heal,omitempty" yaml:"heal,omitempty"`
 	// Cut drops every message from the From nodes to the To nodes (one
 	// direction: an asymmetric link), until Mend or Heal.
-	Cut *LinkSpec `json:"cut,omitempty" yaml:"cut"`
+	Cut *LinkSpec `json:"cut,omitempty" yaml:"cut,omitempty"`
 	// Mend restores the links Cut dropped, From to To.
-	Mend *LinkSpec `json:"mend,omitempty" yaml:"mend"`
+	Mend *LinkSpec `json:"mend,omitempty" yaml:"mend,omitempty"`
 	// Loss changes the message loss probability from now on.
-	Loss *float64 `json:"loss,omitempty" yaml:"loss"`
+	Loss *float64 `json:"loss,omitempty" yaml:"loss,omitempty"`
 
 	// Crash stops running nodes; their stores are kept.
-	Crash *NodeSet `json:"crash,omitempty" yaml:"crash"`
+	Crash *NodeSet `json:"crash,omitempty" yaml:"crash,omitempty"`
 	// Restart boots crashed (or left) nodes again on their stores; with the
 	// real sampler they join through a running node.
-	Restart *NodeSet `json:"restart,omitempty" yaml:"restart"`
+	Restart *NodeSet `json:"restart,omitempty" yaml:"restart,omitempty"`
 	// Join adds this many fresh nodes, with empty stores.
-	Join int `json:"join,omitempty" yaml:"join"`
+	Join int `json:"join,omitempty" yaml:"join,omitempty"`
 	// Leave makes running nodes announce a graceful departure and stop
 	// a second later.
-	Leave *NodeSet `json:"leave,omitempty" yaml:"leave"`
+	Leave *NodeSet `json:"leave,omitempty" yaml:"leave,omitempty"`
 
 	// Write and Delete are single client operations.
-	Write  *WriteSpec `json:"write,omitempty" yaml:"write"`
-	Delete *WriteSpec `json:"delete,omitempty" yaml:"delete"`
+	Write  *WriteSpec `json:"write,omitempty" yaml:"write,omitempty"`
+	Delete *WriteSpec `json:"delete,omitempty" yaml:"delete,omitempty"`
 
 	// Clock sets the wall clock of the nodes picked: from now on each reads
 	// virtual time plus Offset plus Drift times the time since Epoch. An
 	// offset of 0 and no drift fixes a clock.
-	Clock *ClockSpec `json:"clock,omitempty" yaml:"clock"`
+	Clock *ClockSpec `json:"clock,omitempty" yaml:"clock,omitempty"`
 
 	// Storage sets the picked nodes' disk faults to exactly what it says
 	// (an empty spec clears them): writes refused for lack of space or by
 	// an I/O error, a failing sync (the node stops: fail-stop), a slower
 	// sync. Named nodes and a fraction of 1 include nodes that are down.
-	Storage *StorageSpec `json:"storage,omitempty" yaml:"storage"`
+	Storage *StorageSpec `json:"storage,omitempty" yaml:"storage,omitempty"`
 }
 
 // StorageSpec is a storage fault.
@@ -156,10 +156,10 @@ type StorageSpec struct {
 // ClockSpec is a clock fault: how far the picked nodes' clocks are off.
 type ClockSpec struct {
 	Nodes  NodeSet  `json:"nodes" yaml:"nodes"`
-	Offset Duration `json:"offset,omitempty" yaml:"offset"`
+	Offset Duration `json:"offset,omitempty" yaml:"offset,omitempty"`
 	// Drift is the clock's rate error, dimensionless (1e-4 gains 360 ms
 	// an hour).
-	Drift float64 `json:"drift,omitempty" yaml:"drift"`
+	Drift float64 `json:"drift,omitempty" yaml:"drift,omitempty"`
 }
 
 // PartitionSpec names the sides of a partition: explicit groups, or a
@@ -167,10 +167,10 @@ type ClockSpec struct {
 type PartitionSpec struct {
 	// Groups lists the nodes of each side. Nodes in no group, fresh joiners
 	// included, form one more side.
-	Groups []NodeList `json:"groups,omitempty" yaml:"groups"`
+	Groups []NodeList `json:"groups,omitempty" yaml:"groups,omitempty"`
 	// Fraction puts this fraction of the running nodes, drawn at random, on
 	// one side and the rest on the other.
-	Fraction float64 `json:"fraction,omitempty" yaml:"fraction"`
+	Fraction float64 `json:"fraction,omitempty" yaml:"fraction,omitempty"`
 }
 
 // LinkSpec is a set of directed links: from every From node to every To
@@ -230,9 +230,9 @@ func nodeIndex(name string) (int, error) {
 // NodeList), or at random among the eligible ones ({count: 3} or
 // {fraction: 0.1}).
 type NodeSet struct {
-	Names    NodeList `json:"names,omitempty" yaml:"names"`
-	Count    int      `json:"count,omitempty" yaml:"count"`
-	Fraction float64  `json:"fraction,omitempty" yaml:"fraction"`
+	Names    NodeList `json:"names,omitempty" yaml:"names,omitempty"`
+	Count    int      `json:"count,omitempty" yaml:"count,omitempty"`
+	Fraction float64  `json:"fraction,omitempty" yaml:"fraction,omitempty"`
 }
 
 // UnmarshalYAML reads a list of names or a mapping with names, count or

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -70,6 +71,7 @@ type runner struct {
 	hist      []Op
 	nemesis   []string
 	lastFault time.Time // the last fault or heal of the nemesis
+	settled   bool      // the replicas became identical after the last fault
 }
 
 // keyTrack holds the updates of one key, in version order, and how many of
@@ -280,6 +282,21 @@ func (r *runner) run() (*RunResult, error) {
 		}
 	}
 	opts := r.expect()
+	if opts.Converged {
+		// Convergence after the last fault healed: the replicas must become
+		// identical within the settling bound, counted from then.
+		quiet := later(r.lastFault, r.lastScrip)
+		bound := quiet.Add(time.Duration(s.Drain))
+		for !r.identical() && c.now.Before(bound) {
+			if err := c.RunFor(min(time.Second, bound.Sub(c.now))); err != nil {
+				return nil, err
+			}
+		}
+		if r.identical() {
+			res.Settled = max(0, c.now.Sub(quiet).Seconds())
+			r.settled = true
+		}
+	}
 	if opts.Members {
 		// Membership agreement after quiet: give the failure detector the
 		// settling bound to see crashes and restarts.
@@ -455,6 +472,7 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 		// acknowledges no write (the slack covers what a round trip can
 		// hide from its measurement).
 		r.res.ClockViolations++
+		r.note("clock invariant: %s, off by %v, acknowledged op #%d", n.Name, n.skew(r.c.now), op.Index)
 	}
 	kt := r.keys[key]
 	if kt == nil {
@@ -570,6 +588,9 @@ func (r *runner) restart(n *Node) error {
 	}
 	if err := n.Restart(); err != nil {
 		return err
+	}
+	if !n.up {
+		return nil // its disk still fails: it stopped again at once
 	}
 	r.booted(n)
 	return nil
@@ -1099,10 +1120,6 @@ func (r *runner) replicas() []Replica {
 func (r *runner) check(opts CheckOptions) error {
 	res := r.res
 	res.SettleBound = time.Duration(r.s.Drain).Seconds()
-	quiet := later(r.lastFault, r.lastScrip)
-	if r.conv {
-		res.Settled = max(0, r.convAt.Sub(quiet).Seconds())
-	}
 	for _, o := range r.hist {
 		if o.Outcome == Info {
 			res.Unacknowledged++
@@ -1110,7 +1127,7 @@ func (r *runner) check(opts CheckOptions) error {
 	}
 	reps := r.replicas()
 	vs := Check(r.hist, reps, opts)
-	if opts.Converged && !r.conv {
+	if opts.Converged && !r.settled {
 		vs = append(vs, Violation{Invariant: InvConvergence, Detail: fmt.Sprintf("replicas not identical %v after the last fault or write (the bound)", time.Duration(r.s.Drain))})
 	}
 	if res.ClockViolations > 0 {
@@ -1175,4 +1192,27 @@ func (e *ViolationError) Error() string {
 		fmt.Fprintf(&b, "\n  %s", l)
 	}
 	return b.String()
+}
+
+// identical reports whether every running replica holds the same records.
+func (r *runner) identical() bool {
+	var ref []store.Record
+	first := true
+	for _, n := range r.c.live {
+		var recs []store.Record
+		_ = n.Store.Scan(nil, nil, func(rec store.Record) bool {
+			recs = append(recs, rec)
+			return true
+		})
+		if first {
+			ref, first = recs, false
+			continue
+		}
+		if !slices.EqualFunc(recs, ref, func(a, b store.Record) bool {
+			return bytes.Equal(a.Key, b.Key) && sameRecord(a, b)
+		}) {
+			return false
+		}
+	}
+	return true
 }
