@@ -263,6 +263,7 @@ func runExplored(s Scenario) (*exploredResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.stopSettled = true
 	res, err := r.run()
 	if res == nil {
 		return nil, err

@@ -72,7 +72,15 @@ type runner struct {
 	nemesis   []string
 	lastFault time.Time // the last fault or heal of the nemesis
 	settled   bool      // the replicas became identical after the last fault
+	settledAt time.Time // since when they are
+	// stopSettled ends the run as soon as the replicas are identical and
+	// the membership agrees after the last scripted action (exploration).
+	stopSettled bool
 }
+
+// maxExactNodes bounds the clusters whose replicas the runner compares
+// record by record at every step.
+const maxExactNodes = 64
 
 // keyTrack holds the updates of one key, in version order, and how many of
 // them each node (by index) holds.
@@ -277,6 +285,18 @@ func (r *runner) run() (*RunResult, error) {
 		if r.progress != nil {
 			r.progress(Progress{Virtual: c.now.Sub(r.start), Limit: limit, Phase: "running"})
 		}
+		if r.m.antiEntropy && len(c.nodes) <= maxExactNodes && !c.now.Before(r.lastScrip) && len(r.actions) == 0 {
+			// Note when the replicas became identical after the last fault
+			// and write, exactly (a small cluster: the comparison is cheap).
+			if !r.identical() {
+				r.settledAt = time.Time{}
+			} else if r.settledAt.IsZero() {
+				r.settledAt = c.now
+			}
+			if r.stopSettled && !r.settledAt.IsZero() && r.membersAgree() {
+				break
+			}
+		}
 		if !ts.Before(end) || (!c.now.Before(r.lastScrip) && len(r.actions) == 0 && quiet) {
 			break
 		}
@@ -287,13 +307,19 @@ func (r *runner) run() (*RunResult, error) {
 		// identical within the settling bound, counted from then.
 		quiet := later(r.lastFault, r.lastScrip)
 		bound := quiet.Add(time.Duration(s.Drain))
-		for !r.identical() && c.now.Before(bound) {
-			if err := c.RunFor(min(time.Second, bound.Sub(c.now))); err != nil {
-				return nil, err
+		if r.settledAt.IsZero() || !r.identical() {
+			for !r.identical() && c.now.Before(bound) {
+				if err := c.RunFor(min(time.Second, bound.Sub(c.now))); err != nil {
+					return nil, err
+				}
+			}
+			r.settledAt = time.Time{}
+			if r.identical() {
+				r.settledAt = c.now
 			}
 		}
-		if r.identical() {
-			res.Settled = max(0, c.now.Sub(quiet).Seconds())
+		if !r.settledAt.IsZero() {
+			res.Settled = max(0, r.settledAt.Sub(quiet).Seconds())
 			r.settled = true
 		}
 	}
