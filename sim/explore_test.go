@@ -19,7 +19,9 @@ var (
 // scenario file, shrunk.
 func TestExplore(t *testing.T) {
 	n := *exploreSeeds
-	if testing.Short() {
+	if testing.Short() || (raceDetector && !flagSet("explore")) {
+		// make test runs the full budget once more without the race
+		// detector, which slows the simulator about tenfold.
 		n = min(n, 20)
 	}
 	dir := t.TempDir()
@@ -60,4 +62,10 @@ func TestRandomScenarioRoundTrips(t *testing.T) {
 			t.Fatalf("seed %d: read back\n%+v\nwant\n%+v\nfile:\n%s", seed, got, s, b)
 		}
 	}
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
