@@ -83,11 +83,13 @@ var (
 	descAEActive       = prometheus.NewDesc("hearsay_antientropy_active", "Anti-entropy exchanges in progress.", nil, nil)
 	descTransport      = prometheus.NewDesc("hearsay_transport_total", "Transport counters, by event.", []string{"event"}, nil)
 	descDetector       = prometheus.NewDesc("hearsay_failure_detector_total", "Failure detector activity, by event.", []string{"event"}, nil)
+	descConns          = prometheus.NewDesc("hearsay_transport_connections", "Accepted gossip TCP connections open now (bounded by --max-gossip-conns).", nil, nil)
+	descMembersRefused = prometheus.NewDesc("hearsay_members_refused_total", "New members refused: the view was full (reason full, --max-members) or their sender's allowance for the second was spent (reason rate).", []string{"reason"}, nil)
 	descLocalHealth    = prometheus.NewDesc("hearsay_local_health", "Local health score (Lifeguard): 0 when this node keeps up; probe timers are stretched by score+1.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descRefused, descMail, descOutbox, descOutboxBytes, descRumor, descRumorHot, descAE, descAEActive, descTransport, descDetector, descLocalHealth} {
+	for _, d := range []*prometheus.Desc{descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descRefused, descMail, descOutbox, descOutboxBytes, descRumor, descRumorHot, descAE, descAEActive, descTransport, descDetector, descLocalHealth, descConns, descMembersRefused} {
 		ch <- d
 	}
 }
@@ -156,6 +158,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDetector, kv.v, kv.name)
 	}
 	ch <- prometheus.MustNewConstMetric(descLocalHealth, prometheus.GaugeValue, float64(fd.Health))
+	counter(descMembersRefused, fd.MembersRefused, "full")
+	counter(descMembersRefused, fd.MembersLimited, "rate")
 	t := c.n.tr.Stats()
 	for _, kv := range []struct {
 		name string
@@ -167,7 +171,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"decode_errors", t.DecodeErrors}, {"version_errors", t.VersionErrors}, {"auth_errors", t.AuthErrors},
 		{"dropped", t.Dropped}, {"dial_failures", t.DialFailures}, {"inbox_dropped", t.InboxDropped},
 		{"refusals_sent", t.RefusalsSent}, {"refusals_limited", t.RefusalsLimited}, {"refusals_received", t.RefusalsReceived},
+		{"connections_rejected", t.ConnsRejected}, {"pre_auth_refused", t.PreAuthRefused}, {"frame_timeouts", t.FrameTimeouts},
 	} {
 		counter(descTransport, kv.v, kv.name)
 	}
+	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(t.ConnsOpen))
 }

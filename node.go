@@ -57,6 +57,11 @@ type Config struct {
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
 	// all gossip with AES-GCM; nodes without the key cannot take part.
 	SecretKey []byte
+	// MaxGossipConns and MaxGossipConnsPerIP cap the gossip TCP
+	// connections accepted at once, in all and from one source IP; 0 means
+	// the transport's defaults (512 and 32), negative no cap.
+	MaxGossipConns      int
+	MaxGossipConnsPerIP int
 	// Protocol tunes the replication protocol: cluster name, value size
 	// limit, the mechanisms and their timers. Name, NodeID and Addr are set
 	// by Open.
@@ -225,6 +230,8 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		MaxFrame:      cfg.Protocol.MaxValueSize + (1 << 20),
 		Keyring:       ring,
 		Logger:        log,
+		MaxConns:      cfg.MaxGossipConns,
+		MaxConnsPerIP: cfg.MaxGossipConnsPerIP,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hearsay: transport: %w", err)

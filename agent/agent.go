@@ -15,12 +15,20 @@
 //	GET    /v1/health/ready  200 when joined, caught up and writable, else 503 with the reasons
 //	GET    /metrics          Prometheus metrics
 //
+// With a certs directory (Config.CertsDir, see package internal/certs and
+// hearsay cert) the API is served over TLS 1.3 and every route but the two
+// health probes needs a client certificate signed by the cluster CA whose
+// role allows it: read for GET routes and /metrics, write for PUT and
+// DELETE, admin for everything. A request without a valid certificate gets
+// 401, one whose role is too low 403.
+//
 // Errors are JSON objects {"error": "..."} with a fitting status code.
 // Keys in paths are percent-encoded; every byte but '/' may need escaping.
 package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +36,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +46,7 @@ import (
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/internal/certs"
 )
 
 // Agent runs a hearsay Node and its HTTP API. Create it with New, then call
@@ -47,8 +57,16 @@ type Agent struct {
 	node     *hearsay.Node
 	registry *prometheus.Registry
 	metrics  *httpMetrics
+	bounds   *boundMetrics
+	auth     *authMetrics
+	body     *bodyBudget
+	watchers atomic.Int64
 	handler  http.Handler
 	ln       net.Listener // nil when cfg.HTTP is empty
+	// identity and tls are set when cfg.CertsDir is: the node's
+	// certificates and the HTTP server's TLS configuration.
+	identity certs.Node
+	tls      *tls.Config
 
 	// stopping is closed when a graceful stop begins, so that long-lived
 	// responses (watches) end and the HTTP server can drain.
@@ -68,10 +86,17 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckExposure(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	log, err := cfg.NewLogger(os.Stderr)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if cfg.Insecure {
+		log.Warn("INSECURE: --insecure given; this agent accepts unauthenticated peers and clients where it is exposed", cfg.insecureWarning()...)
+	}
+	warnKeyFileMode(log, cfg.SecretKeyFile)
 	key, err := cfg.ReadSecretKey()
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -87,6 +112,29 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: register HTTP metrics: %w", err)
 	}
+	bm, err := newBoundMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("agent: register bound metrics: %w", err)
+	}
+	am, err := newAuthMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("agent: register auth metrics: %w", err)
+	}
+	a := &Agent{
+		log:      log,
+		registry: reg,
+		metrics:  m,
+		bounds:   bm,
+		auth:     am,
+		body:     &bodyBudget{max: int64(cfg.Bounds.MaxHTTPBodyMemory), m: bm},
+		stopping: make(chan struct{}),
+	}
+	if cfg.CertsDir != "" {
+		if err := a.loadIdentity(&cfg); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	a.cfg = cfg
 
 	ncfg := hearsay.DefaultConfig()
 	ncfg.Name = cfg.Name
@@ -97,6 +145,7 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.Seeds = append([]string(nil), cfg.Join...)
 	ncfg.Protocol.MaxValueSize = cfg.MaxValueSize
 	applyProtocol(&ncfg.Protocol, cfg)
+	applyBounds(&ncfg, cfg)
 	ncfg.NoSync = cfg.NoSync
 	ncfg.MinFreeDisk = cfg.MinFreeDisk
 	ncfg.SecretKey = key
@@ -107,22 +156,16 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: open node %q (gossip %s, data dir %q): %w", cfg.Name, cfg.Bind, cfg.DataDir, err)
 	}
-	a := &Agent{
-		cfg:      cfg,
-		log:      log,
-		node:     node,
-		registry: reg,
-		metrics:  m,
-		stopping: make(chan struct{}),
-	}
+	a.node = node
 	a.handler = a.routes()
+	a.recordIdentity()
 	if cfg.HTTP != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP)
 		if err != nil {
 			_ = node.Close()
 			return nil, fmt.Errorf("agent: listen for HTTP on %s: %w", cfg.HTTP, err)
 		}
-		a.ln = ln
+		a.ln = newLimitListener(ln, cfg.Bounds.MaxHTTPConns, bm)
 	}
 	return a, nil
 }
@@ -151,18 +194,26 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started",
 		"name", a.cfg.Name, "gossip", st.Address, "http", a.HTTPAddr(),
 		"data_dir", a.cfg.DataDir, "cluster", a.cfg.Cluster, "join", a.cfg.Join,
-		"version", a.cfg.BuildVersion)
+		"tls", a.tls != nil, "version", a.cfg.BuildVersion)
 
 	var srv *http.Server
 	serveErr := make(chan error, 1)
 	if a.ln != nil {
 		srv = &http.Server{
 			Handler:           a.handler,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: min(maxReadHeaderTimeout, a.cfg.Bounds.HTTPReadTimeout),
+			MaxHeaderBytes:    MaxHeaderBytes,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+			TLSConfig:         a.TLSConfig(),
 		}
-		go func() { serveErr <- srv.Serve(a.ln) }()
+		go func() {
+			if srv.TLSConfig != nil {
+				serveErr <- srv.ServeTLS(a.ln, "", "")
+				return
+			}
+			serveErr <- srv.Serve(a.ln)
+		}()
 	}
 
 	var runErr error

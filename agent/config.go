@@ -26,8 +26,8 @@ import (
 const (
 	// DefaultBind is the default gossip address, UDP and TCP.
 	DefaultBind = "0.0.0.0:7946"
-	// DefaultHTTP is the default HTTP API address. Loopback only: the API
-	// has no authentication.
+	// DefaultHTTP is the default HTTP API address. Loopback only: without
+	// --certs-dir the API has no authentication.
 	DefaultHTTP = "127.0.0.1:7947"
 	// DefaultCluster is the default cluster name.
 	DefaultCluster = "hearsay"
@@ -114,6 +114,20 @@ type Config struct {
 	// of 16, 24 or 32 bytes: gossip is then encrypted and authenticated,
 	// and nodes without the key cannot take part. Empty: no encryption.
 	SecretKeyFile string
+	// CertsDir is a certs directory (see hearsay cert): ca.crt, node.crt and
+	// node.key. With it the HTTP API is served over TLS 1.3 with node.crt,
+	// clients must present a certificate signed by ca.crt and are
+	// authorised by its role, and the node's name is node.crt's CN (Name
+	// empty takes it; another name is an error). Gossip is not yet
+	// authenticated by certificates: it still needs SecretKeyFile.
+	CertsDir string
+	// Insecure lets the agent run exposed without authentication: gossip
+	// beyond loopback without SecretKeyFile, the HTTP API beyond loopback
+	// without CertsDir.
+	// Without it such a configuration is refused (see bounds.go).
+	Insecure bool
+	// Bounds caps the resources clients and peers can make the agent hold.
+	Bounds Bounds
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// LogFormat is text or json.
@@ -171,6 +185,7 @@ func DefaultConfig() Config {
 		MaxValueSize: store.DefaultMaxValueSize,
 		LogLevel:     "info",
 		LogFormat:    "text",
+		Bounds:       DefaultBounds(),
 
 		DirectMail:          pc.DirectMail,
 		Rumor:               pc.RumorMongering,
@@ -214,6 +229,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.TombstoneGrace, FlagTombstoneGrace, c.TombstoneGrace, "how long deletes are remembered; a node away longer must resynchronise before serving")
 	fs.DurationVar(&c.MaxClockOffset, FlagMaxClockOffset, c.MaxClockOffset, "refuse writes while this node's clock is further than this from its peers' (median measured offset); 0 disables the check")
 	fs.DurationVar(&c.RetryJoinMax, FlagRetryJoinMax, c.RetryJoinMax, "longest wait between join attempts; joining retries with backoff until a seed of --join answers; 0: the profile's")
+	c.registerBoundFlags(fs)
+	c.registerCertFlags(fs)
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
 
@@ -244,6 +261,8 @@ func (c *Config) Load(fs *pflag.FlagSet, getenv func(string) string) error {
 			return err
 		}
 	}
+	_, nameInFile := file[FlagName]
+	nameGiven := fs.Changed(FlagName) || getenv(EnvVar(FlagName)) != "" || nameInFile
 	for _, name := range fileKeys {
 		f := fs.Lookup(name)
 		if f == nil {
@@ -263,6 +282,9 @@ func (c *Config) Load(fs *pflag.FlagSet, getenv func(string) string) error {
 				return fmt.Errorf("config file %s: key %q: value %q: %w", c.ConfigFile, name, v, err)
 			}
 		}
+	}
+	if c.CertsDir != "" && !nameGiven {
+		c.Name = "" // New takes the name from node.crt, not the host name
 	}
 	return c.Validate()
 }
@@ -361,7 +383,7 @@ func flagString(v any) (string, error) {
 // Validate reports the first invalid setting.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Name == "" {
+	if c.Name == "" && c.CertsDir == "" {
 		errs = append(errs, errors.New("--name is required (the host name could not be read)"))
 	}
 	if err := checkHostPort(c.Bind, false); err != nil {
@@ -425,6 +447,7 @@ func (c *Config) Validate() error {
 	if c.RetryJoinMax < 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagRetryJoinMax, c.RetryJoinMax))
 	}
+	errs = append(errs, c.validateBounds()...)
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))
 	}

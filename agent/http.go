@@ -118,6 +118,10 @@ func (a *Agent) routes() http.Handler {
 		start := time.Now()
 		a.metrics.inflight.Inc()
 		defer a.metrics.inflight.Dec()
+		// A body, read by a handler or drained after it, must arrive within
+		// the read timeout (issue 11: trickled bodies held connections
+		// forever). Watches lift it: they read nothing.
+		_ = http.NewResponseController(w).SetReadDeadline(start.Add(a.cfg.Bounds.HTTPReadTimeout))
 
 		// Keys are arbitrary bytes: "a//b" or "x/../y" are keys, not paths
 		// to clean. Route kv requests on a stand-in path, and let the
@@ -136,6 +140,7 @@ func (a *Agent) routes() http.Handler {
 			route = "unmatched"
 			h = jsonMuxError(h)
 		}
+		h = a.authorize(h, route)
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
 		code := sw.status()
@@ -281,14 +286,23 @@ func (a *Agent) handlePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
 		return
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	data, release, err := a.readBody(w, r, limit)
+	defer release()
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
-			return
+		case errors.Is(err, errBodyBusy):
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		case errors.Is(err, errBodyTimeout):
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, err.Error())
+		default:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err))
 		}
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err))
 		return
 	}
 	value := data
@@ -375,6 +389,10 @@ func (a *Agent) handleScan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleWatch(w http.ResponseWriter, r *http.Request) {
+	if !a.acquireWatcher(w) {
+		return
+	}
+	defer a.releaseWatcher()
 	prefix := r.URL.Query().Get("prefix")
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

@@ -13,6 +13,10 @@ import (
 // (joined, alive, suspect, dead, left, reaped), with a hearsay.MemberEvent
 // as JSON data.
 func (a *Agent) watchMembers(w http.ResponseWriter, r *http.Request) {
+	if !a.acquireWatcher(w) {
+		return
+	}
+	defer a.releaseWatcher()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	// Subscribe before taking the view, so that no change falls between.

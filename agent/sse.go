@@ -24,6 +24,7 @@ type streamEvent struct {
 func streamSSE[T any](a *Agent, ctx context.Context, w http.ResponseWriter, what string, first streamEvent, events <-chan T, toEvent func(T) streamEvent, dropped string) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // a watch outlives any write timeout
+	_ = rc.SetReadDeadline(time.Time{})  // and the request read timeout
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

@@ -654,8 +654,16 @@ func (e *Engine) Tick(now time.Time) error {
 		e.members.Tick(now)
 	}
 	e.drainMemberEvents()
-	if len(e.fresh) > 0 {
-		if peers := e.members.LivePeers(); e.cfg.DirectMail && (e.cfg.DirectMailMaxPeers <= 0 || len(peers) <= e.cfg.DirectMailMaxPeers) {
+	if len(e.fresh) > 0 && e.cfg.DirectMail {
+		limit := e.cfg.DirectMailMaxPeers
+		peers := e.members.LivePeers()
+		if limit > 0 && len(peers) > limit {
+			// Over the limit, count only the members heard from directly:
+			// members known only from others' news may be fakes that a
+			// faulty member gossiped, and must not switch direct mail off.
+			peers = e.members.HeardPeers()
+		}
+		if limit <= 0 || len(peers) <= limit {
 			e.mail.Send(now, e.fresh, peers)
 		}
 		clear(e.fresh)

@@ -353,7 +353,9 @@ func TestThreeHundredJoinOneSeedAtOnce(t *testing.T) {
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	for seed := uint64(1); seed <= 3; seed++ {
+	// One seed here (seeds 1 to 3 each formed in 1.4 s, docs/PERFORMANCE.md):
+	// a run costs seconds, and many more under the race detector.
+	for seed := uint64(1); seed <= 1; seed++ {
 		r, err := newRunner(s, seed, nil)
 		if err != nil {
 			t.Fatal(err)

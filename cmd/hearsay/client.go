@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,15 +15,17 @@ import (
 	"time"
 
 	"github.com/hearsaydb/hearsay/agent"
+	"github.com/hearsaydb/hearsay/internal/certs"
 )
 
 // client talks to one agent's HTTP API. It knows routes and encodings, no
 // protocol.
 type client struct {
-	addr    string // as the user gave it, for messages
-	base    *url.URL
-	timeout time.Duration
-	http    *http.Client
+	addr     string // as the user gave it, for messages
+	certsDir string // when speaking HTTPS, for messages
+	base     *url.URL
+	timeout  time.Duration
+	http     *http.Client
 }
 
 func newClient(g *globals) (*client, error) {
@@ -30,11 +34,18 @@ func newClient(g *globals) (*client, error) {
 		return nil, usagef("--addr is empty")
 	}
 	if !strings.Contains(raw, "://") {
-		raw = "http://" + raw
+		scheme := "http://"
+		if g.certsDir != "" {
+			scheme = "https://"
+		}
+		raw = scheme + raw
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, usagef("--addr %q: want host:port or http://host:port", g.addr)
+	}
+	if g.certsDir != "" && u.Scheme == "http" {
+		return nil, usagef("--addr %q is plain http, but --certs-dir %s asks for HTTPS: drop the http:// (or --certs-dir)", g.addr, g.certsDir)
 	}
 	if g.timeout <= 0 {
 		return nil, usagef("--timeout %v: must be positive", g.timeout)
@@ -43,11 +54,24 @@ func newClient(g *globals) (*client, error) {
 	tr.Proxy = nil // an agent is local or on the LAN; never go through a proxy
 	tr.DialContext = (&net.Dialer{Timeout: g.timeout}).DialContext
 	tr.ResponseHeaderTimeout = g.timeout
+	tr.TLSHandshakeTimeout = g.timeout
+	if g.certsDir != "" {
+		name, err := certs.PickClient(g.certsDir, g.certName)
+		if err != nil {
+			return nil, fmt.Errorf("--certs-dir: %w", err)
+		}
+		tc, err := certs.ClientTLS(g.certsDir, name, time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("--certs-dir: client certificate %q: %w", name, err)
+		}
+		tr.TLSClientConfig = tc
+	}
 	return &client{
-		addr:    g.addr,
-		base:    u,
-		timeout: g.timeout,
-		http:    &http.Client{Transport: tr},
+		addr:     g.addr,
+		certsDir: g.certsDir,
+		base:     u,
+		timeout:  g.timeout,
+		http:     &http.Client{Transport: tr},
 	}, nil
 }
 
@@ -120,11 +144,37 @@ func (c *client) transportError(ctx context.Context, err error) error {
 	if context.Cause(ctx) != nil && errors.Is(err, context.Canceled) {
 		return fmt.Errorf("interrupted: %w", err)
 	}
+	if hint := tlsHint(inner, c.certsDir); hint != "" {
+		return fmt.Errorf("agent at %s: %v (%s)", c.addr, inner, hint)
+	}
 	if errors.Is(err, context.DeadlineExceeded) || (ue != nil && ue.Timeout()) {
 		return fmt.Errorf("agent at %s did not answer within %v (--timeout): %v", c.addr, c.timeout, inner)
 	}
 	return fmt.Errorf("cannot reach agent at %s: %v (is an agent running there? start one with 'hearsay agent' or 'hearsay demo', or point --addr or %s at a running agent)",
 		c.addr, inner, envAddr)
+}
+
+// tlsHint explains a TLS failure talking to an agent, or returns "".
+func tlsHint(err error, certsDir string) string {
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var re tls.RecordHeaderError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &ua):
+		return fmt.Sprintf("its certificate is not signed by %s in %s: is it another cluster's agent?", certs.CACert, certsDir)
+	case errors.As(err, &hn):
+		return "its certificate does not name the host of --addr; recreate it with hearsay cert create-node --host, or use an address it names"
+	case errors.As(err, &ci):
+		return "its certificate is not valid now: " + ci.Error()
+	case errors.As(err, &re) || strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return "it answered in plain HTTP: it serves HTTP, not HTTPS (drop --certs-dir, or start the agent with --certs-dir), or it has --max-http-conns connections open and refused this one"
+	case strings.Contains(msg, "tls: bad certificate"), strings.Contains(msg, "tls: unknown certificate authority"),
+		strings.Contains(msg, "tls: expired certificate"), strings.Contains(msg, "tls: certificate required"):
+		return "the agent refused this client certificate: is it signed by the agent's CA, valid now, and a client certificate? (hearsay cert list --certs-dir " + certsDir + ")"
+	}
+	return ""
 }
 
 // readAPIError turns an error response into an *apiError.
@@ -136,6 +186,9 @@ func readAPIError(resp *http.Response) error {
 		msg = er.Error
 	} else if s := strings.TrimSpace(string(data)); s != "" && len(s) < 300 {
 		msg = fmt.Sprintf("agent answered %s: %s", resp.Status, s)
+		if strings.Contains(s, "HTTP request to an HTTPS server") {
+			msg += " (pass --certs-dir to talk HTTPS with a client certificate)"
+		}
 	} else {
 		msg = "agent answered " + resp.Status
 	}

@@ -35,3 +35,23 @@ func TestKeysGenerateAndCheck(t *testing.T) {
 	cli(t, nil, "", "keys", "check").want(t, 2)
 	cli(t, nil, "", "keys", "check", filepath.Join(dir, "absent")).want(t, 1)
 }
+
+func TestKeysGenerateOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key")
+	cli(t, nil, "", "keys", "generate", "--out", path).want(t, 0)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, want 0600", fi.Mode().Perm())
+	}
+	first, _ := os.ReadFile(path)
+	cli(t, nil, "", "keys", "check", path).want(t, 0)
+	// Never overwritten; --keep-existing succeeds and keeps it.
+	cli(t, nil, "", "keys", "generate", "--out", path).want(t, 1)
+	cli(t, nil, "", "keys", "generate", "--out", path, "--keep-existing").want(t, 0)
+	if again, _ := os.ReadFile(path); string(again) != string(first) {
+		t.Fatal("key file changed")
+	}
+}

@@ -3,7 +3,9 @@
 // `hearsay agent` runs a node (the daemon); `hearsay demo` runs a small
 // cluster of agent processes on loopback; the other commands (put, get,
 // del, scan, watch, members, status, health) are thin clients of an agent's HTTP
-// API, at --addr (default $HEARSAY_ADDR, else 127.0.0.1:7947).
+// API, at --addr (default $HEARSAY_ADDR, else 127.0.0.1:7947), over HTTPS
+// with a client certificate when --certs-dir is given; `hearsay cert`
+// makes the certificates.
 //
 // Errors go to stderr as one line, "error: ...". The exit code is 0 on
 // success, 1 on errors, 2 on usage errors.
@@ -69,6 +71,10 @@ type globals struct {
 	addr    string
 	json    bool
 	timeout time.Duration
+	// certsDir, when set, makes the client speak HTTPS with the client
+	// certificate certName of that directory (see cert.go).
+	certsDir string
+	certName string
 }
 
 // run executes the command line args and returns the exit code.
@@ -122,6 +128,8 @@ The other commands talk to an agent's HTTP API at --addr.`,
 	pf.StringVar(&g.addr, "addr", addr, "HTTP address of the agent to talk to (env "+envAddr+")")
 	pf.BoolVar(&g.json, "json", false, "machine-readable JSON output")
 	pf.DurationVar(&g.timeout, "timeout", defaultTimeout, "timeout of each request to the agent")
+	pf.StringVar(&g.certsDir, "certs-dir", os.Getenv(envCertsDir), "certs directory: talk HTTPS, trust its ca.crt and present client.NAME.crt (env "+envCertsDir+")")
+	pf.StringVar(&g.certName, "cert-name", os.Getenv(envCertName), "client certificate to present from --certs-dir (default: the only one there, else root) (env "+envCertName+")")
 
 	root.AddCommand(
 		newAgentCmd(),
@@ -137,6 +145,7 @@ The other commands talk to an agent's HTTP API at --addr.`,
 		newVersionCmd(g),
 		newSimCmd(g),
 		newKeysCmd(),
+		newCertCmd(g),
 		newBenchCmd(g),
 	)
 	return root

@@ -176,8 +176,10 @@ func describeAddrs(seeds, known []string) string {
 // pushPull returns a Join carrying this node's settings and whole member
 // list; sync marks the periodic exchange between members.
 func (m *Membership) pushPull(now time.Time, sync bool) *wire.Envelope {
+	sent := m.wall(now).UnixMicro()
+	m.adm.sentJoin(sent)
 	return &wire.Envelope{Body: &wire.Envelope_Join{Join: &wire.Join{
-		Settings: m.settings, Members: m.wireMembers(), Sync: sync, SentUs: m.wall(now).UnixMicro(),
+		Settings: m.settings, Members: m.wireMembers(), Sync: sync, SentUs: sent,
 	}}}
 }
 
@@ -239,9 +241,11 @@ func (m *Membership) handleJoin(now time.Time, env *wire.Envelope, j *wire.Join)
 // push-pull comes after JoinSyncInterval rather than PushPullInterval.
 func (m *Membership) handleJoinReply(now time.Time, r *wire.JoinReply) {
 	before := len(m.names)
+	m.adm.solicited = m.adm.answers(r.JoinSentUs)
 	for _, u := range r.Members {
 		m.apply(now, u)
 	}
+	m.adm.solicited = false
 	differ := len(m.names) > before || len(r.Members) < len(m.names)+1
 	switch {
 	case !r.Sync:

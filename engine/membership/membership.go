@@ -118,6 +118,18 @@ type Config struct {
 	// it is forgotten; after that its name can join again at any
 	// incarnation. 0 keeps them forever.
 	ReapTimeout time.Duration
+	// MaxMembers caps the view, self and dead members included: updates
+	// about further members are refused (Stats.MembersRefused) until some
+	// are reaped. 0 means DefaultMaxMembers (4096); negative, no cap.
+	MaxMembers int
+	// MaxNewMembersPerSecond caps how many members one sender may add to
+	// the view per second by second-hand news (piggybacked updates, the
+	// list of a Join it sends); beyond it they are dropped
+	// (Stats.MembersLimited) and learned later. A member's news about
+	// itself and the reply to this node's own join or push-pull are not
+	// limited. 0 means DefaultMaxNewMembersPerSecond (32); negative, no
+	// limit. See limits.go.
+	MaxNewMembersPerSecond int
 }
 
 // DefaultConfig suits a LAN of 3 to 1,000 members: it is LANConfig (see
@@ -138,6 +150,10 @@ type Member struct {
 	// Clock is the last measurement of the member's clock against this
 	// node's (zero Clock.At: never measured).
 	Clock ClockSample
+	// Heard is true once this node has received a message from the member
+	// itself since it was last added or came back, as opposed to news of
+	// it from others (see HeardPeers).
+	Heard bool
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -175,6 +191,11 @@ type Stats struct {
 	PushPulls     uint64 // member-list exchanges started (joins excluded)
 	JoinsRefused  uint64 // joins and push-pulls refused for incompatible settings
 	Reaped        uint64 // dead or left members forgotten
+	// MembersRefused counts new members refused because the view was full
+	// (MaxMembers), MembersLimited those refused beyond their sender's
+	// MaxNewMembersPerSecond.
+	MembersRefused uint64
+	MembersLimited uint64
 	// Health is the current local health score, 0 (healthy) to
 	// MaxLocalHealth.
 	Health int
@@ -292,6 +313,8 @@ type Membership struct {
 
 	leaveSeqs map[uint64]bool
 	left      bool
+
+	adm admission // caps on new members (limits.go)
 }
 
 // New returns a view holding only self, alive at the given incarnation.
@@ -344,6 +367,23 @@ func (m *Membership) LivePeers() []string {
 	out := make([]string, 0, len(m.names))
 	for _, n := range m.names {
 		if m.members[n].Live() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// HeardPeers returns the live members, sorted, that this node has heard
+// from directly. When more members are live than direct mail may reach,
+// the engine counts and mails only these: members known only by others'
+// news may be fakes that a faulty or hostile member gossiped (they never
+// answer, and are soon suspected), and must not push the count past the
+// direct-mail limit. A real new member is heard from within a probe round,
+// or at once when it joins through this node.
+func (m *Membership) HeardPeers() []string {
+	out := make([]string, 0, len(m.names))
+	for _, n := range m.names {
+		if p := m.members[n]; p.Live() && p.Heard {
 			out = append(out, n)
 		}
 	}
@@ -749,6 +789,8 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 	if err := m.checkJoin(env); err != nil {
 		return true, err
 	}
+	m.adm.sender = env.From
+	defer func() { m.adm.sender = "" }()
 	if env.From != "" && env.From != m.self.Name {
 		if _, ok := m.members[env.From]; !ok && env.FromAddr != "" {
 			// A message from a member we have never heard of: it is evidently
@@ -759,6 +801,9 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 	}
 	for _, u := range env.Members {
 		m.apply(now, u)
+	}
+	if p, ok := m.members[env.From]; ok && p.Live() {
+		p.Heard = true
 	}
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Ping:
@@ -860,6 +905,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 			// Old news of a member we never knew or already reaped.
 			return
 		}
+		if !m.admit(now, u) {
+			return
+		}
 		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now}
 		m.members[u.Name] = nm
 		i, _ := slices.BinarySearch(m.names, u.Name)
@@ -904,6 +952,7 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	}
 	if u.State == wire.State_DEAD || u.State == wire.State_LEFT {
 		m.down[u.Name] = true
+		p.Heard = false // back, it must be heard from again
 	} else {
 		delete(m.down, u.Name)
 	}

@@ -26,7 +26,6 @@ package rumor
 import (
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/hearsaydb/hearsay/internal/wire"
@@ -473,21 +472,5 @@ func (m *Monger) RequestFetch(peer string, keys [][]byte) {
 	}
 	if m.send(peer, &wire.Envelope{Body: &wire.Envelope_Fetch{Fetch: &wire.Fetch{Keys: keys}}}) {
 		m.stats.Fetches++
-	}
-}
-
-// Uniform returns a Sampler that draws up to k distinct names uniformly from
-// those live returns, by a partial Fisher-Yates shuffle.
-func Uniform(live func() []string) Sampler {
-	return func(rng *rand.Rand, k int) []string {
-		peers := live()
-		if k >= len(peers) {
-			return peers
-		}
-		for i := range k {
-			j := i + rng.IntN(len(peers)-i)
-			peers[i], peers[j] = peers[j], peers[i]
-		}
-		return slices.Clip(peers[:k])
 	}
 }

@@ -3,6 +3,7 @@ package rumor
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -38,7 +39,14 @@ func newHarness(t *testing.T, rule string, k int, peers ...string) *harness {
 	if len(peers) == 0 {
 		peers = []string{"p1", "p2", "p3"}
 	}
-	h.m = New(cfg, h.st, rand.New(rand.NewPCG(1, 2)), t0, Uniform(func() []string { return append([]string(nil), peers...) }),
+	// Peers drawn uniformly at random (the engine draws them from the
+	// membership view, Membership.Sample).
+	sample := func(rng *rand.Rand, k int) []string {
+		out := slices.Clone(peers)
+		rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		return out[:min(k, len(out))]
+	}
+	h.m = New(cfg, h.st, rand.New(rand.NewPCG(1, 2)), t0, sample,
 		func(peer string, env *wire.Envelope) bool {
 			h.sent = append(h.sent, sentMsg{peer, env})
 			return true

@@ -39,8 +39,24 @@
 // authentication are logged (Warn at most once a second per kind, Debug
 // otherwise) and counted. A TCP connection is closed after a header error or
 // an oversized length, since the stream can no longer be trusted, and after
-// IdleTimeout without a complete frame, which defeats slow half-frame
-// senders.
+// IdleTimeout without a complete frame.
+//
+// # Bounds
+//
+// Everything an unauthenticated peer can make the transport hold is bounded
+// (issue 11): accepted TCP connections, in all (MaxConns) and per source IP
+// (MaxConnsPerIP), beyond which new ones are closed at once and counted
+// (Stats.ConnsRejected); the frames of a connection until one of them has
+// been authenticated (opened with the keyring, or decoded without one),
+// which may be at most PreAuthMaxFrame bytes (a few KiB), so that a stranger
+// cannot make the node buffer a large frame it will refuse anyway; the time
+// to authenticate (FrameTimeout after accept) and to receive a frame once
+// its header has arrived (FrameTimeout plus the frame at 256 KiB/s), which
+// defeats slow half-frame senders; and the buffer of a frame, allocated as
+// its bytes arrive and dropped once it is decoded, so idle connections hold
+// no buffer. A writer opens each connection with a small hello frame (an
+// anonymous empty envelope, never delivered) so that its first large frame
+// is accepted.
 //
 // # Encryption
 //
@@ -67,6 +83,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -84,6 +101,16 @@ const (
 	DefaultIncomingBuffer = 4096
 	DefaultQueueFrames    = 1024
 	DefaultQueueBytes     = 64 << 20
+	DefaultMaxConns       = 512
+	DefaultMaxConnsPerIP  = 32
+	DefaultPreAuthFrame   = 4 << 10
+	DefaultFrameTimeout   = 10 * time.Second
+
+	// minFrameRate is the slowest a frame may arrive once its header has:
+	// a frame gets FrameTimeout plus its size at this rate.
+	minFrameRate = 256 << 10
+	// frameChunk is the most a frame's buffer grows ahead of its bytes.
+	frameChunk = 64 << 10
 
 	// maxDatagram is the largest UDP payload over IPv4.
 	maxDatagram = 65507
@@ -134,6 +161,21 @@ type Config struct {
 	// destination. Defaults 1024 frames and 64 MiB.
 	QueueFrames int
 	QueueBytes  int
+	// MaxConns caps the accepted TCP connections open at once, and
+	// MaxConnsPerIP those from one source IP; beyond them a new connection
+	// is closed at once (Stats.ConnsRejected). A peer keeps at most one
+	// connection to a node, so the defaults (512 and 32) leave room for
+	// large clusters and for several nodes per host. Negative: no cap.
+	MaxConns      int
+	MaxConnsPerIP int
+	// PreAuthMaxFrame is the largest frame accepted on a TCP connection
+	// before a frame on it has been authenticated. Default 4 KiB.
+	PreAuthMaxFrame int
+	// FrameTimeout is how long an accepted connection has to deliver its
+	// first authenticated frame, and the base time to receive any frame
+	// once its header has arrived (plus the frame's size at 256 KiB/s).
+	// Default 10 s.
+	FrameTimeout time.Duration
 	// Logger receives the transport's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -172,6 +214,10 @@ type Stats struct {
 	RefusalsSent         uint64 // refusal notices sent in answer to frames that failed authentication
 	RefusalsLimited      uint64 // refusal notices not sent: rate limit, or a datagram too small to answer
 	RefusalsReceived     uint64 // refusal notices received
+	ConnsOpen            uint64 // accepted TCP connections open now (a gauge)
+	ConnsRejected        uint64 // accepted TCP connections closed at once: MaxConns or MaxConnsPerIP reached
+	PreAuthRefused       uint64 // connections closed for a frame larger than PreAuthMaxFrame before authenticating
+	FrameTimeouts        uint64 // connections closed for a frame, or the first authenticated one, too slow to arrive
 }
 
 type counters struct {
@@ -183,6 +229,8 @@ type counters struct {
 	inboxDropped                     atomic.Uint64
 	refusalsSent, refusalsLimited    atomic.Uint64
 	refusalsReceived                 atomic.Uint64
+	connsRejected, preAuthRefused    atomic.Uint64
+	frameTimeouts                    atomic.Uint64
 }
 
 // Transport sends and receives envelopes over UDP and TCP. It is safe for
@@ -203,11 +251,15 @@ type Transport struct {
 	stats     counters
 	warnAt    [warnKinds]atomic.Int64 // unix nanos of the last Warn per kind
 	refusals  refusalLimiter
+	hello     []byte // the frame that opens each outgoing connection
 
 	mu     sync.RWMutex
 	closed bool
 	peers  map[string]*peer
 	conns  map[net.Conn]struct{}
+	// accepted counts the open accepted connections, in all and per IP.
+	accepted   int
+	acceptedIP map[netip.Addr]int
 }
 
 // New binds the UDP and TCP listeners and starts the transport's goroutines.
@@ -239,6 +291,18 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.QueueBytes <= 0 {
 		cfg.QueueBytes = DefaultQueueBytes
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if cfg.PreAuthMaxFrame <= 0 {
+		cfg.PreAuthMaxFrame = DefaultPreAuthFrame
+	}
+	if cfg.FrameTimeout <= 0 {
+		cfg.FrameTimeout = DefaultFrameTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -268,6 +332,13 @@ func New(cfg Config) (*Transport, error) {
 		done:     make(chan struct{}),
 		peers:    make(map[string]*peer),
 		conns:    make(map[net.Conn]struct{}),
+
+		acceptedIP: make(map[netip.Addr]int),
+	}
+	if t.hello, err = t.encode(&wire.Envelope{}); err != nil {
+		tcp.Close()
+		udp.Close()
+		return nil, fmt.Errorf("transport: hello frame: %w", err)
 	}
 	t.dialCtx, t.cancel = context.WithCancel(context.Background())
 	t.advertise = cfg.AdvertiseAddr
@@ -381,7 +452,17 @@ func (t *Transport) Stats() Stats {
 		RefusalsSent:         s.refusalsSent.Load(),
 		RefusalsLimited:      s.refusalsLimited.Load(),
 		RefusalsReceived:     s.refusalsReceived.Load(),
+		ConnsOpen:            uint64(t.openAccepted()),
+		ConnsRejected:        s.connsRejected.Load(),
+		PreAuthRefused:       s.preAuthRefused.Load(),
+		FrameTimeouts:        s.frameTimeouts.Load(),
 	}
+}
+
+func (t *Transport) openAccepted() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.accepted
 }
 
 // Close stops the listeners, closes every connection, discards queued
@@ -643,6 +724,16 @@ func (t *Transport) dial(p *peer) bool {
 		c.Close()
 		return false
 	}
+	// Authenticate the connection with a small frame first, so that the
+	// receiver accepts a first frame larger than its PreAuthMaxFrame.
+	_ = c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+	if _, err := c.Write(t.hello); err != nil {
+		t.untrack(c)
+		c.Close()
+		t.stats.dialFailure.Add(1)
+		t.log.Debug("tcp hello failed", "to", p.addr, "err", err)
+		return false
+	}
 	p.conn, p.used, p.dialDelay = c, false, 0
 	t.wg.Add(1)
 	go t.readRefusals(p.addr, c)
@@ -733,34 +824,101 @@ func (t *Transport) accept() {
 			continue
 		}
 		delay = 0
-		if !t.track(c) {
+		ip := remoteIP(c)
+		switch ok, why := t.admit(c, ip); {
+		case t.isClosed():
 			c.Close()
 			return
+		case !ok:
+			c.Close()
+			t.stats.connsRejected.Add(1)
+			t.warn(warnConns, "tcp connection refused", "from", c.RemoteAddr().String(), "reason", why)
+			continue
 		}
 		t.wg.Add(1)
-		go t.readConn(c)
+		go t.readConn(c, ip)
 	}
 }
 
-// readConn is the reader goroutine of one accepted TCP connection.
-func (t *Transport) readConn(c net.Conn) {
+// remoteIP returns the source IP of an accepted connection.
+func remoteIP(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// admit tracks an accepted connection if the caps allow it; otherwise it
+// says which cap refused it.
+func (t *Transport) admit(c net.Conn, ip netip.Addr) (bool, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.closed:
+		return false, "closed"
+	case t.cfg.MaxConns > 0 && t.accepted >= t.cfg.MaxConns:
+		return false, fmt.Sprintf("%d connections open, the limit (--max-gossip-conns)", t.accepted)
+	case t.cfg.MaxConnsPerIP > 0 && t.acceptedIP[ip] >= t.cfg.MaxConnsPerIP:
+		return false, fmt.Sprintf("%d connections open from %s, the limit (--max-gossip-conns-per-ip)", t.acceptedIP[ip], ip)
+	}
+	t.conns[c] = struct{}{}
+	t.accepted++
+	t.acceptedIP[ip]++
+	return true, ""
+}
+
+// release forgets an accepted connection.
+func (t *Transport) release(c net.Conn, ip netip.Addr) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.accepted--
+	if t.acceptedIP[ip]--; t.acceptedIP[ip] <= 0 {
+		delete(t.acceptedIP, ip)
+	}
+	t.mu.Unlock()
+}
+
+// readConn is the reader goroutine of one accepted TCP connection. Until a
+// frame on it has been authenticated, frames may be at most
+// PreAuthMaxFrame bytes, and that first frame must arrive within
+// FrameTimeout of the accept.
+func (t *Transport) readConn(c net.Conn, ip netip.Addr) {
 	defer t.wg.Done()
 	defer func() {
-		t.untrack(c)
+		t.release(c, ip)
 		c.Close()
 	}()
 	from := c.RemoteAddr().String()
+	authed := false
+	idle := time.Now().Add(t.cfg.FrameTimeout)
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
-		raw, err := t.readFrame(c)
+		limit := t.cfg.MaxFrame
+		if authed {
+			idle = time.Now().Add(t.cfg.IdleTimeout)
+		} else {
+			limit = min(limit, t.cfg.PreAuthMaxFrame)
+		}
+		_ = c.SetReadDeadline(idle)
+		raw, err := t.readFrame(c, limit)
 		if err != nil {
 			switch {
 			case t.isClosed():
+			case raw == nil && isTimeout(err) && !authed:
+				t.stats.frameTimeouts.Add(1)
+				t.warn(warnSlow, "tcp connection sent no authenticated frame in time, closing", "from", from, "timeout", t.cfg.FrameTimeout)
 			case raw == nil && isTimeout(err):
 				t.log.Debug("tcp connection idle, closing", "from", from)
 			case raw == nil:
 				// Clean end between frames, or the connection failed.
 				t.log.Debug("tcp connection ended", "from", from, "err", err)
+			case isTimeout(err):
+				t.stats.frameTimeouts.Add(1)
+				t.warn(warnSlow, "tcp frame too slow to arrive, connection closed", "from", from, "bytes", len(raw), "err", err)
+			case !authed && errors.Is(err, wire.ErrTooLarge):
+				t.stats.preAuthRefused.Add(1)
+				t.warn(warnSlow, "large tcp frame before authentication refused, connection closed", "from", from, "limit", limit, "err", err)
 			default:
 				t.badInput("tcp", from, len(raw), err, true)
 			}
@@ -784,6 +942,10 @@ func (t *Transport) readConn(c net.Conn) {
 			t.badInput("tcp", from, len(raw), err, false)
 			continue
 		}
+		authed = true
+		if isHello(env) {
+			continue
+		}
 		t.stats.streamReceived.Add(1)
 		t.stats.bytesReceived.Add(uint64(len(raw)))
 		select {
@@ -794,32 +956,52 @@ func (t *Transport) readConn(c net.Conn) {
 	}
 }
 
-// readFrame reads one raw frame (header and body) from a stream. It returns
-// io.EOF only for a clean end between frames. On a timeout, raw is nil if
-// no byte of the frame had arrived, and non-nil otherwise.
-func (t *Transport) readFrame(r io.Reader) (raw []byte, err error) {
+// isHello reports whether env is the hello that opens a connection: an
+// anonymous envelope with nothing in it, which the engine would refuse.
+func isHello(env *wire.Envelope) bool {
+	return env.From == "" && env.FromAddr == "" && env.Body == nil && len(env.Members) == 0
+}
+
+// readFrame reads one raw frame (header and body) of at most limit payload
+// bytes from a connection. It returns io.EOF only for a clean end between
+// frames. On a timeout, raw is nil if no byte of the frame had arrived, and
+// non-nil otherwise. Once the header has arrived, the rest of the frame
+// must arrive within FrameTimeout plus its size at minFrameRate.
+func (t *Transport) readFrame(c net.Conn, limit int) (raw []byte, err error) {
 	var h [wire.HeaderSize]byte
-	if n, err := io.ReadFull(r, h[:]); err != nil {
+	if n, err := io.ReadFull(c, h[:]); err != nil {
 		if n == 0 {
 			return nil, err
 		}
 		return h[:n], fmt.Errorf("%w: header: %v", wire.ErrShort, err)
 	}
-	_, size, err := parseHeader(h[:], t.cfg.MaxFrame)
+	_, size, err := parseHeader(h[:], limit)
 	if err != nil {
 		return h[:], err
 	}
+	total := wire.HeaderSize + size
+	_ = c.SetReadDeadline(time.Now().Add(t.cfg.FrameTimeout + time.Duration(size)*time.Second/minFrameRate))
 	// Grow the buffer as bytes arrive rather than trusting the length: a
-	// peer announcing a large frame and sending nothing costs nothing.
-	buf := bytes.NewBuffer(make([]byte, 0, wire.HeaderSize+min(size, 64<<10)))
-	buf.Write(h[:])
-	if _, err := io.CopyN(buf, r, int64(size)); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	// peer announcing a large frame and sending little costs little.
+	buf := make([]byte, wire.HeaderSize, min(total, wire.HeaderSize+frameChunk))
+	copy(buf, h[:])
+	for len(buf) < total {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(total-len(buf), max(len(buf), frameChunk)))
 		}
-		return buf.Bytes(), fmt.Errorf("%w: payload: %v", wire.ErrShort, err)
+		n, err := c.Read(buf[len(buf):min(cap(buf), total)])
+		buf = buf[:len(buf)+n]
+		if err != nil && len(buf) < total {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			if isTimeout(err) {
+				return buf, fmt.Errorf("payload: %d of %d bytes after %v: %w", len(buf)-wire.HeaderSize, size, t.cfg.FrameTimeout, err)
+			}
+			return buf, fmt.Errorf("%w: payload: %v", wire.ErrShort, err)
+		}
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
 
 func isTimeout(err error) bool {
@@ -887,6 +1069,8 @@ const (
 	warnInbox
 	warnAccept
 	warnRefusal
+	warnConns
+	warnSlow
 	warnKinds
 )
 

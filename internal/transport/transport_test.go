@@ -262,7 +262,7 @@ func TestBadDatagrams(t *testing.T) {
 }
 
 func TestBadStreams(t *testing.T) {
-	b := newTransport(t, Config{MaxFrame: 1 << 20, IdleTimeout: 300 * time.Millisecond})
+	b := newTransport(t, Config{MaxFrame: 1 << 20, IdleTimeout: 300 * time.Millisecond, FrameTimeout: 300 * time.Millisecond})
 	addr := b.LocalAddr()
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", addr)
@@ -278,9 +278,20 @@ func TestBadStreams(t *testing.T) {
 	c := dial()
 	huge := append([]byte(nil), good[:wire.HeaderSize]...)
 	binary.BigEndian.PutUint32(huge[4:8], 1<<30)
+	c.Write(good)
+	expectOnlyMarker(t, b, 1)
 	c.Write(huge)
 	waitClosed(t, c)
 	waitFor(t, "oversized frame counted", func() bool { return b.Stats().DecodeErrors == 1 })
+
+	// Before a frame has authenticated the connection, a frame larger than
+	// PreAuthMaxFrame (but within MaxFrame) closes it, counted apart.
+	c = dial()
+	preAuth := append([]byte(nil), good[:wire.HeaderSize]...)
+	binary.BigEndian.PutUint32(preAuth[4:8], DefaultPreAuthFrame+1)
+	c.Write(preAuth)
+	waitClosed(t, c)
+	waitFor(t, "large frame before authentication counted", func() bool { return b.Stats().PreAuthRefused == 1 })
 
 	// A newer version header closes the connection, counted apart.
 	c = dial()
@@ -311,19 +322,19 @@ func TestBadStreams(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 
-	// Half a frame then silence (slowloris): closed after the idle timeout
-	// and counted as truncated.
+	// Half a frame then silence (slowloris): closed after the frame
+	// timeout, counted as too slow.
 	c = dial()
 	c.Write(good[:wire.HeaderSize+1])
 	waitClosed(t, c)
-	waitFor(t, "half frame counted", func() bool { return b.Stats().DecodeErrors == 4 })
+	waitFor(t, "half frame counted", func() bool { return b.Stats().FrameTimeouts == 1 })
 
 	// A truncated frame followed by EOF.
 	c = dial()
 	c.Write(good[:5])
 	c.(*net.TCPConn).CloseWrite()
 	waitClosed(t, c)
-	waitFor(t, "truncated frame counted", func() bool { return b.Stats().DecodeErrors == 5 })
+	waitFor(t, "truncated frame counted", func() bool { return b.Stats().DecodeErrors == 4 })
 
 	// An idle connection that sent nothing is closed without counting.
 	c = dial()
@@ -338,7 +349,7 @@ func TestBadStreams(t *testing.T) {
 	if in := recv(t, b); !equalValue(in.Env, big) {
 		t.Fatal("large frame corrupted")
 	}
-	if s := b.Stats(); s.DecodeErrors != 5 || s.VersionErrors != 2 || s.AuthErrors != 0 {
+	if s := b.Stats(); s.DecodeErrors != 4 || s.VersionErrors != 2 || s.AuthErrors != 0 || s.FrameTimeouts != 2 {
 		t.Errorf("stats %+v", s)
 	}
 }

@@ -77,6 +77,10 @@ type agent struct {
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	exited chan struct{}
+
+	// https, when set, is the client for an agent serving HTTPS (with
+	// --certs-dir): request and get use it with https URLs.
+	https *http.Client
 }
 
 func newAgent(t *testing.T, name string, join ...string) *agent {
@@ -135,19 +139,34 @@ func (a *agent) kill() {
 }
 
 func (a *agent) request(method, path string, body []byte) ([]byte, int, error) {
-	req, err := http.NewRequest(method, "http://"+a.http+path, bytes.NewReader(body))
+	req, err := http.NewRequest(method, a.url(path), bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Do(req)
+	resp, err := a.client().Do(req)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return b, resp.StatusCode, err
+}
+
+// url is the URL of path on the agent's HTTP API.
+func (a *agent) url(path string) string {
+	if a.https != nil {
+		return "https://" + a.http + path
+	}
+	return "http://" + a.http + path
+}
+
+// client is the HTTP client for the agent.
+func (a *agent) client() *http.Client {
+	if a.https != nil {
+		return a.https
+	}
+	return &http.Client{Timeout: 5 * time.Second}
 }
 
 func (a *agent) put(key, value string) {
@@ -160,10 +179,9 @@ func (a *agent) put(key, value string) {
 
 // get returns the value of key on this agent, and whether it is there.
 func (a *agent) get(key string) (string, bool) {
-	req, _ := http.NewRequest("GET", "http://"+a.http+"/v1/kv/"+key, nil)
+	req, _ := http.NewRequest("GET", a.url("/v1/kv/"+key), nil)
 	req.Header.Set("Accept", "application/octet-stream")
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Do(req)
+	resp, err := a.client().Do(req)
 	if err != nil {
 		return "", false
 	}

@@ -21,6 +21,7 @@ type hosts struct {
 	prefix string
 	names  []string // namespace of host i
 	addrs  []string // IPv4 address of host i
+	key    string   // the cluster key file every agent gossips with
 }
 
 func ipCmd(args ...string) error {
@@ -40,7 +41,9 @@ func newHosts(t *testing.T, n int) *hosts {
 		t.Skip("creates network namespaces")
 	}
 	requireRoot(t, "ip")
-	h := &hosts{t: t, prefix: fmt.Sprintf("hs%d", os.Getpid()%100000)}
+	// The agents gossip on non-loopback addresses: secure by default, they
+	// need the cluster's key.
+	h := &hosts{t: t, prefix: fmt.Sprintf("hs%d", os.Getpid()%100000), key: writeKey(t, 7)}
 	sw := h.prefix + "sw"
 	if err := ipCmd("netns", "add", sw); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -115,7 +118,7 @@ func (h *hosts) startAgent(i int, args ...string) *nsAgent {
 	h.t.Helper()
 	a := &nsAgent{t: h.t, name: fmt.Sprintf("h%d", i), ns: h.names[i], done: make(chan struct{})}
 	full := append([]string{"netns", "exec", a.ns, binary, "agent", "--name", a.name,
-		"--data-dir", h.t.TempDir(), "--bind", h.addrs[i] + ":7946", "--http", "127.0.0.1:7947"}, args...)
+		"--data-dir", h.t.TempDir(), "--bind", h.addrs[i] + ":7946", "--http", "127.0.0.1:7947", "--secret-key-file", h.key}, args...)
 	a.cmd = exec.Command("ip", full...)
 	a.cmd.Stdout, a.cmd.Stderr = &lockedWriter{w: &a.log}, &lockedWriter{w: &a.log}
 	if err := a.cmd.Start(); err != nil {
