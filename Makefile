@@ -13,7 +13,7 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -timeout 10m -run '^TestExplore$$' ./sim -args -explore=200
 
-# soak runs the long explorations: 5,000 random simulator seeds (about 12
+# soak runs the long explorations: 5,000 random simulator seeds (about 7
 # minutes on two cores) and the Jepsen-style suite's long variant (three
 # rounds of faults, each phase four times longer; about 12 minutes, root).
 SOAK_SEEDS ?= 5000
