@@ -491,7 +491,13 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 		if err == nil && (r.Version.HLC > limit || r.Version.IsZero()) {
 			err = fmt.Errorf("version %v (%v) is beyond this node's clock plus %v", r.Version,
 				hlc.Time(r.Version.HLC).UTC().Format(time.RFC3339Nano), e.cfg.MaxClockSkew)
-			e.rememberFuture(r)
+			// Remembered only when this node trusts its own clock: a
+			// record that looks future to a clock known to be behind (or
+			// not measured yet) would be refused forever after the clock
+			// is set right, and the replicas would never converge.
+			if e.checkClock(now) == nil {
+				e.rememberFuture(r)
+			}
 		} else if err == nil && e.refusedBefore(r) {
 			err = fmt.Errorf("version %v was refused earlier as beyond the clock skew bound", r.Version)
 		}
@@ -639,6 +645,12 @@ func (e *Engine) ClockStatus(now time.Time) (offset time.Duration, peers int, er
 // last tick.
 func (e *Engine) Tick(now time.Time) error {
 	if e.cfg.Peers == nil {
+		// Watch the wall clock on every tick, not only at writes: a step
+		// before a node's first write would otherwise go unseen, and the
+		// samples taken before it would vouch for the stepped clock.
+		if e.cfg.MaxClockOffset > 0 && e.wallStepped(now) {
+			e.clockCheckedAt = time.Time{}
+		}
 		e.members.Tick(now)
 	}
 	e.drainMemberEvents()
