@@ -169,8 +169,8 @@ const (
 // a higher incarnation, so that the cluster takes the restarted node's word
 // over any old suspicion of it.
 func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, error) {
-	if cfg.Name == "" || cfg.NodeID == 0 {
-		return nil, errors.New("engine: config needs Name and NodeID")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	e := &Engine{cfg: cfg, st: st, rng: rng}
 	inc, err := e.metaUint(metaIncarnation)
