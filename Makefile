@@ -3,15 +3,25 @@ GO ?= go
 # VERSION is stamped into the binaries of make docker.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: test test-short build proto lint fuzz demo bench docker bench-vs-memberlist
+.PHONY: test test-short soak build proto lint fuzz demo bench docker bench-vs-memberlist
 
-# test is the README's test command and what CI runs: formatting, vet, and
-# every test with the race detector.
+# test is the README's test command and what CI runs: formatting, vet,
+# every test with the race detector (the multi-host tests as root), and 200
+# random simulator seeds without it (about 30 s).
 test:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 10m -run '^TestExplore$$' ./sim -args -explore=200
+
+# soak runs the long explorations: 5,000 random simulator seeds (about 7
+# minutes on two cores) and the Jepsen-style suite's long variant (three
+# rounds of faults, each phase four times longer; about 12 minutes, root).
+SOAK_SEEDS ?= 5000
+soak:
+	$(GO) test -count=1 -timeout 2h -run '^TestExplore$$' -v ./sim -args -explore=$(SOAK_SEEDS)
+	HEARSAY_SOAK=1 $(GO) test -count=1 -timeout 1h -run '^TestJepsen$$' -v ./test/cluster
 
 test-short:
 	$(GO) test -short -count=1 ./...

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,10 @@ const (
 	slowSync = time.Second
 	// slowSyncReport is how often slow syncs are reported, at most.
 	slowSyncReport = 10 * time.Second
+	// minFreeToResume is the least free space at which a store that met
+	// ENOSPC is recovered, whatever Config.MinFreeDisk: room for a few
+	// memtable flushes, so that it does not fill again at once.
+	minFreeToResume = 16 << 20
 	// storageLogInterval bounds how often the same storage error is logged.
 	storageLogInterval = time.Second
 )
@@ -138,6 +143,8 @@ func (n *Node) checkDisk(now time.Time) time.Time {
 	switch {
 	case low:
 		n.setNoSpace(fmt.Sprintf("disk: free space %s below --min-free-disk %s; writes refused until space is freed", mib(avail), mib(n.minFree)))
+	case health != nil && avail < max(n.minFree, minFreeToResume):
+		n.setNoSpace(fmt.Sprintf("disk: full (ENOSPC) in %s, %s free; writes refused until space is freed", n.cfg.DataDir, mib(avail)))
 	case health != nil:
 		// The store met ENOSPC, and there is room again.
 		if err := ds.Recover(); err != nil {
@@ -161,7 +168,7 @@ func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // setNoSpace enters (or updates) the no-space state.
 func (n *Node) setNoSpace(reason string) {
-	if prev := n.noSpace.Swap(&reason); prev == nil {
+	if prev := n.noSpace.Swap(&reason); prev == nil || *prev != reason && !strings.HasPrefix(reason, "disk: free space") {
 		n.log.Warn("disk full: refusing writes; reads, watches and membership go on", "reason", reason)
 	}
 }
@@ -188,7 +195,7 @@ func (n *Node) storageFailure(err error) {
 		if n.noSpace.Load() != nil {
 			return
 		}
-		n.setNoSpace(fmt.Sprintf("disk: full (%v); writes refused until space is freed", err))
+		n.setNoSpace(fmt.Sprintf("disk: full (ENOSPC) in %s; writes refused until space is freed", n.cfg.DataDir))
 		return
 	}
 	if errors.Is(err, ErrStorageFailed) && n.failed.Load() != nil {
@@ -293,12 +300,17 @@ func (n *Node) syncOnce() {
 		}
 		return
 	}
+	// Durable now: acknowledge first, then announce and send. A write
+	// waits for its own sync, not for its copies to reach every peer (a
+	// 1 MiB value mailed to 15 peers is 15 MiB to hand to the transport).
 	for _, w := range work {
-		n.send(w.msgs)
-		n.notify(w.changes)
 		for _, p := range w.writes {
 			p.done <- p.res
 		}
+		n.notify(w.changes)
+	}
+	for _, w := range work {
+		n.send(w.msgs)
 	}
 }
 

@@ -121,6 +121,9 @@ func TestFailedSyncIsNeverAcknowledged(t *testing.T) {
 	if e, err := b.Get(ctx, []byte("durable")); err != nil || string(e.Value) != "1" {
 		t.Fatalf("acknowledged write after restart: %q, %v", e.Value, err)
 	}
+	// Restarted, b writes once it has rejoined a and measured its clock
+	// against it (a restarted node does not trust its clock alone).
+	eventually(t, 10*time.Second, "b ready after its restart", func() bool { return b.Status().Ready })
 	if _, err := b.Put(ctx, []byte("after-restart"), []byte("5")); err != nil {
 		t.Fatalf("put after restart: %v", err)
 	}

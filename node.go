@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,6 +180,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := checkName(cfg.Name); err != nil {
 		return nil, err
 	}
+	cfg.Protocol = protocolDefaults(cfg.Protocol)
 	if cfg.Protocol.Cluster == "" {
 		cfg.Protocol.Cluster = engine.DefaultConfig().Cluster
 	}
@@ -278,6 +280,27 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	go n.loop()
 	go n.syncer()
 	return n, nil
+}
+
+// protocolDefaults returns p, or engine.DefaultConfig if p sets nothing but
+// its cluster name and value size limit (kept): a Config built without
+// DefaultConfig gets the defaults rather than every mechanism off and
+// every timer at zero. A Protocol that sets anything else is used as it is
+// and checked by the engine (engine.Config.Validate).
+func protocolDefaults(p engine.Config) engine.Config {
+	rest := p
+	rest.Name, rest.NodeID, rest.Addr, rest.Cluster, rest.MaxValueSize = "", 0, "", "", 0
+	if !reflect.ValueOf(rest).IsZero() {
+		return p
+	}
+	d := engine.DefaultConfig()
+	if p.Cluster != "" {
+		d.Cluster = p.Cluster
+	}
+	if p.MaxValueSize > 0 {
+		d.MaxValueSize = p.MaxValueSize
+	}
+	return d
 }
 
 func checkName(name string) error {

@@ -129,6 +129,7 @@ type Engine struct {
 	clockPeers     int       // peers the offset is the median of
 	clockCheckedAt time.Time // when clockErr was last computed
 	clockSampleAt  time.Time // the last clock sample clockErr has seen
+	clockOff       bool      // not trusted: measured off, outvoted or stepped since the last good measurement (persisted)
 	// refusedFuture remembers records refused for a version beyond the
 	// skew bound, so that the same record is still refused when time has
 	// caught up with it: it was written by a clock that was wrong, and
@@ -153,6 +154,9 @@ const clockRecheck = 100 * time.Millisecond
 const (
 	metaIncarnation = "incarnation"
 	metaClock       = "hlc"
+	// metaClockOff is 1 while this node's clock was last measured beyond
+	// MaxClockOffset.
+	metaClockOff = "clock-off"
 	// metaMembers keeps the member list (a wire.JoinReply), so that a
 	// restarted node can rejoin through the members it knew.
 	metaMembers = "members"
@@ -165,8 +169,8 @@ const (
 // a higher incarnation, so that the cluster takes the restarted node's word
 // over any old suspicion of it.
 func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, error) {
-	if cfg.Name == "" || cfg.NodeID == 0 {
-		return nil, errors.New("engine: config needs Name and NodeID")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	e := &Engine{cfg: cfg, st: st, rng: rng}
 	inc, err := e.metaUint(metaIncarnation)
@@ -178,6 +182,11 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 		return nil, err
 	}
 	e.clock.Observe(last)
+	off, err := e.metaUint(metaClockOff)
+	if err != nil {
+		return nil, err
+	}
+	e.clockOff = off == 1
 	inc++
 	if err := e.setMetaUint(metaIncarnation, inc); err != nil {
 		return nil, err
@@ -361,6 +370,10 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	if env.From == e.cfg.Name {
 		return nil // our own message, looped back
 	}
+	if e.cfg.MaxClockOffset > 0 && e.cfg.Peers == nil && e.wallStepped(now) {
+		// Before the envelope's clock sample, if it carries one, is taken.
+		e.clockCheckedAt = time.Time{}
+	}
 	e.stats.Received++
 	defer e.drainMemberEvents()
 	if e.cfg.Peers == nil {
@@ -401,7 +414,7 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 			return e.monger.Pulled(now, env.From)
 		}
 	case *wire.Envelope_Fetch:
-		return e.monger.Fetch(env.From, b.Fetch.Keys)
+		return e.monger.Fetch(now, env.From, b.Fetch.Keys)
 	case *wire.Envelope_AeStart, *wire.Envelope_AeMore, *wire.Envelope_AeCells, *wire.Envelope_AeDiff,
 		*wire.Envelope_AeRecords, *wire.Envelope_AeAck, *wire.Envelope_AeError:
 		return e.stepAE(now, env)
@@ -418,13 +431,14 @@ func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) err
 	}
 	known := make([]uint32, 0, len(r.Records)+len(r.Announces))
 	for i, c := range changed {
+		e.monger.Received(r.Records[i].Key, store.Version{HLC: r.Records[i].Hlc, Node: r.Records[i].Node})
 		if !c {
 			known = append(known, uint32(i))
 		} else if e.cfg.RumorMongering {
 			e.monger.Add(now, r.Records[i].Store())
 		}
 	}
-	var fetch [][]byte
+	var wants []rumor.Want
 	for i, a := range r.Announces {
 		v := store.Version{HLC: a.Hlc, Node: a.Node}
 		cur, ok, err := e.st.Get(a.Key)
@@ -436,10 +450,10 @@ func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) err
 			continue
 		}
 		if len(a.Key) > 0 && len(a.Key) <= store.MaxKeySize {
-			fetch = append(fetch, a.Key)
+			wants = append(wants, rumor.Want{Key: a.Key, Version: v})
 		}
 	}
-	e.monger.RequestFetch(env.From, fetch)
+	e.monger.Announced(now, env.From, wants)
 	if r.Feedback && r.Id != 0 {
 		e.sendPeerOrAddr(env, &wire.Envelope{Body: &wire.Envelope_RumorAck{RumorAck: &wire.RumorAck{Id: r.Id, Known: known}}})
 	}
@@ -491,7 +505,13 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 		if err == nil && (r.Version.HLC > limit || r.Version.IsZero()) {
 			err = fmt.Errorf("version %v (%v) is beyond this node's clock plus %v", r.Version,
 				hlc.Time(r.Version.HLC).UTC().Format(time.RFC3339Nano), e.cfg.MaxClockSkew)
-			e.rememberFuture(r)
+			// Remembered only when this node trusts its own clock: a
+			// record that looks future to a clock known to be behind (or
+			// not measured yet) would be refused forever after the clock
+			// is set right, and the replicas would never converge.
+			if e.checkClock(now) == nil {
+				e.rememberFuture(r)
+			}
 		} else if err == nil && e.refusedBefore(r) {
 			err = fmt.Errorf("version %v was refused earlier as beyond the clock skew bound", r.Version)
 		}
@@ -549,8 +569,11 @@ func (e *Engine) refusedBefore(r store.Record) bool {
 
 // checkClock returns ErrClockOffset, with the measured offset and the
 // bound, while this node's clock is too far from the cluster's to write:
-// its offset to the median of its peers exceeds MaxClockOffset; it has
-// live peers but no measurement yet; or its clock's high-water mark,
+// its offset to the median of its peers exceeds MaxClockOffset, or no
+// strict majority of itself and the peers it measured agree within it; it
+// has live peers, or is rejoining remembered ones, but no measurement yet;
+// it was measured off, or its wall clock stepped, and no peer has measured
+// it since; or its clock's high-water mark,
 // persisted by an earlier run, is beyond the wall clock by more than the
 // bound (its versions would be refused by every peer). The verdict is
 // recomputed at most every clockRecheck.
@@ -579,6 +602,16 @@ func (e *Engine) checkClock(now time.Time) error {
 	case e.clockPeers == 0 && e.members.NumLive() > 1:
 		e.clockErr = fmt.Errorf("%w: not measured yet against the %d live peer(s); writes wait for the first probe round trip",
 			ErrClockOffset, e.members.NumLive()-1)
+	case e.clockPeers == 0 && e.members.Rejoining() > 0:
+		// Restarted alone: it belongs to a cluster it cannot see yet, and
+		// its clock may have gone wrong while it was down.
+		e.clockErr = fmt.Errorf("%w: not measured yet: rejoining the %d member(s) remembered from the last run; writes wait until one answers (--max-clock-offset 0 lifts the check)",
+			ErrClockOffset, e.members.Rejoining())
+	case e.clockPeers > 0 && e.clockOffset.Abs() <= bound && !e.clockAgrees(now, bound):
+		agree, n := e.members.ClockAgreement(now, bound)
+		e.clockErr = fmt.Errorf("%w: this node's clock agrees within --max-clock-offset %v with only %d of the %d peer(s) measured (median offset %v): writes are refused until a majority agrees",
+			ErrClockOffset, bound, agree, n, e.clockOffset.Round(time.Millisecond))
+		e.setClockOff(true)
 	case e.clockOffset > bound || e.clockOffset < -bound:
 		dir := "ahead of"
 		if e.clockOffset < 0 {
@@ -586,10 +619,44 @@ func (e *Engine) checkClock(now time.Time) error {
 		}
 		e.clockErr = fmt.Errorf("%w: this node's clock is %v %s the cluster's (median of %d peer(s)), more than --max-clock-offset %v: writes are refused until the clock is corrected",
 			ErrClockOffset, e.clockOffset.Abs().Round(time.Millisecond), dir, e.clockPeers, bound)
+		e.setClockOff(true)
+	case e.clockPeers == 0 && e.clockOff && e.members.KnowsOthers():
+		// Measured off, and no peer has measured it since (all gone, cut
+		// off, or this node restarted alone): alone, a node cannot tell its
+		// clock was fixed, so it keeps refusing until a peer says so.
+		e.clockErr = fmt.Errorf("%w: this node's clock was last measured beyond --max-clock-offset %v and no peer has measured it since; writes wait for a peer to measure it again",
+			ErrClockOffset, bound)
 	default:
 		e.clockErr = nil
+		if e.clockPeers > 0 {
+			e.setClockOff(false)
+		}
 	}
 	return e.clockErr
+}
+
+// clockAgrees reports whether a strict majority of this node and the peers
+// it measured have clocks within bound of its own.
+func (e *Engine) clockAgrees(now time.Time, bound time.Duration) bool {
+	agree, n := e.members.ClockAgreement(now, bound)
+	return 2*(agree+1) > n+1
+}
+
+// setClockOff records, in store metadata, whether the clock was last
+// measured beyond the bound, so that a node restarted alone with a wrong
+// clock does not write until a peer measures it.
+func (e *Engine) setClockOff(off bool) {
+	if off == e.clockOff {
+		return
+	}
+	e.clockOff = off
+	var v uint64
+	if off {
+		v = 1
+	}
+	// A failure here only loses the memory of the verdict across a restart;
+	// the store's own errors are reported by the write path.
+	_ = e.setMetaUint(metaClockOff, v)
 }
 
 // wallStepped reports whether the wall clock moved, since the last call,
@@ -607,7 +674,10 @@ func (e *Engine) wallStepped(now time.Time) bool {
 	}
 	e.lastWall, e.lastNow = wall, now
 	if stepped {
-		e.members.ClockStepped()
+		// Until a peer measures the clock again, it is not trusted: a node
+		// that steps while alone must not write with the new reading.
+		e.setClockOff(true)
+		e.members.ClockStepped(now)
 		e.stats.ClockSteps++
 	}
 	return stepped
@@ -639,6 +709,12 @@ func (e *Engine) ClockStatus(now time.Time) (offset time.Duration, peers int, er
 // last tick.
 func (e *Engine) Tick(now time.Time) error {
 	if e.cfg.Peers == nil {
+		// Watch the wall clock on every tick, not only at writes: a step
+		// before a node's first write would otherwise go unseen, and the
+		// samples taken before it would vouch for the stepped clock.
+		if e.cfg.MaxClockOffset > 0 && e.wallStepped(now) {
+			e.clockCheckedAt = time.Time{}
+		}
 		e.members.Tick(now)
 	}
 	e.drainMemberEvents()

@@ -433,6 +433,9 @@ func TestFutureRecordStaysRefused(t *testing.T) {
 	st := memstore.New()
 	cfg := engine.DefaultConfig()
 	cfg.Name, cfg.NodeID, cfg.Addr = "a", 1, "a"
+	// A node remembers refusals only while it trusts its own clock; with
+	// no offset bound it always does (here it has no peer to measure it).
+	cfg.MaxClockOffset = 0
 	now := sim.Epoch
 	e, err := engine.New(cfg, st, rand.New(rand.NewPCG(1, 2)), now)
 	if err != nil {

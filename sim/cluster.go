@@ -10,6 +10,7 @@ package sim
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -93,10 +94,22 @@ type Cluster struct {
 	// scenarios model partitions and one-way links over groups of nodes
 	// without a Cut per pair.
 	Blocked func(from, to string) bool
+	// OnRollback, if set, is called when a crash takes back changes of a
+	// node's store that no sync had made durable, with the keys whose
+	// records changed back.
+	OnRollback func(n *Node, keys []string)
+	// OnFailStop, if set, is called when a node's sync fails and the node
+	// stops (fail-stop, as the runtime does on a failed fsync).
+	OnFailStop func(n *Node, err error)
 }
 
-// Node is one simulated member: an engine over a memstore. The store
-// outlives crashes, as a disk would.
+// ErrCrashed is what a write waiting for its sync learns when its node
+// crashes first: it was not acknowledged, and may be lost.
+var ErrCrashed = errors.New("sim: node crashed before the write was durable")
+
+// Node is one simulated member: an engine over a memstore on a simulated
+// disk. What was synced outlives crashes; what was not is lost (see
+// SyncDelay).
 type Node struct {
 	Name   string
 	Addr   string
@@ -114,6 +127,17 @@ type Node struct {
 	// hour).
 	ClockOffset time.Duration
 	ClockDrift  float64
+	// SyncDelay is how long each sync of the store takes. The node
+	// commits as the runtime does: messages marked AfterSync leave, and
+	// writes are acknowledged, once the sync covering them completes;
+	// changes made while a sync is in flight share the next one (group
+	// commit); a crash loses every change no completed sync covered. 0: a
+	// sync is instant, so a crash loses nothing.
+	SyncDelay time.Duration
+
+	disk     *disk
+	syncs    []*syncOp // in flight (the first) and queued (at most one more)
+	syncFree time.Time // when the sync in flight completes
 
 	c      *Cluster
 	cfg    engine.Config
@@ -157,7 +181,8 @@ func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, e
 	if configure != nil {
 		configure(&cfg)
 	}
-	n := &Node{Name: name, Addr: cfg.Addr, Store: memstore.NewWithOptions(memstore.Options{DigestCells: c.opts.DigestCells}), c: c, cfg: cfg}
+	d := &disk{Store: memstore.NewWithOptions(memstore.Options{DigestCells: c.opts.DigestCells})}
+	n := &Node{Name: name, Addr: cfg.Addr, Store: d, disk: d, c: c, cfg: cfg}
 	if err := n.boot(); err != nil {
 		return nil, err
 	}
@@ -201,13 +226,29 @@ func (n *Node) skew(t time.Time) time.Duration {
 // Up reports whether the node is running.
 func (n *Node) Up() bool { return n.up }
 
-// Crash stops the node at once; messages to it are lost. Its store is kept.
+// Crash stops the node at once; messages to it are lost. Its store keeps
+// what was synced and loses the rest; writes waiting for a sync learn
+// ErrCrashed.
 func (n *Node) Crash() {
 	if !n.up {
 		return
 	}
 	n.up = false
 	n.Engine = nil
+	syncs := n.syncs
+	n.syncs, n.syncFree = nil, time.Time{}
+	for _, op := range syncs {
+		for _, done := range op.done {
+			done(ErrCrashed)
+		}
+	}
+	keys, err := n.disk.rollback()
+	if err != nil {
+		panic(fmt.Sprintf("sim: %s: %v", n.Name, err)) // memstore does not fail
+	}
+	if len(keys) > 0 && n.c.OnRollback != nil {
+		n.c.OnRollback(n, keys)
+	}
 	// Swap-remove from the live set.
 	c := n.c
 	i := c.liveAt[n]
@@ -293,8 +334,18 @@ func (n *Node) flush() {
 			n.c.OnMemberEvent(n, ev)
 		}
 	}
+	var after []engine.Message
 	for _, m := range rd.Messages {
-		n.c.send(n, m)
+		if m.AfterSync {
+			after = append(after, m)
+		} else {
+			n.c.send(n, m)
+		}
+	}
+	if n.disk.pending() || len(after) > 0 {
+		if !n.sync(after) {
+			return // the sync failed and the node stopped
+		}
 	}
 	if d := n.Engine.Deadline(); !d.IsZero() && (n.tickAt.IsZero() || d.Before(n.tickAt)) {
 		if d.Before(n.c.now) {
@@ -302,6 +353,93 @@ func (n *Node) flush() {
 		}
 		n.tickAt = d
 		n.c.push(event{at: d, tick: n})
+	}
+}
+
+// syncOp is one sync of a node's store: when it completes, the changes
+// before pos are durable, msgs leave and done learns it.
+type syncOp struct {
+	n     *Node
+	boots uint64
+	pos   int
+	at    time.Time
+	msgs  []engine.Message
+	done  []func(error)
+}
+
+// sync makes the changes so far durable, then sends msgs: at once without
+// SyncDelay, else when a sync covering them completes. It reports false
+// when the sync failed and the node stopped.
+func (n *Node) sync(msgs []engine.Message) bool {
+	if n.SyncDelay <= 0 && len(n.syncs) == 0 {
+		if err := n.disk.Sync(); err != nil {
+			n.failStop(err)
+			return false
+		}
+		for _, m := range msgs {
+			n.c.send(n, m)
+		}
+		return true
+	}
+	if len(n.syncs) == 2 {
+		// Group commit: the queued sync has not started; it takes these
+		// changes too.
+		op := n.syncs[1]
+		op.pos = n.disk.mark()
+		op.msgs = append(op.msgs, msgs...)
+		return true
+	}
+	start := n.c.now
+	if n.syncFree.After(start) {
+		start = n.syncFree
+	}
+	op := &syncOp{n: n, boots: n.boots, pos: n.disk.mark(), at: start.Add(n.SyncDelay), msgs: msgs}
+	n.syncFree = op.at
+	n.syncs = append(n.syncs, op)
+	n.c.push(event{at: op.at, sync: op})
+	return true
+}
+
+// completeSync is the event of a sync completing.
+func (n *Node) completeSync(op *syncOp) {
+	if !n.up || n.boots != op.boots || len(n.syncs) == 0 || n.syncs[0] != op {
+		return // the node crashed meanwhile
+	}
+	if n.disk.syncErr {
+		n.failStop(fmt.Errorf("sync: %w", ErrDiskIO))
+		return
+	}
+	n.syncs = n.syncs[1:]
+	n.disk.commit(op.pos)
+	for _, m := range op.msgs {
+		n.c.send(n, m)
+	}
+	for _, done := range op.done {
+		done(nil)
+	}
+}
+
+// failStop stops a node whose sync failed: it acknowledges nothing more
+// and keeps only what earlier syncs made durable.
+func (n *Node) failStop(err error) {
+	if n.c.OnFailStop != nil {
+		n.c.OnFailStop(n, err)
+	}
+	n.Crash()
+}
+
+// WhenDurable calls done once every change the node made so far is
+// durable (nil), or when the node crashes first (ErrCrashed): how a client
+// of the simulated node learns whether its write was acknowledged.
+func (n *Node) WhenDurable(done func(error)) {
+	switch {
+	case !n.up:
+		done(ErrCrashed)
+	case len(n.syncs) == 0:
+		done(nil)
+	default:
+		op := n.syncs[len(n.syncs)-1]
+		op.done = append(op.done, done)
 	}
 }
 
@@ -383,6 +521,10 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 	}
 	ev := heap.Pop(&c.events).(event)
 	c.now = ev.at
+	if op := ev.sync; op != nil {
+		op.n.completeSync(op)
+		return true, nil
+	}
 	if n := ev.tick; n != nil {
 		if !n.up || !n.tickAt.Equal(ev.at) {
 			return true, nil // stale: a newer tick was scheduled, or the node crashed
@@ -450,8 +592,9 @@ func (c *Cluster) RunUntil(d time.Duration, cond func() bool) (bool, error) {
 type event struct {
 	at    time.Time
 	seq   uint64
-	tick  *Node  // a timer tick for this node, or
-	to    string // a message delivery to this address
+	sync  *syncOp // a sync completing, or
+	tick  *Node   // a timer tick for this node, or
+	to    string  // a message delivery to this address
 	frame []byte
 }
 

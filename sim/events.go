@@ -101,45 +101,65 @@ type Event struct {
 
 	// Partition splits the nodes into groups that cannot reach each other,
 	// until Heal. It replaces any earlier partition.
-	Partition *PartitionSpec `json:"partition,omitempty" yaml:"partition"`
+	Partition *PartitionSpec `json:"partition,omitempty" yaml:"partition,omitempty"`
 	// Heal ends the partition and every one-way cut.
-	Heal bool `json:"heal,omitempty" yaml:"heal"`
+	Heal bool `json:"heal,omitempty" yaml:"heal,omitempty"`
 	// Cut drops every message from the From nodes to the To nodes (one
 	// direction: an asymmetric link), until Mend or Heal.
-	Cut *LinkSpec `json:"cut,omitempty" yaml:"cut"`
+	Cut *LinkSpec `json:"cut,omitempty" yaml:"cut,omitempty"`
 	// Mend restores the links Cut dropped, From to To.
-	Mend *LinkSpec `json:"mend,omitempty" yaml:"mend"`
+	Mend *LinkSpec `json:"mend,omitempty" yaml:"mend,omitempty"`
 	// Loss changes the message loss probability from now on.
-	Loss *float64 `json:"loss,omitempty" yaml:"loss"`
+	Loss *float64 `json:"loss,omitempty" yaml:"loss,omitempty"`
 
 	// Crash stops running nodes; their stores are kept.
-	Crash *NodeSet `json:"crash,omitempty" yaml:"crash"`
+	Crash *NodeSet `json:"crash,omitempty" yaml:"crash,omitempty"`
 	// Restart boots crashed (or left) nodes again on their stores; with the
 	// real sampler they join through a running node.
-	Restart *NodeSet `json:"restart,omitempty" yaml:"restart"`
+	Restart *NodeSet `json:"restart,omitempty" yaml:"restart,omitempty"`
 	// Join adds this many fresh nodes, with empty stores.
-	Join int `json:"join,omitempty" yaml:"join"`
+	Join int `json:"join,omitempty" yaml:"join,omitempty"`
 	// Leave makes running nodes announce a graceful departure and stop
 	// a second later.
-	Leave *NodeSet `json:"leave,omitempty" yaml:"leave"`
+	Leave *NodeSet `json:"leave,omitempty" yaml:"leave,omitempty"`
 
 	// Write and Delete are single client operations.
-	Write  *WriteSpec `json:"write,omitempty" yaml:"write"`
-	Delete *WriteSpec `json:"delete,omitempty" yaml:"delete"`
+	Write  *WriteSpec `json:"write,omitempty" yaml:"write,omitempty"`
+	Delete *WriteSpec `json:"delete,omitempty" yaml:"delete,omitempty"`
 
 	// Clock sets the wall clock of the nodes picked: from now on each reads
 	// virtual time plus Offset plus Drift times the time since Epoch. An
 	// offset of 0 and no drift fixes a clock.
-	Clock *ClockSpec `json:"clock,omitempty" yaml:"clock"`
+	Clock *ClockSpec `json:"clock,omitempty" yaml:"clock,omitempty"`
+
+	// Storage sets the picked nodes' disk faults to exactly what it says
+	// (an empty spec clears them): writes refused for lack of space or by
+	// an I/O error, a failing sync (the node stops: fail-stop), a slower
+	// sync. Named nodes and a fraction of 1 include nodes that are down.
+	Storage *StorageSpec `json:"storage,omitempty" yaml:"storage,omitempty"`
+}
+
+// StorageSpec is a storage fault.
+type StorageSpec struct {
+	Nodes NodeSet `json:"nodes" yaml:"nodes"`
+	// Full refuses every Apply as out of space (store.ErrNoSpace).
+	Full bool `json:"full,omitempty" yaml:"full,omitempty"`
+	// ApplyError refuses every Apply with an I/O error.
+	ApplyError bool `json:"apply_error,omitempty" yaml:"apply_error,omitempty"`
+	// SyncError fails every sync: the node stops at its next one, losing
+	// what was not durable, and stays down until restarted.
+	SyncError bool `json:"sync_error,omitempty" yaml:"sync_error,omitempty"`
+	// SyncDelay, if set, is the nodes' new sync duration.
+	SyncDelay *Duration `json:"sync_delay,omitempty" yaml:"sync_delay,omitempty"`
 }
 
 // ClockSpec is a clock fault: how far the picked nodes' clocks are off.
 type ClockSpec struct {
 	Nodes  NodeSet  `json:"nodes" yaml:"nodes"`
-	Offset Duration `json:"offset,omitempty" yaml:"offset"`
+	Offset Duration `json:"offset,omitempty" yaml:"offset,omitempty"`
 	// Drift is the clock's rate error, dimensionless (1e-4 gains 360 ms
 	// an hour).
-	Drift float64 `json:"drift,omitempty" yaml:"drift"`
+	Drift float64 `json:"drift,omitempty" yaml:"drift,omitempty"`
 }
 
 // PartitionSpec names the sides of a partition: explicit groups, or a
@@ -147,10 +167,10 @@ type ClockSpec struct {
 type PartitionSpec struct {
 	// Groups lists the nodes of each side. Nodes in no group, fresh joiners
 	// included, form one more side.
-	Groups []NodeList `json:"groups,omitempty" yaml:"groups"`
+	Groups []NodeList `json:"groups,omitempty" yaml:"groups,omitempty"`
 	// Fraction puts this fraction of the running nodes, drawn at random, on
 	// one side and the rest on the other.
-	Fraction float64 `json:"fraction,omitempty" yaml:"fraction"`
+	Fraction float64 `json:"fraction,omitempty" yaml:"fraction,omitempty"`
 }
 
 // LinkSpec is a set of directed links: from every From node to every To
@@ -210,9 +230,9 @@ func nodeIndex(name string) (int, error) {
 // NodeList), or at random among the eligible ones ({count: 3} or
 // {fraction: 0.1}).
 type NodeSet struct {
-	Names    NodeList `json:"names,omitempty" yaml:"names"`
-	Count    int      `json:"count,omitempty" yaml:"count"`
-	Fraction float64  `json:"fraction,omitempty" yaml:"fraction"`
+	Names    NodeList `json:"names,omitempty" yaml:"names,omitempty"`
+	Count    int      `json:"count,omitempty" yaml:"count,omitempty"`
+	Fraction float64  `json:"fraction,omitempty" yaml:"fraction,omitempty"`
 }
 
 // UnmarshalYAML reads a list of names or a mapping with names, count or
@@ -293,6 +313,7 @@ func (e *Event) validate() error {
 	count(e.Write != nil)
 	count(e.Delete != nil)
 	count(e.Clock != nil)
+	count(e.Storage != nil)
 	if actions != 1 {
 		return fmt.Errorf("sim: event at %v: want exactly one action, got %d", e.At, actions)
 	}
@@ -348,6 +369,11 @@ func (e *Event) validate() error {
 		if err == nil && (e.Clock.Drift <= -0.5 || e.Clock.Drift >= 0.5) {
 			err = fmt.Errorf("clock drift %v: want a rate error in (-0.5, 0.5)", e.Clock.Drift)
 		}
+	case e.Storage != nil:
+		err = e.Storage.Nodes.validate()
+		if err == nil && e.Storage.SyncDelay != nil && *e.Storage.SyncDelay < 0 {
+			err = fmt.Errorf("storage sync_delay %v: want >= 0", *e.Storage.SyncDelay)
+		}
 	case e.Write != nil || e.Delete != nil:
 		w := e.Write
 		if w == nil {
@@ -363,4 +389,54 @@ func (e *Event) validate() error {
 		return fmt.Errorf("sim: event at %v: %w", e.At, err)
 	}
 	return nil
+}
+
+// describe is the event as a line of a trace.
+func (e *Event) describe() string {
+	set := func(s *NodeSet) string {
+		switch {
+		case len(s.Names) > 0:
+			return strings.Join(s.Names, ",")
+		case s.Count > 0:
+			return fmt.Sprintf("%d random", s.Count)
+		}
+		return fmt.Sprintf("%g of the nodes", s.Fraction)
+	}
+	switch {
+	case e.Partition != nil:
+		if e.Partition.Fraction > 0 {
+			return fmt.Sprintf("partition %g of the nodes from the rest", e.Partition.Fraction)
+		}
+		return fmt.Sprintf("partition %v", e.Partition.Groups)
+	case e.Heal:
+		return "heal"
+	case e.Cut != nil:
+		return fmt.Sprintf("cut %v -> %v", e.Cut.From, e.Cut.To)
+	case e.Mend != nil:
+		return fmt.Sprintf("mend %v -> %v", e.Mend.From, e.Mend.To)
+	case e.Loss != nil:
+		return fmt.Sprintf("loss %g", *e.Loss)
+	case e.Crash != nil:
+		return "crash " + set(e.Crash)
+	case e.Restart != nil:
+		return "restart " + set(e.Restart)
+	case e.Join > 0:
+		return fmt.Sprintf("join %d", e.Join)
+	case e.Leave != nil:
+		return "leave " + set(e.Leave)
+	case e.Clock != nil:
+		return fmt.Sprintf("clock %s offset %v drift %g", set(&e.Clock.Nodes), e.Clock.Offset, e.Clock.Drift)
+	case e.Storage != nil:
+		st := e.Storage
+		d := ""
+		if st.SyncDelay != nil {
+			d = fmt.Sprintf(" sync_delay %v", *st.SyncDelay)
+		}
+		return fmt.Sprintf("storage %s full=%v apply_error=%v sync_error=%v%s", set(&st.Nodes), st.Full, st.ApplyError, st.SyncError, d)
+	case e.Write != nil:
+		return "write " + e.Write.Key
+	case e.Delete != nil:
+		return "delete " + e.Delete.Key
+	}
+	return "?"
 }

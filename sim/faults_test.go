@@ -394,3 +394,38 @@ func TestSkewedClockStopsWriting(t *testing.T) {
 		t.Errorf("converged %v, residue %v", res.Converged, res.Residue)
 	}
 }
+
+// TestSlowSyncNoFalseSuspicion: one node of five syncs its store slowly for
+// five minutes of virtual time under a steady write stream: 200 ms (the
+// issue's case) and 1 s (a disk in trouble: acks that waited for it would
+// outlast the probe timeout). Its probe acks and membership messages depend
+// on no sync and leave at once, so nobody suspects it, let alone declares
+// it dead, and every write still reaches every node.
+func TestSlowSyncNoFalseSuspicion(t *testing.T) {
+	for _, d := range []time.Duration{200 * time.Millisecond, time.Second} {
+		t.Run(d.String(), func(t *testing.T) { slowSyncRun(t, d) })
+	}
+}
+
+func slowSyncRun(t *testing.T, d time.Duration) {
+	s := asyncScenario(5)
+	s.Suspicion = 0 // the profile's, as shipped
+	s.Workload = Workload{Rate: 20, Keys: 50}
+	s.Duration = Duration(5 * time.Minute)
+	slow := Duration(d)
+	s.Events = []Event{{At: 0, Storage: &StorageSpec{Nodes: NodeSet{Names: NodeList{"n2"}}, SyncDelay: &slow}}}
+	r, res := runOne(t, s)
+	var suspected uint64
+	for _, n := range r.c.nodes {
+		if n.Engine != nil {
+			suspected += n.Engine.Stats().Members.Suspected
+		}
+	}
+	t.Logf("updates %d, suspicions %d, false deaths %d, residue %v", res.Updates, suspected, res.FalseDetections, res.Residue)
+	if suspected != 0 || res.FalseDetections != 0 {
+		t.Errorf("a node with a slow disk was suspected %d times, declared dead %d times", suspected, res.FalseDetections)
+	}
+	if res.Updates < 5000 || res.Residue != 0 {
+		t.Errorf("%d updates, residue %v", res.Updates, res.Residue)
+	}
+}

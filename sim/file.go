@@ -93,3 +93,6 @@ func (l *Latency) UnmarshalYAML(n *yaml.Node) error {
 	*l = v
 	return nil
 }
+
+// MarshalYAML writes l in its flag string form.
+func (l Latency) MarshalYAML() (any, error) { return l.String(), nil }

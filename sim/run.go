@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -64,7 +65,22 @@ type runner struct {
 
 	bootInc   []uint64 // per node index: incarnation at its last boot
 	falseDead map[string]bool
+
+	// The Jepsen-style record of the run: client operations with their
+	// outcomes, and what the nemesis did, for the checker and the trace.
+	hist      []Op
+	nemesis   []string
+	lastFault time.Time // the last fault or heal of the nemesis
+	settled   bool      // the replicas became identical after the last fault
+	settledAt time.Time // since when they are
+	// stopSettled ends the run as soon as the replicas are identical and
+	// the membership agrees after the last scripted action (exploration).
+	stopSettled bool
 }
+
+// maxExactNodes bounds the clusters whose replicas the runner compares
+// record by record at every step.
+const maxExactNodes = 64
 
 // keyTrack holds the updates of one key, in version order, and how many of
 // them each node (by index) holds.
@@ -156,6 +172,7 @@ func (r *runner) addNode(name string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.SyncDelay = time.Duration(r.s.SyncDelay)
 	r.covered = append(r.covered, 0)
 	r.side = append(r.side, 0)
 	r.bootInc = append(r.bootInc, n.Engine.Self().Incarnation)
@@ -234,6 +251,12 @@ func (r *runner) run() (*RunResult, error) {
 	if s.Sampler == "real" {
 		c.OnMemberEvent = r.onMemberEvent
 	}
+	c.OnRollback = func(_ *Node, keys []string) { r.retrack(keys) }
+	c.OnFailStop = func(n *Node, err error) {
+		r.res.FailStops++
+		r.note("%s fail-stop: %v", n.Name, err)
+	}
+	r.lastFault = r.start
 	base := c.stats
 	if err := r.script(); err != nil {
 		return nil, err
@@ -262,8 +285,54 @@ func (r *runner) run() (*RunResult, error) {
 		if r.progress != nil {
 			r.progress(Progress{Virtual: c.now.Sub(r.start), Limit: limit, Phase: "running"})
 		}
+		if r.m.antiEntropy && len(c.nodes) <= maxExactNodes && !c.now.Before(r.lastScrip) && len(r.actions) == 0 {
+			// Note when the replicas became identical after the last fault
+			// and write, exactly (a small cluster: the comparison is cheap).
+			if !r.identical() {
+				r.settledAt = time.Time{}
+			} else if r.settledAt.IsZero() {
+				r.settledAt = c.now
+			}
+			if r.stopSettled && !r.settledAt.IsZero() && r.membersAgree() {
+				break
+			}
+		}
 		if !ts.Before(end) || (!c.now.Before(r.lastScrip) && len(r.actions) == 0 && quiet) {
 			break
+		}
+	}
+	opts := r.expect()
+	if opts.Converged {
+		// Convergence after the last fault healed: the replicas must become
+		// identical within the settling bound, counted from then.
+		quiet := later(r.lastFault, r.lastScrip)
+		bound := quiet.Add(time.Duration(s.Drain))
+		if r.settledAt.IsZero() || !r.identical() {
+			for !r.identical() && c.now.Before(bound) {
+				if err := c.RunFor(min(time.Second, bound.Sub(c.now))); err != nil {
+					return nil, err
+				}
+			}
+			r.settledAt = time.Time{}
+			if r.identical() {
+				r.settledAt = c.now
+			}
+		}
+		if !r.settledAt.IsZero() {
+			res.Settled = max(0, r.settledAt.Sub(quiet).Seconds())
+			r.settled = true
+		}
+	}
+	if opts.Members {
+		// Membership agreement after quiet: give the failure detector the
+		// settling bound to see crashes and restarts.
+		settle := c.now
+		agreed, err := c.RunUntil(time.Duration(s.Drain), r.membersAgree)
+		if err != nil {
+			return nil, err
+		}
+		if agreed {
+			res.MembersAgreed = c.now.Sub(settle).Seconds()
 		}
 	}
 	r.finish(base)
@@ -271,6 +340,10 @@ func (r *runner) run() (*RunResult, error) {
 		r.progress(Progress{Virtual: c.now.Sub(r.start), Limit: limit, Phase: "done"})
 	}
 	c.OnChange, c.OnSend, c.OnMemberEvent, c.Blocked = nil, nil, nil, nil
+	c.OnRollback, c.OnFailStop = nil, nil
+	if err := r.check(opts); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
@@ -378,28 +451,54 @@ func (r *runner) latency(t float64) {
 	}
 }
 
-// write makes a client write (or delete) on n and starts tracking it.
+// write makes a client write (or delete) on n, records it in the history
+// and starts tracking it.
 func (r *runner) write(n *Node, key, value string, del bool) error {
 	var rec store.Record
 	var err error
+	op := Op{Index: len(r.hist), Node: n.Name, Key: key, Value: value, Delete: del, Invoked: Duration(r.c.now.Sub(r.start))}
 	if del {
+		op.Value = ""
 		rec, err = n.Delete(key)
 	} else {
 		rec, err = n.Put(key, value)
 	}
-	if errors.Is(err, engine.ErrClockOffset) {
-		// The node knows its clock is off and refuses: the client is told.
-		r.res.WritesRefused++
+	if errors.Is(err, engine.ErrClockOffset) || errors.Is(err, store.ErrNoSpace) || errors.Is(err, ErrDiskIO) {
+		// The node knows it cannot honour the write and refuses: the
+		// client is told, and nothing happened.
+		if errors.Is(err, engine.ErrClockOffset) {
+			r.res.WritesRefused++
+		} else {
+			r.res.StorageRefused++
+		}
+		op.Outcome, op.Err, op.Completed = Fail, err.Error(), op.Invoked
+		r.hist = append(r.hist, op)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	op.Version = rec.Version
+	r.hist = append(r.hist, op)
+	i := op.Index
+	lost := false
+	n.WhenDurable(func(err error) {
+		o := &r.hist[i]
+		o.Completed = Duration(r.c.now.Sub(r.start))
+		if err != nil {
+			o.Outcome, o.Err = Info, err.Error()
+			lost = true
+			return
+		}
+		o.Outcome = OK
+		r.res.Acknowledged++
+	})
 	if b := n.cfg.MaxClockOffset; b > 0 && n.skew(r.c.now).Abs() > b+r.clockSlack() {
 		// Invariant: a node whose clock is off by more than the bound
 		// acknowledges no write (the slack covers what a round trip can
 		// hide from its measurement).
 		r.res.ClockViolations++
+		r.note("clock invariant: %s, off by %v, acknowledged op #%d", n.Name, n.skew(r.c.now), op.Index)
 	}
 	kt := r.keys[key]
 	if kt == nil {
@@ -428,7 +527,66 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 		}
 	}
 	r.advance(n, kt, rec.Version)
+	if lost {
+		// The node stopped before the write was durable: it is gone.
+		r.retrack([]string{key})
+	}
 	return nil
+}
+
+// retrack recounts deliveries after crashes took back changes that were
+// not durable: updates no node holds any more (unacknowledged writes lost
+// with their node) are forgotten, and each node's progress on the keys is
+// read again from its store.
+func (r *runner) retrack(keys []string) {
+	for _, key := range keys {
+		kt := r.keys[key]
+		if kt == nil {
+			continue
+		}
+		held := make([]store.Version, len(r.c.nodes))
+		var top store.Version
+		for i, n := range r.c.nodes {
+			if rec, ok := n.Get(key); ok {
+				held[i] = rec.Version
+				if rec.Version.Compare(top) > 0 {
+					top = rec.Version
+				}
+			}
+		}
+		ups := kt.ups[:0]
+		for _, u := range kt.ups {
+			if u.ver.Compare(top) <= 0 {
+				ups = append(ups, u)
+			}
+		}
+		kt.ups = ups
+		kt.ptr = make([]int32, len(r.c.nodes))
+		for i := range r.c.nodes {
+			for p := range kt.ups {
+				if kt.ups[p].ver.Compare(held[i]) <= 0 {
+					kt.ptr[i] = int32(p + 1)
+				}
+			}
+		}
+	}
+	r.updates = 0
+	for _, kt := range r.keys {
+		r.updates += len(kt.ups)
+	}
+	clear(r.covered)
+	for _, kt := range r.keys {
+		for i, p := range kt.ptr {
+			r.covered[i] += p
+		}
+	}
+	r.missing = 0
+	for i, n := range r.c.nodes {
+		if n.up {
+			r.missing += r.updates - int(r.covered[i])
+		}
+	}
+	r.noteMissing()
 }
 
 // clockSlack is how far beyond the bound a clock may be while its node
@@ -456,6 +614,9 @@ func (r *runner) restart(n *Node) error {
 	}
 	if err := n.Restart(); err != nil {
 		return err
+	}
+	if !n.up {
+		return nil // its disk still fails: it stopped again at once
 	}
 	r.booted(n)
 	return nil
@@ -610,6 +771,10 @@ func (r *runner) nodeSet(l NodeList) ([]bool, error) {
 
 // apply performs one scripted event.
 func (r *runner) apply(e Event) error {
+	if e.Write == nil && e.Delete == nil {
+		r.lastFault = r.c.now
+		r.note("%s", e.describe())
+	}
 	switch {
 	case e.Partition != nil:
 		clear(r.side)
@@ -660,6 +825,7 @@ func (r *runner) apply(e Event) error {
 			return err
 		}
 		for _, n := range ns {
+			r.note("  crashed %s", n.Name)
 			r.crash(n)
 			r.res.Crashes++
 		}
@@ -669,6 +835,7 @@ func (r *runner) apply(e Event) error {
 			return err
 		}
 		for _, n := range ns {
+			r.note("  restarted %s", n.Name)
 			if err := r.restart(n); err != nil {
 				return err
 			}
@@ -686,6 +853,7 @@ func (r *runner) apply(e Event) error {
 			return err
 		}
 		for _, n := range ns {
+			r.note("  left %s", n.Name)
 			if err := r.leave(n); err != nil {
 				return err
 			}
@@ -700,6 +868,18 @@ func (r *runner) apply(e Event) error {
 			// now.
 			n.ClockOffset = time.Duration(e.Clock.Offset) - time.Duration(e.Clock.Drift*float64(r.c.now.Sub(Epoch)))
 			n.ClockDrift = e.Clock.Drift
+		}
+	case e.Storage != nil:
+		ns, err := r.pickAny(&e.Storage.Nodes)
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			st := e.Storage
+			n.disk.full, n.disk.applyErr, n.disk.syncErr = st.Full, st.ApplyError, st.SyncError
+			if st.SyncDelay != nil {
+				n.SyncDelay = time.Duration(*st.SyncDelay)
+			}
 		}
 	case e.Write != nil || e.Delete != nil:
 		w, del := e.Write, false
@@ -726,6 +906,29 @@ func (r *runner) apply(e Event) error {
 	return nil
 }
 
+// pickAny is pick for faults that also reach nodes that are down: every
+// named node, or every node for a fraction of 1, else running nodes drawn
+// at random.
+func (r *runner) pickAny(set *NodeSet) ([]*Node, error) {
+	if len(set.Names) == 0 && set.Fraction < 1 {
+		return r.pick(set, true)
+	}
+	up, err := r.pick(set, true)
+	if err != nil {
+		return nil, err
+	}
+	down, err := r.pick(set, false)
+	if err != nil {
+		return nil, err
+	}
+	return append(up, down...), nil
+}
+
+// note adds a line to the nemesis log.
+func (r *runner) note(format string, args ...any) {
+	r.nemesis = append(r.nemesis, fmt.Sprintf("%v ", Duration(r.c.now.Sub(r.start)))+fmt.Sprintf(format, args...))
+}
+
 func (r *runner) randomLive() *Node {
 	if len(r.c.live) == 0 {
 		return nil
@@ -735,7 +938,7 @@ func (r *runner) randomLive() *Node {
 
 // value returns the next stream value: distinct, ValueSize bytes.
 func (r *runner) value() string {
-	v := fmt.Sprintf("v%d-", r.updates)
+	v := fmt.Sprintf("v%d-", len(r.hist))
 	if n := r.s.Workload.ValueSize - len(v); n > 0 {
 		v += strings.Repeat("x", n)
 	}
@@ -784,6 +987,8 @@ func (r *runner) script() error {
 			return nil
 		}
 		n := r.randomLive()
+		r.note("churn: crash %s", n.Name)
+		r.lastFault = c.now
 		r.crash(n)
 		r.res.Crashes++
 		if ch.RestartAfter > 0 {
@@ -793,6 +998,8 @@ func (r *runner) script() error {
 					return nil
 				}
 				r.res.Restarts++
+				r.note("churn: restart %s", n.Name)
+				r.lastFault = c.now
 				return r.restart(n)
 			})
 		}
@@ -870,4 +1077,168 @@ func (q *actionQueue) Pop() any {
 	a := old[len(old)-1]
 	*q = old[:len(old)-1]
 	return a
+}
+
+// expect says which invariants the end of the run must meet besides those
+// that always hold: convergence once every fault has healed (with
+// anti-entropy, the mechanism that guarantees it), membership agreement
+// with the real sampler.
+func (r *runner) expect() CheckOptions {
+	if !r.m.antiEntropy || r.partitioned || len(r.cuts) > 0 || len(r.c.live) == 0 {
+		return CheckOptions{}
+	}
+	for _, n := range r.c.live {
+		if n.disk.full || n.disk.applyErr || n.disk.syncErr {
+			return CheckOptions{}
+		}
+		if b := n.cfg.MaxClockOffset; b > 0 && n.skew(r.c.now).Abs() > b/2 {
+			return CheckOptions{}
+		}
+	}
+	return CheckOptions{Converged: true, Members: r.s.Sampler == "real"}
+}
+
+// membersAgree reports whether every running node sees exactly the
+// running nodes alive.
+func (r *runner) membersAgree() bool {
+	for _, n := range r.c.live {
+		alive := 0
+		for _, m := range n.Engine.Members() {
+			if m.State != wire.State_ALIVE {
+				continue
+			}
+			if o := r.c.byAddr[m.Name]; o == nil || !o.up {
+				return false
+			}
+			alive++
+		}
+		if alive != len(r.c.live) {
+			return false
+		}
+	}
+	return true
+}
+
+// replicas returns the running nodes' final states, in node order.
+func (r *runner) replicas() []Replica {
+	var out []Replica
+	for _, n := range r.c.nodes {
+		if !n.up {
+			continue
+		}
+		rp := Replica{Node: n.Name, Records: map[string]store.Record{}}
+		_ = n.Store.Scan(nil, nil, func(rec store.Record) bool {
+			rp.Records[string(rec.Key)] = rec
+			return true
+		})
+		for _, m := range n.Engine.Members() {
+			if m.State == wire.State_ALIVE {
+				rp.Alive = append(rp.Alive, m.Name)
+			}
+		}
+		out = append(out, rp)
+	}
+	return out
+}
+
+// check runs the checker on the history and the final replicas; a broken
+// invariant ends the run with a *ViolationError.
+func (r *runner) check(opts CheckOptions) error {
+	res := r.res
+	res.SettleBound = time.Duration(r.s.Drain).Seconds()
+	for _, o := range r.hist {
+		if o.Outcome == Info {
+			res.Unacknowledged++
+		}
+	}
+	reps := r.replicas()
+	vs := Check(r.hist, reps, opts)
+	if opts.Converged && !r.settled {
+		vs = append(vs, Violation{Invariant: InvConvergence, Detail: fmt.Sprintf("replicas not identical %v after the last fault or write (the bound)", time.Duration(r.s.Drain))})
+	}
+	if res.ClockViolations > 0 {
+		vs = append(vs, Violation{Invariant: InvClock, Detail: fmt.Sprintf("%d writes acknowledged by a node whose clock was off beyond the bound", res.ClockViolations)})
+	}
+	if len(vs) == 0 {
+		return nil
+	}
+	return &ViolationError{Seed: res.Seed, At: Duration(r.c.now.Sub(r.start)), Violations: vs, Trace: r.trace(vs, reps)}
+}
+
+// trace is the minimal story of a violation: what the nemesis did, the
+// operations on the keys concerned, and what each replica holds of them.
+func (r *runner) trace(vs []Violation, reps []Replica) []string {
+	keys := map[string]bool{}
+	var order []string
+	for _, v := range vs {
+		if v.Key != "" && !keys[v.Key] && len(order) < 3 {
+			keys[v.Key] = true
+			order = append(order, v.Key)
+		}
+	}
+	var out []string
+	for _, l := range r.nemesis {
+		out = append(out, "nemesis "+l)
+	}
+	for _, k := range order {
+		for _, o := range r.hist {
+			if o.Key == k {
+				out = append(out, "op "+o.String())
+			}
+		}
+		for _, rp := range reps {
+			rec, ok := rp.Records[k]
+			out = append(out, fmt.Sprintf("final %s %s: %s", rp.Node, k, describe(rec, ok)))
+		}
+	}
+	return out
+}
+
+// ViolationError is a run that broke an invariant: its seed, the virtual
+// time it ended, what broke, and a minimal trace to start debugging from.
+type ViolationError struct {
+	Seed       uint64      `json:"seed" yaml:"seed"`
+	At         Duration    `json:"at" yaml:"at"`
+	Violations []Violation `json:"violations" yaml:"violations"`
+	Trace      []string    `json:"trace" yaml:"trace"`
+}
+
+func (e *ViolationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invariant violated: seed %d, virtual time %v:", e.Seed, e.At)
+	for i, v := range e.Violations {
+		if i == 10 {
+			fmt.Fprintf(&b, "\n  ... %d more", len(e.Violations)-i)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s", v)
+	}
+	b.WriteString("\ntrace:")
+	for _, l := range e.Trace {
+		fmt.Fprintf(&b, "\n  %s", l)
+	}
+	return b.String()
+}
+
+// identical reports whether every running replica holds the same records.
+func (r *runner) identical() bool {
+	var ref []store.Record
+	first := true
+	for _, n := range r.c.live {
+		var recs []store.Record
+		_ = n.Store.Scan(nil, nil, func(rec store.Record) bool {
+			recs = append(recs, rec)
+			return true
+		})
+		if first {
+			ref, first = recs, false
+			continue
+		}
+		if !slices.EqualFunc(recs, ref, func(a, b store.Record) bool {
+			return bytes.Equal(a.Key, b.Key) && sameRecord(a, b)
+		}) {
+			return false
+		}
+	}
+	return true
 }

@@ -65,6 +65,11 @@ type Scenario struct {
 	// Cycle is the length of a cycle (cycles model) or gossip interval, and
 	// the step of the time series.
 	Cycle Duration `json:"cycle" yaml:"cycle"`
+	// SyncDelay is how long each node's store takes to sync (fsync):
+	// messages that carry records wait for it and writes are acknowledged
+	// after it, and a crash loses the changes no completed sync covered.
+	// 0: syncs are instant and crashes lose nothing.
+	SyncDelay Duration `json:"sync_delay,omitempty" yaml:"sync_delay,omitempty"`
 
 	// Workload is what clients write; the default is one update.
 	Workload Workload `json:"workload,omitzero" yaml:"workload"`
@@ -124,6 +129,26 @@ type RunResult struct {
 	// off by more than the engine's MaxClockOffset (plus what a
 	// measurement over a round trip can miss): an invariant, always 0.
 	ClockViolations int `json:"clock_violations" yaml:"clock_violations"`
+	// Acknowledged counts client writes acknowledged (durable on their
+	// node); Unacknowledged those whose node crashed before they were
+	// durable (the client never learned: they may be lost).
+	Acknowledged   int `json:"acknowledged" yaml:"acknowledged"`
+	Unacknowledged int `json:"unacknowledged,omitempty" yaml:"unacknowledged,omitempty"`
+	// StorageRefused counts client writes refused by a failing store (out
+	// of space, I/O error); FailStops nodes stopped by a failed sync.
+	StorageRefused int `json:"storage_refused,omitempty" yaml:"storage_refused,omitempty"`
+	FailStops      int `json:"fail_stops,omitempty" yaml:"fail_stops,omitempty"`
+	// Settled is how long, in seconds of virtual time, after the last
+	// fault (or its heal) and the last write, all running replicas took to
+	// become identical; SettleBound is the most the invariant allows (the
+	// scenario's Drain). Checked with anti-entropy, once every fault has
+	// healed.
+	Settled     float64 `json:"settled" yaml:"settled"`
+	SettleBound float64 `json:"settle_bound" yaml:"settle_bound"`
+	// MembersAgreed is how long after quiet, in seconds of virtual time,
+	// every running node took to see exactly the running nodes alive
+	// (real sampler, faults healed).
+	MembersAgreed float64 `json:"members_agreed,omitempty" yaml:"members_agreed,omitempty"`
 	// Formed is how long, in seconds of virtual time, the cluster took to
 	// form (real sampler): from every node joining the first one at once
 	// until every node saw every other alive, to the nearest 100 ms.
@@ -243,6 +268,9 @@ func (s *Scenario) Validate() error {
 	}
 	if s.Duplicate < 0 || s.Duplicate > 1 {
 		return fmt.Errorf("sim: --duplicate %v: want a probability in [0, 1]", s.Duplicate)
+	}
+	if s.SyncDelay < 0 {
+		return fmt.Errorf("sim: --sync-delay %v: want a duration >= 0", s.SyncDelay)
 	}
 	if s.Bandwidth < 0 {
 		return fmt.Errorf("sim: --bandwidth %d: want bytes per second, or 0 for unlimited", s.Bandwidth)

@@ -68,6 +68,7 @@ func run(args []string) error {
 		o                               options
 		measure, systems, sizes, values string
 		asJSON                          bool
+		jsonFile                        string
 	)
 	fs.StringVar(&measure, "measure", "detection,broadcast", "measurements to run: detection, broadcast, or both comma separated")
 	fs.StringVar(&systems, "systems", "memberlist,hearsay", "systems to run, comma separated")
@@ -84,6 +85,7 @@ func run(args []string) error {
 	fs.DurationVar(&o.Settle, "settle", 3*time.Second, "wait after the cluster formed, before measuring (join news dies down)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed for the choice of the stopped node and the values")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON")
+	fs.StringVar(&jsonFile, "json-file", "", "also write the results as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -156,6 +158,15 @@ func run(args []string) error {
 		}
 	}
 	rep.summarize()
+	if jsonFile != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode results: %w", err)
+		}
+		if err := os.WriteFile(jsonFile, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("-json-file: %w", err)
+		}
+	}
 	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,9 @@ func newSimCmd(g *globals) *cobra.Command {
 		csvPath  string
 		plotPath string
 		file     string
+		explore  int
+		failDir  string
+		shrink   int
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -48,11 +52,16 @@ Flags override a --scenario YAML file, whose keys are the flag names.`,
 		Example: `  hearsay sim --nodes 1000 --model cycles --mechanism rumor --interest feedback-counter --k 2 --runs 200 --seed 1 --json
   hearsay sim --nodes 10000 --interest blind-coin --k 3 --plot spread.svg
   hearsay sim --nodes 1000 --model async --sampler real --loss 0.01 --write-rate 20 --duration 60s --csv series.csv
-  hearsay sim --scenario examples/sim/partition-heal.yaml --json`,
+  hearsay sim --scenario examples/sim/partition-heal.yaml --json
+  hearsay sim --explore 1000 --seed 1
+  hearsay sim --seed 8 --explore 1`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if plotPath != "" && !sim.PlotSupported {
 				return usageError{sim.ErrNoPlot}
+			}
+			if explore > 0 {
+				return runExplore(cmd, g, s.Seed, explore, failDir, shrink)
 			}
 			if latency != "" {
 				l, err := sim.ParseLatency(latency)
@@ -126,6 +135,9 @@ Flags override a --scenario YAML file, whose keys are the flag names.`,
 	f.StringVar(&csvPath, "csv", "", "write the susceptible/infective/removed time series to this CSV file")
 	f.StringVar(&plotPath, "plot", "", "draw the infection curve and delivery-latency CDF to this .svg or .png file")
 	f.StringVar(&file, "scenario", "", "read the scenario from this YAML file (flags override it)")
+	f.IntVar(&explore, "explore", 0, "run N random scenarios, seeds --seed to --seed+N-1, checking every invariant; other scenario flags are ignored")
+	f.StringVar(&failDir, "failures-dir", ".", "--explore: where each failing scenario is written (sim-failure-SEED.yaml, and -min.yaml shrunk)")
+	f.IntVar(&shrink, "shrink-runs", 100, "--explore: runs spent shrinking each failing scenario (0: no shrinking)")
 	return cmd
 }
 
@@ -153,4 +165,58 @@ func newSimProgress(w io.Writer, terminal bool) func(sim.Progress) {
 			fmt.Fprint(w, "\r\033[K")
 		}
 	}
+}
+
+// runExplore is `hearsay sim --explore N`: N random scenarios, each
+// checked against the invariants; a failure prints its reproduction and the
+// scenario files, and makes the command fail.
+func runExplore(cmd *cobra.Command, g *globals, first uint64, n int, dir string, shrink int) error {
+	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	start := time.Now()
+	terminal := isTerminal(os.Stderr)
+	rep, err := sim.Explore(sim.ExploreOptions{First: first, Seeds: n, Dir: dir, ShrinkRuns: shrink,
+		Progress: func(done int, f *sim.Failure) {
+			if f != nil {
+				fmt.Fprintf(errOut, "\r\033[KFAIL seed %d: %s\n  reproduce: %s\n  scenario:  %s\n", f.Seed, firstLines(f.Message, 3), f.Reproduce(), f.File)
+				if f.Shrunk != nil {
+					fmt.Fprintf(errOut, "  shrunk:    %s (%d nodes, %d events): hearsay sim --scenario %s\n", f.ShrunkFile, f.Shrunk.Nodes, len(f.Shrunk.Events), f.ShrunkFile)
+				}
+			} else if terminal {
+				fmt.Fprintf(errOut, "\r\033[Kexplored %d/%d seeds (%.0fs)", done, n, time.Since(start).Seconds())
+			}
+		}})
+	if terminal {
+		fmt.Fprint(errOut, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	if g.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "explored %d seeds (%d to %d) in %.1fs: %d failed\n", rep.Seeds, first, first+uint64(n)-1, time.Since(start).Seconds(), len(rep.Failures))
+		fmt.Fprintf(out, "writes %d (acknowledged %d, unacknowledged %d), crashes %d, fail-stops %d, virtual time %.0fs\n",
+			rep.Writes, rep.Acknowledged, rep.Unacked, rep.Crashes, rep.FailStops, rep.Virtual)
+		fmt.Fprintf(out, "replicas identical at most %.1fs after the last fault healed (bound %.0fs)\n", rep.MaxSettled, rep.SettleBound)
+		for _, f := range rep.Failures {
+			fmt.Fprintf(out, "FAIL seed %d: %s  (%s)\n", f.Seed, f.Reproduce(), f.File)
+		}
+	}
+	if len(rep.Failures) > 0 {
+		return fmt.Errorf("sim --explore: %d of %d seeds broke an invariant", len(rep.Failures), rep.Seeds)
+	}
+	return nil
+}
+
+// firstLines returns the first n lines of s, indented as a continuation.
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n  ")
 }

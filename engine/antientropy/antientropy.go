@@ -122,7 +122,11 @@ type Config struct {
 	// mode directs). The baseline digests are measured against.
 	FullExchange bool
 	// Timeout abandons an exchange that has made no progress for this
-	// long; it is counted as stalled.
+	// long; it is counted as stalled. Every message of an exchange is
+	// progress (a chunk of records is acknowledged once synced), so 5 s
+	// without any is a lost message, not a slow one; waiting 30 s left
+	// replicas under 10% loss apart for 90 s after the last fault
+	// (sim seed 10), against 13 s with 5 s.
 	Timeout time.Duration
 	// InitialCells is the number of digest cells the first message
 	// carries: enough to decode small differences in one round trip, few
@@ -160,7 +164,7 @@ func DefaultConfig() Config {
 		Interval:       10 * time.Second,
 		Jitter:         0.5,
 		Mode:           PushPull,
-		Timeout:        30 * time.Second,
+		Timeout:        5 * time.Second,
 		InitialCells:   16,
 		ChunkBytes:     64 << 10,
 		Window:         4,

@@ -161,15 +161,18 @@ func (m *Mailer) Outbox(name string) int {
 	return 0
 }
 
-// Send mails recs at once to each of the named peers.
+// Send mails recs at once to each of the named peers. Every peer gets the
+// same mail body (one pointer, one id), each in an envelope of its own, so
+// that the driver can encode the records once for all of them (see
+// wire.SharedBody).
 func (m *Mailer) Send(now time.Time, recs []store.Record, peers []string) {
-	if len(recs) == 0 {
+	if len(recs) == 0 || len(peers) == 0 {
 		return
 	}
-	for _, name := range peers {
-		p := m.peer(name)
-		for _, batch := range m.split(recs) {
-			m.mail(now, p, batch, false)
+	for _, batch := range m.split(recs) {
+		body := m.body(batch)
+		for _, name := range peers {
+			m.deliver(now, m.peer(name), batch, body, false)
 		}
 	}
 }
@@ -187,13 +190,26 @@ func (m *Mailer) split(recs []store.Record) [][]store.Record {
 	return append(out, recs[start:])
 }
 
-func (m *Mailer) mail(now time.Time, p *peer, recs []store.Record, retry bool) {
+// body returns a mail of recs under a new id. Acks are matched per peer, so
+// peers that get the same mail share its id.
+func (m *Mailer) body(recs []store.Record) *wire.Envelope_Mail {
 	m.nextID++
-	f := &flight{id: m.nextID, versions: make(map[string]store.Version, len(recs)), deadline: now.Add(m.cfg.AckTimeout), retry: retry}
 	ws := make([]*wire.Record, len(recs))
 	for i, r := range recs {
-		f.versions[string(r.Key)] = r.Version
 		ws[i] = wire.FromStore(r)
+	}
+	return &wire.Envelope_Mail{Mail: &wire.Mail{Id: m.nextID, Records: ws}}
+}
+
+func (m *Mailer) mail(now time.Time, p *peer, recs []store.Record, retry bool) {
+	m.deliver(now, p, recs, m.body(recs), retry)
+}
+
+// deliver sends body, the mail of recs, to p and awaits its ack.
+func (m *Mailer) deliver(now time.Time, p *peer, recs []store.Record, body *wire.Envelope_Mail, retry bool) {
+	f := &flight{id: body.Mail.Id, versions: make(map[string]store.Version, len(recs)), deadline: now.Add(m.cfg.AckTimeout), retry: retry}
+	for _, r := range recs {
+		f.versions[string(r.Key)] = r.Version
 	}
 	p.inflight = append(p.inflight, f)
 	m.stats.MailsSent++
@@ -201,7 +217,7 @@ func (m *Mailer) mail(now time.Time, p *peer, recs []store.Record, retry bool) {
 	if retry {
 		m.stats.Retries++
 	}
-	if !m.send(p.name, &wire.Envelope{Body: &wire.Envelope_Mail{Mail: &wire.Mail{Id: f.id, Records: ws}}}) {
+	if !m.send(p.name, &wire.Envelope{Body: body}) {
 		f.deadline = now // fails at the next tick
 	}
 }

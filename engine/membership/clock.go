@@ -44,11 +44,12 @@ func (m *Membership) SetWallOffset(d time.Duration) { m.wallOffset = d }
 // ClockStepped forgets every clock sample: this node's wall clock jumped
 // (see Engine.checkClock), so what was measured against it no longer
 // holds. Writes wait for a new measurement, which the next tick starts.
-func (m *Membership) ClockStepped() {
+func (m *Membership) ClockStepped(now time.Time) {
 	for _, p := range m.members {
 		p.Clock = ClockSample{}
 	}
 	m.clockAt, m.clockProbeAt = time.Time{}, time.Time{}
+	m.steppedWall = m.wall(now)
 }
 
 // wall is this node's wall clock at now.
@@ -62,6 +63,12 @@ func (m *Membership) observeClock(now time.Time, from string, sentUs, clockUs in
 		return
 	}
 	sent := time.UnixMicro(sentUs)
+	if sent.Before(m.steppedWall) || sent.After(m.wall(now)) {
+		// Sent before the wall clock last stepped (it reads earlier than the
+		// step, or, stepped back, later than now): the round trip spans the
+		// step and would take part of it for an offset.
+		return
+	}
 	rtt := m.wall(now).Sub(sent)
 	if rtt < 0 || rtt > maxSampleRTT {
 		return // not our clock's reading, or too old to say much
@@ -70,6 +77,31 @@ func (m *Membership) observeClock(now time.Time, from string, sentUs, clockUs in
 	p.Clock = ClockSample{Offset: time.UnixMicro(clockUs).Sub(mid), RTT: rtt, At: now}
 	m.clockAt = now
 }
+
+// ClockAgreement returns how many of the live members measured within
+// ClockWindow have a clock within bound of this node's, and how many were
+// measured. The median alone can mislead when few members are measured
+// and several clocks are wrong (this node an hour ahead, one peer two
+// hours ahead and one right: the median says 0); a node trusts its clock
+// only when a strict majority of itself and the members it measured agree
+// with it.
+func (m *Membership) ClockAgreement(now time.Time, bound time.Duration) (agree, n int) {
+	for _, name := range m.names {
+		p := m.members[name]
+		if p.Live() && p.Clock.Measured() && now.Sub(p.Clock.At) <= ClockWindow {
+			n++
+			if p.Clock.Offset.Abs() <= bound {
+				agree++
+			}
+		}
+	}
+	return agree, n
+}
+
+// KnowsOthers reports whether this node has ever had other members, in its
+// view (in any state) or remembered from its last run: a node that never
+// had any has nothing to check its clock against and nobody to harm.
+func (m *Membership) KnowsOthers() bool { return len(m.names) > 0 || len(m.known) > 0 }
 
 // LastClockSample returns when the last clock sample was taken (zero if
 // none since the last ClockStepped).

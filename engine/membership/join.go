@@ -128,6 +128,16 @@ func (m *Membership) setJoinErr(msg string) {
 
 // joining reports whether join attempts are due: seeds given and none has
 // answered, or, restarted without seeds, no member is live yet.
+// Rejoining reports how many members remembered from the last run this
+// node is still trying to reach, having no live member yet: it is part of
+// a cluster it cannot see, so it cannot check its clock against it.
+func (m *Membership) Rejoining() int {
+	if m.joinDone || m.left || m.NumLive() > 1 {
+		return 0
+	}
+	return len(m.known)
+}
+
 func (m *Membership) joining() bool {
 	if m.joinDone || m.left {
 		return false

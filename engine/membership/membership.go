@@ -308,6 +308,7 @@ type Membership struct {
 	wallOffset   time.Duration // wall clock minus timer clock (see SetWallOffset)
 	clockAt      time.Time     // when the last clock sample was taken
 	clockProbeAt time.Time     // no early probe for a clock sample before this
+	steppedWall  time.Time     // wall clock when it was last seen to step
 	fastSyncs    int           // fast push-pulls left after a join
 	agreed       int           // fast push-pulls in a row that found the views equal
 

@@ -41,10 +41,10 @@ func Profile(name string) (Config, error) {
 
 // LANConfig suits a LAN (round trips well under a millisecond to a few
 // milliseconds) of 3 to 1,000 members, and is DefaultConfig. A crashed
-// member is suspected within 1 to 3 s and declared dead everywhere after
-// about another 3.2 s at up to 10 members, 5 s at 48, 6.4 s at 100 and 9.6 s at
-// 1,000, when others confirm the suspicion (the usual case for a crash); a
-// lone accuser waits six times longer.
+// member is suspected within 1 to 3 s and declared dead everywhere about
+// 3 s later at up to 10 members, 5 s at 48, 6 s at 100 and 9 s at 1,000,
+// when others confirm the suspicion (the usual case for a crash); a lone
+// accuser waits ten times longer.
 func LANConfig() Config {
 	return Config{
 		// One probe per second and a 500 ms wait for the direct ack, as
@@ -55,17 +55,22 @@ func LANConfig() Config {
 		// Three helpers for the indirect probe (memberlist and the SWIM
 		// paper's experiments): one lost path no longer causes a suspicion.
 		IndirectChecks: 3,
-		// memberlist LAN: SuspicionMult 4 at a 1 s period, so 4 s, k = 2,
-		// and a maximum of 6× the minimum. Ours is 3.2 s (0.8×): every ping
-		// and ack carries its sender's own entry, a probe of a suspect
-		// carries the suspicion (buddy system), and news is gossiped every
-		// 200 ms, so a live suspect hears of its suspicion and refutes
-		// within a second or two (measured in sim: no more false deaths
-		// than with 5 s, 4×, K = 3, under 5% and 20% loss, see
-		// docs/PERFORMANCE.md). The 6× maximum gives a lone accuser, which
-		// may be the faulty one, 19 s at 10 members to be contradicted.
-		SuspicionTimeout:       3200 * time.Millisecond,
-		SuspicionMaxMult:       6,
+		// memberlist LAN: SuspicionMult 4 at a 1 s period, so 4 s, k = 2
+		// confirmations, and a maximum of 6× the minimum. Ours is 3 s and
+		// 10×, k = 2. Measured in simulation (20 members, 120 member-hours
+		// at 20% loss, docs/PERFORMANCE.md), false deaths come from lone,
+		// unconfirmed accusations that run to the maximum before the
+		// refutation reaches the accuser, not from confirmed ones: the
+		// longer maximum cuts them (0.15 per member-hour, against 0.33 with
+		// 5 s, 4×, K = 3 and 0.23 with memberlist's 4 s, 6×), while a
+		// crash, which every prober confirms, is declared at the shorter
+		// minimum. A live suspect hears of its suspicion within a second or
+		// two (probes carry it to the suspect, news is gossiped every
+		// 200 ms), so 3 s is enough to refute; a node that restarts within
+		// about 4 s comes back at a higher incarnation before it is
+		// declared dead. A lone accuser waits 30 s at 10 members.
+		SuspicionTimeout:       3 * time.Second,
+		SuspicionMaxMult:       10,
 		SuspicionConfirmations: 2,
 		// Lifeguard's local health: a starved node stretches its probe
 		// period up to 9×, as memberlist's AwarenessMaxMultiplier 8 does
@@ -112,9 +117,11 @@ func WANConfig() Config {
 	// intercontinental round trips with retransmissions below.
 	c.ProbeInterval = 5 * time.Second
 	c.ProbeTimeout = 3 * time.Second
-	// memberlist WAN: SuspicionMult 6 at a 5 s period, so 30 s, and
-	// k = 6 − 2 = 4 confirmations.
+	// memberlist WAN: SuspicionMult 6 at a 5 s period, so 30 s,
+	// k = 6 − 2 = 4 confirmations and a maximum of 6× (3 minutes at 10
+	// members already; not tuned further).
 	c.SuspicionTimeout = 30 * time.Second
+	c.SuspicionMaxMult = 6
 	c.SuspicionConfirmations = 4
 	// Gossip less often, to one more member (memberlist WAN: 500 ms, 4).
 	c.GossipInterval = 500 * time.Millisecond
@@ -139,8 +146,10 @@ func LocalConfig() Config {
 	// helper (loopback loses nothing, so one path is enough).
 	c.ProbeTimeout = 200 * time.Millisecond
 	c.IndirectChecks = 1
-	// memberlist Local: SuspicionMult 3 at 1 s, so 3 s and k = 1.
+	// memberlist Local: SuspicionMult 3 at 1 s, so 3 s, k = 1 and a
+	// maximum of 6×.
 	c.SuspicionTimeout = 3 * time.Second
+	c.SuspicionMaxMult = 6
 	c.SuspicionConfirmations = 1
 	// Fewer retransmissions and faster gossip (memberlist Local:
 	// RetransmitMult 2, GossipInterval 100 ms).

@@ -18,7 +18,10 @@
 //
 // Rumors that do not fit a datagram travel as announcements (key and
 // version); a receiver that lacks the version fetches the body over a stream,
-// so no update is dropped for its size.
+// so no update is dropped for its size. It asks one announcer at a time,
+// and another one (or the same one again) when the body does not come
+// within FetchTimeout; an announcement of what is already being fetched only
+// adds its sender to the announcers to ask next.
 //
 // The package is pure: time and randomness come from the caller.
 package rumor
@@ -26,6 +29,7 @@ package rumor
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/hearsaydb/hearsay/internal/wire"
@@ -86,6 +90,12 @@ type Config struct {
 	Coin bool
 	// K is the loss-of-interest parameter.
 	K int
+	// AnnounceK is K for rumors that travel as announcements. An
+	// announcement costs a few dozen bytes, the body is fetched once per
+	// node whatever K is, and each unit of K divides the residue by about
+	// e (Demers et al. §1.4), so large updates are announced for longer.
+	// 0 means 2K.
+	AnnounceK int
 	// MaxAge kills a rumor this long after it became hot.
 	MaxAge time.Duration
 	// Direction is push, pull or push-pull.
@@ -98,6 +108,15 @@ type Config struct {
 	// announcement.
 	MaxMessageBytes int
 	MaxInline       int
+	// FetchTimeout is how long a fetch of an announced body may go
+	// unanswered before it is asked of another announcer. It doubles with
+	// each try, so that a slow link is not flooded with repeated bodies.
+	// 0 means 5 intervals.
+	FetchTimeout time.Duration
+	// MaxFetching bounds the announced bodies being fetched at once; beyond
+	// it, announcements are not fetched (anti-entropy repairs them, or a
+	// later announcement is). 0 means 10,000.
+	MaxFetching int
 }
 
 // DefaultConfig returns feedback-counter push with k=3 and fanout 3:
@@ -116,6 +135,8 @@ func DefaultConfig() Config {
 		MaxHot:          100_000,
 		MaxMessageBytes: 1100,
 		MaxInline:       512,
+		FetchTimeout:    time.Second,
+		MaxFetching:     10_000,
 	}
 }
 
@@ -156,11 +177,15 @@ type Stats struct {
 	Announced    uint64 // of those, announcements without body
 	Pulls        uint64 // pull requests sent
 	Fetches      uint64 // fetch requests sent for announced bodies
+	FetchRetries uint64 // bodies asked again, of another announcer, after FetchTimeout
+	FetchFailed  uint64 // bodies given up on after maxFetchTries
+	Served       uint64 // bodies sent in answer to fetches
 	Added        uint64 // rumors made hot
 	LostInterest uint64 // rumors that died by the loss-of-interest rule
 	DroppedAge   uint64 // rumors that died of old age
 	DroppedFull  uint64 // rumors dropped because the hot set was full
 	Hot          int    // rumors hot now
+	Fetching     int    // announced bodies being fetched now
 }
 
 // Sampler picks up to k distinct peers uniformly at random.
@@ -175,6 +200,12 @@ type hot struct {
 	version store.Version
 	counter int
 	born    time.Time
+	// announced: the rumor is too large to travel inline (AnnounceK
+	// applies).
+	announced bool
+	// keepUntil: a body was fetched from this node until then at the
+	// latest; the rumor does not lose interest before its fetches settle.
+	keepUntil time.Time
 }
 
 type slot struct {
@@ -187,6 +218,22 @@ type sent struct {
 	expires time.Time
 }
 
+// maxFetchTries is how many times a body is asked for, of the announcers
+// in turn, before the fetch is given up.
+const maxFetchTries = 5
+
+// fetch is a body this node asked for and has not received.
+type fetch struct {
+	version  store.Version
+	peer     string   // asked last
+	others   []string // other announcers, to ask next, in the order heard
+	deadline time.Time
+	tries    int
+}
+
+// maxAnnouncers bounds fetch.others.
+const maxAnnouncers = 8
+
 // Monger is one node's rumor state. It is not safe for concurrent use.
 type Monger struct {
 	cfg    Config
@@ -195,13 +242,21 @@ type Monger struct {
 	sample Sampler
 	send   SendFunc
 
-	hot       map[string]*hot
-	order     []slot // keys in the order they became hot, stale slots included
+	hot map[string]*hot
+	// order holds the hot keys in the order they became hot, which is
+	// also the order they reach MaxAge (a fixed age): a round expires
+	// from the front what is due and stops at the first that is not.
+	// Slots of rumors that died or were replaced meanwhile are stale and
+	// skipped; they are compacted away once they outnumber the live ones.
+	order     []slot
 	seq       uint64
+	armed     bool // a round is scheduled at nextRound
 	nextRound time.Time
 	nextID    uint64
 	pending   map[uint64]*sent // feedback awaited, by message id
 	pendingQ  []uint64         // ids in send order, for expiry
+	fetching  map[string]*fetch
+	now       time.Time // the latest time the monger was given
 	stats     Stats
 }
 
@@ -214,9 +269,37 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time, sample Sampl
 	if cfg.Fanout < 1 {
 		cfg.Fanout = 1
 	}
-	m := &Monger{cfg: cfg, st: st, rng: rng, sample: sample, send: send, hot: map[string]*hot{}, pending: map[uint64]*sent{}}
-	m.nextRound = now.Add(m.interval())
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = 5 * cfg.Interval
+	}
+	if cfg.MaxFetching <= 0 {
+		cfg.MaxFetching = 10_000
+	}
+	if cfg.AnnounceK <= 0 {
+		cfg.AnnounceK = 2 * cfg.K
+	}
+	m := &Monger{cfg: cfg, st: st, rng: rng, sample: sample, send: send, hot: map[string]*hot{}, pending: map[uint64]*sent{}, fetching: map[string]*fetch{}}
+	if cfg.Direction != Push {
+		m.arm(now)
+	}
 	return m
+}
+
+// arm schedules a round one interval after now, unless one is scheduled.
+// Push rounds are scheduled only while there is something to do (hot
+// rumors, fetches awaited), so that an idle node does not wake up every
+// interval; pull rounds always are.
+func (m *Monger) arm(now time.Time) {
+	m.now = now
+	if !m.armed {
+		m.armed = true
+		m.nextRound = now.Add(m.interval())
+	}
+}
+
+// busy reports whether a round has work to do.
+func (m *Monger) busy() bool {
+	return m.cfg.Direction != Push || len(m.hot) > 0 || len(m.fetching) > 0
 }
 
 func (m *Monger) interval() time.Duration {
@@ -231,6 +314,7 @@ func (m *Monger) interval() time.Duration {
 func (m *Monger) Stats() Stats {
 	s := m.stats
 	s.Hot = len(m.hot)
+	s.Fetching = len(m.fetching)
 	return s
 }
 
@@ -249,7 +333,11 @@ func (m *Monger) Add(now time.Time, r store.Record) {
 	k := string(r.Key)
 	if h, ok := m.hot[k]; ok {
 		if r.Version.Compare(h.version) > 0 {
-			h.version, h.counter, h.born = r.Version, 0, now
+			// Born again: it moves to the back of the order.
+			m.seq++
+			h.seq, h.version, h.counter, h.born = m.seq, r.Version, 0, now
+			m.order = append(m.order, slot{key: k, seq: m.seq})
+			m.compact()
 		}
 		return
 	}
@@ -260,6 +348,24 @@ func (m *Monger) Add(now time.Time, r store.Record) {
 	m.hot[k] = &hot{seq: m.seq, version: r.Version, born: now}
 	m.order = append(m.order, slot{key: k, seq: m.seq})
 	m.stats.Added++
+	m.arm(now)
+}
+
+// compact drops the stale slots of order once they outnumber the live
+// ones, so that order stays within twice the hot set (amortised O(1) per
+// rumor).
+func (m *Monger) compact() {
+	if len(m.order) <= 2*len(m.hot)+64 {
+		return
+	}
+	keep := m.order[:0]
+	for _, sl := range m.order {
+		if m.live(sl) {
+			keep = append(keep, sl)
+		}
+	}
+	clear(m.order[len(keep):])
+	m.order = keep
 }
 
 func (m *Monger) evictOldest() {
@@ -274,9 +380,10 @@ func (m *Monger) evictOldest() {
 	}
 }
 
+// kill makes k cold. Its slot in order goes stale; compact (at the end of
+// a round, never while push walks order) drops it.
 func (m *Monger) kill(k string) {
 	delete(m.hot, k)
-	// order is compacted lazily, in expire.
 }
 
 // live reports whether an order slot still names a hot rumor.
@@ -285,16 +392,30 @@ func (m *Monger) live(sl slot) bool {
 	return ok && h.seq == sl.seq
 }
 
-// Deadline returns the time of the next round.
-func (m *Monger) Deadline() time.Time { return m.nextRound }
+// Deadline returns the time of the next round; the zero time if none is
+// scheduled (push, nothing hot, nothing being fetched).
+func (m *Monger) Deadline() time.Time {
+	if !m.armed {
+		return time.Time{}
+	}
+	return m.nextRound
+}
 
 // Tick runs a round if one is due.
 func (m *Monger) Tick(now time.Time) error {
-	if now.Before(m.nextRound) {
+	m.now = now
+	if !m.armed || now.Before(m.nextRound) {
 		return nil
 	}
-	m.nextRound = now.Add(m.interval())
+	m.armed = false
+	defer func() {
+		m.compact()
+		if m.busy() {
+			m.arm(now)
+		}
+	}()
 	m.expire(now)
+	m.retryFetches(now)
 	if m.cfg.Direction != Push {
 		for _, p := range m.sample(m.rng, m.cfg.Fanout) {
 			if m.send(p, &wire.Envelope{Body: &wire.Envelope_RumorPull{RumorPull: &wire.RumorPull{Feedback: m.cfg.Feedback}}}) {
@@ -312,23 +433,25 @@ func (m *Monger) Tick(now time.Time) error {
 	return nil
 }
 
-// expire kills rumors past MaxAge, forgets feedback that will not come,
-// and compacts the order list.
+// expire kills rumors past MaxAge and forgets feedback that will not
+// come. It touches only the front of order: what is due, and the stale
+// slots before it.
 func (m *Monger) expire(now time.Time) {
-	keep := m.order[:0]
-	for _, sl := range m.order {
-		if !m.live(sl) {
-			continue
-		}
-		if m.cfg.MaxAge > 0 && now.Sub(m.hot[sl.key].born) >= m.cfg.MaxAge {
-			m.kill(sl.key)
+	for len(m.order) > 0 {
+		sl := m.order[0]
+		if m.live(sl) {
+			if m.cfg.MaxAge <= 0 || now.Sub(m.hot[sl.key].born) < m.cfg.MaxAge {
+				break
+			}
+			delete(m.hot, sl.key)
 			m.stats.DroppedAge++
-			continue
 		}
-		keep = append(keep, sl)
+		m.order[0] = slot{}
+		m.order = m.order[1:]
 	}
-	clear(m.order[len(keep):])
-	m.order = keep
+	if len(m.order) == 0 {
+		m.order = nil // let the backing array go
+	}
 	for len(m.pendingQ) > 0 {
 		id := m.pendingQ[0]
 		if s, ok := m.pending[id]; ok && now.Before(s.expires) {
@@ -343,9 +466,10 @@ func (m *Monger) expire(now time.Time) {
 // the blind rule or awaits feedback.
 func (m *Monger) push(now time.Time, peer string, reply bool) error {
 	var (
-		msg   *wire.Rumor
-		keys  []string
-		bytes int
+		msg     *wire.Rumor
+		recKeys []string // keys of msg.Records
+		annKeys []string // keys of msg.Announces
+		bytes   int
 	)
 	flush := func() {
 		if msg == nil {
@@ -353,8 +477,10 @@ func (m *Monger) push(now time.Time, peer string, reply bool) error {
 		}
 		m.nextID++
 		msg.Id = m.nextID
+		// Feedback indexes the records, then the announcements.
+		keys := append(recKeys, annKeys...)
 		if !m.send(peer, &wire.Envelope{Body: &wire.Envelope_Rumor{Rumor: msg}}) {
-			msg, keys, bytes = nil, nil, 0
+			msg, recKeys, annKeys, bytes = nil, nil, nil, 0
 			return
 		}
 		m.stats.Messages++
@@ -367,7 +493,7 @@ func (m *Monger) push(now time.Time, peer string, reply bool) error {
 				m.contact(k)
 			}
 		}
-		msg, keys, bytes = nil, nil, 0
+		msg, recKeys, annKeys, bytes = nil, nil, nil, 0
 	}
 	for _, sl := range m.order {
 		if !m.live(sl) {
@@ -384,25 +510,37 @@ func (m *Monger) push(now time.Time, peer string, reply bool) error {
 			m.kill(k)
 			continue
 		}
-		if msg != nil && bytes+r.Size() > m.cfg.MaxMessageBytes {
+		// A message is sized by what it carries: a whole record, or an
+		// announcement of a large one (its key and version).
+		announce := r.Size() > m.cfg.MaxInline
+		size := r.Size()
+		if announce {
+			size = len(r.Key) + announceOverhead
+		}
+		if msg != nil && bytes+size > m.cfg.MaxMessageBytes {
 			flush()
 		}
 		if msg == nil {
 			msg = &wire.Rumor{Reply: reply, Feedback: m.cfg.Feedback}
 		}
-		if r.Size() > m.cfg.MaxInline {
+		h.announced = announce
+		if announce {
 			msg.Announces = append(msg.Announces, &wire.Announce{Key: r.Key, Hlc: r.Version.HLC, Node: r.Version.Node})
-			bytes += len(r.Key) + 20
+			annKeys = append(annKeys, k)
 			m.stats.Announced++
 		} else {
 			msg.Records = append(msg.Records, wire.FromStore(r))
-			bytes += r.Size()
+			recKeys = append(recKeys, k)
 		}
-		keys = append(keys, k)
+		bytes += size
 	}
 	flush()
 	return nil
 }
+
+// announceOverhead is the encoded size of an announcement beyond its key:
+// version (two varints up to 10 bytes each) and field tags.
+const announceOverhead = 24
 
 // contact applies the loss-of-interest rule to one counted contact.
 func (m *Monger) contact(k string) {
@@ -410,12 +548,22 @@ func (m *Monger) contact(k string) {
 	if !ok {
 		return
 	}
+	limit := m.cfg.K
+	if h.announced {
+		limit = m.cfg.AnnounceK
+	}
 	var lose bool
 	if m.cfg.Coin {
-		lose = m.rng.IntN(m.cfg.K) == 0
+		lose = m.rng.IntN(limit) == 0
 	} else {
 		h.counter++
-		lose = h.counter >= m.cfg.K
+		lose = h.counter >= limit
+	}
+	if lose && m.now.Before(h.keepUntil) {
+		// Peers are still fetching the body from this node: a rumor
+		// that dies now may leave them without a source that is still
+		// spreading it. It loses interest at its next counted contact.
+		return
 	}
 	if lose {
 		m.kill(k)
@@ -448,7 +596,10 @@ func (m *Monger) Feedback(id uint64, known []uint32) {
 
 // Fetch answers a request for the bodies of announced rumors: the current
 // records of the keys, sent to peer in one reply (the transport streams it).
-func (m *Monger) Fetch(peer string, keys [][]byte) error {
+// A rumor whose body is fetched stays hot at least until the fetch could
+// time out.
+func (m *Monger) Fetch(now time.Time, peer string, keys [][]byte) error {
+	m.now = now
 	var recs []*wire.Record
 	for _, k := range keys {
 		r, ok, err := m.st.Get(k)
@@ -457,16 +608,108 @@ func (m *Monger) Fetch(peer string, keys [][]byte) error {
 		}
 		if ok {
 			recs = append(recs, wire.FromStore(r))
+			if h, hot := m.hot[string(k)]; hot && h.version == r.Version {
+				h.keepUntil = now.Add(m.cfg.FetchTimeout)
+			}
 		}
 	}
-	if len(recs) > 0 {
-		m.send(peer, &wire.Envelope{Body: &wire.Envelope_Rumor{Rumor: &wire.Rumor{Reply: true, Records: recs}}})
+	if len(recs) > 0 && m.send(peer, &wire.Envelope{Body: &wire.Envelope_Rumor{Rumor: &wire.Rumor{Reply: true, Records: recs}}}) {
+		m.stats.Served += uint64(len(recs))
 	}
 	return nil
 }
 
-// RequestFetch asks peer for the bodies of announced rumors this node lacks.
-func (m *Monger) RequestFetch(peer string, keys [][]byte) {
+// Want is an announced version this node lacks.
+type Want struct {
+	Key     []byte
+	Version store.Version
+}
+
+// Announced handles announcements from peer of versions this node lacks:
+// it asks peer for the bodies it is not fetching yet, and remembers peer as
+// another source of those it is (asked if the fetch times out).
+func (m *Monger) Announced(now time.Time, peer string, wants []Want) {
+	m.now = now
+	var keys [][]byte
+	for _, w := range wants {
+		k := string(w.Key)
+		if f, ok := m.fetching[k]; ok && f.version.Compare(w.Version) >= 0 {
+			if f.peer != peer && !slices.Contains(f.others, peer) && len(f.others) < maxAnnouncers {
+				f.others = append(f.others, peer)
+			}
+			continue
+		}
+		if _, ok := m.fetching[k]; !ok && len(m.fetching) >= m.cfg.MaxFetching {
+			continue
+		}
+		m.fetching[k] = &fetch{version: w.Version, peer: peer, deadline: now.Add(m.cfg.FetchTimeout), tries: 1}
+		keys = append(keys, w.Key)
+	}
+	m.requestFetch(peer, keys)
+	if len(m.fetching) > 0 {
+		m.arm(now)
+	}
+}
+
+// Received tells the monger that a record arrived (by any mechanism): a
+// fetch of that version or an older one is over.
+func (m *Monger) Received(key []byte, v store.Version) {
+	if len(m.fetching) == 0 {
+		return
+	}
+	if f, ok := m.fetching[string(key)]; ok && v.Compare(f.version) >= 0 {
+		delete(m.fetching, string(key))
+	}
+}
+
+// retryFetches asks again, of the next announcer (or of the same one when
+// no other announced it), for the bodies that did not come in time, and
+// gives up after maxFetchTries.
+func (m *Monger) retryFetches(now time.Time) {
+	if len(m.fetching) == 0 {
+		return
+	}
+	var due []string
+	for k, f := range m.fetching {
+		if !now.Before(f.deadline) {
+			due = append(due, k)
+		}
+	}
+	slices.Sort(due) // map order is random; the simulator replays runs
+	retry := map[string][][]byte{}
+	var peers []string
+	for _, k := range due {
+		f := m.fetching[k]
+		if r, ok, err := m.st.Get([]byte(k)); err == nil && ok && r.Version.Compare(f.version) >= 0 {
+			delete(m.fetching, k) // it came by another path
+			continue
+		}
+		if f.tries >= maxFetchTries {
+			delete(m.fetching, k)
+			m.stats.FetchFailed++
+			continue
+		}
+		if len(f.others) > 0 {
+			// The next announcer; the one that did not answer goes last.
+			next := f.others[0]
+			f.others = append(f.others[1:], f.peer)
+			f.peer = next
+		}
+		f.tries++
+		f.deadline = now.Add(m.cfg.FetchTimeout << (f.tries - 1))
+		m.stats.FetchRetries++
+		if _, ok := retry[f.peer]; !ok {
+			peers = append(peers, f.peer)
+		}
+		retry[f.peer] = append(retry[f.peer], []byte(k))
+	}
+	for _, p := range peers {
+		m.requestFetch(p, retry[p])
+	}
+}
+
+// requestFetch asks peer for the bodies of announced rumors.
+func (m *Monger) requestFetch(peer string, keys [][]byte) {
 	if len(keys) == 0 {
 		return
 	}

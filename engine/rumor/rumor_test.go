@@ -197,7 +197,7 @@ func TestLargeRumorsAreAnnouncedAndFetched(t *testing.T) {
 	}
 	_ = small
 	h.sent = nil
-	if err := h.m.Fetch("p9", [][]byte{[]byte("big"), []byte("absent")}); err != nil {
+	if err := h.m.Fetch(h.now, "p9", [][]byte{[]byte("big"), []byte("absent")}); err != nil {
 		t.Fatal(err)
 	}
 	if len(h.sent) != 1 || h.sent[0].to != "p9" {
@@ -234,6 +234,7 @@ func TestBatchingFitsMessages(t *testing.T) {
 func TestPullAsksAndAnswers(t *testing.T) {
 	h := newHarness(t, "blind-counter", 2)
 	h.m.cfg.Direction = Pull
+	h.m.arm(h.now) // New schedules pull rounds; the direction was set after it
 	h.round(t)
 	if len(h.sent) != 1 || h.sent[0].env.GetRumorPull() == nil {
 		t.Fatalf("pull round sent %v", h.sent)
@@ -264,5 +265,130 @@ func TestSetRuleRejectsUnknown(t *testing.T) {
 	}
 	if _, err := ParseDirection("sideways"); err == nil {
 		t.Fatal("unknown direction accepted")
+	}
+}
+
+// A push node with nothing hot and nothing to fetch schedules no round; a
+// new rumor schedules one an interval later, not at once (direct mail
+// should arrive first, so that feedback finds the update known).
+func TestIdleMongerHasNoDeadline(t *testing.T) {
+	h := newHarness(t, "feedback-counter", 1)
+	if d := h.m.Deadline(); !d.IsZero() {
+		t.Fatalf("idle monger wants a round at %v", d)
+	}
+	h.now = t0.Add(time.Hour)
+	h.add(t, "k", 10)
+	if d := h.m.Deadline(); d != h.now.Add(h.m.cfg.Interval) {
+		t.Fatalf("deadline %v after a new rumor at %v", d, h.now)
+	}
+	rs := h.round(t)
+	if len(rs) != 1 {
+		t.Fatalf("%d rumor messages", len(rs))
+	}
+	h.m.Feedback(rs[0].Id, []uint32{0}) // known: k=1 kills it
+	h.round(t)
+	if h.m.Infective() || !h.m.Deadline().IsZero() {
+		t.Fatalf("after the rumor died: infective %v, deadline %v", h.m.Infective(), h.m.Deadline())
+	}
+}
+
+// Rumors die of age oldest first, and the order list does not outgrow the
+// hot set by more than a constant factor, however rumors die.
+func TestExpiryByAgeKeepsOrderBounded(t *testing.T) {
+	h := newHarness(t, "feedback-counter", 100, "p1")
+	h.m.cfg.MaxAge = time.Second
+	for i := range 1000 {
+		h.add(t, fmt.Sprintf("k%04d", i), 10)
+		if i%2 == 0 {
+			h.m.kill(fmt.Sprintf("k%04d", i))
+		}
+		if i%10 == 0 {
+			h.now = h.now.Add(10 * time.Millisecond) // 1,000 rumors over 1 s
+		}
+	}
+	h.m.compact()
+	if len(h.m.order) > 2*len(h.m.hot)+64 {
+		t.Fatalf("order holds %d slots for %d hot rumors", len(h.m.order), len(h.m.hot))
+	}
+	h.now = t0.Add(time.Second + 500*time.Millisecond)
+	h.m.expire(h.now)
+	for k := range h.m.hot {
+		if k < "k0500" {
+			t.Fatalf("%s outlived MaxAge", k)
+		}
+	}
+	if len(h.m.hot) == 0 || h.m.Stats().DroppedAge == 0 {
+		t.Fatalf("hot %d, dropped by age %d", len(h.m.hot), h.m.Stats().DroppedAge)
+	}
+}
+
+// Announcements are batched by their own size, and feedback indexes the
+// records of a message first, then its announcements.
+func TestAnnouncementsBatchAndFeedbackIndexes(t *testing.T) {
+	h := newHarness(t, "feedback-counter", 1, "p1")
+	for i := range 10 {
+		h.add(t, fmt.Sprintf("big-%d", i), 100_000)
+		h.add(t, fmt.Sprintf("small-%d", i), 10)
+	}
+	rs := h.round(t)
+	if len(rs) != 1 || len(rs[0].Announces) != 10 || len(rs[0].Records) != 10 {
+		t.Fatalf("%d messages; want one with 10 records and 10 announcements", len(rs))
+	}
+	// The receiver knew every small record and no large one.
+	known := []uint32{}
+	for i := range 10 {
+		known = append(known, uint32(i))
+	}
+	h.m.Feedback(rs[0].Id, known)
+	for i := range 10 {
+		if h.m.Hot([]byte(fmt.Sprintf("small-%d", i))) || !h.m.Hot([]byte(fmt.Sprintf("big-%d", i))) {
+			t.Fatalf("feedback counted against the wrong rumors: small-%d or big-%d", i, i)
+		}
+	}
+}
+
+// A node fetches an announced body from one announcer at a time: further
+// announcements of it are not fetched again, and when the body does not
+// come in time it is asked of the next announcer.
+func TestFetchOneAnnouncerAtATime(t *testing.T) {
+	h := newHarness(t, "feedback-counter", 3)
+	v := store.Version{HLC: 7, Node: 2}
+	want := []Want{{Key: []byte("big"), Version: v}}
+	fetches := func() []string {
+		var to []string
+		for _, s := range h.sent {
+			if s.env.GetFetch() != nil {
+				to = append(to, s.to)
+			}
+		}
+		h.sent = nil
+		return to
+	}
+	h.m.Announced(h.now, "p1", want)
+	h.m.Announced(h.now, "p2", want)
+	h.m.Announced(h.now, "p3", want)
+	if to := fetches(); !slices.Equal(to, []string{"p1"}) {
+		t.Fatalf("fetched from %v, want only p1", to)
+	}
+	if h.m.Stats().Fetching != 1 {
+		t.Fatalf("fetching %d", h.m.Stats().Fetching)
+	}
+	// p1 does not answer: p2 is asked, then p3, then p1 again.
+	for _, next := range []string{"p2", "p3", "p1"} {
+		for h.m.Deadline().Before(h.now.Add(time.Hour)) {
+			h.round(t)
+			if to := fetches(); len(to) > 0 {
+				if !slices.Equal(to, []string{next}) {
+					t.Fatalf("retried %v, want %s", to, next)
+				}
+				break
+			}
+		}
+	}
+	// The body arrives: the fetch is over, and the monger goes idle.
+	h.m.Received([]byte("big"), v)
+	h.round(t)
+	if s := h.m.Stats(); s.Fetching != 0 || s.FetchRetries != 3 || !h.m.Deadline().IsZero() {
+		t.Fatalf("after the body came: %+v, deadline %v", s, h.m.Deadline())
 	}
 }

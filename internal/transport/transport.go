@@ -89,6 +89,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/hearsaydb/hearsay/internal/wire"
 )
 
@@ -218,6 +220,8 @@ type Stats struct {
 	ConnsRejected        uint64 // accepted TCP connections closed at once: MaxConns or MaxConnsPerIP reached
 	PreAuthRefused       uint64 // connections closed for a frame larger than PreAuthMaxFrame before authenticating
 	FrameTimeouts        uint64 // connections closed for a frame, or the first authenticated one, too slow to arrive
+	BodiesEncoded        uint64 // large bodies encoded (see Send)
+	BodiesShared         uint64 // frames that reused the encoding of a body sent just before
 }
 
 type counters struct {
@@ -231,6 +235,7 @@ type counters struct {
 	refusalsReceived                 atomic.Uint64
 	connsRejected, preAuthRefused    atomic.Uint64
 	frameTimeouts                    atomic.Uint64
+	bodiesEncoded, bodiesShared      atomic.Uint64
 }
 
 // Transport sends and receives envelopes over UDP and TCP. It is safe for
@@ -252,6 +257,11 @@ type Transport struct {
 	warnAt    [warnKinds]atomic.Int64 // unix nanos of the last Warn per kind
 	refusals  refusalLimiter
 	hello     []byte // the frame that opens each outgoing connection
+
+	// shared is the encoding of the last large body sent, kept so that
+	// the same body sent to several peers is encoded once (Send).
+	sharedMu sync.Mutex
+	shared   wire.SharedBody
 
 	mu     sync.RWMutex
 	closed bool
@@ -455,6 +465,8 @@ func (t *Transport) Stats() Stats {
 		ConnsOpen:            uint64(t.openAccepted()),
 		ConnsRejected:        s.connsRejected.Load(),
 		PreAuthRefused:       s.preAuthRefused.Load(),
+		BodiesEncoded:        s.bodiesEncoded.Load(),
+		BodiesShared:         s.bodiesShared.Load(),
 		FrameTimeouts:        s.frameTimeouts.Load(),
 	}
 }
@@ -498,6 +510,12 @@ func (t *Transport) Close() error {
 // is resolved for every datagram, which may block on DNS. Send sets
 // env.Protocol if it is zero, so an envelope must not be sent from two
 // goroutines at once unless it is set.
+//
+// Envelopes that share a body (the same pointer in env.Body: one mail to
+// every peer) share its encoding: Send keeps the encoding of the last body
+// larger than a datagram and copies it into the frames of the envelopes
+// that follow with that body, rather than encoding it again. So a body must
+// not be changed once sent.
 func (t *Transport) Send(addr string, env *wire.Envelope) (int, error) {
 	frame, err := t.encode(env)
 	if err != nil {
@@ -537,7 +555,7 @@ func (t *Transport) encode(env *wire.Envelope) ([]byte, error) {
 	if env == nil {
 		return nil, fmt.Errorf("transport: encode: nil envelope")
 	}
-	frame, err := wire.Marshal(env)
+	frame, err := t.marshal(env)
 	if err != nil {
 		return nil, fmt.Errorf("transport: encode: %w", err)
 	}
@@ -550,6 +568,33 @@ func (t *Transport) encode(env *wire.Envelope) ([]byte, error) {
 		}
 	}
 	return frame, nil
+}
+
+// marshal encodes env, reusing the encoding of its body if the last large
+// body sent was the same (see Send).
+func (t *Transport) marshal(env *wire.Envelope) ([]byte, error) {
+	if env.Body == nil {
+		return wire.Marshal(env)
+	}
+	t.sharedMu.Lock()
+	shared := t.shared
+	t.sharedMu.Unlock()
+	if !shared.Carries(env) {
+		if proto.Size(env) <= t.cfg.MaxPacket {
+			return wire.Marshal(env)
+		}
+		var err error
+		if shared, err = wire.EncodeBody(env); err != nil {
+			return nil, err
+		}
+		t.sharedMu.Lock()
+		t.shared = shared
+		t.sharedMu.Unlock()
+		t.stats.bodiesEncoded.Add(1)
+	} else {
+		t.stats.bodiesShared.Add(1)
+	}
+	return wire.MarshalShared(env, shared)
 }
 
 func (t *Transport) sendDatagram(addr string, frame []byte) {

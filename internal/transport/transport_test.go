@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -635,4 +636,25 @@ func TestRedialAfterPeerRestart(t *testing.T) {
 			return false
 		}
 	})
+}
+
+// One large body sent to several peers, each in an envelope of its own, is
+// encoded once; each peer gets its own envelope with the body intact.
+func TestSharedBodyEncodedOnce(t *testing.T) {
+	a := newTransport(t, Config{})
+	peers := []*Transport{newTransport(t, Config{}), newTransport(t, Config{}), newTransport(t, Config{})}
+	body := mail(5, 300<<10).Body
+	for i, p := range peers {
+		env := &wire.Envelope{Cluster: "test", From: fmt.Sprintf("sender-%d", i), Body: body}
+		mustSend(t)(a.Send(p.LocalAddr(), env))
+	}
+	for i, p := range peers {
+		in := recv(t, p)
+		if in.Env.From != fmt.Sprintf("sender-%d", i) || !equalValue(in.Env, &wire.Envelope{Body: body}) {
+			t.Fatalf("peer %d got %q, or a corrupted body", i, in.Env.From)
+		}
+	}
+	if s := a.Stats(); s.BodiesEncoded != 1 || s.BodiesShared != 2 {
+		t.Fatalf("bodies encoded %d, shared %d; want 1 and 2", s.BodiesEncoded, s.BodiesShared)
+	}
 }

@@ -56,6 +56,57 @@ func Marshal(env *Envelope) ([]byte, error) {
 	return buf, nil
 }
 
+// SharedBody is the encoding of one envelope body, made once by EncodeBody
+// and reused by MarshalShared for every envelope that carries the same body
+// (the same pointer): direct mail sends one body to every peer, each in an
+// envelope of its own (its piggybacked membership news differ). A body must
+// not change once encoded.
+type SharedBody struct {
+	body isEnvelope_Body
+	enc  []byte // the body field alone, tag included
+}
+
+// EncodeBody encodes env's body alone.
+func EncodeBody(env *Envelope) (SharedBody, error) {
+	enc, err := proto.Marshal(&Envelope{Body: env.Body})
+	if err != nil {
+		return SharedBody{}, fmt.Errorf("wire: encode envelope body: %w", err)
+	}
+	return SharedBody{body: env.Body, enc: enc}, nil
+}
+
+// Carries reports whether env carries the body b was encoded from.
+func (b SharedBody) Carries(env *Envelope) bool {
+	return b.enc != nil && env.Body != nil && env.Body == b.body
+}
+
+// Len returns the size of the encoded body.
+func (b SharedBody) Len() int { return len(b.enc) }
+
+// MarshalShared encodes env into a complete frame, like Marshal, but copies
+// the body from b instead of encoding it again. env must carry b's body
+// (b.Carries(env)). Protobuf fields may come in any order, so the frame
+// decodes to the same envelope as Marshal's.
+func MarshalShared(env *Envelope, b SharedBody) ([]byte, error) {
+	if !b.Carries(env) {
+		return nil, errors.New("wire: encode envelope: shared body of another envelope")
+	}
+	if env.Protocol == 0 {
+		env.Protocol = ProtocolVersion
+	}
+	body := env.Body
+	env.Body = nil
+	defer func() { env.Body = body }()
+	size := proto.Size(env) + len(b.enc)
+	buf := make([]byte, HeaderSize, HeaderSize+size)
+	putHeader(buf, size)
+	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, env)
+	if err != nil {
+		return nil, fmt.Errorf("wire: encode envelope: %w", err)
+	}
+	return append(buf, b.enc...), nil
+}
+
 func putHeader(buf []byte, size int) {
 	buf[0], buf[1] = magic[0], magic[1]
 	buf[2] = ProtocolVersion

@@ -92,6 +92,7 @@ type Store struct {
 	// when a commit failed and pebble can take no more writes (see
 	// failure.go). Both make writes fail at once.
 	noSpace     atomic.Bool
+	fullStreak  atomic.Int64 // ENOSPCs met since the disk last had room
 	fail        atomic.Pointer[failure]
 	logThrottle throttle
 	// dirty is set by every write and cleared by Sync, so that a Sync with
@@ -133,7 +134,7 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 		logger = slog.Default()
 	}
 	s := &Store{dir: dir, noSync: opts.NoSync, opts: opts, log: logger.With("component", "pebblestore")}
-	s.fsys = vfs.OnDiskFull(fsys, s.onDiskFull)
+	s.fsys = fullFS{FS: fsys, s: s}
 	db, err := pebble.Open(dir, s.pebbleOptions(create))
 	switch {
 	case err == nil:
@@ -175,7 +176,6 @@ func (s *Store) pebbleOptions(create bool) *pebble.Options {
 		FormatMajorVersion: pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
 			BackgroundError: s.backgroundError,
-			FlushEnd:        s.flushEnd,
 		},
 	}
 }

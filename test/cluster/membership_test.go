@@ -9,19 +9,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearsaydb/hearsay/engine/membership"
 )
 
 // deadBound derives how long five agents with the default timers may take
 // to list a SIGKILLed one dead (see detectionBound in
 // sim/failuredetection_test.go): a first suspicion within 2(n-1) probe
-// periods, the longest suspicion timeout (4 x 5 s for n <= 10), and
-// 3*ceil(log2 n) periods for the news to spread; plus 5 s of slack for
-// processes built with -race on a busy machine.
+// periods, the longest suspicion timeout (SuspicionMaxMult x
+// SuspicionTimeout for n <= 10), and 3*ceil(log2 n) periods for the news to
+// spread; plus 5 s of slack for processes built with -race on a busy
+// machine.
 func deadBound(n int) time.Duration {
-	T := time.Second
+	cfg := membership.DefaultConfig()
+	T := cfg.ProbeInterval
 	first := time.Duration(2*(n-1)) * T
+	longest := time.Duration(float64(cfg.SuspicionTimeout)*max(1, math.Log10(float64(n)))) * time.Duration(cfg.SuspicionMaxMult)
 	spread := time.Duration(3*math.Ceil(math.Log2(float64(n)))) * T
-	return first + 20*time.Second + spread + 5*time.Second
+	return first + longest + spread + 5*time.Second
 }
 
 // sse is one Server-Sent Event: its name and data.
