@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -194,9 +195,9 @@ func (a *jAgent) ready() bool {
 // scan returns every live key with its value and version.
 func (a *jAgent) scan() (map[string]jEntry, error) {
 	out := map[string]jEntry{}
-	start := ""
+	cursor := "" // "next" of the previous page, base64
 	for {
-		b, code, err := a.do("GET", "/v1/kv?limit=1000&start="+url.QueryEscape(start), nil)
+		b, code, err := a.do("GET", "/v1/kv?limit=1000&cursor="+url.QueryEscape(cursor), nil)
 		if err != nil || code != 200 {
 			return nil, fmt.Errorf("%s: scan: %d %s %v", a.name, code, b, err)
 		}
@@ -208,12 +209,16 @@ func (a *jAgent) scan() (map[string]jEntry, error) {
 			return nil, fmt.Errorf("%s: scan: %w", a.name, err)
 		}
 		for _, e := range sr.Entries {
-			out[e.Key] = jEntry{value: e.Value, version: parseVersion(e.Version)}
+			key, err := base64.StdEncoding.DecodeString(e.Key) // keys are base64 in JSON
+			if err != nil {
+				return nil, fmt.Errorf("%s: scan: key %q: %w", a.name, e.Key, err)
+			}
+			out[string(key)] = jEntry{value: e.Value, version: parseVersion(e.Version)}
 		}
 		if sr.Next == "" {
 			return out, nil
 		}
-		start = sr.Next
+		cursor = sr.Next
 	}
 }
 
