@@ -18,6 +18,7 @@ var (
 // every invariant on each; a failure prints the reproduction and the
 // scenario file, shrunk.
 func TestExplore(t *testing.T) {
+	skipHeavyUnderRace(t)
 	n := *exploreSeeds
 	if testing.Short() || (raceDetector && !flagSet("explore")) {
 		// make test runs the full budget once more without the race

@@ -57,6 +57,7 @@ func detectionBound(cfg membership.Config, n int) (first, all time.Duration) {
 }
 
 func TestCrashDetectedWithinBound(t *testing.T) {
+	sim.SkipHeavyUnderRace(t)
 	for _, n := range []int{5, 10, 30} {
 		t.Run(fmt.Sprint("n=", n), func(t *testing.T) {
 			opts := lan
@@ -98,6 +99,7 @@ func alls(ds []sim.Detection) []time.Duration {
 }
 
 func TestNoFalsePositivesWithoutLoss(t *testing.T) {
+	sim.SkipHeavyUnderRace(t)
 	d := 2 * time.Hour
 	if testing.Short() {
 		d = 10 * time.Minute
@@ -119,6 +121,7 @@ func TestNoFalsePositivesWithoutLoss(t *testing.T) {
 // system) and refutes it by raising its incarnation before the suspicion
 // timeout, and is never declared dead.
 func TestStarvedNodeRefutesSuspicion(t *testing.T) {
+	sim.SkipHeavyUnderRace(t)
 	opts := lan
 	opts.Seed = 12
 	c, err := sim.FormCluster(opts, 5, nil)
@@ -190,6 +193,7 @@ func TestIndirectProbeAvoidsSuspicion(t *testing.T) {
 }
 
 func TestPartitionDeclaredDeadAndHeals(t *testing.T) {
+	sim.SkipHeavyUnderRace(t)
 	opts := lan
 	opts.Seed = 14
 	const n = 10
@@ -339,6 +343,7 @@ func TestReapedNameJoinsAgain(t *testing.T) {
 // fail without the nacks healthy helpers send; local health awareness makes
 // it stretch its timers and accuse far fewer members.
 func TestLocalHealthCalmsStarvedNode(t *testing.T) {
+	sim.SkipHeavyUnderRace(t)
 	run := func(lhm int) sim.FalsePositives {
 		opts := lan
 		opts.Seed = 17
@@ -361,6 +366,7 @@ func TestLocalHealthCalmsStarvedNode(t *testing.T) {
 }
 
 func TestLoadDoesNotGrowWithN(t *testing.T) {
+	sim.SkipHeavyUnderRace(t)
 	var loads []sim.Load
 	for _, n := range []int{10, 100} {
 		opts := lan

@@ -324,6 +324,7 @@ func TestIsolationCountsFalseDetection(t *testing.T) {
 
 // Churn at a rate crashes, restarts, joins and leaves nodes over the run.
 func TestChurnAtRate(t *testing.T) {
+	skipHeavyUnderRace(t)
 	s := asyncScenario(20)
 	s.Suspicion = 0
 	s.Duration = sec(20)
@@ -347,6 +348,7 @@ func TestChurnAtRate(t *testing.T) {
 // every node sees every other alive within 3 s of virtual time (gossip of
 // one alive update at a time took about 21 s).
 func TestThreeHundredJoinOneSeedAtOnce(t *testing.T) {
+	skipHeavyUnderRace(t)
 	s := DefaultScenario()
 	s.Nodes, s.Model, s.Sampler, s.Mechanism = 300, "async", "real", "direct-mail+rumor"
 	s.Duration = Duration(time.Minute)
@@ -402,6 +404,7 @@ func TestSkewedClockStopsWriting(t *testing.T) {
 // on no sync and leave at once, so nobody suspects it, let alone declares
 // it dead, and every write still reaches every node.
 func TestSlowSyncNoFalseSuspicion(t *testing.T) {
+	skipHeavyUnderRace(t)
 	for _, d := range []time.Duration{200 * time.Millisecond, time.Second} {
 		t.Run(d.String(), func(t *testing.T) { slowSyncRun(t, d) })
 	}

@@ -10,6 +10,7 @@ import (
 // every update to every node; rumor mongering alone leaves a residue, which
 // the report states.
 func TestRumorBackedByAntiEntropyDeliversEverything(t *testing.T) {
+	skipHeavyUnderRace(t)
 	base := DefaultScenario()
 	base.Nodes = 1000
 	base.Model = "async"

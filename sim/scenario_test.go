@@ -74,6 +74,7 @@ func TestSameSeedSameBytes(t *testing.T) {
 // The feedback-coin variant has an analytic residue: s = e^{-(k+1)(1-s)}
 // (Demers et al. 1987, §1.4). The simulation must land near it.
 func TestFeedbackCoinMatchesAnalyticResidue(t *testing.T) {
+	skipHeavyUnderRace(t)
 	for k := 1; k <= 3; k++ {
 		s := DefaultScenario()
 		s.Interest, s.K, s.Runs = "feedback-coin", k, 10
@@ -102,6 +103,7 @@ func solveResidue(m float64) float64 {
 }
 
 func TestBlindK1BarelySpreads(t *testing.T) {
+	skipHeavyUnderRace(t)
 	s := DefaultScenario()
 	s.Interest, s.K, s.Runs = "blind-counter", 1, 5
 	rep, err := Run(s, nil)
