@@ -581,7 +581,13 @@ const clockLogEvery = time.Minute
 func (n *Node) logClock(now time.Time, err error) {
 	switch {
 	case err != nil && (!n.clockBad || now.Sub(n.clockLoggedAt) >= clockLogEvery):
-		n.log.Error("writes refused: clock offset", "err", err)
+		level := slog.LevelError
+		if strings.Contains(err.Error(), "not measured yet") && now.Sub(n.started) < clockLogEvery {
+			// The first round trip after a start or a join: a moment, not a
+			// fault, unless it lasts.
+			level = slog.LevelInfo
+		}
+		n.log.Log(context.Background(), level, "writes refused: clock offset", "err", err)
 		n.clockBad, n.clockLoggedAt = true, now
 	case err == nil && n.clockBad:
 		n.log.Info("clock offset back within bound: writes accepted again")
