@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -15,31 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearsaydb/hearsay/internal/tmpfs"
 	"github.com/hearsaydb/hearsay/store"
 )
-
-// mountTmpfs mounts a tmpfs of the given size on a fresh directory and
-// returns it. Only root can: the test skips otherwise, and fails when
-// CI=true, where it must run.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test mounts a tmpfs and must run as root in CI")
-		}
-		t.Skip("skipped: mounting a tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
 
 // withDeadline runs fn and fails the test if it has not returned within d:
 // a full disk must never make the store hang.
@@ -77,7 +54,7 @@ func TestDiskFull(t *testing.T) {
 		{"incompressible", func(int) []byte { b := make([]byte, 64<<10); _, _ = rand.Read(b); return b }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vol := mountTmpfs(t, "24m")
+			vol := tmpfs.Mount(t, "24m")
 			dir := filepath.Join(vol, "data")
 			s, err := Open(dir, Options{Logger: testLogger(t), CacheSize: 1 << 20})
 			if err != nil {
@@ -185,7 +162,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 // retries failed flushes, and the store must refuse writes meanwhile,
 // without a busy retry loop, and take them again when a flush succeeds.
 func TestFlushOnFullDisk(t *testing.T) {
-	vol := mountTmpfs(t, "16m")
+	vol := tmpfs.Mount(t, "16m")
 	dir := filepath.Join(vol, "data")
 	s, err := Open(dir, Options{Logger: testLogger(t), CacheSize: 1 << 20})
 	if err != nil {

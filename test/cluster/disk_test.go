@@ -13,30 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// mountTmpfs mounts a tmpfs of the given size on a fresh directory. Only
-// root can: the test skips otherwise, and fails when CI=true, where it must
-// run.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test mounts a tmpfs and must run as root in CI")
-		}
-		t.Skip("skipped: mounting a tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
+	"github.com/hearsaydb/hearsay/internal/tmpfs"
+)
 
 // cpuSeconds returns the CPU time (user + system) process pid has used.
 func cpuSeconds(t *testing.T, pid int) float64 {
@@ -69,7 +48,7 @@ func TestDiskFull(t *testing.T) {
 }
 
 func testDiskFull(t *testing.T, kind, minFree string) {
-	vol := mountTmpfs(t, "64m")
+	vol := tmpfs.Mount(t, "64m")
 	ballast := filepath.Join(vol, "ballast")
 	if err := os.WriteFile(ballast, make([]byte, 24<<20), 0o600); err != nil {
 		t.Fatal(err)
