@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -118,33 +114,9 @@ func TestCertCommands(t *testing.T) {
 // needs no client certificate).
 func startTLSAgent(t *testing.T, dir string) *agentProc {
 	t.Helper()
-	a := &agentProc{
-		addr:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		done:   make(chan struct{}),
-		logs:   &bytes.Buffer{},
-	}
-	a.cmd = exec.Command(bin, "agent", "--certs-dir", dir, "--bind", a.gossip, "--http", a.addr,
-		"--data-dir", t.TempDir(), "--no-sync", "--log-level", "warn")
-	a.cmd.Env = cleanEnv()
-	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		a.err = a.cmd.Wait()
-		close(a.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-a.done:
-		default:
-			_ = a.cmd.Process.Kill()
-			<-a.done
-		}
-		if t.Failed() {
-			t.Logf("agent logs:\n%s", a.logs)
-		}
+	a := spawnAgent(t, "with --certs-dir "+dir, func(a *agentProc) []string {
+		return []string{"--certs-dir", dir, "--bind", a.gossip, "--http", a.addr,
+			"--data-dir", t.TempDir(), "--no-sync", "--log-level", "warn"}
 	})
 	n, err := certs.LoadNode(dir, time.Now())
 	if err != nil {
@@ -152,27 +124,8 @@ func startTLSAgent(t *testing.T, dir string) *agentProc {
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: n.Pool()}}
 	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+a.addr+"/v1/health/live", nil)
-		if resp, err := c.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return a
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("agent at %s did not answer within 30s", a.addr)
-		case <-a.done:
-			t.Fatalf("agent exited during start-up: %v", a.err)
-		case <-tick.C:
-		}
-	}
+	waitAnswer(t, &http.Client{Transport: tr}, "https://"+a.addr+"/v1/health/live", a.done, &a.err)
+	return a
 }
 
 func TestCLIOverTLS(t *testing.T) {

@@ -222,15 +222,25 @@ func startAgent(t *testing.T, name string, extra ...string) *agentProc {
 // choose the storage.
 func startAgentArgs(t *testing.T, name string, extra ...string) *agentProc {
 	t.Helper()
+	a := spawnAgent(t, name, func(a *agentProc) []string {
+		return append([]string{"--name", name, "--bind", a.gossip, "--http", a.addr, "--log-level", "warn"}, extra...)
+	})
+	waitStatus(t, a.addr, a.done, &a.err)
+	return a
+}
+
+// spawnAgent starts `hearsay agent` with the arguments args returns for
+// the free loopback ports it picked, and kills it at the end of the test,
+// printing its logs if the test failed. It does not wait for it to answer.
+func spawnAgent(t *testing.T, label string, args func(a *agentProc) []string) *agentProc {
+	t.Helper()
 	a := &agentProc{
 		addr:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		done:   make(chan struct{}),
 		logs:   &bytes.Buffer{},
 	}
-	args := append([]string{"agent", "--name", name, "--bind", a.gossip, "--http", a.addr,
-		"--log-level", "warn"}, extra...)
-	a.cmd = exec.Command(bin, args...)
+	a.cmd = exec.Command(bin, append([]string{"agent"}, args(a)...)...)
 	a.cmd.Env = cleanEnv()
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {
@@ -248,10 +258,9 @@ func startAgentArgs(t *testing.T, name string, extra ...string) *agentProc {
 			<-a.done
 		}
 		if t.Failed() {
-			t.Logf("agent %s logs:\n%s", name, a.logs)
+			t.Logf("agent %s logs:\n%s", label, a.logs)
 		}
 	})
-	waitStatus(t, a.addr, a.done, &a.err)
 	return a
 }
 
@@ -259,13 +268,20 @@ func startAgentArgs(t *testing.T, name string, extra ...string) *agentProc {
 // deadline; exited reports a process that died meanwhile.
 func waitStatus(t *testing.T, addr string, exited <-chan struct{}, exitErr *error) {
 	t.Helper()
+	waitAnswer(t, http.DefaultClient, "http://"+addr+"/v1/status", exited, exitErr)
+}
+
+// waitAnswer polls url with c until it answers 200, with a deadline;
+// exited reports a process that died meanwhile.
+func waitAnswer(t *testing.T, c *http.Client, url string, exited <-chan struct{}, exitErr *error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := c.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
@@ -273,9 +289,9 @@ func waitStatus(t *testing.T, addr string, exited <-chan struct{}, exitErr *erro
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("agent at %s did not answer within 30s", addr)
+			t.Fatalf("agent at %s did not answer within 30s", url)
 		case <-exited:
-			t.Fatalf("agent at %s exited during start-up: %v", addr, *exitErr)
+			t.Fatalf("agent at %s exited during start-up: %v", url, *exitErr)
 		case <-tick.C:
 		}
 	}
