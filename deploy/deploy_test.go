@@ -383,9 +383,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatalf("keys generate: %v\n%s", err, out)
 	}
 	env := []string{"STATE_DIRECTORY=" + state, "CREDENTIALS_DIRECTORY=" + creds, "PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-	for _, e := range u["Service"]["Environment"] {
-		env = append(env, e)
-	}
+	env = append(env, u["Service"]["Environment"]...)
 	httpAddr := freePort(t)
 	env = append(env, "HEARSAY_NAME=unit-test", "HEARSAY_BIND="+freePort(t), "HEARSAY_HTTP="+httpAddr)
 	lookup := func(k string) string {
