@@ -12,11 +12,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # and run only there, with 200 random seeds (TestExplore); then deploy/'s
 # checks of the Kubernetes manifests and the systemd unit (a module of its
 # own, so that the library does not depend on the Kubernetes API packages).
+# Tests keep what a person may want to see (the dashboard's screenshot) in
+# artifacts/.
 test:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	HEARSAY_ARTIFACTS=$(CURDIR)/artifacts $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -timeout 15m ./sim
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
