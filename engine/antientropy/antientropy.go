@@ -13,8 +13,9 @@
 // (package store/digest), updated in place on every write. The initiator
 // sends a first prefix of its cells; the responder subtracts its own and
 // peels. Equal replicas agree in one round trip of a few hundred bytes;
-// unequal ones ask for prefixes twice as long until the difference decodes
-// (about 1.35·d cells), and the responder then knows, for every differing
+// unequal ones ask for longer prefixes, sized from an estimate of d (see
+// nextPrefix), until the difference decodes (about 1.35·d cells), and the
+// responder then knows, for every differing
 // key, which side holds what and how new: it asks for the records it lacks
 // (AEDiff.want) and streams those the initiator lacks, as the mode allows.
 // A difference too large for the digests falls back to a full exchange.
