@@ -138,6 +138,8 @@ type Node struct {
 	syncDone  chan struct{}
 	syncStats syncStats
 	early     []engine.Message // loop-owned scratch
+
+	keys keys // the gossip keyring and its operations (keys.go)
 }
 
 // snapshot is what the loop publishes for readers outside it.
@@ -220,12 +222,11 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ring *transport.Keyring
-	if len(cfg.SecretKey) > 0 {
-		if ring, err = transport.NewKeyring(cfg.SecretKey); err != nil {
-			return nil, fmt.Errorf("hearsay: secret key: %w", err)
-		}
+	ring, ringPath, err := loadKeyring(cfg, log)
+	if err != nil {
+		return nil, err
 	}
+	n.keys = keys{ring: ring, path: ringPath, run: make(chan struct{}, 1), reqs: make(chan *wire.Envelope, keyReqQueue), done: make(chan struct{})}
 	tr, err := transport.New(transport.Config{
 		BindAddr:      cfg.BindAddr,
 		AdvertiseAddr: cfg.AdvertiseAddr,
@@ -279,6 +280,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		"incarnation", eng.Self().Incarnation, storage, "seeds", cfg.Seeds)
 	go n.loop()
 	go n.syncer()
+	go n.keyServer()
 	return n, nil
 }
 
@@ -456,10 +458,16 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 func (n *Node) step(now time.Time, in *transport.Incoming) {
 	if in.Refusal != "" {
 		n.eng.Refused(in.From, in.Refusal)
+		n.keyRefused(in.From, in.Refusal)
 		return
 	}
 	n.metrics.received.WithLabelValues(in.Env.Kind()).Inc()
 	n.metrics.receivedBytes.WithLabelValues(in.Env.Kind()).Add(float64(in.Size))
+	switch in.Env.Body.(type) {
+	case *wire.Envelope_KeyOp, *wire.Envelope_KeyOpReply:
+		n.stepKeyOp(in.Env) // the runtime's, not the engine's
+		return
+	}
 	if err := n.eng.Step(now, in.Env); err != nil {
 		if isStorageError(err) {
 			// Not acknowledged: the sender keeps the records.
@@ -800,6 +808,7 @@ func (n *Node) Close() error {
 	close(n.closing)
 	<-n.done
 	<-n.syncDone
+	<-n.keys.done
 	n.closeWatchers()
 	n.memberFeed.close()
 	n.metrics.unregister()
