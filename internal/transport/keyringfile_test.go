@@ -189,3 +189,27 @@ func FuzzKeyringFile(f *testing.F) {
 		}
 	})
 }
+
+// A connection dialed after a rotation opens with a hello sealed by the
+// new primary key: the hello is not sealed once for the transport's life.
+func TestConnectionAfterRotation(t *testing.T) {
+	oldK, newK := key(1, 32), key(2, 32)
+	ra, rb := mustKeyring(t, oldK), mustKeyring(t, oldK)
+	a := newTransport(t, Config{Keyring: ra, MaxFrame: 1 << 20})
+	b := newTransport(t, Config{Keyring: rb, MaxFrame: 1 << 20})
+	for _, r := range []*Keyring{ra, rb} {
+		if err := r.SetKeys([][]byte{newK}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Larger than PreAuthMaxFrame: delivered only on an authenticated
+	// connection.
+	mustSend(t)(a.SendTCP(b.LocalAddr(), mail(1, 64<<10)))
+	in := recv(t, b)
+	if in.Env.GetMail().GetId() != 1 {
+		t.Fatalf("received %v, want mail 1", in.Env)
+	}
+	if s := b.Stats(); s.AuthErrors != 0 {
+		t.Fatalf("receiver refused %d frames after the rotation", s.AuthErrors)
+	}
+}
