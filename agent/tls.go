@@ -85,6 +85,11 @@ var routeRoles = map[string]certs.Role{
 	"GET /v1/members":        certs.RoleRead,
 	"GET /v1/status":         certs.RoleRead,
 	"GET /metrics":           certs.RoleRead,
+	// The gossip keyring (hearsay keys): admin only, listing included.
+	"GET /v1/keys":         certs.RoleAdmin,
+	"POST /v1/keys":        certs.RoleAdmin,
+	"PUT /v1/keys/primary": certs.RoleAdmin,
+	"DELETE /v1/keys/{id}": certs.RoleAdmin,
 	// Probes of orchestrators (kubelet httpGet, load balancers) carry no
 	// client certificate; the answers say only live or ready, and why not.
 	"GET /v1/health/live":  certs.RoleNone,
