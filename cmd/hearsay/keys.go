@@ -44,6 +44,7 @@ member into its data directory (mode 0600), or remove its own and start it with
 --secret-key-file holding the cluster's current key.`,
 		Example: `  hearsay keys generate --out /etc/hearsay/key     # written with mode 0600
   hearsay keys check /etc/hearsay/key
+  hearsay keys id /etc/hearsay/key                 # the id keys list shows
   hearsay keys generate --out new.key
   hearsay keys install new.key                     # every member accepts it
   hearsay keys list                                # note the ids
@@ -87,11 +88,25 @@ member into its data directory (mode 0600), or remove its own and start it with
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: a valid %d-bit AES key\n", args[0], 8*len(k))
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: a valid %d-bit AES key, id %s\n", args[0], 8*len(k), hearsay.KeyID(k))
 			return err
 		},
 	}
-	cmd.AddCommand(withGlobals(gen), withGlobals(check),
+	id := &cobra.Command{
+		Use:   "id FILE",
+		Short: "Print the id of the key in FILE, as keys list shows it (the first 8 hex digits of its SHA-256)",
+		Args:  exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := agent.Config{SecretKeyFile: args[0]}
+			k, err := c.ReadSecretKey()
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), hearsay.KeyID(k))
+			return err
+		},
+	}
+	cmd.AddCommand(withGlobals(gen), withGlobals(check), withGlobals(id),
 		newKeysListCmd(g), newKeysInstallCmd(g), newKeysUseCmd(g), newKeysRemoveCmd(g))
 	return cmd
 }

@@ -81,6 +81,9 @@ func TestKeysRotateCLI(t *testing.T) {
 		return hearsay.KeyID(k)
 	}
 	oldID, newID := id(oldFile), id(newFile)
+	if got := strings.TrimSpace(cli(t, nil, "", "keys", "id", oldFile).want(t, 0).stdout); got != oldID {
+		t.Fatalf("keys id: %q, want %q", got, oldID)
+	}
 	a1 := startAgent(t, "k1", "--secret-key-file", oldFile)
 	startAgent(t, "k2", "--secret-key-file", oldFile, "--join", a1.gossip)
 	run := func(args ...string) result {
