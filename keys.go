@@ -118,6 +118,7 @@ type keyOpState struct {
 	id      uint64
 	replies chan keyAnswer
 	addrs   map[string]string // member address → name, for refusals
+	names   map[string]bool   // the members asked
 }
 
 // keyAnswer is a member's reply, or a refusal notice from its address.
@@ -290,9 +291,10 @@ func (n *Node) keyOp(ctx context.Context, op *wire.KeyOp) (KeyResponse, error) {
 			targets = append(targets, m)
 		}
 	}
-	st := &keyOpState{id: op.Id, replies: make(chan keyAnswer, 2*len(targets)+1), addrs: map[string]string{}}
+	st := &keyOpState{id: op.Id, replies: make(chan keyAnswer, 2*len(targets)+1), addrs: map[string]string{}, names: map[string]bool{}}
 	for _, m := range targets {
 		st.addrs[m.Address] = m.Name
+		st.names[m.Name] = true
 	}
 	n.keys.mu.Lock()
 	n.keys.op = st
@@ -334,6 +336,9 @@ wait:
 				refused[a.name] = a.refusal
 				continue
 			}
+			if _, asked := st.names[a.name]; !asked {
+				continue // not a member this operation was sent to
+			}
 			if _, done := answers[a.name]; done {
 				continue
 			}
@@ -343,9 +348,11 @@ wait:
 			}
 			answers[a.name] = km
 		case <-resend.C:
+			// To the members' addresses as they are now: a member that
+			// restarted may have come back on another port.
 			var late []Member
-			for _, m := range targets {
-				if _, ok := answers[m.Name]; !ok {
+			for _, m := range n.view.Load().members {
+				if _, ok := answers[m.Name]; !ok && st.names[m.Name] {
 					late = append(late, m)
 				}
 			}
@@ -405,7 +412,11 @@ wait:
 		result = "incomplete"
 	}
 	n.metrics.keyOps.WithLabelValues(kind, result).Inc()
-	n.log.Info("key operation", "op", kind, "key", op.KeyId, "nodes", resp.Nodes, "responses", resp.Responses, "errors", resp.Errors)
+	keyID := op.KeyId
+	if op.Key != nil {
+		keyID = transport.KeyID(op.Key)
+	}
+	n.log.Info("key operation", "op", kind, "key", keyID, "nodes", resp.Nodes, "responses", resp.Responses, "errors", resp.Errors)
 	if resp.Errors > 0 {
 		sort.Strings(fails)
 		return resp, fmt.Errorf("%w: %s failed on %d of %d members: %s", ErrKeyOpIncomplete, kind, resp.Errors, resp.Nodes, strings.Join(fails, "; "))

@@ -177,7 +177,17 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n3.Close()
-	waitFor(t, 10*time.Second, "n3 rejoined", func() bool { return n3.Status().Joined && n1.Status().Alive == 3 })
+	waitFor(t, 10*time.Second, "n3 rejoined", func() bool {
+		if !n3.Status().Joined {
+			return false
+		}
+		for _, m := range n1.Members() {
+			if m.Name == "n3" {
+				return m.State == hearsay.StateAlive && m.Address == n3.Status().Address
+			}
+		}
+		return false
+	})
 	if resp, err = n1.Keys(ctx); err != nil {
 		t.Fatal(err)
 	}
