@@ -56,7 +56,9 @@ type Config struct {
 	// refused). Ignored without a DataDir.
 	MinFreeDisk int64
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
-	// all gossip with AES-GCM; nodes without the key cannot take part.
+	// all gossip with AES-GCM; nodes without the key cannot take part. A
+	// keyring file in DataDir (KeyringFile, written by the key operations
+	// InstallKey, UseKey and RemoveKey) takes precedence over it.
 	SecretKey []byte
 	// MaxGossipConns and MaxGossipConnsPerIP cap the gossip TCP
 	// connections accepted at once, in all and from one source IP; 0 means
