@@ -244,3 +244,38 @@ func TestKeysWithoutEncryption(t *testing.T) {
 		t.Fatalf("InstallKey without a key: %v, want ErrNoKeyring", err)
 	}
 }
+
+// A member that does not answer (gone without a leave, still alive in the
+// view) is reported, and the operation says it is incomplete; it was
+// applied where it could be.
+func TestKeyOpReportsSilentMember(t *testing.T) {
+	k := newKey(t)
+	n1, err := openKeyed(t, "n1", "", k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.Close()
+	n2, err := openKeyed(t, "n2", "", k, n1.Status().Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "membership", func() bool { return n1.Status().Alive == 2 && n2.Status().Alive == 2 })
+	if err := n2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	newK := newKey(t)
+	resp, err := n1.InstallKey(ctx, newK)
+	if !errors.Is(err, hearsay.ErrKeyOpIncomplete) || !strings.Contains(err.Error(), "n2: no answer") {
+		t.Fatalf("install with a silent member: %v, want ErrKeyOpIncomplete naming n2", err)
+	}
+	if resp.Nodes != 2 || resp.Responses != 1 || resp.Errors != 1 {
+		t.Fatalf("response %+v: want 2 nodes, 1 response, 1 error", resp)
+	}
+	for _, m := range resp.Members {
+		if m.Name == "n1" && (m.Error != "" || len(m.Keys) != 2 || m.Keys[1] != hearsay.KeyID(newK)) {
+			t.Fatalf("n1's answer %+v: want the new key installed", m)
+		}
+	}
+}
