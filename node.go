@@ -125,6 +125,12 @@ type Node struct {
 
 	memberFeed memberFeed // subscribers of MemberEvents
 
+	traffic trafficCounters // gossip by mechanism (traffic.go)
+
+	// Spread queries waiting for members' answers (spread.go).
+	spreadMu sync.Mutex
+	spreads  map[uint64]*spreadStart
+
 	// Disk state (disk.go): why writes are refused, if they are.
 	noSpace    atomic.Pointer[string]
 	failed     atomic.Pointer[string]
@@ -159,11 +165,12 @@ type snapshot struct {
 
 type request struct {
 	// exactly one of these
-	write *writeReq
-	join  []string
-	seeds []string // new addresses for the join retries (seed names re-resolved)
-	leave bool
-	done  chan result
+	write  *writeReq
+	join   []string
+	seeds  []string // new addresses for the join retries (seed names re-resolved)
+	leave  bool
+	spread *spreadReq
+	done   chan result
 }
 
 type writeReq struct {
@@ -173,6 +180,7 @@ type writeReq struct {
 
 type result struct {
 	version Version
+	spread  *spreadStart
 	err     error
 }
 
@@ -448,6 +456,8 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 	case r.seeds != nil:
 		n.eng.SetSeeds(r.seeds)
 		r.done <- result{}
+	case r.spread != nil:
+		r.done <- n.startSpread(r.spread)
 	case r.leave:
 		if err := n.eng.Leave(now); err != nil {
 			n.log.Error("leave: incarnation not saved; a restart may not supersede the leave at once", "err", err)
@@ -465,6 +475,7 @@ func (n *Node) step(now time.Time, in *transport.Incoming) {
 	}
 	n.metrics.received.WithLabelValues(in.Env.Kind()).Inc()
 	n.metrics.receivedBytes.WithLabelValues(in.Env.Kind()).Add(float64(in.Size))
+	n.traffic.received(in.Env, in.Size)
 	switch in.Env.Body.(type) {
 	case *wire.Envelope_KeyOp, *wire.Envelope_KeyOpReply:
 		n.stepKeyOp(in.Env) // the runtime's, not the engine's
@@ -499,6 +510,7 @@ func (n *Node) commit(now time.Time, waiting []pending) []pending {
 	clear(early)
 	n.early = early[:0]
 	w.changes = rd.Changes
+	n.routeSpread(rd.Spread)
 	for _, ev := range rd.MemberEvents {
 		n.logMemberEvent(ev)
 	}
@@ -567,7 +579,8 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		self := n.eng.Self().Name
 		out = make([]Member, len(ms))
 		for i, m := range ms {
-			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self}
+			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self,
+				Outbox: n.eng.Outbox(m.Name)}
 			if m.Clock.Measured() {
 				off := m.Clock.Offset.Seconds()
 				out[i].ClockOffset = &off

@@ -24,10 +24,10 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Name == "" {
-		errs = append(errs, errors.New("Name is required"))
+		errs = append(errs, errors.New("a Name is required"))
 	}
 	if c.NodeID == 0 {
-		errs = append(errs, errors.New("NodeID is required (non-zero)"))
+		errs = append(errs, errors.New("a NodeID is required (non-zero)"))
 	}
 	atLeast("MaxValueSize", c.MaxValueSize, 1)
 	if c.MaxClockSkew < 0 || c.MaxClockOffset < 0 {

@@ -1775,6 +1775,8 @@ type Envelope struct {
 	//	*Envelope_Nack
 	//	*Envelope_KeyOp
 	//	*Envelope_KeyOpReply
+	//	*Envelope_SpreadQuery
+	//	*Envelope_SpreadReply
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2048,6 +2050,24 @@ func (x *Envelope) GetKeyOpReply() *KeyOpReply {
 	return nil
 }
 
+func (x *Envelope) GetSpreadQuery() *SpreadQuery {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_SpreadQuery); ok {
+			return x.SpreadQuery
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetSpreadReply() *SpreadReply {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_SpreadReply); ok {
+			return x.SpreadReply
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -2139,6 +2159,15 @@ type Envelope_KeyOpReply struct {
 	KeyOpReply *KeyOpReply `protobuf:"bytes,61,opt,name=key_op_reply,json=keyOpReply,proto3,oneof"`
 }
 
+type Envelope_SpreadQuery struct {
+	// 90-99: observation (the dashboard's spread of an update).
+	SpreadQuery *SpreadQuery `protobuf:"bytes,90,opt,name=spread_query,json=spreadQuery,proto3,oneof"`
+}
+
+type Envelope_SpreadReply struct {
+	SpreadReply *SpreadReply `protobuf:"bytes,91,opt,name=spread_reply,json=spreadReply,proto3,oneof"`
+}
+
 func (*Envelope_Ping) isEnvelope_Body() {}
 
 func (*Envelope_Ack) isEnvelope_Body() {}
@@ -2180,6 +2209,10 @@ func (*Envelope_Nack) isEnvelope_Body() {}
 func (*Envelope_KeyOp) isEnvelope_Body() {}
 
 func (*Envelope_KeyOpReply) isEnvelope_Body() {}
+
+func (*Envelope_SpreadQuery) isEnvelope_Body() {}
+
+func (*Envelope_SpreadReply) isEnvelope_Body() {}
 
 // KeyOp asks a member to change its gossip keyring (hearsay keys). It is
 // only ever sent sealed with the cluster's keyring, so only a holder of a
@@ -2321,6 +2354,203 @@ func (x *KeyOpReply) GetKeyIds() []string {
 	return nil
 }
 
+// SpreadQuery asks a member which version of each key it holds and by which
+// mechanism that version reached it: how far an update has spread. At most
+// 64 keys; answered by SpreadReply with the same id.
+type SpreadQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Keys          [][]byte               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpreadQuery) Reset() {
+	*x = SpreadQuery{}
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpreadQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpreadQuery) ProtoMessage() {}
+
+func (x *SpreadQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpreadQuery.ProtoReflect.Descriptor instead.
+func (*SpreadQuery) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SpreadQuery) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SpreadQuery) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// SpreadEntry is a member's answer for one key of a SpreadQuery.
+type SpreadEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// present is false when the member holds no record of the key.
+	Present   bool   `protobuf:"varint,2,opt,name=present,proto3" json:"present,omitempty"`
+	Hlc       uint64 `protobuf:"varint,3,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	Node      uint64 `protobuf:"varint,4,opt,name=node,proto3" json:"node,omitempty"`
+	Tombstone bool   `protobuf:"varint,5,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
+	// via is how the version held reached the member: "local",
+	// "direct-mail", "rumor" or "anti-entropy"; empty when it arrived
+	// before the member's recent-arrivals window.
+	Via           string `protobuf:"bytes,6,opt,name=via,proto3" json:"via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpreadEntry) Reset() {
+	*x = SpreadEntry{}
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpreadEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpreadEntry) ProtoMessage() {}
+
+func (x *SpreadEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpreadEntry.ProtoReflect.Descriptor instead.
+func (*SpreadEntry) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SpreadEntry) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SpreadEntry) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+func (x *SpreadEntry) GetHlc() uint64 {
+	if x != nil {
+		return x.Hlc
+	}
+	return 0
+}
+
+func (x *SpreadEntry) GetNode() uint64 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *SpreadEntry) GetTombstone() bool {
+	if x != nil {
+		return x.Tombstone
+	}
+	return false
+}
+
+func (x *SpreadEntry) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+// SpreadReply answers a SpreadQuery.
+type SpreadReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Entries       []*SpreadEntry         `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpreadReply) Reset() {
+	*x = SpreadReply{}
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpreadReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpreadReply) ProtoMessage() {}
+
+func (x *SpreadReply) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpreadReply.ProtoReflect.Descriptor instead.
+func (*SpreadReply) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SpreadReply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SpreadReply) GetEntries() []*SpreadEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 var File_internal_wire_wire_proto protoreflect.FileDescriptor
 
 const file_internal_wire_wire_proto_rawDesc = "" +
@@ -2433,7 +2663,8 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\aAEError\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xd0\t\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xd0\n" +
+	"\n" +
 	"\bEnvelope\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
@@ -2466,7 +2697,9 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x04nack\x18) \x01(\v2\x12.hearsay.wire.NackH\x00R\x04nack\x12,\n" +
 	"\x06key_op\x18< \x01(\v2\x13.hearsay.wire.KeyOpH\x00R\x05keyOp\x12<\n" +
 	"\fkey_op_reply\x18= \x01(\v2\x18.hearsay.wire.KeyOpReplyH\x00R\n" +
-	"keyOpReplyB\x06\n" +
+	"keyOpReply\x12>\n" +
+	"\fspread_query\x18Z \x01(\v2\x19.hearsay.wire.SpreadQueryH\x00R\vspreadQuery\x12>\n" +
+	"\fspread_reply\x18[ \x01(\v2\x19.hearsay.wire.SpreadReplyH\x00R\vspreadReplyB\x06\n" +
 	"\x04body\"m\n" +
 	"\x05KeyOp\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12+\n" +
@@ -2477,7 +2710,20 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"KeyOpReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x17\n" +
-	"\akey_ids\x18\x03 \x03(\tR\x06keyIds*3\n" +
+	"\akey_ids\x18\x03 \x03(\tR\x06keyIds\"1\n" +
+	"\vSpreadQuery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\fR\x04keys\"\x8f\x01\n" +
+	"\vSpreadEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x18\n" +
+	"\apresent\x18\x02 \x01(\bR\apresent\x12\x10\n" +
+	"\x03hlc\x18\x03 \x01(\x04R\x03hlc\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\x04R\x04node\x12\x1c\n" +
+	"\ttombstone\x18\x05 \x01(\bR\ttombstone\x12\x10\n" +
+	"\x03via\x18\x06 \x01(\tR\x03via\"R\n" +
+	"\vSpreadReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
+	"\aentries\x18\x02 \x03(\v2\x19.hearsay.wire.SpreadEntryR\aentries*3\n" +
 	"\x05State\x12\t\n" +
 	"\x05ALIVE\x10\x00\x12\v\n" +
 	"\aSUSPECT\x10\x01\x12\b\n" +
@@ -2508,37 +2754,40 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_internal_wire_wire_proto_goTypes = []any{
-	(State)(0),         // 0: hearsay.wire.State
-	(AEMode)(0),        // 1: hearsay.wire.AEMode
-	(KeyOpKind)(0),     // 2: hearsay.wire.KeyOpKind
-	(*Record)(nil),     // 3: hearsay.wire.Record
-	(*Member)(nil),     // 4: hearsay.wire.Member
-	(*Ping)(nil),       // 5: hearsay.wire.Ping
-	(*Ack)(nil),        // 6: hearsay.wire.Ack
-	(*PingReq)(nil),    // 7: hearsay.wire.PingReq
-	(*Nack)(nil),       // 8: hearsay.wire.Nack
-	(*Settings)(nil),   // 9: hearsay.wire.Settings
-	(*Join)(nil),       // 10: hearsay.wire.Join
-	(*JoinReply)(nil),  // 11: hearsay.wire.JoinReply
-	(*Mail)(nil),       // 12: hearsay.wire.Mail
-	(*MailAck)(nil),    // 13: hearsay.wire.MailAck
-	(*Announce)(nil),   // 14: hearsay.wire.Announce
-	(*Rumor)(nil),      // 15: hearsay.wire.Rumor
-	(*RumorAck)(nil),   // 16: hearsay.wire.RumorAck
-	(*RumorPull)(nil),  // 17: hearsay.wire.RumorPull
-	(*Fetch)(nil),      // 18: hearsay.wire.Fetch
-	(*AEStart)(nil),    // 19: hearsay.wire.AEStart
-	(*AEMore)(nil),     // 20: hearsay.wire.AEMore
-	(*AECells)(nil),    // 21: hearsay.wire.AECells
-	(*AEDiff)(nil),     // 22: hearsay.wire.AEDiff
-	(*AERecords)(nil),  // 23: hearsay.wire.AERecords
-	(*AEAck)(nil),      // 24: hearsay.wire.AEAck
-	(*AEError)(nil),    // 25: hearsay.wire.AEError
-	(*Envelope)(nil),   // 26: hearsay.wire.Envelope
-	(*KeyOp)(nil),      // 27: hearsay.wire.KeyOp
-	(*KeyOpReply)(nil), // 28: hearsay.wire.KeyOpReply
+	(State)(0),          // 0: hearsay.wire.State
+	(AEMode)(0),         // 1: hearsay.wire.AEMode
+	(KeyOpKind)(0),      // 2: hearsay.wire.KeyOpKind
+	(*Record)(nil),      // 3: hearsay.wire.Record
+	(*Member)(nil),      // 4: hearsay.wire.Member
+	(*Ping)(nil),        // 5: hearsay.wire.Ping
+	(*Ack)(nil),         // 6: hearsay.wire.Ack
+	(*PingReq)(nil),     // 7: hearsay.wire.PingReq
+	(*Nack)(nil),        // 8: hearsay.wire.Nack
+	(*Settings)(nil),    // 9: hearsay.wire.Settings
+	(*Join)(nil),        // 10: hearsay.wire.Join
+	(*JoinReply)(nil),   // 11: hearsay.wire.JoinReply
+	(*Mail)(nil),        // 12: hearsay.wire.Mail
+	(*MailAck)(nil),     // 13: hearsay.wire.MailAck
+	(*Announce)(nil),    // 14: hearsay.wire.Announce
+	(*Rumor)(nil),       // 15: hearsay.wire.Rumor
+	(*RumorAck)(nil),    // 16: hearsay.wire.RumorAck
+	(*RumorPull)(nil),   // 17: hearsay.wire.RumorPull
+	(*Fetch)(nil),       // 18: hearsay.wire.Fetch
+	(*AEStart)(nil),     // 19: hearsay.wire.AEStart
+	(*AEMore)(nil),      // 20: hearsay.wire.AEMore
+	(*AECells)(nil),     // 21: hearsay.wire.AECells
+	(*AEDiff)(nil),      // 22: hearsay.wire.AEDiff
+	(*AERecords)(nil),   // 23: hearsay.wire.AERecords
+	(*AEAck)(nil),       // 24: hearsay.wire.AEAck
+	(*AEError)(nil),     // 25: hearsay.wire.AEError
+	(*Envelope)(nil),    // 26: hearsay.wire.Envelope
+	(*KeyOp)(nil),       // 27: hearsay.wire.KeyOp
+	(*KeyOpReply)(nil),  // 28: hearsay.wire.KeyOpReply
+	(*SpreadQuery)(nil), // 29: hearsay.wire.SpreadQuery
+	(*SpreadEntry)(nil), // 30: hearsay.wire.SpreadEntry
+	(*SpreadReply)(nil), // 31: hearsay.wire.SpreadReply
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
@@ -2573,12 +2822,15 @@ var file_internal_wire_wire_proto_depIdxs = []int32{
 	8,  // 29: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
 	27, // 30: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
 	28, // 31: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
-	2,  // 32: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	29, // 32: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
+	31, // 33: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
+	2,  // 34: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
+	30, // 35: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -2608,6 +2860,8 @@ func file_internal_wire_wire_proto_init() {
 		(*Envelope_Nack)(nil),
 		(*Envelope_KeyOp)(nil),
 		(*Envelope_KeyOpReply)(nil),
+		(*Envelope_SpreadQuery)(nil),
+		(*Envelope_SpreadReply)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2615,7 +2869,7 @@ func file_internal_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
