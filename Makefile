@@ -60,6 +60,7 @@ fuzz:
 	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzRefusal$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzKeyringFile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/certs -run '^$$' -fuzz '^FuzzParseRole$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/certs -run '^$$' -fuzz '^FuzzParseCert$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)

@@ -56,7 +56,9 @@ type Config struct {
 	// refused). Ignored without a DataDir.
 	MinFreeDisk int64
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
-	// all gossip with AES-GCM; nodes without the key cannot take part.
+	// all gossip with AES-GCM; nodes without the key cannot take part. A
+	// keyring file in DataDir (KeyringFile, written by the key operations
+	// InstallKey, UseKey and RemoveKey) takes precedence over it.
 	SecretKey []byte
 	// MaxGossipConns and MaxGossipConnsPerIP cap the gossip TCP
 	// connections accepted at once, in all and from one source IP; 0 means
@@ -144,6 +146,8 @@ type Node struct {
 	syncDone  chan struct{}
 	syncStats syncStats
 	early     []engine.Message // loop-owned scratch
+
+	keys keys // the gossip keyring and its operations (keys.go)
 }
 
 // snapshot is what the loop publishes for readers outside it.
@@ -228,12 +232,11 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ring *transport.Keyring
-	if len(cfg.SecretKey) > 0 {
-		if ring, err = transport.NewKeyring(cfg.SecretKey); err != nil {
-			return nil, fmt.Errorf("hearsay: secret key: %w", err)
-		}
+	ring, ringPath, err := loadKeyring(cfg, log)
+	if err != nil {
+		return nil, err
 	}
+	n.keys = keys{ring: ring, path: ringPath, run: make(chan struct{}, 1), reqs: make(chan *wire.Envelope, keyReqQueue), done: make(chan struct{})}
 	tr, err := transport.New(transport.Config{
 		BindAddr:      cfg.BindAddr,
 		AdvertiseAddr: cfg.AdvertiseAddr,
@@ -287,6 +290,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		"incarnation", eng.Self().Incarnation, storage, "seeds", cfg.Seeds)
 	go n.loop()
 	go n.syncer()
+	go n.keyServer()
 	return n, nil
 }
 
@@ -466,11 +470,17 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 func (n *Node) step(now time.Time, in *transport.Incoming) {
 	if in.Refusal != "" {
 		n.eng.Refused(in.From, in.Refusal)
+		n.keyRefused(in.From, in.Refusal)
 		return
 	}
 	n.metrics.received.WithLabelValues(in.Env.Kind()).Inc()
 	n.metrics.receivedBytes.WithLabelValues(in.Env.Kind()).Add(float64(in.Size))
 	n.traffic.received(in.Env, in.Size)
+	switch in.Env.Body.(type) {
+	case *wire.Envelope_KeyOp, *wire.Envelope_KeyOpReply:
+		n.stepKeyOp(in.Env) // the runtime's, not the engine's
+		return
+	}
 	if err := n.eng.Step(now, in.Env); err != nil {
 		if isStorageError(err) {
 			// Not acknowledged: the sender keeps the records.
@@ -813,6 +823,7 @@ func (n *Node) Close() error {
 	close(n.closing)
 	<-n.done
 	<-n.syncDone
+	<-n.keys.done
 	n.closeWatchers()
 	n.memberFeed.close()
 	n.metrics.unregister()

@@ -118,6 +118,8 @@ type Config struct {
 	// SecretKeyFile names a file holding the cluster's secret key, base64
 	// of 16, 24 or 32 bytes: gossip is then encrypted and authenticated,
 	// and nodes without the key cannot take part. Empty: no encryption.
+	// A keyring file in DataDir (hearsay.KeyringFile, written by the key
+	// operations of hearsay keys) takes precedence over it.
 	SecretKeyFile string
 	// CertsDir is a certs directory (see hearsay cert): ca.crt, node.crt and
 	// node.key. With it the HTTP API is served over TLS 1.3 with node.crt,
@@ -220,7 +222,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Var((*sizeValue)(&c.MaxValueSize), FlagMaxValueSize, "largest value accepted, in bytes (suffixes KiB, MiB allowed)")
 	fs.BoolVar(&c.NoSync, FlagNoSync, c.NoSync, "do not fsync before acknowledging writes (a crash may lose them)")
 	fs.Var((*freeSpaceValue)(&c.MinFreeDisk), FlagMinFreeDisk, "free space below which writes are refused with 507 until space is freed: a size (256MiB, 10GiB), auto (the larger of 256 MiB and 2% of the volume) or off")
-	fs.StringVar(&c.SecretKeyFile, FlagSecretKey, c.SecretKeyFile, "file holding the cluster key (base64 of 16, 24 or 32 bytes) that encrypts gossip")
+	fs.StringVar(&c.SecretKeyFile, FlagSecretKey, c.SecretKeyFile, "file holding the cluster key (base64 of 16, 24 or 32 bytes) that encrypts gossip; the file keyring that hearsay keys leaves in --data-dir takes precedence")
 	fs.StringVar(&c.LogLevel, FlagLogLevel, c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, FlagLogFormat, c.LogFormat, "log format: text or json")
 	fs.BoolVar(&c.DirectMail, FlagDirectMail, c.DirectMail, "send each write at once to every member (small clusters)")

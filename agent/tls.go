@@ -87,6 +87,11 @@ var routeRoles = map[string]certs.Role{
 	"GET /metrics":           certs.RoleRead,
 	"GET /v1/stats":          certs.RoleRead,
 	"GET /v1/spread":         certs.RoleRead,
+	// The gossip keyring (hearsay keys): admin only, listing included.
+	"GET /v1/keys":         certs.RoleAdmin,
+	"POST /v1/keys":        certs.RoleAdmin,
+	"PUT /v1/keys/primary": certs.RoleAdmin,
+	"DELETE /v1/keys/{id}": certs.RoleAdmin,
 	// Probes of orchestrators (kubelet httpGet, load balancers) carry no
 	// client certificate; the answers say only live or ready, and why not.
 	"GET /v1/health/live":  certs.RoleNone,

@@ -42,6 +42,10 @@ func (x *Envelope) Kind() string {
 		return "ae_ack"
 	case *Envelope_AeError:
 		return "ae_error"
+	case *Envelope_KeyOp:
+		return "key_op"
+	case *Envelope_KeyOpReply:
+		return "key_op_reply"
 	case *Envelope_SpreadQuery:
 		return "spread_query"
 	case *Envelope_SpreadReply:
