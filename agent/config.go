@@ -59,6 +59,7 @@ const (
 
 	// Protocol tuning. Defaults are engine.DefaultConfig's.
 	FlagDirectMail       = "direct-mail"
+	FlagDirectMailWindow = "direct-mail-window"
 	FlagRumor            = "rumor"
 	FlagAntiEntropy      = "anti-entropy"
 	FlagGossipInterval   = "gossip-interval"
@@ -75,7 +76,7 @@ const (
 // fileKeys are the flags a config file may set, sorted.
 var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
-	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagInMemory, FlagJoin,
+	FlagDataDir, FlagDirectMail, FlagDirectMailWindow, FlagFanout, FlagGossipInterval, FlagHTTP, FlagInMemory, FlagJoin,
 	FlagLogFormat, FlagLogLevel, FlagMaxClockOffset, FlagMaxValueSize, FlagMinFreeDisk, FlagName,
 	FlagNoSync, FlagProfile, FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSuspicionTimeout,
 	FlagTombstoneGrace,
@@ -144,6 +145,7 @@ type Config struct {
 
 	// Protocol tuning: which mechanisms run and how fast. Each has a flag.
 	DirectMail          bool
+	DirectMailWindow    time.Duration
 	Rumor               bool
 	AntiEntropy         bool
 	GossipInterval      time.Duration
@@ -195,6 +197,7 @@ func DefaultConfig() Config {
 		Bounds:       DefaultBounds(),
 
 		DirectMail:          pc.DirectMail,
+		DirectMailWindow:    pc.DirectMailWindow,
 		Rumor:               pc.RumorMongering,
 		AntiEntropy:         pc.AntiEntropy,
 		GossipInterval:      pc.Rumor.Interval,
@@ -226,6 +229,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.LogLevel, FlagLogLevel, c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, FlagLogFormat, c.LogFormat, "log format: text or json")
 	fs.BoolVar(&c.DirectMail, FlagDirectMail, c.DirectMail, "send each write at once to every member (small clusters)")
+	fs.DurationVar(&c.DirectMailWindow, FlagDirectMailWindow, c.DirectMailWindow, "batch the writes of this window into one direct mail per member: fewer messages for at most this much more replication latency (0: mail at once)")
 	fs.BoolVar(&c.Rumor, FlagRumor, c.Rumor, "spread updates by rumor mongering")
 	fs.BoolVar(&c.AntiEntropy, FlagAntiEntropy, c.AntiEntropy, "start periodic anti-entropy exchanges (answering peers' is always on)")
 	fs.DurationVar(&c.GossipInterval, FlagGossipInterval, c.GossipInterval, "rumor-mongering round")

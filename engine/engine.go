@@ -118,6 +118,9 @@ type Engine struct {
 	ae      *antientropy.Reconciler
 
 	fresh   []store.Record // local writes not yet mailed
+	// freshSince is when the oldest of fresh was written: the mail window
+	// (Config.DirectMailWindow) closes at freshSince+window.
+	freshSince time.Time
 	arrived arrivals       // how recent changes arrived, for spread queries
 	ready   Ready
 	stats   Stats
@@ -353,7 +356,12 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 	e.stats.LocalWrites++
 	e.ready.Changes = append(e.ready.Changes, rec)
 	e.arrived.note(rec.Key, rec.Version, ViaLocal)
-	e.fresh = append(e.fresh, rec)
+	if e.cfg.DirectMail {
+		if len(e.fresh) == 0 {
+			e.freshSince = now
+		}
+		e.fresh = append(e.fresh, rec)
+	}
 	if e.cfg.RumorMongering {
 		e.monger.Add(now, rec)
 	}
@@ -727,7 +735,7 @@ func (e *Engine) Tick(now time.Time) error {
 		e.members.Tick(now)
 	}
 	e.drainMemberEvents()
-	if len(e.fresh) > 0 && e.cfg.DirectMail {
+	if len(e.fresh) > 0 && e.cfg.DirectMail && !now.Before(e.freshSince.Add(e.cfg.DirectMailWindow)) {
 		limit := e.cfg.DirectMailMaxPeers
 		peers := e.members.LivePeers()
 		if limit > 0 && len(peers) > limit {
@@ -778,6 +786,9 @@ func (e *Engine) Deadline() time.Time {
 		d = earliest(d, e.viewSavedAt.Add(membersSaveInterval))
 	}
 	d = earliest(d, e.mail.Deadline())
+	if len(e.fresh) > 0 && e.cfg.DirectMail && e.cfg.DirectMailWindow > 0 {
+		d = earliest(d, e.freshSince.Add(e.cfg.DirectMailWindow))
+	}
 	if e.cfg.RumorMongering {
 		d = earliest(d, e.monger.Deadline())
 	}
