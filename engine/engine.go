@@ -117,13 +117,13 @@ type Engine struct {
 	monger  *rumor.Monger
 	ae      *antientropy.Reconciler
 
-	fresh   []store.Record // local writes not yet mailed
+	fresh []store.Record // local writes not yet mailed
 	// freshSince is when the oldest of fresh was written: the mail window
 	// (Config.DirectMailWindow) closes at freshSince+window.
 	freshSince time.Time
-	arrived arrivals       // how recent changes arrived, for spread queries
-	ready   Ready
-	stats   Stats
+	arrived    arrivals // how recent changes arrived, for spread queries
+	ready      Ready
+	stats      Stats
 
 	viewDirty   bool      // the member list changed since it was saved
 	viewSavedAt time.Time // when it was last saved
