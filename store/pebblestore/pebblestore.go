@@ -71,6 +71,11 @@ type Options struct {
 	// in memory (40 bytes each) and rebuilt by one scan at open; 0 means
 	// DefaultDigestCells.
 	DigestCells int
+	// ReserveBytes is the size of the reserve file kept in the data
+	// directory and deleted when the disk fills, so that the flushes the
+	// writes already in flight wait for can complete (see failure.go); 0
+	// means DefaultReserve, negative none.
+	ReserveBytes int64
 }
 
 // DefaultDigestCells is the digest size when Options.DigestCells is 0:
@@ -93,6 +98,14 @@ type Store struct {
 	// failure.go). Both make writes fail at once.
 	noSpace     atomic.Bool
 	fullStreak  atomic.Int64 // ENOSPCs met since the disk last had room
+	// raw is the file system under fsys; reserve the size of the reserve
+	// file, reserved whether it is in place, headroom whether its space
+	// was released for the work in flight and not used up yet
+	// (failure.go).
+	raw      vfs.FS
+	reserve  int64
+	reserved atomic.Bool
+	headroom atomic.Bool
 	fail        atomic.Pointer[failure]
 	logThrottle throttle
 	// dirty is set by every write and cleared by Sync, so that a Sync with
@@ -134,7 +147,11 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 		logger = slog.Default()
 	}
 	s := &Store{dir: dir, noSync: opts.NoSync, opts: opts, log: logger.With("component", "pebblestore")}
-	s.fsys = fullFS{FS: fsys, s: s}
+	s.fsys, s.raw = fullFS{FS: fsys, s: s}, fsys
+	s.reserve = opts.ReserveBytes
+	if s.reserve == 0 {
+		s.reserve = DefaultReserve
+	}
 	db, err := pebble.Open(dir, s.pebbleOptions(create))
 	switch {
 	case err == nil:
@@ -153,6 +170,11 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 	if err := s.loadDigest(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	if err := s.makeReserve(); err != nil {
+		// A full disk: the store opens without its reserve, which Recover
+		// puts back once there is room.
+		s.log.Warn("no room for the disk-full reserve", "dir", dir, "size", s.reserve, "err", err)
 	}
 	return s, nil
 }
