@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Fills an agent's data directory, on a small tmpfs, with 128 KiB values
-# through the HTTP API until it answers 507, then measures the agent's CPU
-# while the disk stays full, over WINDOW seconds. Needs root (mount).
+# Fills an agent's data directory, on a 64 MiB tmpfs (24 MiB taken by a
+# ballast file), with 128 KiB values through the HTTP API until it answers
+# 507, reports the slowest answer, then measures the agent's CPU while the
+# disk stays full, over WINDOW seconds. Needs root (mount). The binary given
+# (default: built from this tree) is run as it is: compare two builds by
+# running the script on each.
 #
 #   scripts/diskfull-cpu.sh [compressible|incompressible] [min-free-disk] [window s] [binary]
 #
@@ -46,8 +49,10 @@ while :; do
 	t0=$(date +%s.%N)
 	code=$(curl -s -o "$work/body" -w '%{http_code}' -X PUT --data-binary "@$val" --max-time 60 "$url/v1/kv/k$(printf %05d $i)")
 	t1=$(date +%s.%N)
+	d=$(echo "$t1 - $t0" | bc)
+	if (($(echo "$d > ${slowest:-0}" | bc))); then slowest=$d; fi
 	if [[ $code == 507 ]]; then
-		echo "507 after $i acknowledged writes, in $(echo "$t1 - $t0" | bc) s: $(cat "$work/body")"
+		echo "507 after $i acknowledged writes, in $d s (slowest write answered in $slowest s): $(cat "$work/body")"
 		break
 	fi
 	[[ $code == 200 ]] || { echo "put $i: $code $(cat "$work/body")"; exit 1; }

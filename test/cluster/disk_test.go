@@ -233,11 +233,14 @@ func extraBinary(t *testing.T, name string, flags ...string) string {
 // TestSlowSyncNoFalseSuspicion runs three agents, one of whose store syncs
 // take 200 ms more than the disk's, under a steady stream of writes to that
 // one. Its peers must never suspect it: its probe acks do not wait for its
-// syncs.
+// syncs. The slow one, whose --slow-sync is 100 ms, reports its slow disk
+// (status slow_sync and a not-ready reason, one warning) and still takes
+// writes; its peers report nothing.
 func TestSlowSyncNoFalseSuspicion(t *testing.T) {
 	bin := faultAgentBinary(t)
 	slow := newAgent(t, "slow")
 	slow.bin, slow.env = bin, []string{"HEARSAY_FAULT_SYNC_DELAY=200ms"}
+	slow.extra = []string{"--slow-sync", "100ms"}
 	slow.start()
 	b := newAgent(t, "b", slow.gossip)
 	b.start()
@@ -296,5 +299,18 @@ func TestSlowSyncNoFalseSuspicion(t *testing.T) {
 		if m := x.members()["slow"]; m.State != "alive" {
 			t.Errorf("%s sees slow as %q", x.name, m.State)
 		}
+		if st, ok := x.status(); !ok || st.SlowSync {
+			t.Errorf("%s, whose disk is fast, reports slow syncs: %+v", x.name, st)
+		}
+	}
+	st, ok := slow.status()
+	if !ok || !st.SlowSync || st.Ready || !strings.Contains(strings.Join(st.NotReady, "; "), "disk: slow syncs") ||
+		st.SyncSeconds == nil || st.SyncSeconds.P99 < 0.18 {
+		t.Errorf("the slow agent's status does not report its slow disk: %+v", st)
+	} else {
+		t.Logf("slow agent: sync p99 %.3f s, max %.3f s over %d syncs in the last minute; not ready: %q", st.SyncSeconds.P99, st.SyncSeconds.Max, st.SyncSeconds.Count, st.NotReady)
+	}
+	if n := strings.Count(slow.logSince(0), "slow disk: syncs are slower"); n != 1 {
+		t.Errorf("the slow agent logged its slow disk %d times in %v, want once (at most once a minute)", n, run)
 	}
 }
