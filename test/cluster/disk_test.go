@@ -314,3 +314,70 @@ func TestSlowSyncNoFalseSuspicion(t *testing.T) {
 		t.Errorf("the slow agent logged its slow disk %d times in %v, want once (at most once a minute)", n, run)
 	}
 }
+
+// TestFailedSyncNeverAcknowledged runs two agents, one of them a
+// faultinject build whose store syncs fail with EIO while a file exists: a
+// disk whose fsync fails. The write whose sync failed is answered 503,
+// never 200; the node then refuses every write, even once its syncs would
+// succeed again (fail-stop), says why it is not ready, keeps serving reads
+// and membership, and does not acknowledge its peer's records, which stay
+// in the peer's outbox. Restarted, it has every write it acknowledged,
+// takes writes again and receives what its peer kept for it.
+func TestFailedSyncNeverAcknowledged(t *testing.T) {
+	failFile := filepath.Join(t.TempDir(), "fail-syncs")
+	bad := newAgent(t, "bad")
+	bad.bin, bad.env = faultAgentBinary(t), []string{"HEARSAY_FAULT_SYNC_FAIL=" + failFile}
+	bad.start()
+	peer := newAgent(t, "peer", bad.gossip)
+	peer.start()
+	for _, x := range []*agent{bad, peer} {
+		x.waitFor(20*time.Second, "ready", func() bool { st, ok := x.status(); return ok && st.Ready })
+	}
+	bad.put("durable", "1")
+
+	if err := os.WriteFile(failFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body, code, err := bad.request("PUT", "/v1/kv/unsynced", []byte("2"))
+	if err != nil || code != 503 {
+		t.Fatalf("put whose sync failed: %d %s %v, want 503", code, body, err)
+	}
+	t.Logf("put whose sync failed: %d %s", code, body)
+	if err := os.Remove(failFile); err != nil { // the disk seems fine again
+		t.Fatal(err)
+	}
+	body, code, err = bad.requestWithin(writeDeadline, "PUT", "/v1/kv/later", []byte("3"))
+	if err != nil || code != 503 || !strings.Contains(string(body), "storage failed") {
+		t.Fatalf("put after a failed sync: %d %s %v, want 503 storage failed", code, body, err)
+	}
+	st, ok := bad.status()
+	if !ok || st.Ready || !strings.Contains(strings.Join(st.NotReady, "; "), "storage failed") {
+		t.Fatalf("status after a failed sync: %+v", st)
+	}
+	if v, ok := bad.get("durable"); !ok || v != "1" {
+		t.Fatalf("read after a failed sync: %q %v", v, ok)
+	}
+	peer.put("from-peer", "4")
+	peer.waitFor(10*time.Second, "the record for bad left in peer's outbox", func() bool {
+		st, ok := peer.status()
+		return ok && st.Outbox > 0
+	})
+	if _, ok := bad.get("from-peer"); ok {
+		t.Fatal("a node whose sync failed applied a peer's record")
+	}
+	if m := peer.members()["bad"]; m.State != "alive" {
+		t.Fatalf("peer sees the failed node as %q: its membership must go on", m.State)
+	}
+
+	bad.kill()
+	bad.start()
+	if v, ok := bad.get("durable"); !ok || v != "1" {
+		t.Fatalf("acknowledged write after restart: %q %v", v, ok)
+	}
+	bad.waitFor(20*time.Second, "ready after the restart", func() bool { st, ok := bad.status(); return ok && st.Ready })
+	bad.put("after-restart", "5")
+	bad.waitFor(20*time.Second, "the peer's record delivered after the restart", func() bool {
+		v, ok := bad.get("from-peer")
+		return ok && v == "4"
+	})
+}

@@ -43,6 +43,7 @@ type agentStatus struct {
 	Serving       bool     `json:"serving"`
 	Joined        bool     `json:"joined"`
 	LastJoinError string   `json:"last_join_error"`
+	Outbox        int      `json:"outbox"`
 	SlowSync      bool     `json:"slow_sync"`
 	SyncSeconds   *struct {
 		Count uint64  `json:"count"`
