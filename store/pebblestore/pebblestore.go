@@ -96,16 +96,16 @@ type Store struct {
 	// noSpace is set when a write, flush or compaction met ENOSPC; fail
 	// when a commit failed and pebble can take no more writes (see
 	// failure.go). Both make writes fail at once.
-	noSpace     atomic.Bool
-	fullStreak  atomic.Int64 // ENOSPCs met since the disk last had room
+	noSpace    atomic.Bool
+	fullStreak atomic.Int64 // ENOSPCs met since the disk last had room
 	// raw is the file system under fsys; reserve the size of the reserve
 	// file, reserved whether it is in place, headroom whether its space
 	// was released for the work in flight and not used up yet
 	// (failure.go).
-	raw      vfs.FS
-	reserve  int64
-	reserved atomic.Bool
-	headroom atomic.Bool
+	raw         vfs.FS
+	reserve     int64
+	reserved    atomic.Bool
+	headroom    atomic.Bool
 	fail        atomic.Pointer[failure]
 	logThrottle throttle
 	// dirty is set by every write and cleared by Sync, so that a Sync with
