@@ -37,8 +37,9 @@ const (
 	// CPU.
 	diskRecheckInterval = time.Second
 	// minFreeToResume is the least free space at which a store that met
-	// ENOSPC is recovered, whatever Config.MinFreeDisk: room for a few
-	// memtable flushes, so that it does not fill again at once.
+	// ENOSPC is recovered, whatever Config.MinFreeDisk: room for the
+	// store's reserve file (8 MiB, put back by Recover) and a few memtable
+	// flushes, so that it does not fill again at once.
 	minFreeToResume = 16 << 20
 	// storageLogInterval bounds how often the same storage error is logged.
 	storageLogInterval = time.Second
