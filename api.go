@@ -125,4 +125,11 @@ type Status struct {
 	// node is ahead). ClockPeers is how many peers that is the median of.
 	ClockOffset float64 `json:"clock_offset"`
 	ClockPeers  int     `json:"clock_peers"`
+	// SyncSeconds is the latency of the store's recent syncs (the last
+	// minute); nil for a node without a data directory.
+	SyncSeconds *SyncLatency `json:"sync_seconds,omitempty"`
+	// SlowSync is true while those syncs are slower than Config.SlowSync
+	// (p99 over the window, or the sync in progress); NotReady then says
+	// so.
+	SlowSync bool `json:"slow_sync"`
 }

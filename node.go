@@ -55,6 +55,12 @@ type Config struct {
 	// turns the check off (a write that meets a full disk is still
 	// refused). Ignored without a DataDir.
 	MinFreeDisk int64
+	// SlowSync is the sync latency above which the node reports its disk
+	// as slow: /v1/status slow_sync, a readiness reason and a warning at
+	// most once a minute, while the p99 of its syncs over the last minute,
+	// or the sync in progress, takes longer. 0 means DefaultSlowSync (1 s);
+	// negative turns the report off. Ignored without a DataDir.
+	SlowSync time.Duration
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
 	// all gossip with AES-GCM; nodes without the key cannot take part. A
 	// keyring file in DataDir (KeyringFile, written by the key operations
@@ -144,7 +150,11 @@ type Node struct {
 	syncQueue []syncWork
 	syncKick  chan struct{}
 	syncDone  chan struct{}
-	syncStats syncStats
+	// Sync latency (syncwatch.go): the bound, the recent syncs, and the
+	// loop's next look at them.
+	slowSync  time.Duration
+	syncWatch syncWatch
+	syncNext  time.Time
 	early     []engine.Message // loop-owned scratch
 
 	keys keys // the gossip keyring and its operations (keys.go)
@@ -269,6 +279,10 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	n.reqs, n.closing, n.done = make(chan request, 1024), make(chan struct{}), make(chan struct{})
 	n.syncKick, n.syncDone = make(chan struct{}, 1), make(chan struct{})
 	n.watchers = map[*watcher]struct{}{}
+	n.slowSync = cfg.SlowSync
+	if n.slowSync == 0 {
+		n.slowSync = DefaultSlowSync
+	}
 	n.initDisk()
 	// A node back from an absence longer than the tombstone grace period
 	// serves nothing until anti-entropy has pulled a full reconciliation.
@@ -376,7 +390,7 @@ func (n *Node) loop() {
 			n.eng.SetWallOffset(wallSkew())
 		}
 		now := time.Now()
-		if d := earliestTime(n.eng.Deadline(), n.checkDisk(now)); !d.IsZero() {
+		if d := earliestTime(earliestTime(n.eng.Deadline(), n.checkDisk(now)), n.watchSync(now)); !d.IsZero() {
 			timer.Reset(max(d.Sub(now), 0))
 		}
 		select {
@@ -768,6 +782,14 @@ func (n *Node) Status() Status {
 	}
 	if r := n.noSpace.Load(); r != nil {
 		st.NotReady = append(st.NotReady, *r)
+	}
+	if _, ok := n.raw.(diskStore); ok {
+		l := n.syncWatch.stats(time.Now())
+		st.SyncSeconds = &l
+		if r := n.slowSyncReason(l); r != "" {
+			st.SlowSync = true
+			st.NotReady = append(st.NotReady, r)
+		}
 	}
 	if !st.Joined {
 		reason := fmt.Sprintf("not joined: no seed of %v has answered yet", n.cfg.Seeds)

@@ -163,6 +163,10 @@ func New(cfg Config) (*Agent, error) {
 	applyBounds(&ncfg, cfg)
 	ncfg.NoSync = cfg.NoSync
 	ncfg.MinFreeDisk = cfg.MinFreeDisk
+	ncfg.SlowSync = cfg.SlowSync
+	if cfg.SlowSync == 0 {
+		ncfg.SlowSync = -1 // the flag's 0 turns the report off
+	}
 	ncfg.SecretKey = key
 	ncfg.Logger = log
 	ncfg.Registerer = reg

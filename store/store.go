@@ -143,6 +143,11 @@ type Store interface {
 	// at or after start, in key order, tombstones included, until fn returns
 	// false.
 	Scan(prefix, start []byte, fn func(Record) bool) error
+	// ScanTombstones calls fn for every tombstone whose key is at or after
+	// start, in key order, until fn returns false. It visits tombstones
+	// only, through an index, so its cost follows their number and not
+	// the store's size: the tombstone sweep uses it.
+	ScanTombstones(start []byte, fn func(Record) bool) error
 	// Remove deletes key's record if it still holds version v: used to
 	// collect tombstones after their grace period without racing a newer
 	// write.

@@ -19,7 +19,36 @@ const (
 	// nsInternal prefixes the store's own bookkeeping, apart from the
 	// engine's metadata.
 	nsInternal byte = 'i'
+	// nsTomb prefixes the tombstone index: 't' + key, whose value is the
+	// tombstone's version (HLC then node id, big endian), one per record
+	// that is a tombstone. The tombstone sweep reads it instead of every
+	// record, values and all.
+	nsTomb byte = 't'
 )
+
+// tombVersionLen is the length of a tombstone index entry's value.
+const tombVersionLen = 16
+
+// keyTombIndexed is the internal key whose presence says that the
+// tombstone index covers every tombstone (data directories written before
+// the index existed get it built at open).
+const keyTombIndexed = "tomb-index"
+
+// encodeVersion returns v as a tombstone index value.
+func encodeVersion(v store.Version) []byte {
+	b := make([]byte, tombVersionLen)
+	binary.BigEndian.PutUint64(b, v.HLC)
+	binary.BigEndian.PutUint64(b[8:], v.Node)
+	return b
+}
+
+// decodeVersion reads a tombstone index value.
+func decodeVersion(b []byte) (store.Version, error) {
+	if len(b) != tombVersionLen {
+		return store.Version{}, fmt.Errorf("%w: tombstone index entry of %d bytes, want %d", ErrCorrupt, len(b), tombVersionLen)
+	}
+	return store.Version{HLC: binary.BigEndian.Uint64(b), Node: binary.BigEndian.Uint64(b[8:])}, nil
+}
 
 // keyHashIndexed is the internal key whose presence says that the key-hash
 // index covers every record (data directories written before the index

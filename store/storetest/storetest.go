@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Closed", testClosed},
 		{"Digest", testDigest},
 		{"GetByHash", testGetByHash},
+		{"ScanTombstones", testScanTombstones},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -931,5 +932,81 @@ func testGetByHash(t *testing.T, s store.Store) {
 	}
 	if got, err := s.GetByHash(digest.KeyHash([]byte("b"))); err != nil || len(got) != 0 {
 		t.Fatalf("GetByHash after Remove = %v, %v", got, err)
+	}
+}
+
+// CheckTombstones fails t unless ScanTombstones visits exactly the
+// tombstones that Scan finds, with the same versions, in key order.
+func CheckTombstones(t testing.TB, s store.Store) {
+	t.Helper()
+	var want, got []store.Record
+	if err := s.Scan(nil, nil, func(r store.Record) bool {
+		if r.Tombstone {
+			want = append(want, r)
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	if err := s.ScanTombstones(nil, func(r store.Record) bool {
+		got = append(got, r)
+		return true
+	}); err != nil {
+		t.Fatalf("ScanTombstones: %v", err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ScanTombstones visited %d tombstones, Scan finds %d", len(got), len(want))
+	}
+	for i := range want {
+		if !Equal(got[i], want[i]) {
+			t.Fatalf("ScanTombstones[%d] = %s, want %s", i, Format(got[i]), Format(want[i]))
+		}
+	}
+}
+
+// testScanTombstones drives random writes, deletes and removals and checks
+// after each step that ScanTombstones sees the tombstones Scan sees, no
+// more; then its start key and early stop, over more than one chunk.
+func testScanTombstones(t *testing.T, s store.Store) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range 600 {
+		key := fmt.Sprintf("k%02d", rng.IntN(40))
+		hlc := uint64(i + 1)
+		if rng.IntN(5) == 0 {
+			hlc = uint64(rng.IntN(i + 1)) // an old version: may lose
+		}
+		switch op := rng.IntN(10); {
+		case op < 4:
+			apply(t, s, rec(key, "v", hlc, 1))
+		case op < 8:
+			apply(t, s, tomb(key, hlc, 1))
+		case op < 9:
+			// Two writes to one key in one call.
+			apply(t, s, tomb(key, hlc, 1), rec(key, "w", hlc, 2))
+		default:
+			if r, ok := mustGet(t, s, key); ok {
+				if err := s.Remove(r.Key, r.Version); err != nil {
+					t.Fatalf("Remove: %v", err)
+				}
+			}
+		}
+		CheckTombstones(t, s)
+	}
+	// More tombstones than one chunk of a scan.
+	var recs []store.Record
+	for i := range 700 {
+		recs = append(recs, tomb(fmt.Sprintf("t%04d", i), 1000, 1))
+	}
+	apply(t, s, recs...)
+	CheckTombstones(t, s)
+	var keys []string
+	if err := s.ScanTombstones([]byte("t0300"), func(r store.Record) bool {
+		keys = append(keys, string(r.Key))
+		return len(keys) < 5
+	}); err != nil {
+		t.Fatalf("ScanTombstones: %v", err)
+	}
+	if want := []string{"t0300", "t0301", "t0302", "t0303", "t0304"}; !slices.Equal(keys, want) {
+		t.Fatalf("ScanTombstones from t0300, 5 of them = %q, want %q", keys, want)
 	}
 }
