@@ -132,12 +132,16 @@ func (AEMode) EnumDescriptor() ([]byte, []int) {
 
 // Record is one key's replicated state (store.Record on the wire).
 type Record struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	Hlc           uint64                 `protobuf:"varint,3,opt,name=hlc,proto3" json:"hlc,omitempty"`
-	Node          uint64                 `protobuf:"varint,4,opt,name=node,proto3" json:"node,omitempty"`
-	Tombstone     bool                   `protobuf:"varint,5,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value     []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Hlc       uint64                 `protobuf:"varint,3,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	Node      uint64                 `protobuf:"varint,4,opt,name=node,proto3" json:"node,omitempty"`
+	Tombstone bool                   `protobuf:"varint,5,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
+	// sig is, in a certificate cluster, the origin node's Ed25519 signature
+	// over the record's canonical encoding (engine.SignedBytes); the origin
+	// is the node whose id is the version's node. Empty in an unsigned cluster.
+	Sig           []byte `protobuf:"bytes,6,opt,name=sig,proto3" json:"sig,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -207,6 +211,13 @@ func (x *Record) GetTombstone() bool {
 	return false
 }
 
+func (x *Record) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
+
 // Member is one entry of the membership view, gossiped by piggybacking.
 type Member struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -218,7 +229,11 @@ type Member struct {
 	// from names the member that raised a SUSPECT update: suspicions from
 	// distinct accusers are independent confirmations that shorten the
 	// suspicion timeout (Lifeguard, "Local Health Aware Suspicion").
-	From          string `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	From string `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	// cert is, in a certificate cluster, the member's node certificate (DER),
+	// carried in the member lists of Join and JoinReply (not in piggybacked
+	// updates): how members learn the keys that verify each other's records.
+	Cert          []byte `protobuf:"bytes,7,opt,name=cert,proto3" json:"cert,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -293,6 +308,13 @@ func (x *Member) GetFrom() string {
 		return x.From
 	}
 	return ""
+}
+
+func (x *Member) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
 }
 
 // Ping asks the receiver to answer with an Ack carrying the same seq.
@@ -1713,6 +1735,8 @@ type Envelope struct {
 	//	*Envelope_AeError
 	//	*Envelope_PingReq
 	//	*Envelope_Nack
+	//	*Envelope_CertRequest
+	//	*Envelope_CertReply
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1968,6 +1992,24 @@ func (x *Envelope) GetNack() *Nack {
 	return nil
 }
 
+func (x *Envelope) GetCertRequest() *CertRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_CertRequest); ok {
+			return x.CertRequest
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetCertReply() *CertReply {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_CertReply); ok {
+			return x.CertReply
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -2050,6 +2092,15 @@ type Envelope_Nack struct {
 	Nack *Nack `protobuf:"bytes,41,opt,name=nack,proto3,oneof"`
 }
 
+type Envelope_CertRequest struct {
+	// 50-59: certificates of a signed cluster.
+	CertRequest *CertRequest `protobuf:"bytes,50,opt,name=cert_request,json=certRequest,proto3,oneof"`
+}
+
+type Envelope_CertReply struct {
+	CertReply *CertReply `protobuf:"bytes,51,opt,name=cert_reply,json=certReply,proto3,oneof"`
+}
+
 func (*Envelope_Ping) isEnvelope_Body() {}
 
 func (*Envelope_Ack) isEnvelope_Body() {}
@@ -2088,24 +2139,123 @@ func (*Envelope_PingReq) isEnvelope_Body() {}
 
 func (*Envelope_Nack) isEnvelope_Body() {}
 
+func (*Envelope_CertRequest) isEnvelope_Body() {}
+
+func (*Envelope_CertReply) isEnvelope_Body() {}
+
+// CertRequest asks for the node certificates of these node ids: a node that
+// received a record signed by a node whose certificate it does not hold
+// asks the sender, which verified the record, so holds it.
+type CertRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeIds       []uint64               `protobuf:"varint,1,rep,packed,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertRequest) Reset() {
+	*x = CertRequest{}
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertRequest) ProtoMessage() {}
+
+func (x *CertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertRequest.ProtoReflect.Descriptor instead.
+func (*CertRequest) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CertRequest) GetNodeIds() []uint64 {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+// CertReply answers CertRequest with the certificates (DER) the sender
+// holds; the receiver verifies each against the cluster CA.
+type CertReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certs         [][]byte               `protobuf:"bytes,1,rep,name=certs,proto3" json:"certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertReply) Reset() {
+	*x = CertReply{}
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertReply) ProtoMessage() {}
+
+func (x *CertReply) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
+func (*CertReply) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CertReply) GetCerts() [][]byte {
+	if x != nil {
+		return x.Certs
+	}
+	return nil
+}
+
 var File_internal_wire_wire_proto protoreflect.FileDescriptor
 
 const file_internal_wire_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x18internal/wire/wire.proto\x12\fhearsay.wire\"t\n" +
+	"\x18internal/wire/wire.proto\x12\fhearsay.wire\"\x86\x01\n" +
 	"\x06Record\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
 	"\x03hlc\x18\x03 \x01(\x04R\x03hlc\x12\x12\n" +
 	"\x04node\x18\x04 \x01(\x04R\x04node\x12\x1c\n" +
-	"\ttombstone\x18\x05 \x01(\bR\ttombstone\"\xb0\x01\n" +
+	"\ttombstone\x18\x05 \x01(\bR\ttombstone\x12\x10\n" +
+	"\x03sig\x18\x06 \x01(\fR\x03sig\"\xc4\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12 \n" +
 	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\x12)\n" +
 	"\x05state\x18\x04 \x01(\x0e2\x13.hearsay.wire.StateR\x05state\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\x04R\x06nodeId\x12\x12\n" +
-	"\x04from\x18\x06 \x01(\tR\x04from\"I\n" +
+	"\x04from\x18\x06 \x01(\tR\x04from\x12\x12\n" +
+	"\x04cert\x18\a \x01(\fR\x04cert\"I\n" +
 	"\x04Ping\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x17\n" +
@@ -2200,7 +2350,7 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\aAEError\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xe4\b\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xde\t\n" +
 	"\bEnvelope\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
@@ -2230,8 +2380,15 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x06ae_ack\x18# \x01(\v2\x13.hearsay.wire.AEAckH\x00R\x05aeAck\x122\n" +
 	"\bae_error\x18$ \x01(\v2\x15.hearsay.wire.AEErrorH\x00R\aaeError\x122\n" +
 	"\bping_req\x18( \x01(\v2\x15.hearsay.wire.PingReqH\x00R\apingReq\x12(\n" +
-	"\x04nack\x18) \x01(\v2\x12.hearsay.wire.NackH\x00R\x04nackB\x06\n" +
-	"\x04body*3\n" +
+	"\x04nack\x18) \x01(\v2\x12.hearsay.wire.NackH\x00R\x04nack\x12>\n" +
+	"\fcert_request\x182 \x01(\v2\x19.hearsay.wire.CertRequestH\x00R\vcertRequest\x128\n" +
+	"\n" +
+	"cert_reply\x183 \x01(\v2\x17.hearsay.wire.CertReplyH\x00R\tcertReplyB\x06\n" +
+	"\x04body\"(\n" +
+	"\vCertRequest\x12\x19\n" +
+	"\bnode_ids\x18\x01 \x03(\x04R\anodeIds\"!\n" +
+	"\tCertReply\x12\x14\n" +
+	"\x05certs\x18\x01 \x03(\fR\x05certs*3\n" +
 	"\x05State\x12\t\n" +
 	"\x05ALIVE\x10\x00\x12\v\n" +
 	"\aSUSPECT\x10\x01\x12\b\n" +
@@ -2255,34 +2412,36 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_internal_wire_wire_proto_goTypes = []any{
-	(State)(0),        // 0: hearsay.wire.State
-	(AEMode)(0),       // 1: hearsay.wire.AEMode
-	(*Record)(nil),    // 2: hearsay.wire.Record
-	(*Member)(nil),    // 3: hearsay.wire.Member
-	(*Ping)(nil),      // 4: hearsay.wire.Ping
-	(*Ack)(nil),       // 5: hearsay.wire.Ack
-	(*PingReq)(nil),   // 6: hearsay.wire.PingReq
-	(*Nack)(nil),      // 7: hearsay.wire.Nack
-	(*Settings)(nil),  // 8: hearsay.wire.Settings
-	(*Join)(nil),      // 9: hearsay.wire.Join
-	(*JoinReply)(nil), // 10: hearsay.wire.JoinReply
-	(*Mail)(nil),      // 11: hearsay.wire.Mail
-	(*MailAck)(nil),   // 12: hearsay.wire.MailAck
-	(*Announce)(nil),  // 13: hearsay.wire.Announce
-	(*Rumor)(nil),     // 14: hearsay.wire.Rumor
-	(*RumorAck)(nil),  // 15: hearsay.wire.RumorAck
-	(*RumorPull)(nil), // 16: hearsay.wire.RumorPull
-	(*Fetch)(nil),     // 17: hearsay.wire.Fetch
-	(*AEStart)(nil),   // 18: hearsay.wire.AEStart
-	(*AEMore)(nil),    // 19: hearsay.wire.AEMore
-	(*AECells)(nil),   // 20: hearsay.wire.AECells
-	(*AEDiff)(nil),    // 21: hearsay.wire.AEDiff
-	(*AERecords)(nil), // 22: hearsay.wire.AERecords
-	(*AEAck)(nil),     // 23: hearsay.wire.AEAck
-	(*AEError)(nil),   // 24: hearsay.wire.AEError
-	(*Envelope)(nil),  // 25: hearsay.wire.Envelope
+	(State)(0),          // 0: hearsay.wire.State
+	(AEMode)(0),         // 1: hearsay.wire.AEMode
+	(*Record)(nil),      // 2: hearsay.wire.Record
+	(*Member)(nil),      // 3: hearsay.wire.Member
+	(*Ping)(nil),        // 4: hearsay.wire.Ping
+	(*Ack)(nil),         // 5: hearsay.wire.Ack
+	(*PingReq)(nil),     // 6: hearsay.wire.PingReq
+	(*Nack)(nil),        // 7: hearsay.wire.Nack
+	(*Settings)(nil),    // 8: hearsay.wire.Settings
+	(*Join)(nil),        // 9: hearsay.wire.Join
+	(*JoinReply)(nil),   // 10: hearsay.wire.JoinReply
+	(*Mail)(nil),        // 11: hearsay.wire.Mail
+	(*MailAck)(nil),     // 12: hearsay.wire.MailAck
+	(*Announce)(nil),    // 13: hearsay.wire.Announce
+	(*Rumor)(nil),       // 14: hearsay.wire.Rumor
+	(*RumorAck)(nil),    // 15: hearsay.wire.RumorAck
+	(*RumorPull)(nil),   // 16: hearsay.wire.RumorPull
+	(*Fetch)(nil),       // 17: hearsay.wire.Fetch
+	(*AEStart)(nil),     // 18: hearsay.wire.AEStart
+	(*AEMore)(nil),      // 19: hearsay.wire.AEMore
+	(*AECells)(nil),     // 20: hearsay.wire.AECells
+	(*AEDiff)(nil),      // 21: hearsay.wire.AEDiff
+	(*AERecords)(nil),   // 22: hearsay.wire.AERecords
+	(*AEAck)(nil),       // 23: hearsay.wire.AEAck
+	(*AEError)(nil),     // 24: hearsay.wire.AEError
+	(*Envelope)(nil),    // 25: hearsay.wire.Envelope
+	(*CertRequest)(nil), // 26: hearsay.wire.CertRequest
+	(*CertReply)(nil),   // 27: hearsay.wire.CertReply
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
@@ -2315,11 +2474,13 @@ var file_internal_wire_wire_proto_depIdxs = []int32{
 	24, // 27: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
 	6,  // 28: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
 	7,  // 29: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	26, // 30: hearsay.wire.Envelope.cert_request:type_name -> hearsay.wire.CertRequest
+	27, // 31: hearsay.wire.Envelope.cert_reply:type_name -> hearsay.wire.CertReply
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -2347,6 +2508,8 @@ func file_internal_wire_wire_proto_init() {
 		(*Envelope_AeError)(nil),
 		(*Envelope_PingReq)(nil),
 		(*Envelope_Nack)(nil),
+		(*Envelope_CertRequest)(nil),
+		(*Envelope_CertReply)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2354,7 +2517,7 @@ func file_internal_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
