@@ -22,6 +22,7 @@
 package engine
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -89,9 +90,17 @@ type Ready struct {
 
 // Stats counts what the engine did.
 type Stats struct {
-	Received        uint64 // envelopes stepped
-	Refused         uint64 // envelopes refused (foreign cluster, no sender)
-	RecordsRefused  uint64 // received records refused (size, clock skew)
+	Received       uint64 // envelopes stepped
+	Refused        uint64 // envelopes refused (foreign cluster, no sender)
+	RecordsRefused uint64 // received records refused (size, clock skew, signature)
+	// Of RecordsRefused, those refused for a signature that is missing or
+	// does not verify (SigRefused) and those whose origin's certificate
+	// was not held yet (UnknownSigner; the certificate is asked for).
+	SigRefused      uint64
+	UnknownSigner   uint64
+	CertsRefused    uint64 // node certificates that did not verify
+	CertsEvicted    uint64 // certificates forgotten for the cache bound
+	CertsAsked      uint64 // certificates asked of peers
 	RecordsReceived uint64 // records received by any mechanism
 	RecordsApplied  uint64 // of those, records that changed the store
 	LocalWrites     uint64
@@ -137,6 +146,16 @@ type Engine struct {
 	// out.
 	refusedFuture map[refusedRecord]struct{}
 	refusedOrder  []refusedRecord
+
+	// Certificate cluster (Config.Signer, signing.go): verified node
+	// certificates by node id, bounded by Config.MaxCerts, first learned
+	// first out; their hashes, to skip verifying one held; and when each
+	// missing one was last asked for.
+	certs     map[uint64]*certEntry
+	certOrder []uint64
+	certSums  map[[sha256.Size]byte]uint64
+	certAsked map[uint64]time.Time
+	offences  map[string]uint64
 }
 
 // refusedRecord identifies a record refused for its future version.
@@ -173,6 +192,9 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, st: st, rng: rng}
+	if err := e.initCerts(now); err != nil {
+		return nil, err
+	}
 	inc, err := e.metaUint(metaIncarnation)
 	if err != nil {
 		return nil, err
@@ -227,8 +249,16 @@ func (e *Engine) settings() *wire.Settings {
 		Protocol:         wire.ProtocolVersion,
 		MaxValueSize:     uint64(e.cfg.MaxValueSize),
 		TombstoneGraceMs: uint64(e.cfg.AE.TombstoneGrace.Milliseconds()),
-		Signing:          "none",
+		Signing:          e.signingName(),
 	}
+}
+
+// signingName is how this node's records are signed, in its Settings.
+func (e *Engine) signingName() string {
+	if e.signing() {
+		return SigningEd25519
+	}
+	return "none"
 }
 
 // loadMembers returns the gossip addresses of the members saved by an
@@ -305,6 +335,9 @@ func (e *Engine) sendAddr(addr string, env *wire.Envelope) {
 	env.From = e.cfg.Name
 	env.FromAddr = e.cfg.Addr
 	env.FromId = e.cfg.NodeID
+	if e.signing() {
+		e.attachCerts(env)
+	}
 	e.members.Piggyback(env)
 	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env, AfterSync: afterSync(env)})
 }
@@ -338,6 +371,7 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 		return store.Record{}, err
 	}
 	rec.Version = store.Version{HLC: e.clock.Now(e.wall(now)), Node: e.cfg.NodeID}
+	e.sign(&rec)
 	if _, err := e.st.Apply([]store.Record{rec}); err != nil {
 		return store.Record{}, fmt.Errorf("engine: apply local write: %w", err)
 	}
@@ -376,11 +410,18 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	}
 	e.stats.Received++
 	defer e.drainMemberEvents()
+	var certErr error
+	if e.signing() {
+		certErr = e.takeMemberCerts(now, env)
+	}
 	if e.cfg.Peers == nil {
 		answered := e.members.Answered()
 		handled, err := e.members.Handle(now, env)
 		if err != nil {
 			return err
+		}
+		if handled && certErr != nil {
+			return certErr
 		}
 		if handled {
 			e.mail.Contact(now, env.From)
@@ -397,9 +438,14 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	e.mail.Contact(now, env.From)
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Mail:
-		_, refused, err := e.merge(now, b.Mail.Records)
+		_, refused, err := e.merge(now, env.From, b.Mail.Records)
 		if err != nil {
 			return err // not acknowledged: the sender retries
+		}
+		if errors.Is(refused, errUnknownOrig) {
+			// Not acknowledged either: the origin's certificate has been
+			// asked for, and the retry will verify.
+			return refused
 		}
 		e.sendPeerOrAddr(env, &wire.Envelope{Body: &wire.Envelope_MailAck{MailAck: &wire.MailAck{Id: b.Mail.Id}}})
 		return refused
@@ -415,6 +461,10 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		}
 	case *wire.Envelope_Fetch:
 		return e.monger.Fetch(now, env.From, b.Fetch.Keys)
+	case *wire.Envelope_CertRequest:
+		e.answerCerts(env, b.CertRequest)
+	case *wire.Envelope_CertReply:
+		return e.takeCerts(now, env.From, b.CertReply.Certs)
 	case *wire.Envelope_AeStart, *wire.Envelope_AeMore, *wire.Envelope_AeCells, *wire.Envelope_AeDiff,
 		*wire.Envelope_AeRecords, *wire.Envelope_AeAck, *wire.Envelope_AeError:
 		return e.stepAE(now, env)
@@ -425,12 +475,17 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 // stepRumor merges a rumor message. Updates new to this node make it
 // infective in turn; under the feedback rule it answers which it knew.
 func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) error {
-	changed, refused, err := e.merge(now, r.Records)
+	changed, refused, err := e.merge(now, env.From, r.Records)
 	if err != nil {
 		return err
 	}
 	known := make([]uint32, 0, len(r.Records)+len(r.Announces))
 	for i, c := range changed {
+		if e.signing() && !c && e.certs[r.Records[i].Node] == nil {
+			// Refused until the origin's certificate comes: not known,
+			// so that the sender keeps the rumor hot.
+			continue
+		}
 		e.monger.Received(r.Records[i].Key, store.Version{HLC: r.Records[i].Hlc, Node: r.Records[i].Node})
 		if !c {
 			known = append(known, uint32(i))
@@ -489,9 +544,23 @@ func (e *Engine) sendPeerOrAddr(from *wire.Envelope, env *wire.Envelope) {
 // merge validates received records and applies them last-writer-wins. It
 // reports, for each, whether it changed the store (refused records did
 // not), an error describing refused records (the rest are applied) and,
-// separately, a store failure.
-func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refused error, err error) {
+// separately, a store failure. Every received record comes through here,
+// whatever mechanism carried it (mail, rumor, fetch, anti-entropy): size
+// limits, the clock-skew bound and, in a certificate cluster, the
+// origin's signature are checked before anything is merged. from is the
+// peer that sent the records.
+func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed []bool, refused error, err error) {
 	changed = make([]bool, len(ws))
+	var unknown []uint64
+	sigBad := false
+	defer func() {
+		if sigBad {
+			e.reportOffence(now, from, OffenceSignature)
+		}
+		if len(unknown) > 0 && from != "" {
+			e.askCerts(now, from, unknown)
+		}
+	}()
 	recs := make([]store.Record, 0, len(ws))
 	idx := make([]int, 0, len(ws))
 	limit := hlc.Pack(uint64(max(e.wall(now).Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
@@ -501,7 +570,22 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 		if r.Tombstone && len(r.Value) > 0 {
 			r.Value = nil
 		}
+		if !e.signing() {
+			r.Sig = nil // an unsigned cluster keeps none
+		}
 		err := store.Check(r, e.cfg.MaxValueSize)
+		if err == nil && e.signing() {
+			// Before the clock-skew check, which remembers what it refuses:
+			// a forger must not be able to make a genuine version refused.
+			if err = e.verify(r, &unknown); err != nil {
+				if errors.Is(err, errUnknownOrig) {
+					e.stats.UnknownSigner++
+				} else {
+					e.stats.SigRefused++
+					sigBad = true
+				}
+			}
+		}
 		if err == nil && (r.Version.HLC > limit || r.Version.IsZero()) {
 			err = fmt.Errorf("version %v (%v) is beyond this node's clock plus %v", r.Version,
 				hlc.Time(r.Version.HLC).UTC().Format(time.RFC3339Nano), e.cfg.MaxClockSkew)
@@ -517,8 +601,10 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 		}
 		if err != nil {
 			e.stats.RecordsRefused++
-			if refused == nil {
-				refused = fmt.Errorf("%w: key %.64q: %v", ErrBadRecord, r.Key, err)
+			if refused == nil || (errors.Is(err, errUnknownOrig) && !errors.Is(refused, errUnknownOrig)) {
+				// An unknown origin is reported first: the callers hold
+				// back their acknowledgements for it.
+				refused = fmt.Errorf("%w: key %.64q: %w", ErrBadRecord, r.Key, err)
 			}
 			continue
 		}

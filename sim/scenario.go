@@ -70,6 +70,10 @@ type Scenario struct {
 	// after it, and a crash loses the changes no completed sync covered.
 	// 0: syncs are instant and crashes lose nothing.
 	SyncDelay Duration `json:"sync_delay,omitempty" yaml:"sync_delay,omitempty"`
+	// Signed makes a certificate cluster: every node gets a certificate
+	// from an in-memory CA derived from the run's seed, and every record is
+	// signed by its origin and verified by its receivers (Options.Signed).
+	Signed bool `json:"signed,omitempty" yaml:"signed,omitempty"`
 
 	// Workload is what clients write; the default is one update.
 	Workload Workload `json:"workload,omitzero" yaml:"workload"`
