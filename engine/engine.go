@@ -413,6 +413,11 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	var certErr error
 	if e.signing() {
 		certErr = e.takeMemberCerts(now, env)
+		if env.FromId != 0 && e.certs[env.FromId] == nil && env.GetCertReply() == nil {
+			// A member whose certificate is not held yet, heard from
+			// first-hand: ask it for its own before its records come.
+			e.askCerts(now, env.From, []uint64{env.FromId})
+		}
 	}
 	if e.cfg.Peers == nil {
 		answered := e.members.Answered()
