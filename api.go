@@ -122,4 +122,7 @@ type Status struct {
 	// node is ahead). ClockPeers is how many peers that is the median of.
 	ClockOffset float64 `json:"clock_offset"`
 	ClockPeers  int     `json:"clock_peers"`
+	// Signing is how records are signed: "ed25519" in a certificate
+	// cluster (Config.Identity), "none" otherwise.
+	Signing string `json:"signing"`
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/internal/certs"
 	"github.com/hearsaydb/hearsay/internal/transport"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -63,6 +64,12 @@ type Config struct {
 	// the transport's defaults (512 and 32), negative no cap.
 	MaxGossipConns      int
 	MaxGossipConnsPerIP int
+	// Identity, when set, makes this node a member of a certificate
+	// cluster: its records are signed and every record it receives must be
+	// signed by its origin (see Identity). Name must be the certificate's
+	// name, or empty to take it from the certificate. Nil: an unsigned
+	// cluster.
+	Identity *Identity
 	// Protocol tunes the replication protocol: cluster name, value size
 	// limit, the mechanisms and their timers. Name, NodeID and Addr are set
 	// by Open.
@@ -177,6 +184,9 @@ const metaNodeID = "node-id"
 // Open starts a node: it opens (or creates) the store, binds the transport,
 // and starts joining the seeds.
 func Open(cfg Config) (*Node, error) {
+	if cfg.Identity != nil && cfg.Name == "" && cfg.Identity.Cert != nil {
+		cfg.Name = cfg.Identity.Cert.Subject.CommonName
+	}
 	if err := checkName(cfg.Name); err != nil {
 		return nil, err
 	}
@@ -216,7 +226,17 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, raw: st}
 	n.st = guardedStore{Store: st, n: n}
-	id, err := loadNodeID(st)
+	var signer *certs.Identity
+	var id uint64
+	var err error
+	if cfg.Identity != nil {
+		if signer, err = cfg.Identity.signer(cfg.Name, time.Now()); err != nil {
+			return nil, err
+		}
+		id, err = bindNodeID(st, signer.NodeID(), cfg.DataDir)
+	} else {
+		id, err = loadNodeID(st)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +260,9 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	}
 	pc := cfg.Protocol
 	pc.Name, pc.NodeID, pc.Addr = cfg.Name, id, tr.AdvertiseAddr()
+	if signer != nil {
+		pc.Signer = signer
+	}
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
 	rng := mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:]), binary.LittleEndian.Uint64(seed[8:])))
@@ -324,10 +347,10 @@ func loadNodeID(st store.Store) (uint64, error) {
 		return 0, fmt.Errorf("hearsay: read node id: %w", err)
 	}
 	if ok {
-		if len(v) != 8 || binary.BigEndian.Uint64(v) == 0 {
+		if len(v) != 8 || bytesToID(v) == 0 {
 			return 0, fmt.Errorf("hearsay: corrupt node id in store (%d bytes)", len(v))
 		}
-		return binary.BigEndian.Uint64(v), nil
+		return bytesToID(v), nil
 	}
 	var b [8]byte
 	for binary.BigEndian.Uint64(b[:]) == 0 {
@@ -338,8 +361,12 @@ func loadNodeID(st store.Store) (uint64, error) {
 	if err := st.SetMeta([]byte(metaNodeID), b[:]); err != nil {
 		return 0, fmt.Errorf("hearsay: write node id: %w", err)
 	}
-	return binary.BigEndian.Uint64(b[:]), nil
+	return bytesToID(b[:]), nil
 }
+
+func bytesToID(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+func idToBytes(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
 // wallSkew, when set (only by test builds with the faultinject tag), says
 // how far this node's wall clock is to be wrong: the loop hands it to the
@@ -721,6 +748,14 @@ func (n *Node) Members() []Member {
 	return append([]Member(nil), n.view.Load().members...)
 }
 
+// signing names how this node's records are signed.
+func (n *Node) signing() string {
+	if n.cfg.Protocol.Signer != nil {
+		return engine.SigningEd25519
+	}
+	return "none"
+}
+
 // Status describes this node.
 func (n *Node) Status() Status {
 	s := n.view.Load()
@@ -728,6 +763,7 @@ func (n *Node) Status() Status {
 		Name:          n.cfg.Name,
 		NodeID:        fmt.Sprintf("%016x", n.nodeID),
 		Address:       n.tr.AdvertiseAddr(),
+		Signing:       n.signing(),
 		Serving:       n.ready.Load(),
 		Joined:        s.joined,
 		LastJoinError: s.joinErr,

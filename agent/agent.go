@@ -164,6 +164,11 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.NoSync = cfg.NoSync
 	ncfg.MinFreeDisk = cfg.MinFreeDisk
 	ncfg.SecretKey = key
+	if cfg.CertsDir != "" {
+		// A certificate cluster: records are signed with node.key and
+		// verified against the certificates ca.crt signed.
+		ncfg.Identity = &hearsay.Identity{CA: a.identity.CA, Cert: a.identity.Cert, Key: a.identity.Key}
+	}
 	ncfg.Logger = log
 	ncfg.Registerer = reg
 

@@ -96,11 +96,15 @@ type Stats struct {
 	// Of RecordsRefused, those refused for a signature that is missing or
 	// does not verify (SigRefused) and those whose origin's certificate
 	// was not held yet (UnknownSigner; the certificate is asked for).
-	SigRefused      uint64
-	UnknownSigner   uint64
-	CertsRefused    uint64 // node certificates that did not verify
-	CertsEvicted    uint64 // certificates forgotten for the cache bound
-	CertsAsked      uint64 // certificates asked of peers
+	SigRefused    uint64
+	UnknownSigner uint64
+	CertsRefused  uint64 // node certificates that did not verify
+	CertsEvicted  uint64 // certificates forgotten for the cache bound
+	CertsAsked    uint64 // certificates asked of peers
+	Certs         int    // node certificates held
+	// Offences counts, by kind, what peers sent that did not check out
+	// (see reportOffence); nil when none.
+	Offences        map[string]uint64
 	RecordsReceived uint64 // records received by any mechanism
 	RecordsApplied  uint64 // of those, records that changed the store
 	LocalWrites     uint64
@@ -927,6 +931,8 @@ func (e *Engine) Stats() Stats {
 	s.Rumor = e.monger.Stats()
 	s.AntiEntropy = e.ae.Stats()
 	s.Members = e.members.Stats()
+	s.Certs = len(e.certs)
+	s.Offences = e.Offences()
 	return s
 }
 
