@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hearsaydb/hearsay/internal/certs"
+	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
 )
 
@@ -37,6 +38,11 @@ func LoadIdentity(dir string) (*Identity, error) {
 	}
 	return &Identity{CA: n.CA, Cert: n.Cert, Key: n.Key}, nil
 }
+
+// tamperSend, when set (only by test builds with the faultinject tag,
+// forgeinject.go), alters every envelope before it is sent: how a
+// real-process test makes a forger.
+var tamperSend func(env *wire.Envelope)
 
 // NodeIDOf returns the node id a certificate cluster gives the node named
 // name: the first 8 bytes of SHA-256 over a domain string and the name.
