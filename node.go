@@ -381,6 +381,7 @@ func (n *Node) loop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var waiting []pending
+	var writes []request // the batch's writes, made together before the tick
 	// Release what Open queued (join requests, our alive announcement).
 	if err := n.eng.Tick(time.Now()); err != nil {
 		n.log.Error("protocol tick failed", "err", err)
@@ -401,7 +402,7 @@ func (n *Node) loop() {
 			}
 			return
 		case r := <-n.reqs:
-			waiting = n.handle(time.Now(), r, waiting)
+			writes, waiting = n.handle(time.Now(), r, writes, waiting)
 		case in := <-n.tr.Incoming():
 			n.step(time.Now(), in)
 		case <-timer.C:
@@ -412,7 +413,7 @@ func (n *Node) loop() {
 		for range 512 {
 			select {
 			case r := <-n.reqs:
-				waiting = n.handle(time.Now(), r, waiting)
+				writes, waiting = n.handle(time.Now(), r, writes, waiting)
 			case in := <-n.tr.Incoming():
 				n.step(time.Now(), in)
 			default:
@@ -420,6 +421,9 @@ func (n *Node) loop() {
 			}
 		}
 		now = time.Now()
+		waiting = n.writeBatch(now, writes, waiting)
+		clear(writes)
+		writes = writes[:0]
 		if err := n.eng.Tick(now); err != nil {
 			n.tickFailed(err)
 		}
@@ -452,22 +456,20 @@ type pending struct {
 	until func(s *snapshot) bool // nil: answer after the sync
 }
 
-func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
+// handle takes one request: a write joins the batch's writes (made
+// together by writeBatch), the others are handed to the engine at once,
+// after the writes before them.
+func (n *Node) handle(now time.Time, r request, writes []request, waiting []pending) ([]request, []pending) {
+	if r.write != nil {
+		return append(writes, r), waiting
+	}
+	waiting = n.writeBatch(now, writes, waiting)
+	clear(writes)
+	writes = writes[:0]
 	switch {
-	case r.write != nil:
-		rec, err := n.eng.Write(now, r.write.key, r.write.value, r.write.tombstone)
-		if err != nil {
-			if isStorageError(err) {
-				n.storageFailure(err)
-			}
-			r.done <- result{err: err}
-			return waiting
-		}
-		n.metrics.writes.Inc()
-		return append(waiting, pending{done: r.done, res: result{version: rec.Version}})
 	case r.join != nil:
 		n.eng.Join(now, r.join)
-		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
+		return writes, append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
 	case r.seeds != nil:
 		n.eng.SetSeeds(r.seeds)
 		r.done <- result{}
@@ -475,7 +477,33 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 		if err := n.eng.Leave(now); err != nil {
 			n.log.Error("leave: incarnation not saved; a restart may not supersede the leave at once", "err", err)
 		}
-		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
+		return writes, append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
+	}
+	return writes, waiting
+}
+
+// writeBatch makes the batch's writes in one engine call (one store
+// apply, and in a certificate cluster their signatures together), and
+// queues their acknowledgements for after the sync.
+func (n *Node) writeBatch(now time.Time, writes []request, waiting []pending) []pending {
+	if len(writes) == 0 {
+		return waiting
+	}
+	ops := make([]engine.WriteOp, len(writes))
+	for i, r := range writes {
+		ops[i] = engine.WriteOp{Key: r.write.key, Value: r.write.value, Tombstone: r.write.tombstone}
+	}
+	recs, errs := n.eng.WriteBatch(now, ops)
+	for i, r := range writes {
+		if err := errs[i]; err != nil {
+			if isStorageError(err) {
+				n.storageFailure(err)
+			}
+			r.done <- result{err: err}
+			continue
+		}
+		n.metrics.writes.Inc()
+		waiting = append(waiting, pending{done: r.done, res: result{version: recs[i].Version}})
 	}
 	return waiting
 }

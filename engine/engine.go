@@ -364,33 +364,77 @@ func (e *Engine) sendPeer(name string, env *wire.Envelope) bool {
 // and handed to the replication mechanisms. A delete is a write with
 // tombstone set and no value.
 func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.Record, error) {
-	if tombstone {
-		value = nil
+	recs, errs := e.WriteBatch(now, []WriteOp{{Key: key, Value: value, Tombstone: tombstone}})
+	return recs[0], errs[0]
+}
+
+// WriteOp is one local write of a WriteBatch.
+type WriteOp struct {
+	Key, Value []byte
+	Tombstone  bool
+}
+
+// WriteBatch makes several local writes at once, as Write does each, and
+// returns for each its record or why it was refused. The versions are
+// issued in order; in a certificate cluster the records are signed
+// together (BatchSigner, when the Signer is one, may sign them in
+// parallel) and all are applied to the store in one call. A store failure
+// refuses every write of the batch.
+func (e *Engine) WriteBatch(now time.Time, ops []WriteOp) ([]store.Record, []error) {
+	recs := make([]store.Record, len(ops))
+	errs := make([]error, len(ops))
+	ok := make([]int, 0, len(ops))
+	for i, op := range ops {
+		value := op.Value
+		if op.Tombstone {
+			value = nil
+		}
+		rec := store.Record{Key: op.Key, Value: value, Tombstone: op.Tombstone}
+		if err := store.Check(rec, e.cfg.MaxValueSize); err != nil {
+			errs[i] = err
+			continue
+		}
+		if err := e.checkClock(now); err != nil {
+			errs[i] = err
+			continue
+		}
+		rec.Version = store.Version{HLC: e.clock.Now(e.wall(now)), Node: e.cfg.NodeID}
+		recs[i] = rec
+		ok = append(ok, i)
 	}
-	rec := store.Record{Key: key, Value: value, Tombstone: tombstone}
-	if err := store.Check(rec, e.cfg.MaxValueSize); err != nil {
-		return store.Record{}, err
+	if len(ok) == 0 {
+		return recs, errs
 	}
-	if err := e.checkClock(now); err != nil {
-		return store.Record{}, err
+	good := make([]store.Record, len(ok))
+	for k, i := range ok {
+		good[k] = recs[i]
 	}
-	rec.Version = store.Version{HLC: e.clock.Now(e.wall(now)), Node: e.cfg.NodeID}
-	e.sign(&rec)
-	if _, err := e.st.Apply([]store.Record{rec}); err != nil {
-		return store.Record{}, fmt.Errorf("engine: apply local write: %w", err)
+	e.signAll(good)
+	fail := func(err error) ([]store.Record, []error) {
+		for _, i := range ok {
+			recs[i], errs[i] = store.Record{}, err
+		}
+		return recs, errs
 	}
-	// Persist the clock's high-water mark with the write, so that a restart
-	// with a clock set back still issues newer versions than before.
-	if err := e.setMetaUint(metaClock, rec.Version.HLC); err != nil {
-		return store.Record{}, err
+	if _, err := e.st.Apply(good); err != nil {
+		return fail(fmt.Errorf("engine: apply local write: %w", err))
 	}
-	e.stats.LocalWrites++
-	e.ready.Changes = append(e.ready.Changes, rec)
-	e.fresh = append(e.fresh, rec)
-	if e.cfg.RumorMongering {
-		e.monger.Add(now, rec)
+	// Persist the clock's high-water mark with the writes, so that a
+	// restart with a clock set back still issues newer versions than before.
+	if err := e.setMetaUint(metaClock, good[len(good)-1].Version.HLC); err != nil {
+		return fail(err)
 	}
-	return rec, nil
+	for k, i := range ok {
+		rec := good[k]
+		recs[i] = rec
+		e.stats.LocalWrites++
+		e.ready.Changes = append(e.ready.Changes, rec)
+		e.fresh = append(e.fresh, rec)
+		if e.cfg.RumorMongering {
+			e.monger.Add(now, rec)
+		}
+	}
+	return recs, errs
 }
 
 // Step processes one envelope received from the network. A non-nil error

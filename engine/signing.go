@@ -204,10 +204,30 @@ func certMetaKey(id uint64) []byte {
 // NumCerts returns how many node certificates this node holds.
 func (e *Engine) NumCerts() int { return len(e.certs) }
 
-// sign sets r's signature, in a certificate cluster.
-func (e *Engine) sign(r *store.Record) {
-	if e.signing() {
-		r.Sig = e.cfg.Signer.Sign(SignedBytes(*r))
+// BatchSigner is a Signer that can sign many messages at once, for
+// instance on several cores: the engine signs the writes of a WriteBatch
+// with it. SignBatch returns the signatures in the order of msgs.
+type BatchSigner interface {
+	SignBatch(msgs [][]byte) [][]byte
+}
+
+// signAll sets the signatures of local writes, in a certificate cluster.
+func (e *Engine) signAll(recs []store.Record) {
+	if !e.signing() {
+		return
+	}
+	if bs, ok := e.cfg.Signer.(BatchSigner); ok && len(recs) > 1 {
+		msgs := make([][]byte, len(recs))
+		for i, r := range recs {
+			msgs[i] = SignedBytes(r)
+		}
+		for i, sig := range bs.SignBatch(msgs) {
+			recs[i].Sig = sig
+		}
+		return
+	}
+	for i := range recs {
+		recs[i].Sig = e.cfg.Signer.Sign(SignedBytes(recs[i]))
 	}
 }
 
