@@ -384,3 +384,45 @@ func TestSignedAndUnsignedDoNotMix(t *testing.T) {
 		t.Fatalf("unsigned cluster: record %v stored with signature %x", ok, got.Sig)
 	}
 }
+
+// WriteBatch refuses bad writes one by one, issues increasing versions to
+// the rest, and signs each (in one batch) with the node's key.
+func TestWriteBatchSignsEachWrite(t *testing.T) {
+	ca, err := certs.NewMemoryCA(9, sim.Epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, st, id := signedEngine(t, ca, "a")
+	cert, err := x509.ParseCertificate(id.Cert())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := []engine.WriteOp{{Key: []byte("k1"), Value: []byte("v1")}, {Key: nil, Value: []byte("no key")}}
+	for i := range 20 {
+		ops = append(ops, engine.WriteOp{Key: []byte{'b', byte(i)}, Value: []byte("v"), Tombstone: i%3 == 0})
+	}
+	recs, errs := e.WriteBatch(sim.Epoch.Add(time.Second), ops)
+	if !errors.Is(errs[1], store.ErrEmptyKey) {
+		t.Fatalf("write without a key: err %v", errs[1])
+	}
+	var last store.Version
+	for i, r := range recs {
+		if i == 1 {
+			continue
+		}
+		if errs[i] != nil {
+			t.Fatalf("write %d: %v", i, errs[i])
+		}
+		if r.Version.Compare(last) <= 0 || r.Version.Node != id.NodeID() {
+			t.Fatalf("write %d: version %v after %v", i, r.Version, last)
+		}
+		last = r.Version
+		held, ok, err := st.Get(r.Key)
+		if err != nil || !ok || held.Version != r.Version || !ed25519.Verify(cert.PublicKey.(ed25519.PublicKey), engine.SignedBytes(held), held.Sig) {
+			t.Fatalf("write %d stored %v %v without a valid signature", i, ok, err)
+		}
+	}
+	if n := len(e.Ready().Changes); n != len(ops)-1 {
+		t.Fatalf("%d changes announced, want %d", n, len(ops)-1)
+	}
+}
