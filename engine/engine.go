@@ -101,7 +101,10 @@ type Stats struct {
 	CertsRefused  uint64 // node certificates that did not verify
 	CertsEvicted  uint64 // certificates forgotten for the cache bound
 	CertsAsked    uint64 // certificates asked of peers
-	Certs         int    // node certificates held
+	// SigSkipped counts received records not verified because they would
+	// not change the store (held already, or older than what is held).
+	SigSkipped uint64
+	Certs      int // node certificates held
 	// Offences counts, by kind, what peers sent that did not check out
 	// (see reportOffence); nil when none.
 	Offences        map[string]uint64
@@ -628,6 +631,13 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 		}
 		err := store.Check(r, e.cfg.MaxValueSize)
 		if err == nil && e.signing() {
+			if cur, ok, gerr := e.st.Get(r.Key); gerr == nil && ok && !r.Wins(cur) {
+				// It would change nothing: the same write again (mail,
+				// rumors and anti-entropy bring each record several times)
+				// or an older one. A read costs far less than verifying.
+				e.stats.SigSkipped++
+				continue
+			}
 			// Before the clock-skew check, which remembers what it refuses:
 			// a forger must not be able to make a genuine version refused.
 			if err = e.verify(r, &unknown); err != nil {
