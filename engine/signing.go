@@ -339,14 +339,22 @@ func (e *Engine) takeMemberCerts(now time.Time, env *wire.Envelope) error {
 }
 
 // attachCerts adds the certificates held to the member lists of an
-// outgoing Join or JoinReply, so that a joiner learns every member's at
-// once. Piggybacked updates never carry them: they must fit a datagram.
+// outgoing join and its reply, so that a joiner learns every member's at
+// once. The periodic push-pulls between members (sync) carry none: a
+// member learns a certificate it lacks by asking (askCerts). Piggybacked
+// updates never carry them either: they must fit a datagram.
 func (e *Engine) attachCerts(env *wire.Envelope) {
 	var ms []*wire.Member
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Join:
+		if b.Join.Sync {
+			return
+		}
 		ms = b.Join.Members
 	case *wire.Envelope_JoinReply:
+		if b.JoinReply.Sync || b.JoinReply.Refused != "" {
+			return
+		}
 		ms = b.JoinReply.Members
 	default:
 		return
