@@ -104,7 +104,11 @@ type Stats struct {
 	// SigSkipped counts received records not verified because they would
 	// not change the store (held already, or older than what is held).
 	SigSkipped uint64
-	Certs      int // node certificates held
+	// Membership claims dropped in a certificate cluster: unsigned, signed
+	// by a node whose certificate was not held yet, or with a signature
+	// that does not verify.
+	ClaimsUnsigned, ClaimsUnknown, ClaimsRefused uint64
+	Certs                                        int // node certificates held
 	// Offences counts, by kind, what peers sent that did not check out
 	// (see reportOffence); nil when none.
 	Offences        map[string]uint64
@@ -223,6 +227,9 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	self := membership.Member{Name: cfg.Name, Addr: cfg.Addr, NodeID: cfg.NodeID, Incarnation: inc, Since: now}
 	e.members = membership.New(cfg.Membership, self, rng, e.sendAddr)
 	e.members.SetSettings(e.settings())
+	if e.signing() {
+		e.members.SetSigner(e.signMember)
+	}
 	if known, err := e.loadMembers(); err != nil {
 		return nil, err
 	} else if len(known) > 0 {
@@ -462,8 +469,11 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	e.stats.Received++
 	defer e.drainMemberEvents()
 	var certErr error
-	if e.signing() {
+	if !e.signing() {
+		stripClaimSigs(env) // an unsigned cluster keeps none
+	} else {
 		certErr = e.takeMemberCerts(now, env)
+		e.checkClaims(now, env)
 		if env.FromId != 0 && e.certs[env.FromId] == nil && env.GetCertReply() == nil {
 			// A member whose certificate is not held yet, heard from
 			// first-hand: ask it for its own before its records come.

@@ -13,6 +13,10 @@ const (
 	// OffenceCertificate: a node certificate that does not verify against
 	// the cluster CA.
 	OffenceCertificate = "certificate"
+	// OffenceClaim: a membership claim whose signature does not verify
+	// against the certificate of the node that must make it (the member
+	// for alive and left, the accuser for suspect and dead).
+	OffenceClaim = "claim"
 )
 
 // reportOffence records that peer sent something of the given kind that

@@ -40,6 +40,10 @@ type Signer interface {
 	// name), the name, and the public key that verifies the node's
 	// signatures.
 	CheckCert(now time.Time, der []byte) (id uint64, name string, key ed25519.PublicKey, err error)
+	// NodeIDOf returns the node id the certificate of the node named name
+	// binds: how a membership claim, which names its signer, finds the
+	// certificate that verifies it.
+	NodeIDOf(name string) uint64
 }
 
 // signedDomain separates record signatures from anything else the same
@@ -363,5 +367,129 @@ func (e *Engine) attachCerts(env *wire.Envelope) {
 		if ent := e.certs[m.NodeId]; ent != nil && m.Cert == nil {
 			m.Cert = ent.der
 		}
+	}
+}
+
+// memberDomain separates membership claim signatures from record ones.
+const memberDomain = "hearsay member v1\x00"
+
+// MemberSignedBytes returns the canonical encoding of a membership claim
+// that its signature covers: a domain string, the member's name and
+// address (length-prefixed), incarnation and node id (8 bytes each), state
+// (1 byte) and the accuser (length-prefixed; empty for a member's claim
+// about itself).
+func MemberSignedBytes(u *wire.Member) []byte {
+	b := make([]byte, 0, len(memberDomain)+4+len(u.Name)+4+len(u.Address)+8+8+1+4+len(u.From))
+	b = append(b, memberDomain...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(u.Name)))
+	b = append(b, u.Name...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(u.Address)))
+	b = append(b, u.Address...)
+	b = binary.BigEndian.AppendUint64(b, u.Incarnation)
+	b = binary.BigEndian.AppendUint64(b, u.NodeId)
+	b = append(b, byte(u.State))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(u.From)))
+	b = append(b, u.From...)
+	return b
+}
+
+// signMember signs a claim this node makes (membership.SetSigner).
+func (e *Engine) signMember(u *wire.Member) {
+	u.Sig = e.cfg.Signer.Sign(MemberSignedBytes(u))
+}
+
+// claimSigner returns the name of the node that must have signed u: the
+// member itself for alive and left, the accuser for suspect and dead.
+func claimSigner(u *wire.Member) string {
+	switch u.State {
+	case wire.State_SUSPECT, wire.State_DEAD:
+		return u.From
+	}
+	return u.Name
+}
+
+// checkClaims drops, from the membership updates of env (piggybacked and
+// in Join and JoinReply lists), every claim that is not signed by the node
+// that must make it, before the member view sees them. An unsigned claim
+// is dropped quietly (a member's implicit entry, heard first-hand, travels
+// unsigned and is learned again from the member itself); a signature that
+// does not verify is an offence of the sender; a signer whose certificate
+// is not held is asked of the sender.
+func (e *Engine) checkClaims(now time.Time, env *wire.Envelope) {
+	var unknown []uint64
+	bad := false
+	filter := func(ms []*wire.Member) []*wire.Member {
+		out := ms[:0]
+		for _, u := range ms {
+			switch err := e.verifyClaim(u); {
+			case err == nil:
+				out = append(out, u)
+			case errors.Is(err, errNoSignature):
+				e.stats.ClaimsUnsigned++
+			case errors.Is(err, errUnknownOrig):
+				e.stats.ClaimsUnknown++
+				if id := e.cfg.Signer.NodeIDOf(claimSigner(u)); !slices.Contains(unknown, id) {
+					unknown = append(unknown, id)
+				}
+			default:
+				e.stats.ClaimsRefused++
+				bad = true
+			}
+		}
+		clear(ms[len(out):])
+		return out
+	}
+	env.Members = filter(env.Members)
+	switch b := env.Body.(type) {
+	case *wire.Envelope_Join:
+		b.Join.Members = filter(b.Join.Members)
+	case *wire.Envelope_JoinReply:
+		b.JoinReply.Members = filter(b.JoinReply.Members)
+	}
+	if bad {
+		e.reportOffence(now, env.From, OffenceClaim)
+	}
+	if len(unknown) > 0 && env.From != "" {
+		e.askCerts(now, env.From, unknown[:min(len(unknown), maxCertsPerMessage)])
+	}
+}
+
+// verifyClaim checks a membership claim's signature.
+func (e *Engine) verifyClaim(u *wire.Member) error {
+	if len(u.Sig) == 0 {
+		return errNoSignature
+	}
+	signer := claimSigner(u)
+	if signer == "" {
+		return fmt.Errorf("%w: a %v claim names no accuser", errBadSignature, u.State)
+	}
+	id := e.cfg.Signer.NodeIDOf(signer)
+	if (u.State == wire.State_ALIVE || u.State == wire.State_LEFT) && u.NodeId != id {
+		return fmt.Errorf("%w: member %s claims node id %016x, its name binds %016x", errBadSignature, u.Name, u.NodeId, id)
+	}
+	ent := e.certs[id]
+	if ent == nil {
+		return errUnknownOrig
+	}
+	if len(u.Sig) != SigLen || !ed25519.Verify(ent.key, MemberSignedBytes(u), u.Sig) {
+		return fmt.Errorf("%w: %v claim about %s by %s", errBadSignature, u.State, u.Name, signer)
+	}
+	return nil
+}
+
+// stripClaimSigs drops the signatures of membership claims, which an
+// unsigned cluster neither checks nor forwards.
+func stripClaimSigs(env *wire.Envelope) {
+	strip := func(ms []*wire.Member) {
+		for _, u := range ms {
+			u.Sig = nil
+		}
+	}
+	strip(env.Members)
+	switch b := env.Body.(type) {
+	case *wire.Envelope_Join:
+		strip(b.Join.Members)
+	case *wire.Envelope_JoinReply:
+		strip(b.JoinReply.Members)
 	}
 }

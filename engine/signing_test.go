@@ -4,12 +4,14 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/internal/certs"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/sim"
@@ -75,6 +77,9 @@ func TestSignedClusterReplicates(t *testing.T) {
 		}
 	}
 	// Records received again (mail, then rumors) are not verified again.
+	if err := c.RunFor(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	var skipped uint64
 	for _, nd := range c.Nodes() {
 		skipped += nd.Engine.Stats().SigSkipped
@@ -432,5 +437,70 @@ func TestWriteBatchSignsEachWrite(t *testing.T) {
 	}
 	if n := len(e.Ready().Changes); n != len(ops)-1 {
 		t.Fatalf("%d changes announced, want %d", n, len(ops)-1)
+	}
+}
+
+// A third node cannot make claims for others: n2 tells n3 that n1 left,
+// that n1 itself declared n1 dead, and that n1 is alive at another
+// address, each at a higher incarnation and signed with n2's own valid
+// key. In a certificate cluster n3 refuses them all, counts them and
+// reports n2; unsigned, the same lies are believed (the control).
+func TestForgedMembershipClaimsRefused(t *testing.T) {
+	for _, signed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("signed=%v", signed), func(t *testing.T) {
+			long := func(cfg *engine.Config) { cfg.Membership.SuspicionTimeout = time.Hour }
+			c := cluster(t, sim.Options{Seed: 34, Latency: time.Millisecond, Signed: true}, 3, func(cfg *engine.Config) {
+				long(cfg)
+				if !signed {
+					cfg.Signer, cfg.NodeID = nil, certs.NodeID(cfg.Name)
+				}
+			})
+			n1, n2, n3 := c.Nodes()[0], c.Nodes()[1], c.Nodes()[2]
+			relay, err := c.Identity("n2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			self := n1.Engine.Self()
+			lies := []*wire.Member{
+				{Name: "n1", Address: "n1", NodeId: self.NodeID, Incarnation: self.Incarnation + 10, State: wire.State_LEFT},
+				{Name: "n1", Address: "n1", NodeId: self.NodeID, Incarnation: self.Incarnation + 20, State: wire.State_DEAD, From: "n1"},
+				{Name: "n1", Address: "n2", NodeId: self.NodeID, Incarnation: self.Incarnation + 30, State: wire.State_ALIVE},
+			}
+			for _, u := range lies {
+				u.Sig = relay.Sign(engine.MemberSignedBytes(u))
+			}
+			sent := 0
+			c.Tamper = func(from *sim.Node, to string, env *wire.Envelope) {
+				if from == n2 && to == "n3" && sent < 30 {
+					env.Members = append(env.Members, lies[sent%len(lies)])
+					sent++
+				}
+			}
+			if err := c.RunFor(20 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if sent < len(lies) {
+				t.Fatalf("n2 sent n3 only %d messages", sent)
+			}
+			var seen membership.Member
+			for _, m := range n3.Engine.Members() {
+				if m.Name == "n1" {
+					seen = m
+				}
+			}
+			believed := seen.State != wire.State_ALIVE || seen.Addr != "n1" || seen.Incarnation >= self.Incarnation+10
+			if !signed {
+				if !believed {
+					t.Fatalf("control: unsigned, the lies were not believed (n3 sees %+v): the test proves nothing", seen)
+				}
+				return
+			}
+			if believed {
+				t.Fatalf("n3 believed a forged claim: n1 is %v at %s, incarnation %d", seen.State, seen.Addr, seen.Incarnation)
+			}
+			if s := n3.Engine.Stats(); s.ClaimsRefused == 0 || n3.Engine.Offences()[engine.OffenceClaim] == 0 {
+				t.Fatalf("forged claims not counted: %+v, offences %v", s, n3.Engine.Offences())
+			}
+		})
 	}
 }

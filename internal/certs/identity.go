@@ -49,6 +49,9 @@ func (i *Identity) Name() string { return i.node.Name() }
 // NodeID is the node id the certificate binds (see NodeID).
 func (i *Identity) NodeID() uint64 { return i.id }
 
+// NodeIDOf returns the node id of the node named name (see NodeID).
+func (i *Identity) NodeIDOf(name string) uint64 { return NodeID(name) }
+
 // Cert is the node's certificate, DER-encoded.
 func (i *Identity) Cert() []byte { return i.node.Cert.Raw }
 

@@ -233,7 +233,12 @@ type Member struct {
 	// cert is, in a certificate cluster, the member's node certificate (DER),
 	// carried in the member lists of Join and JoinReply (not in piggybacked
 	// updates): how members learn the keys that verify each other's records.
-	Cert          []byte `protobuf:"bytes,7,opt,name=cert,proto3" json:"cert,omitempty"`
+	Cert []byte `protobuf:"bytes,7,opt,name=cert,proto3" json:"cert,omitempty"`
+	// sig is, in a certificate cluster, the Ed25519 signature of the claim
+	// (engine.MemberSignedBytes): by the member itself for alive (with its
+	// incarnation) and left, by the accuser named in from for suspect and
+	// dead. Relays forward it unchanged.
+	Sig           []byte `protobuf:"bytes,8,opt,name=sig,proto3" json:"sig,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -313,6 +318,13 @@ func (x *Member) GetFrom() string {
 func (x *Member) GetCert() []byte {
 	if x != nil {
 		return x.Cert
+	}
+	return nil
+}
+
+func (x *Member) GetSig() []byte {
+	if x != nil {
+		return x.Sig
 	}
 	return nil
 }
@@ -2247,7 +2259,7 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x03hlc\x18\x03 \x01(\x04R\x03hlc\x12\x12\n" +
 	"\x04node\x18\x04 \x01(\x04R\x04node\x12\x1c\n" +
 	"\ttombstone\x18\x05 \x01(\bR\ttombstone\x12\x10\n" +
-	"\x03sig\x18\x06 \x01(\fR\x03sig\"\xc4\x01\n" +
+	"\x03sig\x18\x06 \x01(\fR\x03sig\"\xd6\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12 \n" +
@@ -2255,7 +2267,8 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\x0e2\x13.hearsay.wire.StateR\x05state\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04from\x18\x06 \x01(\tR\x04from\x12\x12\n" +
-	"\x04cert\x18\a \x01(\fR\x04cert\"I\n" +
+	"\x04cert\x18\a \x01(\fR\x04cert\x12\x10\n" +
+	"\x03sig\x18\b \x01(\fR\x03sig\"I\n" +
 	"\x04Ping\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x17\n" +
