@@ -28,14 +28,11 @@ func init() {
 			recs = b.AeRecords.Records
 		}
 		for _, r := range recs {
-			// A new slice: the original may be the store's or an
-			// outbox's.
-			sig := bytes.Clone(r.Sig)
-			if len(sig) == 0 {
-				sig = make([]byte, 64)
-			}
-			sig[0] ^= 0xff
-			r.Sig = sig
+			// A new slice (the original may be the store's or an
+			// outbox's), the same whatever it replaces: direct mail shares
+			// one body between the envelopes to every peer, so the hook may
+			// see a record twice.
+			r.Sig = bytes.Repeat([]byte{0x5a}, 64)
 		}
 	}
 }
