@@ -100,7 +100,7 @@ const maxCertsPerMessage = 64
 
 // certAskInterval is how often this node asks for the same missing
 // certificate.
-const certAskInterval = time.Second
+const certAskInterval = 200 * time.Millisecond
 
 func (c Config) maxCerts() int {
 	if c.MaxCerts > 0 {
