@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,6 +64,9 @@ func TestSignedRecordsRefuseAForger(t *testing.T) {
 		})
 	}
 	for i, a := range honest {
+		if b, code, err := a.request("GET", "/v1/status", nil); err != nil || code != 200 || !bytes.Contains(b, []byte(`"signing":"ed25519"`)) {
+			t.Fatalf("%s status: %d %v %s", a.name, code, err, b)
+		}
 		a.put(fmt.Sprintf("honest-%d", i), "signed")
 	}
 	for _, a := range honest {
