@@ -314,6 +314,13 @@ func (s *Scenario) Validate() error {
 		// sampler leaves empty.
 		return fmt.Errorf("sim: --mechanism %s: direct mail needs --sampler real", s.Mechanism)
 	}
+	if s.Signed && s.Sampler != "real" {
+		// Certificates travel with membership (join replies, and on
+		// request to members heard first-hand), which the oracle sampler
+		// switches off: every first receipt would be refused for an
+		// unknown origin, a different protocol from the one deployed.
+		return fmt.Errorf("sim: --signed needs --sampler real: certificates travel with membership")
+	}
 	w := &s.Workload
 	if w.Rate < 0 || w.Deletes < 0 || w.Deletes > 1 || w.Keys < 0 || w.ValueSize < 0 || w.Start < 0 || w.Stop < 0 {
 		return fmt.Errorf("sim: workload: want rate >= 0, deletes in [0, 1], keys, value_size, start and stop >= 0")
