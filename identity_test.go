@@ -116,3 +116,32 @@ func TestIdentityRefusesDataDirOfAnotherID(t *testing.T) {
 	}
 	_ = n.Close()
 }
+
+// LoadIdentity reads a certs directory made by `hearsay cert`, and a node
+// opened with it takes its name from the certificate.
+func TestLoadIdentity(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := certs.CreateCA(certs.Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := certs.CreateNode(certs.Options{Dir: dir}, "n7", nil); err != nil {
+		t.Fatal(err)
+	}
+	id, err := hearsay.LoadIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := hearsay.DefaultConfig()
+	cfg.Identity, cfg.BindAddr = id, "127.0.0.1:0"
+	n, err := hearsay.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if st := n.Status(); st.Name != "n7" || st.Signing != "ed25519" {
+		t.Fatalf("status %+v: want the certificate's name n7, signing ed25519", st)
+	}
+	if _, err := hearsay.LoadIdentity(t.TempDir()); err == nil || !strings.Contains(err.Error(), "ca.crt") {
+		t.Fatalf("LoadIdentity of an empty directory: err %v, want one naming ca.crt", err)
+	}
+}
