@@ -64,6 +64,7 @@ fuzz:
 	$(GO) test ./internal/certs -run '^$$' -fuzz '^FuzzParseRole$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/certs -run '^$$' -fuzz '^FuzzParseCert$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./engine -run '^$$' -fuzz '^FuzzStepSigned$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/antientropy -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./store/digest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./store/pebblestore -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME)

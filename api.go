@@ -132,4 +132,7 @@ type Status struct {
 	// (p99 over the window, or the sync in progress); NotReady then says
 	// so.
 	SlowSync bool `json:"slow_sync"`
+	// Signing is how records are signed: "ed25519" in a certificate
+	// cluster (Config.Identity), "none" otherwise.
+	Signing string `json:"signing"`
 }

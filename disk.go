@@ -320,6 +320,9 @@ func (n *Node) syncOnce() {
 // send hands messages to the transport.
 func (n *Node) send(msgs []engine.Message) {
 	for _, m := range msgs {
+		if tamperSend != nil {
+			tamperSend(m.Env)
+		}
 		kind := m.Env.Kind()
 		size, err := n.tr.Send(m.To, m.Env)
 		if err != nil {

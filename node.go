@@ -19,6 +19,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/internal/certs"
 	"github.com/hearsaydb/hearsay/internal/transport"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -71,6 +72,12 @@ type Config struct {
 	// the transport's defaults (512 and 32), negative no cap.
 	MaxGossipConns      int
 	MaxGossipConnsPerIP int
+	// Identity, when set, makes this node a member of a certificate
+	// cluster: its records are signed and every record it receives must be
+	// signed by its origin (see Identity). Name must be the certificate's
+	// name, or empty to take it from the certificate. Nil: an unsigned
+	// cluster.
+	Identity *Identity
 	// Protocol tunes the replication protocol: cluster name, value size
 	// limit, the mechanisms and their timers. Name, NodeID and Addr are set
 	// by Open.
@@ -199,6 +206,9 @@ const metaNodeID = "node-id"
 // Open starts a node: it opens (or creates) the store, binds the transport,
 // and starts joining the seeds.
 func Open(cfg Config) (*Node, error) {
+	if cfg.Identity != nil && cfg.Name == "" && cfg.Identity.Cert != nil {
+		cfg.Name = cfg.Identity.Cert.Subject.CommonName
+	}
 	if err := checkName(cfg.Name); err != nil {
 		return nil, err
 	}
@@ -238,7 +248,17 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, raw: st}
 	n.st = guardedStore{Store: st, n: n}
-	id, err := loadNodeID(st)
+	var signer *certs.Identity
+	var id uint64
+	var err error
+	if cfg.Identity != nil {
+		if signer, err = cfg.Identity.signer(cfg.Name, time.Now()); err != nil {
+			return nil, err
+		}
+		id, err = bindNodeID(st, signer.NodeID(), cfg.DataDir)
+	} else {
+		id, err = loadNodeID(st)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -261,6 +281,9 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	}
 	pc := cfg.Protocol
 	pc.Name, pc.NodeID, pc.Addr = cfg.Name, id, tr.AdvertiseAddr()
+	if signer != nil {
+		pc.Signer = signer
+	}
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
 	rng := mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:]), binary.LittleEndian.Uint64(seed[8:])))
@@ -350,10 +373,10 @@ func loadNodeID(st store.Store) (uint64, error) {
 		return 0, fmt.Errorf("hearsay: read node id: %w", err)
 	}
 	if ok {
-		if len(v) != 8 || binary.BigEndian.Uint64(v) == 0 {
+		if len(v) != 8 || bytesToID(v) == 0 {
 			return 0, fmt.Errorf("hearsay: corrupt node id in store (%d bytes)", len(v))
 		}
-		return binary.BigEndian.Uint64(v), nil
+		return bytesToID(v), nil
 	}
 	var b [8]byte
 	for binary.BigEndian.Uint64(b[:]) == 0 {
@@ -364,8 +387,12 @@ func loadNodeID(st store.Store) (uint64, error) {
 	if err := st.SetMeta([]byte(metaNodeID), b[:]); err != nil {
 		return 0, fmt.Errorf("hearsay: write node id: %w", err)
 	}
-	return binary.BigEndian.Uint64(b[:]), nil
+	return bytesToID(b[:]), nil
 }
+
+func bytesToID(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+func idToBytes(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
 // wallSkew, when set (only by test builds with the faultinject tag), says
 // how far this node's wall clock is to be wrong: the loop hands it to the
@@ -380,6 +407,7 @@ func (n *Node) loop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var waiting []pending
+	var writes []request // the batch's writes, made together before the tick
 	// Release what Open queued (join requests, our alive announcement).
 	if err := n.eng.Tick(time.Now()); err != nil {
 		n.log.Error("protocol tick failed", "err", err)
@@ -400,7 +428,7 @@ func (n *Node) loop() {
 			}
 			return
 		case r := <-n.reqs:
-			waiting = n.handle(time.Now(), r, waiting)
+			writes, waiting = n.handle(time.Now(), r, writes, waiting)
 		case in := <-n.tr.Incoming():
 			n.step(time.Now(), in)
 		case <-timer.C:
@@ -411,7 +439,7 @@ func (n *Node) loop() {
 		for range 512 {
 			select {
 			case r := <-n.reqs:
-				waiting = n.handle(time.Now(), r, waiting)
+				writes, waiting = n.handle(time.Now(), r, writes, waiting)
 			case in := <-n.tr.Incoming():
 				n.step(time.Now(), in)
 			default:
@@ -419,6 +447,9 @@ func (n *Node) loop() {
 			}
 		}
 		now = time.Now()
+		waiting = n.writeBatch(now, writes, waiting)
+		clear(writes)
+		writes = writes[:0]
 		if err := n.eng.Tick(now); err != nil {
 			n.tickFailed(err)
 		}
@@ -451,22 +482,20 @@ type pending struct {
 	until func(s *snapshot) bool // nil: answer after the sync
 }
 
-func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
+// handle takes one request: a write joins the batch's writes (made
+// together by writeBatch), the others are handed to the engine at once,
+// after the writes before them.
+func (n *Node) handle(now time.Time, r request, writes []request, waiting []pending) ([]request, []pending) {
+	if r.write != nil {
+		return append(writes, r), waiting
+	}
+	waiting = n.writeBatch(now, writes, waiting)
+	clear(writes)
+	writes = writes[:0]
 	switch {
-	case r.write != nil:
-		rec, err := n.eng.Write(now, r.write.key, r.write.value, r.write.tombstone)
-		if err != nil {
-			if isStorageError(err) {
-				n.storageFailure(err)
-			}
-			r.done <- result{err: err}
-			return waiting
-		}
-		n.metrics.writes.Inc()
-		return append(waiting, pending{done: r.done, res: result{version: rec.Version}})
 	case r.join != nil:
 		n.eng.Join(now, r.join)
-		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
+		return writes, append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
 	case r.seeds != nil:
 		n.eng.SetSeeds(r.seeds)
 		r.done <- result{}
@@ -476,7 +505,33 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 		if err := n.eng.Leave(now); err != nil {
 			n.log.Error("leave: incarnation not saved; a restart may not supersede the leave at once", "err", err)
 		}
-		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
+		return writes, append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
+	}
+	return writes, waiting
+}
+
+// writeBatch makes the batch's writes in one engine call (one store
+// apply, and in a certificate cluster their signatures together), and
+// queues their acknowledgements for after the sync.
+func (n *Node) writeBatch(now time.Time, writes []request, waiting []pending) []pending {
+	if len(writes) == 0 {
+		return waiting
+	}
+	ops := make([]engine.WriteOp, len(writes))
+	for i, r := range writes {
+		ops[i] = engine.WriteOp{Key: r.write.key, Value: r.write.value, Tombstone: r.write.tombstone}
+	}
+	recs, errs := n.eng.WriteBatch(now, ops)
+	for i, r := range writes {
+		if err := errs[i]; err != nil {
+			if isStorageError(err) {
+				n.storageFailure(err)
+			}
+			r.done <- result{err: err}
+			continue
+		}
+		n.metrics.writes.Inc()
+		waiting = append(waiting, pending{done: r.done, res: result{version: recs[i].Version}})
 	}
 	return waiting
 }
@@ -758,6 +813,14 @@ func (n *Node) Members() []Member {
 	return append([]Member(nil), n.view.Load().members...)
 }
 
+// signing names how this node's records are signed.
+func (n *Node) signing() string {
+	if n.cfg.Protocol.Signer != nil {
+		return engine.SigningEd25519
+	}
+	return "none"
+}
+
 // Status describes this node.
 func (n *Node) Status() Status {
 	s := n.view.Load()
@@ -765,6 +828,7 @@ func (n *Node) Status() Status {
 		Name:          n.cfg.Name,
 		NodeID:        fmt.Sprintf("%016x", n.nodeID),
 		Address:       n.tr.AdvertiseAddr(),
+		Signing:       n.signing(),
 		Serving:       n.ready.Load(),
 		Joined:        s.joined,
 		LastJoinError: s.joinErr,

@@ -168,6 +168,11 @@ func New(cfg Config) (*Agent, error) {
 		ncfg.SlowSync = -1 // the flag's 0 turns the report off
 	}
 	ncfg.SecretKey = key
+	if cfg.CertsDir != "" {
+		// A certificate cluster: records are signed with node.key and
+		// verified against the certificates ca.crt signed.
+		ncfg.Identity = &hearsay.Identity{CA: a.identity.CA, Cert: a.identity.Cert, Key: a.identity.Key}
+	}
 	ncfg.Logger = log
 	ncfg.Registerer = reg
 

@@ -132,8 +132,11 @@ type Config struct {
 	// node.key. With it the HTTP API is served over TLS 1.3 with node.crt,
 	// clients must present a certificate signed by ca.crt and are
 	// authorised by its role, and the node's name is node.crt's CN (Name
-	// empty takes it; another name is an error). Gossip is not yet
-	// authenticated by certificates: it still needs SecretKeyFile.
+	// empty takes it; another name is an error). The cluster is then a
+	// certificate cluster (hearsay.Identity): every record is signed with
+	// node.key, every received record is verified against its origin's
+	// certificate, and the node id is derived from the name. Gossip is not
+	// yet authenticated by certificates: it still needs SecretKeyFile.
 	CertsDir string
 	// Insecure lets the agent run exposed without authentication: gossip
 	// beyond loopback without SecretKeyFile, the HTTP API beyond loopback

@@ -44,8 +44,8 @@ func (e *Engine) tickAE(now time.Time) error {
 // checks as every received record, and returns those new to this node.
 // Refused records are counted in Stats.RecordsRefused and skipped; the
 // exchange goes on.
-func (e *Engine) mergeAE(now time.Time, _ string, ws []*wire.Record) ([]store.Record, error) {
-	changed, _, err := e.merge(now, ws)
+func (e *Engine) mergeAE(now time.Time, peer string, ws []*wire.Record) ([]store.Record, error) {
+	changed, _, err := e.merge(now, peer, ws)
 	if err != nil {
 		return nil, err
 	}

@@ -72,6 +72,18 @@ type Config struct {
 	Membership membership.Config
 	Mail       directmail.Config
 
+	// Signer, when set, makes this a certificate cluster (Settings.Signing
+	// "ed25519"): every local write is signed with this node's key, and
+	// every received record must carry a signature that verifies against
+	// the certificate of the node whose id is its version's node, or it is
+	// refused. NodeID must be the one the certificate binds. Nil: an
+	// unsigned cluster.
+	Signer Signer
+	// MaxCerts bounds the node certificates held (0: twice
+	// Membership.MaxMembers, or twice its default). Beyond it the one
+	// learned first is forgotten, and asked for again when needed.
+	MaxCerts int
+
 	// Peers, when set, replaces the membership view as the source of gossip
 	// partners, and membership (probing, member lists) is switched off.
 	// The simulator uses it for an oracle that samples the true live set,

@@ -79,6 +79,8 @@ func (s *Scenario) Override(flag string, o Scenario) {
 		s.Workload.Keys = o.Workload.Keys
 	case "deletes":
 		s.Workload.Deletes = o.Workload.Deletes
+	case "signed":
+		s.Signed = o.Signed
 	}
 }
 

@@ -84,16 +84,21 @@ type Record struct {
 	Value     []byte
 	Version   Version
 	Tombstone bool
+	// Sig is, in a certificate cluster, the origin node's signature over
+	// the record (see engine.SignedBytes); nil in an unsigned cluster. The
+	// store keeps it with the record and knows nothing else of it.
+	Sig []byte
 }
 
 // Size is the number of bytes the record accounts for in bounds and metrics:
 // key and value plus a fixed overhead for the version.
-func (r Record) Size() int { return len(r.Key) + len(r.Value) + 17 }
+func (r Record) Size() int { return len(r.Key) + len(r.Value) + len(r.Sig) + 17 }
 
 // Clone returns a copy of r that shares no memory with it.
 func (r Record) Clone() Record {
 	r.Key = bytes.Clone(r.Key)
 	r.Value = bytes.Clone(r.Value)
+	r.Sig = bytes.Clone(r.Sig)
 	return r
 }
 

@@ -154,6 +154,12 @@ type Member struct {
 	// itself since it was last added or came back, as opposed to news of
 	// it from others (see HeardPeers).
 	Heard bool
+	// From and Sig are, in a certificate cluster (SetSigner), the accuser
+	// and the signature of the claim that set the member's current state
+	// (for alive and left, signed by the member itself: From is empty),
+	// forwarded as they came. Nil Sig: unsigned.
+	From string
+	Sig  []byte
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -161,7 +167,11 @@ type Member struct {
 func (m Member) Live() bool { return m.State == wire.State_ALIVE || m.State == wire.State_SUSPECT }
 
 func (m Member) toWire() *wire.Member {
-	return &wire.Member{Name: m.Name, Address: m.Addr, Incarnation: m.Incarnation, State: m.State, NodeId: m.NodeID}
+	w := &wire.Member{Name: m.Name, Address: m.Addr, Incarnation: m.Incarnation, State: m.State, NodeId: m.NodeID}
+	if len(m.Sig) > 0 {
+		w.From, w.Sig = m.From, m.Sig
+	}
+	return w
 }
 
 // Event reports that a member changed state in this node's view.
@@ -265,6 +275,7 @@ func suspicionTimeout(lo, hi time.Duration, c, k int) time.Duration {
 // Membership is the view and the failure detector. It is not safe for
 // concurrent use.
 type Membership struct {
+	sign    func(u *wire.Member) // SetSigner: signs this node's claims; nil: unsigned
 	cfg     Config
 	self    Member
 	members map[string]*Member
@@ -454,6 +465,7 @@ func (m *Membership) Leave(now time.Time) {
 	m.self.Incarnation++
 	m.self.State = wire.State_LEFT
 	m.self.Since = now
+	m.signSelf()
 	m.enqueue(m.self.toWire())
 	m.leaveSeqs = map[uint64]bool{}
 	for _, n := range m.LivePeers() {
@@ -573,7 +585,7 @@ func (m *Membership) Tick(now time.Time) {
 			m.stats.Declared++
 			// SWIM §4.2: a suspect not refuted in time is declared dead, at
 			// the incarnation it was suspected at.
-			m.apply(now, &wire.Member{Name: p.Name, Address: p.Addr, NodeId: p.NodeID, Incarnation: p.Incarnation, State: wire.State_DEAD})
+			m.apply(now, m.signed(&wire.Member{Name: p.Name, Address: p.Addr, NodeId: p.NodeID, Incarnation: p.Incarnation, State: wire.State_DEAD, From: m.self.Name}))
 		}
 	}
 	m.refreshTimers()
@@ -668,7 +680,7 @@ func (m *Membership) startProbe(now time.Time) {
 
 func (m *Membership) suspectUpdate(p *Member) *wire.Member {
 	u := p.toWire()
-	if s := m.suspicions[p.Name]; s != nil && len(s.accusers) > 0 {
+	if s := m.suspicions[p.Name]; s != nil && len(s.accusers) > 0 && len(u.Sig) == 0 {
 		u.From = s.accusers[0]
 	}
 	return u
@@ -717,7 +729,7 @@ func (m *Membership) probeFailed(now time.Time, p *probe) {
 		return
 	}
 	m.stats.Suspected++
-	m.apply(now, &wire.Member{Name: t.Name, Address: t.Addr, NodeId: t.NodeID, Incarnation: t.Incarnation, State: wire.State_SUSPECT, From: m.self.Name})
+	m.apply(now, m.signed(&wire.Member{Name: t.Name, Address: t.Addr, NodeId: t.NodeID, Incarnation: t.Incarnation, State: wire.State_SUSPECT, From: m.self.Name}))
 }
 
 func (m *Membership) tickRelays(now time.Time) {
@@ -909,7 +921,7 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		if !m.admit(now, u) {
 			return
 		}
-		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now}
+		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now, From: u.From, Sig: u.Sig}
 		m.members[u.Name] = nm
 		i, _ := slices.BinarySearch(m.names, u.Name)
 		m.names = slices.Insert(m.names, i, u.Name)
@@ -936,6 +948,7 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	}
 	prev := p.State
 	p.Incarnation = u.Incarnation
+	p.From, p.Sig = u.From, u.Sig
 	if u.Address != "" {
 		p.Addr = u.Address
 	}
@@ -979,6 +992,7 @@ func (m *Membership) applySelf(u *wire.Member) {
 		m.addHealth(1)
 	}
 	m.self.Incarnation = u.Incarnation + 1
+	m.signSelf()
 	m.enqueue(m.self.toWire())
 }
 
@@ -1057,7 +1071,7 @@ func (m *Membership) enqueue(u *wire.Member) {
 		heap.Remove(&m.queue, old.index)
 	}
 	m.bseq++
-	b := &broadcast{update: &wire.Member{Name: u.Name, Address: u.Address, Incarnation: u.Incarnation, State: u.State, NodeId: u.NodeId, From: u.From}, id: m.bseq}
+	b := &broadcast{update: &wire.Member{Name: u.Name, Address: u.Address, Incarnation: u.Incarnation, State: u.State, NodeId: u.NodeId, From: u.From, Sig: u.Sig}, id: m.bseq}
 	m.queued[u.Name] = b
 	heap.Push(&m.queue, b)
 }
@@ -1097,4 +1111,33 @@ func jitter(rng *rand.Rand, d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + time.Duration(rng.Int64N(int64(d/2)))
+}
+
+// SetSigner makes this a certificate cluster's member view: sign sets the
+// signature of a claim this node makes (its own alive and left claims,
+// its accusations), and the claims it forwards keep their signatures.
+// The engine verifies received claims before Handle sees them.
+func (m *Membership) SetSigner(sign func(u *wire.Member)) {
+	m.sign = sign
+	m.signSelf()
+	m.enqueue(m.self.toWire())
+}
+
+// signSelf signs this node's claim about itself, at its current
+// incarnation and state.
+func (m *Membership) signSelf() {
+	if m.sign == nil {
+		return
+	}
+	u := &wire.Member{Name: m.self.Name, Address: m.self.Addr, Incarnation: m.self.Incarnation, State: m.self.State, NodeId: m.self.NodeID}
+	m.sign(u)
+	m.self.From, m.self.Sig = "", u.Sig
+}
+
+// signed signs u, a claim of this node's, in a certificate cluster.
+func (m *Membership) signed(u *wire.Member) *wire.Member {
+	if m.sign != nil {
+		m.sign(u)
+	}
+	return u
 }

@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Digest", testDigest},
 		{"GetByHash", testGetByHash},
 		{"ScanTombstones", testScanTombstones},
+		{"Signatures", testSignatures},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,7 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 // version and tombstone flag. A nil and an empty value are alike.
 func Equal(a, b store.Record) bool {
 	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) &&
-		a.Version == b.Version && a.Tombstone == b.Tombstone
+		a.Version == b.Version && a.Tombstone == b.Tombstone && bytes.Equal(a.Sig, b.Sig)
 }
 
 // Format renders r for test failure messages.
@@ -189,6 +190,39 @@ func testEmpty(t *testing.T, s store.Store) {
 	}
 	if changed, err := s.Apply(nil); err != nil || len(changed) != 0 {
 		t.Fatalf("Apply(nil) = %v, %v; want empty, nil", changed, err)
+	}
+}
+
+// testSignatures checks that a record's 64-byte signature is kept with it,
+// through Get, Scan and GetByHash, value or tombstone, and that records
+// without one still read back without one.
+func testSignatures(t *testing.T, s store.Store) {
+	sig := func(b byte) []byte { return bytes.Repeat([]byte{b}, 64) }
+	a := rec("a", "alpha", 10, 1)
+	a.Sig = sig(1)
+	b := tomb("b", 11, 2)
+	b.Sig = sig(2)
+	c := rec("c", "gamma", 12, 3)
+	apply(t, s, a, b, c)
+	for _, want := range []store.Record{a, b, c} {
+		got, ok, err := s.Get(want.Key)
+		if err != nil || !ok || !Equal(got, want) {
+			t.Fatalf("Get(%q) = %s, %v, %v; want %s with signature %x", want.Key, Format(got), ok, err, Format(want), want.Sig)
+		}
+		byHash, err := s.GetByHash(digest.KeyHash(want.Key))
+		if err != nil || len(byHash) != 1 || !Equal(byHash[0], want) {
+			t.Fatalf("GetByHash(%q) = %v, %v", want.Key, byHash, err)
+		}
+	}
+	if got := scan(t, s, "", ""); len(got) != 3 || !Equal(got[0], a) || !Equal(got[1], b) || !Equal(got[2], c) {
+		t.Fatalf("Scan lost signatures: %v", got)
+	}
+	// A newer version replaces the signature with its own.
+	a2 := rec("a", "alpha2", 20, 1)
+	a2.Sig = sig(3)
+	apply(t, s, a2)
+	if got, _, _ := s.Get([]byte("a")); !Equal(got, a2) {
+		t.Fatalf("Get(a) after a newer version = %x, want signature %x", got.Sig, a2.Sig)
 	}
 }
 
