@@ -19,6 +19,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/internal/certs"
 	"github.com/hearsaydb/hearsay/internal/transport"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -58,6 +59,16 @@ type Config struct {
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
 	// all gossip with AES-GCM; nodes without the key cannot take part.
 	SecretKey []byte
+	// CertsDir, when set, is a certs directory (ca.crt, node.crt,
+	// node.key; see hearsay cert): every gossip frame is signed with the
+	// node's certificate and frames not signed by a valid, unrevoked node
+	// certificate of the same CA naming their sender are refused. Name
+	// must be node.crt's name (CN), or empty to take it from there. With
+	// SecretKey too, frames are also encrypted.
+	CertsDir string
+	// MaxRevocations bounds the revoked node names kept (with CertsDir).
+	// 0 means certs.DefaultMaxRevocations (4096).
+	MaxRevocations int
 	// MaxGossipConns and MaxGossipConnsPerIP cap the gossip TCP
 	// connections accepted at once, in all and from one source IP; 0 means
 	// the transport's defaults (512 and 32), negative no cap.
@@ -97,6 +108,7 @@ type Node struct {
 	st      store.Store
 	raw     store.Store
 	tr      *transport.Transport
+	certs   *nodeCerts // nil without Config.CertsDir
 	eng     *engine.Engine // owned by the loop
 	nodeID  uint64
 	started time.Time
@@ -177,6 +189,12 @@ const metaNodeID = "node-id"
 // Open starts a node: it opens (or creates) the store, binds the transport,
 // and starts joining the seeds.
 func Open(cfg Config) (*Node, error) {
+	if cfg.CertsDir != "" && cfg.Name == "" {
+		// The name is node.crt's; open checks the directory in full.
+		if id, err := certs.LoadNode(cfg.CertsDir, time.Now()); err == nil {
+			cfg.Name = id.Name()
+		}
+	}
 	if err := checkName(cfg.Name); err != nil {
 		return nil, err
 	}
@@ -220,6 +238,11 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.CertsDir != "" {
+		if n.certs, err = loadCerts(&cfg, time.Now()); err != nil {
+			return nil, err
+		}
+	}
 	var ring *transport.Keyring
 	if len(cfg.SecretKey) > 0 {
 		if ring, err = transport.NewKeyring(cfg.SecretKey); err != nil {
@@ -231,6 +254,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		AdvertiseAddr: cfg.AdvertiseAddr,
 		MaxFrame:      cfg.Protocol.MaxValueSize + (1 << 20),
 		Keyring:       ring,
+		Certs:         n.certs.transportAuth(),
 		Logger:        log,
 		MaxConns:      cfg.MaxGossipConns,
 		MaxConnsPerIP: cfg.MaxGossipConnsPerIP,
@@ -240,6 +264,9 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	}
 	pc := cfg.Protocol
 	pc.Name, pc.NodeID, pc.Addr = cfg.Name, id, tr.AdvertiseAddr()
+	if n.certs != nil {
+		pc.CheckReserved = n.certs.checkReserved
+	}
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
 	rng := mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:]), binary.LittleEndian.Uint64(seed[8:])))
@@ -253,6 +280,16 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		_ = tr.Close()
 		return nil, fmt.Errorf("hearsay: sync store: %w", err)
 	}
+	if n.certs != nil {
+		names, err := n.certs.loadRevocations(st)
+		if err != nil {
+			_ = tr.Close()
+			return nil, err
+		}
+		for _, name := range names {
+			eng.Revoke(now, name)
+		}
+	}
 	cfg.Protocol = pc
 	n.cfg, n.tr, n.eng, n.nodeID, n.started = cfg, tr, eng, id, now
 	n.reqs, n.closing, n.done = make(chan request, 1024), make(chan struct{}), make(chan struct{})
@@ -263,6 +300,11 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	// serves nothing until anti-entropy has pulled a full reconciliation.
 	n.ready.Store(eng.Serving())
 	n.metrics = newMetrics(n, cfg.Registerer)
+	if n.certs != nil && cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(certCollector{n}); err != nil {
+			log.Warn("certificate metrics not registered", "err", err)
+		}
+	}
 	if len(cfg.Seeds) > 0 {
 		addrs := n.seedAddrs(context.Background(), cfg.Seeds)
 		eng.Join(now, addrs)
@@ -520,6 +562,8 @@ func (n *Node) logMemberEvent(ev membership.Event) {
 		n.log.Info("member reaped", "member", m.Name, "addr", m.Addr, "state", stateName(m.State), "incarnation", m.Incarnation)
 	case ev.Joined:
 		n.log.Info("member discovered", "member", m.Name, "addr", m.Addr, "state", stateName(m.State), "incarnation", m.Incarnation)
+	case m.Revoked:
+		n.log.Warn("member revoked: its certificate was revoked, it is expelled", "member", m.Name, "addr", m.Addr)
 	case m.State == wire.State_DEAD:
 		n.log.Warn("member declared dead", "member", m.Name, "addr", m.Addr, "incarnation", m.Incarnation)
 	default:
@@ -557,7 +601,7 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		self := n.eng.Self().Name
 		out = make([]Member, len(ms))
 		for i, m := range ms {
-			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self}
+			out[i] = Member{Name: m.Name, Address: m.Addr, State: memberState(m), Incarnation: m.Incarnation, Self: m.Name == self}
 			if m.Clock.Measured() {
 				off := m.Clock.Offset.Seconds()
 				out[i].ClockOffset = &off
@@ -658,6 +702,9 @@ func (n *Node) write(ctx context.Context, key, value []byte, tomb bool) (Version
 // Put writes key=value and returns the version it was written at, once the
 // write is durable here. The write then spreads to the other members.
 func (n *Node) Put(ctx context.Context, key, value []byte) (Version, error) {
+	if err := checkClientKey(key); err != nil {
+		return Version{}, err
+	}
 	return n.write(ctx, key, value, false)
 }
 
@@ -665,6 +712,9 @@ func (n *Node) Put(ctx context.Context, key, value []byte) (Version, error) {
 // Deleting an absent key still writes a tombstone, so that a concurrent
 // older write elsewhere cannot come back.
 func (n *Node) Delete(ctx context.Context, key []byte) (Version, error) {
+	if err := checkClientKey(key); err != nil {
+		return Version{}, err
+	}
 	return n.write(ctx, key, nil, true)
 }
 

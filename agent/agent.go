@@ -164,6 +164,7 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.NoSync = cfg.NoSync
 	ncfg.MinFreeDisk = cfg.MinFreeDisk
 	ncfg.SecretKey = key
+	ncfg.CertsDir = cfg.CertsDir
 	ncfg.Logger = log
 	ncfg.Registerer = reg
 

@@ -71,6 +71,14 @@ type Config struct {
 	// to study dissemination alone at sizes where full membership views
 	// would not fit in memory. Names it returns are used as addresses.
 	Peers PeerSampler
+
+	// CheckReserved, when set, checks every record under ReservedPrefix,
+	// received or written here, before it is applied: a record it refuses
+	// is refused like a bad record. A node with certificates checks that a
+	// record under RevokedPrefix is a revocation signed by the cluster CA;
+	// an accepted one revokes the member it names (see Engine.Revoke).
+	// Without it, reserved records are applied like any other.
+	CheckReserved func(key, value []byte, tombstone bool) error
 }
 
 // PeerSampler picks gossip partners.

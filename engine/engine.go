@@ -334,6 +334,9 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 	if err := store.Check(rec, e.cfg.MaxValueSize); err != nil {
 		return store.Record{}, err
 	}
+	if err := e.checkReserved(now, rec); err != nil {
+		return store.Record{}, err
+	}
 	if err := e.checkClock(now); err != nil {
 		return store.Record{}, err
 	}
@@ -369,6 +372,10 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	}
 	if env.From == e.cfg.Name {
 		return nil // our own message, looped back
+	}
+	if e.members.IsRevoked(env.From) {
+		e.stats.Refused++
+		return fmt.Errorf("%w: %q", ErrRevoked, env.From)
 	}
 	if e.cfg.MaxClockOffset > 0 && e.cfg.Peers == nil && e.wallStepped(now) {
 		// Before the envelope's clock sample, if it carries one, is taken.
@@ -514,6 +521,9 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 			}
 		} else if err == nil && e.refusedBefore(r) {
 			err = fmt.Errorf("version %v was refused earlier as beyond the clock skew bound", r.Version)
+		}
+		if err == nil {
+			err = e.checkReserved(now, r)
 		}
 		if err != nil {
 			e.stats.RecordsRefused++

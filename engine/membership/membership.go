@@ -154,6 +154,9 @@ type Member struct {
 	// itself since it was last added or came back, as opposed to news of
 	// it from others (see HeardPeers).
 	Heard bool
+	// Revoked is true for a member whose certificate was revoked (see
+	// Membership.Revoke): it stays dead and is never forgotten.
+	Revoked bool
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -316,6 +319,8 @@ type Membership struct {
 	left      bool
 
 	adm admission // caps on new members (limits.go)
+
+	revoked map[string]bool // revoked member names (revoke.go)
 }
 
 // New returns a view holding only self, alive at the given incarnation.
@@ -741,7 +746,9 @@ func (m *Membership) tickRelays(now time.Time) {
 func (m *Membership) reconnect(now time.Time) {
 	var dead []string
 	for n := range m.down {
-		dead = append(dead, n)
+		if !m.revoked[n] {
+			dead = append(dead, n)
+		}
 	}
 	if len(dead) == 0 {
 		return
@@ -763,7 +770,7 @@ func (m *Membership) reconnect(now time.Time) {
 func (m *Membership) reap(now time.Time) {
 	var gone []string
 	for n := range m.down {
-		if !now.Before(m.members[n].Since.Add(m.cfg.ReapTimeout)) {
+		if !m.revoked[n] && !now.Before(m.members[n].Since.Add(m.cfg.ReapTimeout)) {
 			gone = append(gone, n)
 		}
 	}
@@ -899,6 +906,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	if u.Name == m.self.Name {
 		m.applySelf(u)
 		return
+	}
+	if m.revoked[u.Name] {
+		return // a revoked member stays expelled, whatever anyone says
 	}
 	p, known := m.members[u.Name]
 	if !known {
