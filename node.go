@@ -108,7 +108,7 @@ type Node struct {
 	st      store.Store
 	raw     store.Store
 	tr      *transport.Transport
-	certs   *nodeCerts // nil without Config.CertsDir
+	certs   *nodeCerts     // nil without Config.CertsDir
 	eng     *engine.Engine // owned by the loop
 	nodeID  uint64
 	started time.Time
