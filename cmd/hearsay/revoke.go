@@ -32,7 +32,8 @@ also kept in --certs-dir/revoked.list (see hearsay cert list).
 
 A revocation withdraws the name: every certificate of that name is revoked.
 Bring a repaired node back under a new name.`,
-		Args: noArgs,
+		Args:        noArgs,
+		Annotations: map[string]string{clientAnnotation: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if g.certsDir == "" {
 				return usagef("--certs-dir is required (or %s)", envCertsDir)
