@@ -541,6 +541,9 @@ func (m *Membership) refreshTimers() {
 	}
 	if m.cfg.ReapTimeout > 0 {
 		for n := range m.down {
+			if m.revoked[n] {
+				continue // never reaped
+			}
 			if t := m.members[n].Since.Add(m.cfg.ReapTimeout); m.reapAt.IsZero() || t.Before(m.reapAt) {
 				m.reapAt = t
 			}
