@@ -15,7 +15,7 @@ import (
 
 // certsFor makes a certs directory for node name, signed by the CA in
 // caDir.
-func certsFor(t *testing.T, caDir, name string) string {
+func certsFor(t testing.TB, caDir, name string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -34,7 +34,7 @@ func certsFor(t *testing.T, caDir, name string) string {
 	return dir
 }
 
-func newCADir(t *testing.T) string {
+func newCADir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ca")
 	if _, err := certs.CreateCA(certs.Options{Dir: dir}); err != nil {
