@@ -72,6 +72,15 @@
 // rate-limited, never larger than the datagram they answer and never
 // answered; they arrive as an Incoming with Refusal set and Env nil. See
 // refusal.go.
+//
+// # Certificates
+//
+// With a CertAuth (Config.Certs) every frame is signed with the node's
+// certificate, and a received frame is accepted only if signed by a valid,
+// unrevoked node certificate of the same CA whose name is the envelope's
+// sender; the certificate travels with the first frames to a peer and is
+// cached by the receiver. Refusals name the cause ("certificate revoked",
+// "unknown certificate: attach it", ...). See certauth.go.
 package transport
 
 import (
