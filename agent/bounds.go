@@ -106,7 +106,7 @@ func DefaultBounds() Bounds {
 // registerBoundFlags defines --insecure and the bounds' flags.
 func (c *Config) registerBoundFlags(fs *pflag.FlagSet) {
 	b := &c.Bounds
-	fs.BoolVar(&c.Insecure, FlagInsecure, c.Insecure, "allow gossip beyond loopback without --secret-key-file, and the HTTP API beyond loopback without --certs-dir (no client authentication): anyone who reaches them can read, write and join")
+	fs.BoolVar(&c.Insecure, FlagInsecure, c.Insecure, "allow gossip beyond loopback without --secret-key-file or --certs-dir, and the HTTP API beyond loopback without --certs-dir (no client authentication): anyone who reaches them can read, write and join")
 	fs.IntVar(&b.MaxGossipConns, FlagMaxGossipConns, b.MaxGossipConns, "most gossip TCP connections accepted at once")
 	fs.IntVar(&b.MaxGossipConnsPerIP, FlagMaxGossipConnsPerIP, b.MaxGossipConnsPerIP, "most gossip TCP connections accepted at once from one IP")
 	fs.IntVar(&b.MaxHTTPConns, FlagMaxHTTPConns, b.MaxHTTPConns, "most HTTP connections open at once; more are answered 503 and closed")
