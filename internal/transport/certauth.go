@@ -21,6 +21,7 @@ import (
 //	outer header (8)   magic "HS" | version | flags = flagSigned [| flagCert] | body length
 //	key id (8)         the first 8 bytes of SHA-256 of the sender's certificate (DER)
 //	time (8)           when the frame was signed, Unix nanoseconds, big endian
+//	session key (32)   the sender's X25519 session public key (see certsession.go)
 //	[cert length (2) | certificate DER]   only with flagCert
 //	inner frame        a whole frame: plain (wire.Marshal) or sealed (Keyring.Seal)
 //	signature (64)     Ed25519, by the certificate's key, over everything before it
@@ -31,7 +32,7 @@ const (
 	KeyIDSize = 8
 	// MaxAttachedCert is the largest certificate a frame may carry.
 	MaxAttachedCert = 4096
-	signedPrefix    = KeyIDSize + 8
+	signedPrefix    = KeyIDSize + 8 + sessionKeySize
 	// SignOverhead is how many bytes signing adds to a frame without a
 	// certificate attached; an attached certificate adds 2 plus its size.
 	SignOverhead = wire.HeaderSize + signedPrefix + ed25519.SignatureSize
@@ -98,6 +99,7 @@ type CertAuth struct {
 	mu    sync.Mutex
 	cache map[[KeyIDSize]byte]*peerCert
 
+	session
 	verified, refused atomic.Uint64
 }
 
@@ -107,6 +109,10 @@ type peerCert struct {
 	pub       ed25519.PublicKey
 	notBefore time.Time
 	notAfter  time.Time
+	// The peer's session key and the key of MAC frames between the two
+	// (certsession.go); nil until a signed frame brought it.
+	sessPub []byte
+	macKey  []byte
 }
 
 // CertAuthConfig configures NewCertAuth.
@@ -155,6 +161,9 @@ func NewCertAuth(cfg CertAuthConfig) (*CertAuth, error) {
 		name: cfg.Cert.Subject.CommonName, window: cfg.ReplayWindow, max: cfg.MaxCachedCerts,
 		now: cfg.Now, cache: map[[KeyIDSize]byte]*peerCert{},
 	}
+	if err := a.session.init(); err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
 	return a, nil
 }
 
@@ -193,6 +202,7 @@ func (a *CertAuth) Sign(frame []byte, attach bool) ([]byte, error) {
 	putHeader(out, flags, body)
 	out = append(out, a.keyID[:]...)
 	out = binary.BigEndian.AppendUint64(out, uint64(a.now().UnixNano()))
+	out = append(out, a.sessPub...)
 	if attach {
 		out = binary.BigEndian.AppendUint16(out, uint16(len(a.cert.Raw)))
 		out = append(out, a.cert.Raw...)
@@ -205,6 +215,7 @@ func (a *CertAuth) Sign(frame []byte, attach bool) ([]byte, error) {
 type signedFrame struct {
 	keyID  [KeyIDSize]byte
 	at     int64
+	sess   []byte // the sender's session key
 	cert   []byte // attached certificate, or nil
 	inner  []byte
 	signed []byte // what the signature covers
@@ -231,6 +242,7 @@ func parseSigned(raw []byte) (signedFrame, error) {
 	var f signedFrame
 	copy(f.keyID[:], body)
 	f.at = int64(binary.BigEndian.Uint64(body[KeyIDSize:]))
+	f.sess = body[KeyIDSize+8 : signedPrefix]
 	rest := body[signedPrefix : len(body)-ed25519.SignatureSize]
 	if flags&flagCert != 0 {
 		if len(rest) < 2 {
@@ -256,33 +268,67 @@ func parseSigned(raw []byte) (signedFrame, error) {
 // ErrAuth, whose reason names the cause, or wire errors for frames that
 // are not signed hearsay frames at all.
 func (a *CertAuth) Open(raw []byte) (inner []byte, name string, err error) {
+	inner, pc, _, err := a.open(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	return inner, pc.name, nil
+}
+
+// open checks a signed or MAC frame; it returns the inner frame, the
+// sender's certificate and key id.
+func (a *CertAuth) open(raw []byte) ([]byte, *peerCert, [KeyIDSize]byte, error) {
+	if len(raw) >= wire.HeaderSize && raw[3] == flagMAC {
+		return a.openMAC(raw)
+	}
 	f, err := parseSigned(raw)
 	if err != nil {
-		return nil, "", fmt.Errorf("transport: open signed frame: %w", err)
+		return nil, nil, f.keyID, fmt.Errorf("transport: open signed frame: %w", err)
 	}
+	inner, pc, err := a.openSigned(f)
+	return inner, pc, f.keyID, err
+}
+
+func (a *CertAuth) openSigned(f signedFrame) ([]byte, *peerCert, error) {
 	now := a.now()
 	pc, err := a.lookup(f, now)
 	if err != nil {
 		a.refused.Add(1)
-		return nil, "", err
+		return nil, nil, err
 	}
-	if a.Revoked != nil && a.Revoked(pc.name) {
-		a.refused.Add(1)
-		return nil, "", a.refuse(reasonRevoked, "certificate of %q is revoked", pc.name)
-	}
-	if now.After(pc.notAfter) || now.Before(pc.notBefore) {
-		a.refused.Add(1)
-		return nil, "", a.refuse(reasonExpired, "certificate of %q valid from %s to %s", pc.name, pc.notBefore.UTC().Format(time.RFC3339), pc.notAfter.UTC().Format(time.RFC3339))
+	if err := a.checkPeer(pc, now); err != nil {
+		return nil, nil, err
 	}
 	if !ed25519.Verify(pc.pub, f.signed, f.sig) {
 		a.refused.Add(1)
-		return nil, "", a.refuse(reasonBadSig, "frame of %q does not verify", pc.name)
+		return nil, nil, a.refuse(reasonBadSig, "frame of %q does not verify", pc.name)
 	}
-	if d := time.Duration(now.UnixNano() - f.at); d > a.window || d < -a.window {
+	if err := a.checkTime(pc, f.at, now); err != nil {
+		return nil, nil, err
+	}
+	return f.inner, a.learnSession(f.keyID, pc, f.sess), nil
+}
+
+// checkPeer refuses the frames of a revoked or expired certificate.
+func (a *CertAuth) checkPeer(pc *peerCert, now time.Time) error {
+	if a.Revoked != nil && a.Revoked(pc.name) {
 		a.refused.Add(1)
-		return nil, "", a.refuse(reasonStale, "frame of %q signed %v from this node's clock, window %v", pc.name, d, a.window)
+		return a.refuse(reasonRevoked, "certificate of %q is revoked", pc.name)
 	}
-	return f.inner, pc.name, nil
+	if now.After(pc.notAfter) || now.Before(pc.notBefore) {
+		a.refused.Add(1)
+		return a.refuse(reasonExpired, "certificate of %q valid from %s to %s", pc.name, pc.notBefore.UTC().Format(time.RFC3339), pc.notAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// checkTime refuses a frame made outside the replay window.
+func (a *CertAuth) checkTime(pc *peerCert, at int64, now time.Time) error {
+	if d := time.Duration(now.UnixNano() - at); d > a.window || d < -a.window {
+		a.refused.Add(1)
+		return a.refuse(reasonStale, "frame of %q made %v from this node's clock, window %v", pc.name, d, a.window)
+	}
+	return nil
 }
 
 func (a *CertAuth) refuse(reason, format string, args ...any) error {

@@ -70,8 +70,12 @@ func (c testCA) auth(t testing.TB, name string) *CertAuth {
 // rawAuth returns a CertAuth that signs with cert and key as they are,
 // unchecked: what a node with a bad certificate would send.
 func rawAuth(ca, cert *x509.Certificate, key ed25519.PrivateKey) *CertAuth {
-	return &CertAuth{ca: ca, cert: cert, key: key, keyID: KeyID(cert), name: cert.Subject.CommonName,
+	a := &CertAuth{ca: ca, cert: cert, key: key, keyID: KeyID(cert), name: cert.Subject.CommonName,
 		window: DefaultReplayWindow, max: DefaultMaxCachedCerts, now: time.Now, cache: map[[KeyIDSize]byte]*peerCert{}}
+	if err := a.session.init(); err != nil {
+		panic(err)
+	}
+	return a
 }
 
 func pingFrom(name, addr string, seq uint64) *wire.Envelope {
@@ -111,6 +115,9 @@ func TestCertAuthenticatedGossip(t *testing.T) {
 	}
 	if got := a.Stats().CertsAttached; got != attached {
 		t.Errorf("a attached its certificate to a peer that has it (%d, was %d)", got, attached)
+	}
+	if got := a.Stats().SessionFrames; got == 0 {
+		t.Errorf("a signed a frame to a peer it shares a session with (stats %+v)", a.Stats())
 	}
 	// A join always carries it.
 	join := &wire.Envelope{Cluster: "test", From: "a", FromAddr: a.AdvertiseAddr(), Body: &wire.Envelope_Join{Join: &wire.Join{}}}
@@ -252,6 +259,54 @@ func TestUnknownKeyIDAttachAgain(t *testing.T) {
 	}
 }
 
+// TestSessionFramesAfterRestart: once two nodes share a session, frames
+// between them carry a MAC instead of a signature, over UDP and TCP. When
+// the receiver restarts (new session key, empty cache), the sender's
+// session frames are refused, it signs again, and delivery resumes.
+func TestSessionFramesAfterRestart(t *testing.T) {
+	c := newTestCA(t)
+	a := newTransport(t, Config{Certs: c.auth(t, "a")})
+	bAuth := c.auth(t, "b")
+	b := newTransport(t, Config{Certs: bAuth})
+	addr := b.LocalAddr()
+	mustSend(t)(a.Send(addr, pingFrom("a", a.AdvertiseAddr(), 1)))
+	recv(t, b)
+	mustSend(t)(b.Send(a.LocalAddr(), pingFrom("b", addr, 2)))
+	recv(t, a)
+	for seq := uint64(3); seq < 6; seq++ {
+		env := pingFrom("a", a.AdvertiseAddr(), seq)
+		if seq == 5 {
+			env = mail(seq, 100<<10)
+			env.From = "a"
+			mustSend(t)(a.SendTCP(addr, env))
+		} else {
+			mustSend(t)(a.Send(addr, env))
+		}
+		if in := recv(t, b); in.Env.From != "a" {
+			t.Fatalf("b got %+v", in)
+		}
+	}
+	if s := a.Stats(); s.SessionFrames != 3 {
+		t.Fatalf("a sent %d session frames, want 3 (stats %+v)", s.SessionFrames, s)
+	}
+	b.Close()
+	b2 := newTransport(t, Config{BindAddr: addr, Certs: c.auth(t, "b")})
+	seq := uint64(10)
+	waitFor(t, "delivery to the restarted peer", func() bool {
+		seq++
+		mustSend(t)(a.Send(addr, pingFrom("a", a.AdvertiseAddr(), seq)))
+		select {
+		case in := <-b2.Incoming():
+			return in.Env != nil && in.Env.From == "a"
+		case in := <-a.Incoming():
+			t.Logf("a got refusal %q", in.Refusal)
+			return false
+		case <-time.After(50 * time.Millisecond):
+			return false
+		}
+	})
+}
+
 // TestCertAuthOpen checks Open directly: tampering anywhere, a stale or
 // future signing time, and the cache bound.
 func TestCertAuthOpen(t *testing.T) {
@@ -287,6 +342,34 @@ func TestCertAuthOpen(t *testing.T) {
 		}
 	}
 	b.now = time.Now
+	// Session frames: b learned a's session key from the signed frame;
+	// once a has b's (from a frame of b), a MACs and b opens.
+	fromB, _ := b.Sign(frame(t, pingFrom("b", "127.0.0.1:2", 1)), true)
+	if _, _, err := a.Open(fromB); err != nil {
+		t.Fatal(err)
+	}
+	a.bind("b-addr", KeyID(b.cert))
+	mac, ok := a.macFrame("b-addr", inner)
+	if !ok {
+		t.Fatal("no session frame")
+	}
+	if got, name, err := b.Open(mac); err != nil || name != "a" || !bytes.Equal(got, inner) {
+		t.Fatalf("session frame: %q %v", name, err)
+	}
+	for i := wire.HeaderSize; i < len(mac); i++ {
+		bad := bytes.Clone(mac)
+		bad[i] ^= 0x01
+		if _, _, err := b.Open(bad); err == nil {
+			t.Fatalf("session frame with byte %d flipped accepted", i)
+		}
+	}
+	// b restarted with a new session key: "unknown session".
+	if err := b.session.init(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Open(mac); refusalReason(err) != reasonUnknownSession {
+		t.Fatalf("session frame to a new session: %v", err)
+	}
 	// The cache holds at most max certificates.
 	b.max = 2
 	for _, n := range []string{"c", "d", "e"} {
@@ -313,6 +396,14 @@ func FuzzOpenSigned(f *testing.F) {
 	f.Add(without)
 	f.Add(withCert[:wire.HeaderSize+signedPrefix+3])
 	f.Add([]byte("HS\x01\x0c\x00\x00\x00\x00"))
+	withCert2, _ := b.Sign(inner, true)
+	if _, _, err := a.Open(withCert2); err != nil {
+		f.Fatal(err)
+	}
+	a.bind("b", KeyID(b.cert))
+	if mac, ok := a.macFrame("b", inner); ok {
+		f.Add(mac)
+	}
 	f.Add([]byte{})
 	tr := &Transport{cfg: Config{Certs: b, MaxFrame: wire.DefaultMaxFrame}}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -351,6 +442,27 @@ func BenchmarkSignVerify(b *testing.B) {
 	b.Run("verify", func(b *testing.B) {
 		for b.Loop() {
 			if _, _, err := ra.Open(signed); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// Session frames, once both sides have each other's session key.
+	back, _ := ra.Sign(inner, true)
+	if _, _, err := sa.Open(back); err != nil {
+		b.Fatal(err)
+	}
+	sa.bind("b", KeyID(ra.cert))
+	b.Run("session-mac", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok := sa.macFrame("b", inner); !ok {
+				b.Fatal("no session")
+			}
+		}
+	})
+	mac, _ := sa.macFrame("b", inner)
+	b.Run("session-verify", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := ra.Open(mac); err != nil {
 				b.Fatal(err)
 			}
 		}

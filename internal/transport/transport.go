@@ -239,6 +239,7 @@ type Stats struct {
 	CertsVerified        uint64 // peer certificates verified against the CA (then cached)
 	CertsCached          uint64 // verified peer certificates cached now (a gauge)
 	CertsAttached        uint64 // frames sent with this node's certificate attached
+	SessionFrames        uint64 // frames sent authenticated with a session key instead of a signature
 }
 
 type counters struct {
@@ -494,6 +495,7 @@ func (t *Transport) Stats() Stats {
 	if a := t.cfg.Certs; a != nil {
 		st.CertsVerified = a.verified.Load()
 		st.CertsCached = uint64(a.Cached())
+		st.SessionFrames = a.macs.Load()
 	}
 	return st
 }
@@ -602,6 +604,11 @@ func (t *Transport) encode(addr string, env *wire.Envelope, stream bool) ([]byte
 		}
 	}
 	if a := t.cfg.Certs; a != nil {
+		if !attachesCert(env) && t.known.has(addr) {
+			if mac, ok := a.macFrame(addr, frame); ok {
+				return mac, nil
+			}
+		}
 		attach := !stream && (attachesCert(env) || !t.known.has(addr))
 		if attach && len(frame)+SignOverhead+2+len(a.cert.Raw) > t.cfg.MaxPacket {
 			attach = false // too large for a datagram with it: goes over TCP
@@ -1145,7 +1152,7 @@ func (t *Transport) decode(raw []byte) (*wire.Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	signed := flags&flagSigned != 0
+	signed := flags&(flagSigned|flagMAC) != 0
 	ca := t.cfg.Certs
 	switch {
 	case ca != nil && !signed:
@@ -1153,9 +1160,12 @@ func (t *Transport) decode(raw []byte) (*wire.Envelope, error) {
 	case ca == nil && signed:
 		return nil, &refusable{reasonNoCertsHere, fmt.Errorf("%w: signed frame refused: this node has no certificates", ErrAuth)}
 	}
-	var signer string
+	var (
+		signer *peerCert
+		keyID  [KeyIDSize]byte
+	)
 	if signed {
-		if raw, signer, err = ca.Open(raw); err != nil {
+		if raw, signer, keyID, err = ca.open(raw); err != nil {
 			return nil, err
 		}
 		if flags, _, err = parseHeader(raw, t.cfg.MaxFrame); err != nil {
@@ -1167,10 +1177,11 @@ func (t *Transport) decode(raw []byte) (*wire.Envelope, error) {
 		return nil, err
 	}
 	if signed {
-		if env.From != signer && !isHello(env) {
-			return nil, ca.refuse(reasonWrongName, "certificate of %q, envelope from %q", signer, env.From)
+		if env.From != signer.name && !isHello(env) {
+			return nil, ca.refuse(reasonWrongName, "certificate of %q, envelope from %q", signer.name, env.From)
 		}
 		t.known.heard(env.FromAddr)
+		ca.bind(env.FromAddr, keyID)
 	}
 	return env, nil
 }
