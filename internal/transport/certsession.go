@@ -61,7 +61,7 @@ type session struct {
 
 	addrMu sync.Mutex
 	addrs  map[string][KeyIDSize]byte // destination address -> certificate key id
-	macs   atomic.Uint64 // frames authenticated with a session
+	macs   atomic.Uint64              // frames authenticated with a session
 }
 
 func (s *session) init() error {
