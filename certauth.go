@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,11 +36,12 @@ type nodeCerts struct {
 	id      certs.Node
 	auth    *transport.CertAuth
 	revoked *certs.RevocationList
+	log     *slog.Logger
 }
 
 // loadCerts reads cfg.CertsDir and takes the node's name from node.crt
 // when cfg.Name is empty.
-func loadCerts(cfg *Config, now time.Time) (*nodeCerts, error) {
+func loadCerts(cfg *Config, now time.Time, log *slog.Logger) (*nodeCerts, error) {
 	id, err := certs.LoadNode(cfg.CertsDir, now)
 	if err != nil {
 		return nil, fmt.Errorf("hearsay: certificates: %w", err)
@@ -54,7 +56,7 @@ func loadCerts(cfg *Config, now time.Time) (*nodeCerts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hearsay: %w", err)
 	}
-	c := &nodeCerts{id: id, auth: auth, revoked: certs.NewRevocationList(cfg.MaxRevocations)}
+	c := &nodeCerts{id: id, auth: auth, revoked: certs.NewRevocationList(cfg.MaxRevocations), log: log}
 	auth.Revoked = func(name string) bool {
 		_, ok := c.revoked.Revoked(name)
 		return ok
@@ -95,6 +97,10 @@ func (c *nodeCerts) checkReserved(key, value []byte, tombstone bool) error {
 		if _, ok := c.revoked.Revoked(r.Name); !ok {
 			return fmt.Errorf("revocation list full (%d names)", c.revoked.Len())
 		}
+		return nil
+	}
+	if r.Name == c.id.Name() && c.log != nil {
+		c.log.Error("this node's certificate was revoked: every member refuses its messages; it needs a new certificate under a new name", "revoked_at", r.At)
 	}
 	return nil
 }

@@ -239,7 +239,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		return nil, err
 	}
 	if cfg.CertsDir != "" {
-		if n.certs, err = loadCerts(&cfg, time.Now()); err != nil {
+		if n.certs, err = loadCerts(&cfg, time.Now(), log); err != nil {
 			return nil, err
 		}
 	}
