@@ -166,13 +166,14 @@ var (
 	descCertsCached   = desc("transport_certificates_cached", "Verified peer node certificates cached (bounded).")
 	descCertsAttached = desc("transport_certificates_attached_total", "Frames sent with this node's certificate attached.")
 	descRevocations   = desc("revocations", "Revoked node names known (bounded by MaxRevocations).")
+	descSessionFrames = desc("transport_session_frames_total", "Frames sent authenticated with a session key (HMAC) instead of a signature.")
 )
 
 // certCollector exports the certificate metrics.
 type certCollector struct{ n *Node }
 
 func (c certCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCertsVerified, descCertsCached, descCertsAttached, descRevocations} {
+	for _, d := range []*prometheus.Desc{descCertsVerified, descCertsCached, descCertsAttached, descRevocations, descSessionFrames} {
 		ch <- d
 	}
 }
@@ -183,4 +184,5 @@ func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCertsCached, prometheus.GaugeValue, float64(t.CertsCached))
 	ch <- prometheus.MustNewConstMetric(descCertsAttached, prometheus.CounterValue, float64(t.CertsAttached))
 	ch <- prometheus.MustNewConstMetric(descRevocations, prometheus.GaugeValue, float64(c.n.certs.revoked.Len()))
+	ch <- prometheus.MustNewConstMetric(descSessionFrames, prometheus.CounterValue, float64(t.SessionFrames))
 }
