@@ -90,6 +90,9 @@ type Member struct {
 	// last measured over a probe round trip (within half of it); absent if
 	// never measured.
 	ClockOffset *float64 `json:"clock_offset,omitempty"`
+	// Outbox is how many direct-mail records wait in this node's outbox
+	// for the member's acknowledgement.
+	Outbox int `json:"outbox,omitempty"`
 }
 
 // Status describes this node.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -154,7 +155,7 @@ func (c *Config) CheckExposure() error {
 		return nil
 	}
 	var errs []error
-	if c.SecretKeyFile == "" && c.CertsDir == "" {
+	if c.SecretKeyFile == "" && c.CertsDir == "" && !c.hasKeyringFile() {
 		for _, a := range []struct{ flag, addr string }{{FlagBind, c.Bind}, {FlagAdvertise, c.Advertise}} {
 			if a.addr != "" && !isLoopback(a.addr) {
 				errs = append(errs, fmt.Errorf("--%s %s is not a loopback address and gossip has no authentication: anyone who reaches it could join the cluster, write and delete. "+
@@ -171,6 +172,17 @@ func (c *Config) CheckExposure() error {
 		return fmt.Errorf("refusing to start exposed without authentication: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// hasKeyringFile reports whether the data directory holds a keyring file
+// (left by hearsay keys): it encrypts gossip, and takes precedence over
+// SecretKeyFile.
+func (c *Config) hasKeyringFile() bool {
+	if c.DataDir == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(c.DataDir, hearsay.KeyringFile))
+	return err == nil
 }
 
 // isLoopback reports whether addr's host is a loopback IP or "localhost".
@@ -191,7 +203,7 @@ func isLoopback(addr string) bool {
 // insecureWarning is logged at start by an agent given --insecure.
 func (c *Config) insecureWarning() []any {
 	var exposed []string
-	if c.SecretKeyFile == "" && c.CertsDir == "" && (!isLoopback(c.Bind) || (c.Advertise != "" && !isLoopback(c.Advertise))) {
+	if c.SecretKeyFile == "" && c.CertsDir == "" && !c.hasKeyringFile() && (!isLoopback(c.Bind) || (c.Advertise != "" && !isLoopback(c.Advertise))) {
 		exposed = append(exposed, "gossip on "+c.Bind+" without a key or certificates: anyone who reaches it can join, write, delete and inject members")
 	}
 	if c.HTTP != "" && !isLoopback(c.HTTP) && c.CertsDir == "" {

@@ -49,6 +49,7 @@ func (e *Engine) mergeAE(now time.Time, _ string, ws []*wire.Record) ([]store.Re
 	if err != nil {
 		return nil, err
 	}
+	e.noteArrivals(ws, changed, ViaAntiEntropy)
 	var repaired []store.Record
 	for i, c := range changed {
 		if c {

@@ -157,7 +157,7 @@ func NewCertAuth(cfg CertAuthConfig) (*CertAuth, error) {
 		return nil, fmt.Errorf("transport: node certificate of %d bytes, at most %d can travel", len(cfg.Cert.Raw), MaxAttachedCert)
 	}
 	a := &CertAuth{
-		ca: cfg.CA, cert: cfg.Cert, key: cfg.Key, keyID: KeyID(cfg.Cert),
+		ca: cfg.CA, cert: cfg.Cert, key: cfg.Key, keyID: CertKeyID(cfg.Cert),
 		name: cfg.Cert.Subject.CommonName, window: cfg.ReplayWindow, max: cfg.MaxCachedCerts,
 		now: cfg.Now, cache: map[[KeyIDSize]byte]*peerCert{},
 	}
@@ -167,9 +167,9 @@ func NewCertAuth(cfg CertAuthConfig) (*CertAuth, error) {
 	return a, nil
 }
 
-// KeyID returns a certificate's key id: the first 8 bytes of the SHA-256
+// CertKeyID returns a certificate's key id: the first 8 bytes of the SHA-256
 // of its DER encoding.
-func KeyID(c *x509.Certificate) [KeyIDSize]byte {
+func CertKeyID(c *x509.Certificate) [KeyIDSize]byte {
 	sum := sha256.Sum256(c.Raw)
 	var id [KeyIDSize]byte
 	copy(id[:], sum[:])

@@ -70,7 +70,7 @@ func (c testCA) auth(t testing.TB, name string) *CertAuth {
 // rawAuth returns a CertAuth that signs with cert and key as they are,
 // unchecked: what a node with a bad certificate would send.
 func rawAuth(ca, cert *x509.Certificate, key ed25519.PrivateKey) *CertAuth {
-	a := &CertAuth{ca: ca, cert: cert, key: key, keyID: KeyID(cert), name: cert.Subject.CommonName,
+	a := &CertAuth{ca: ca, cert: cert, key: key, keyID: CertKeyID(cert), name: cert.Subject.CommonName,
 		window: DefaultReplayWindow, max: DefaultMaxCachedCerts, now: time.Now, cache: map[[KeyIDSize]byte]*peerCert{}}
 	if err := a.session.init(); err != nil {
 		panic(err)
@@ -348,7 +348,7 @@ func TestCertAuthOpen(t *testing.T) {
 	if _, _, err := a.Open(fromB); err != nil {
 		t.Fatal(err)
 	}
-	a.bind("b-addr", KeyID(b.cert))
+	a.bind("b-addr", CertKeyID(b.cert))
 	mac, ok := a.macFrame("b-addr", inner)
 	if !ok {
 		t.Fatal("no session frame")
@@ -400,7 +400,7 @@ func FuzzOpenSigned(f *testing.F) {
 	if _, _, err := a.Open(withCert2); err != nil {
 		f.Fatal(err)
 	}
-	a.bind("b", KeyID(b.cert))
+	a.bind("b", CertKeyID(b.cert))
 	if mac, ok := a.macFrame("b", inner); ok {
 		f.Add(mac)
 	}
@@ -451,7 +451,7 @@ func BenchmarkSignVerify(b *testing.B) {
 	if _, _, err := sa.Open(back); err != nil {
 		b.Fatal(err)
 	}
-	sa.bind("b", KeyID(ra.cert))
+	sa.bind("b", CertKeyID(ra.cert))
 	b.Run("session-mac", func(b *testing.B) {
 		for b.Loop() {
 			if _, ok := sa.macFrame("b", inner); !ok {

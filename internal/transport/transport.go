@@ -275,7 +275,6 @@ type Transport struct {
 	stats     counters
 	warnAt    [warnKinds]atomic.Int64 // unix nanos of the last Warn per kind
 	refusals  refusalLimiter
-	hello     []byte // the frame that opens each outgoing connection
 	// known are the destinations that hold this node's certificate
 	// (Config.Certs): frames to them go without it.
 	known knownPeers
@@ -367,7 +366,7 @@ func New(cfg Config) (*Transport, error) {
 
 		acceptedIP: make(map[netip.Addr]int),
 	}
-	if t.hello, err = t.encodeHello(); err != nil {
+	if _, err = t.encodeHello(); err != nil {
 		tcp.Close()
 		udp.Close()
 		return nil, fmt.Errorf("transport: hello frame: %w", err)
@@ -851,15 +850,17 @@ func (t *Transport) dial(p *peer) bool {
 	}
 	// Authenticate the connection with a small frame first, so that the
 	// receiver accepts a first frame larger than its PreAuthMaxFrame.
-	hello := t.hello
+	// Made anew for each connection: the keyring's primary key changes
+	// when the cluster rotates its keys, and a signed hello carries a
+	// fresh signing time.
+	hello, err := t.encodeHello()
+	if err != nil {
+		t.untrack(c)
+		c.Close()
+		t.log.Warn("tcp hello not encoded", "to", p.addr, "err", err)
+		return false
+	}
 	if t.cfg.Certs != nil {
-		var err error
-		if hello, err = t.encodeHello(); err != nil {
-			t.untrack(c)
-			c.Close()
-			t.log.Error("tcp hello not made", "to", p.addr, "err", err)
-			return false
-		}
 		t.known.sent(p.addr)
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
