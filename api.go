@@ -73,6 +73,9 @@ const (
 	StateSuspect MemberState = "suspect"
 	StateDead    MemberState = "dead"
 	StateLeft    MemberState = "left"
+	// StateRevoked is a member whose node certificate was revoked (hearsay
+	// cert revoke): expelled for good, its frames refused.
+	StateRevoked MemberState = "revoked"
 )
 
 // Member is one node of the cluster as seen by this node.

@@ -211,9 +211,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descRecordsRecv, e.RecordsReceived)
 	counter(descRecordsApplied, e.RecordsApplied)
-	counter(descRecordsRefused, e.RecordsRefused-e.SigRefused-e.UnknownSigner, "invalid")
+	counter(descRecordsRefused, e.RecordsRefused-e.SigRefused-e.UnknownSigner-e.RevokedRefused, "invalid")
 	counter(descRecordsRefused, e.SigRefused, "signature")
 	counter(descRecordsRefused, e.UnknownSigner, "unknown_origin")
+	counter(descRecordsRefused, e.RevokedRefused, "revoked_origin")
 	gauge(descCerts, e.Certs)
 	counter(descCertsRefused, e.CertsRefused)
 	counter(descClaimsRefused, e.ClaimsUnsigned, "unsigned")

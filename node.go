@@ -67,6 +67,9 @@ type Config struct {
 	// keyring file in DataDir (KeyringFile, written by the key operations
 	// InstallKey, UseKey and RemoveKey) takes precedence over it.
 	SecretKey []byte
+	// MaxRevocations bounds the revoked node names kept (with Identity).
+	// 0 means certs.DefaultMaxRevocations (4096).
+	MaxRevocations int
 	// MaxGossipConns and MaxGossipConnsPerIP cap the gossip TCP
 	// connections accepted at once, in all and from one source IP; 0 means
 	// the transport's defaults (512 and 32), negative no cap.
@@ -74,9 +77,13 @@ type Config struct {
 	MaxGossipConnsPerIP int
 	// Identity, when set, makes this node a member of a certificate
 	// cluster: its records are signed and every record it receives must be
-	// signed by its origin (see Identity). Name must be the certificate's
-	// name, or empty to take it from the certificate. Nil: an unsigned
-	// cluster.
+	// signed by its origin (see Identity); every gossip frame is
+	// authenticated by its node certificate, and frames not authenticated
+	// by a valid, unrevoked node certificate of the same CA naming their
+	// sender are refused (with SecretKey too, frames are also encrypted).
+	// Name must be the certificate's name, or empty to take it from the
+	// certificate. Nil: an unsigned cluster. LoadIdentity reads a certs
+	// directory.
 	Identity *Identity
 	// Protocol tunes the replication protocol: cluster name, value size
 	// limit, the mechanisms and their timers. Name, NodeID and Addr are set
@@ -112,6 +119,7 @@ type Node struct {
 	st      store.Store
 	raw     store.Store
 	tr      *transport.Transport
+	certs   *nodeCerts     // nil without Config.Identity
 	eng     *engine.Engine // owned by the loop
 	nodeID  uint64
 	started time.Time
@@ -262,6 +270,11 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if signer != nil {
+		if n.certs, err = loadCerts(cfg, log); err != nil {
+			return nil, err
+		}
+	}
 	ring, ringPath, err := loadKeyring(cfg, log)
 	if err != nil {
 		return nil, err
@@ -272,6 +285,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		AdvertiseAddr: cfg.AdvertiseAddr,
 		MaxFrame:      cfg.Protocol.MaxValueSize + (1 << 20),
 		Keyring:       ring,
+		Certs:         n.certs.transportAuth(),
 		Logger:        log,
 		MaxConns:      cfg.MaxGossipConns,
 		MaxConnsPerIP: cfg.MaxGossipConnsPerIP,
@@ -283,6 +297,8 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	pc.Name, pc.NodeID, pc.Addr = cfg.Name, id, tr.AdvertiseAddr()
 	if signer != nil {
 		pc.Signer = signer
+		pc.CheckReserved = n.certs.checkReserved
+		pc.Revoked = n.certs.revoked.Revoked
 	}
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
@@ -296,6 +312,16 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	if err := st.Sync(); err != nil {
 		_ = tr.Close()
 		return nil, fmt.Errorf("hearsay: sync store: %w", err)
+	}
+	if n.certs != nil {
+		names, err := n.certs.loadRevocations(st)
+		if err != nil {
+			_ = tr.Close()
+			return nil, err
+		}
+		for _, name := range names {
+			eng.Revoke(now, name)
+		}
 	}
 	cfg.Protocol = pc
 	n.cfg, n.tr, n.eng, n.nodeID, n.started = cfg, tr, eng, id, now
@@ -311,6 +337,11 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	// serves nothing until anti-entropy has pulled a full reconciliation.
 	n.ready.Store(eng.Serving())
 	n.metrics = newMetrics(n, cfg.Registerer)
+	if n.certs != nil && cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(certCollector{n}); err != nil {
+			log.Warn("certificate metrics not registered", "err", err)
+		}
+	}
 	if len(cfg.Seeds) > 0 {
 		addrs := n.seedAddrs(context.Background(), cfg.Seeds)
 		eng.Join(now, addrs)
@@ -611,6 +642,8 @@ func (n *Node) logMemberEvent(ev membership.Event) {
 		n.log.Info("member reaped", "member", m.Name, "addr", m.Addr, "state", stateName(m.State), "incarnation", m.Incarnation)
 	case ev.Joined:
 		n.log.Info("member discovered", "member", m.Name, "addr", m.Addr, "state", stateName(m.State), "incarnation", m.Incarnation)
+	case m.Revoked:
+		n.log.Warn("member revoked: its certificate was revoked, it is expelled", "member", m.Name, "addr", m.Addr)
 	case m.State == wire.State_DEAD:
 		n.log.Warn("member declared dead", "member", m.Name, "addr", m.Addr, "incarnation", m.Incarnation)
 	default:
@@ -648,7 +681,7 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		self := n.eng.Self().Name
 		out = make([]Member, len(ms))
 		for i, m := range ms {
-			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self,
+			out[i] = Member{Name: m.Name, Address: m.Addr, State: memberState(m), Incarnation: m.Incarnation, Self: m.Name == self,
 				Outbox: n.eng.Outbox(m.Name)}
 			if m.Clock.Measured() {
 				off := m.Clock.Offset.Seconds()
@@ -750,6 +783,9 @@ func (n *Node) write(ctx context.Context, key, value []byte, tomb bool) (Version
 // Put writes key=value and returns the version it was written at, once the
 // write is durable here. The write then spreads to the other members.
 func (n *Node) Put(ctx context.Context, key, value []byte) (Version, error) {
+	if err := checkClientKey(key); err != nil {
+		return Version{}, err
+	}
 	return n.write(ctx, key, value, false)
 }
 
@@ -757,6 +793,9 @@ func (n *Node) Put(ctx context.Context, key, value []byte) (Version, error) {
 // Deleting an absent key still writes a tombstone, so that a concurrent
 // older write elsewhere cannot come back.
 func (n *Node) Delete(ctx context.Context, key []byte) (Version, error) {
+	if err := checkClientKey(key); err != nil {
+		return Version{}, err
+	}
 	return n.write(ctx, key, nil, true)
 }
 

@@ -90,6 +90,18 @@ type Config struct {
 	// to study dissemination alone at sizes where full membership views
 	// would not fit in memory. Names it returns are used as addresses.
 	Peers PeerSampler
+
+	// CheckReserved, when set, checks every record under ReservedPrefix,
+	// received or written here, before it is applied: a record it refuses
+	// is refused like a bad record. A node with certificates checks that a
+	// record under RevokedPrefix is a revocation signed by the cluster CA;
+	// an accepted one revokes the member it names (see Engine.Revoke).
+	// Without it, reserved records are applied like any other.
+	CheckReserved func(key, value []byte, tombstone bool) error
+	// Revoked, when set (in a certificate cluster), says whether the node
+	// named name has been revoked and since when: records it signed with a
+	// version after that time are refused everywhere, whoever relays them.
+	Revoked func(name string) (at time.Time, ok bool)
 }
 
 // PeerSampler picks gossip partners.

@@ -101,9 +101,12 @@ type Stats struct {
 	// was not held yet (UnknownSigner; the certificate is asked for).
 	SigRefused    uint64
 	UnknownSigner uint64
-	CertsRefused  uint64 // node certificates that did not verify
-	CertsEvicted  uint64 // certificates forgotten for the cache bound
-	CertsAsked    uint64 // certificates asked of peers
+	// RevokedRefused counts records refused because their origin's
+	// certificate was revoked before their version.
+	RevokedRefused uint64
+	CertsRefused   uint64 // node certificates that did not verify
+	CertsEvicted   uint64 // certificates forgotten for the cache bound
+	CertsAsked     uint64 // certificates asked of peers
 	// SigSkipped counts received records not verified because they would
 	// not change the store (held already, or older than what is held).
 	SigSkipped uint64
@@ -411,6 +414,10 @@ func (e *Engine) WriteBatch(now time.Time, ops []WriteOp) ([]store.Record, []err
 			errs[i] = err
 			continue
 		}
+		if err := e.checkReserved(now, rec); err != nil {
+			errs[i] = err
+			continue
+		}
 		if err := e.checkClock(now); err != nil {
 			errs[i] = err
 			continue
@@ -474,6 +481,10 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	}
 	if env.From == e.cfg.Name {
 		return nil // our own message, looped back
+	}
+	if e.members.IsRevoked(env.From) {
+		e.stats.Refused++
+		return fmt.Errorf("%w: %q", ErrRevoked, env.From)
 	}
 	if e.cfg.MaxClockOffset > 0 && e.cfg.Peers == nil && e.wallStepped(now) {
 		// Before the envelope's clock sample, if it carries one, is taken.
@@ -668,9 +679,14 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 			// Before the clock-skew check, which remembers what it refuses:
 			// a forger must not be able to make a genuine version refused.
 			if err = e.verify(r, &unknown); err != nil {
-				if errors.Is(err, errUnknownOrig) {
+				switch {
+				case errors.Is(err, errUnknownOrig):
 					e.stats.UnknownSigner++
-				} else {
+				case errors.Is(err, errRevokedOrig):
+					// Not the relay's fault: it may not know of the
+					// revocation yet.
+					e.stats.RevokedRefused++
+				default:
 					e.stats.SigRefused++
 					sigBad = true
 				}
@@ -688,6 +704,9 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 			}
 		} else if err == nil && e.refusedBefore(r) {
 			err = fmt.Errorf("version %v was refused earlier as beyond the clock skew bound", r.Version)
+		}
+		if err == nil {
+			err = e.checkReserved(now, r)
 		}
 		if err != nil {
 			e.stats.RecordsRefused++

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hearsaydb/hearsay/internal/hlc"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
 )
@@ -79,6 +80,7 @@ var (
 	errNoSignature  = errors.New("no signature")
 	errBadSignature = errors.New("signature does not verify")
 	errUnknownOrig  = errors.New("the origin's certificate is unknown here")
+	errRevokedOrig  = errors.New("the origin's certificate was revoked before this version")
 )
 
 // certEntry is a verified node certificate held in the cache.
@@ -250,6 +252,11 @@ func (e *Engine) verify(r store.Record, unknown *[]uint64) error {
 	}
 	if len(r.Sig) != SigLen || !ed25519.Verify(ent.key, SignedBytes(r), r.Sig) {
 		return fmt.Errorf("%w for node %s (id %016x)", errBadSignature, ent.name, r.Version.Node)
+	}
+	if e.cfg.Revoked != nil {
+		if at, ok := e.cfg.Revoked(ent.name); ok && hlc.Time(r.Version.HLC).After(at) {
+			return fmt.Errorf("%w: %s, revoked at %v", errRevokedOrig, ent.name, at.UTC().Format(time.RFC3339))
+		}
 	}
 	return nil
 }

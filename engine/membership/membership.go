@@ -160,6 +160,9 @@ type Member struct {
 	// forwarded as they came. Nil Sig: unsigned.
 	From string
 	Sig  []byte
+	// Revoked is true for a member whose certificate was revoked (see
+	// Membership.Revoke): it stays dead and is never forgotten.
+	Revoked bool
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -327,6 +330,8 @@ type Membership struct {
 	left      bool
 
 	adm admission // caps on new members (limits.go)
+
+	revoked map[string]bool // revoked member names (revoke.go)
 }
 
 // New returns a view holding only self, alive at the given incarnation.
@@ -548,6 +553,9 @@ func (m *Membership) refreshTimers() {
 	}
 	if m.cfg.ReapTimeout > 0 {
 		for n := range m.down {
+			if m.revoked[n] {
+				continue // never reaped
+			}
 			if t := m.members[n].Since.Add(m.cfg.ReapTimeout); m.reapAt.IsZero() || t.Before(m.reapAt) {
 				m.reapAt = t
 			}
@@ -753,7 +761,9 @@ func (m *Membership) tickRelays(now time.Time) {
 func (m *Membership) reconnect(now time.Time) {
 	var dead []string
 	for n := range m.down {
-		dead = append(dead, n)
+		if !m.revoked[n] {
+			dead = append(dead, n)
+		}
 	}
 	if len(dead) == 0 {
 		return
@@ -775,7 +785,7 @@ func (m *Membership) reconnect(now time.Time) {
 func (m *Membership) reap(now time.Time) {
 	var gone []string
 	for n := range m.down {
-		if !now.Before(m.members[n].Since.Add(m.cfg.ReapTimeout)) {
+		if !m.revoked[n] && !now.Before(m.members[n].Since.Add(m.cfg.ReapTimeout)) {
 			gone = append(gone, n)
 		}
 	}
@@ -911,6 +921,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	if u.Name == m.self.Name {
 		m.applySelf(u)
 		return
+	}
+	if m.revoked[u.Name] {
+		return // a revoked member stays expelled, whatever anyone says
 	}
 	p, known := m.members[u.Name]
 	if !known {
