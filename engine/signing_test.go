@@ -504,3 +504,54 @@ func TestForgedMembershipClaimsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestRevokedOriginRefused: once n3 is revoked (engine.Config.Revoked says
+// since when), its records with later versions are refused by every node,
+// counted apart from forgeries (the relay is not at fault), while its
+// records from before the revocation still replicate.
+func TestRevokedOriginRefused(t *testing.T) {
+	var revokedAt time.Time // zero: not revoked yet
+	revoked := func(name string) (time.Time, bool) {
+		if name == "n3" && !revokedAt.IsZero() {
+			return revokedAt, true
+		}
+		return time.Time{}, false
+	}
+	c := cluster(t, sim.Options{Seed: 35, Latency: time.Millisecond, Signed: true}, 3, func(cfg *engine.Config) {
+		cfg.Revoked = revoked
+	})
+	n1, n3 := c.Nodes()[0], c.Nodes()[2]
+	before, err := n3.Put("before", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.RunUntil(10*time.Second, func() bool { return holds(n1, "before", before.Version) }); err != nil || !ok {
+		t.Fatalf("n3's write before the revocation did not replicate: %v", err)
+	}
+	revokedAt = c.Now()
+	if err := c.RunFor(10 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	after, err := n3.Put("after", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RunFor(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range c.Nodes()[:2] {
+		if _, ok := nd.Get("after"); ok {
+			t.Errorf("%s took %s's write made after its revocation (%v)", nd.Name, n3.Name, after.Version)
+		}
+		s := nd.Engine.Stats()
+		if s.RevokedRefused == 0 {
+			t.Errorf("%s counted no record refused for a revoked origin", nd.Name)
+		}
+		if s.SigRefused != 0 {
+			t.Errorf("%s counted %d forgeries: a revoked origin's records are not the relay's fault", nd.Name, s.SigRefused)
+		}
+		if !holds(nd, "before", before.Version) {
+			t.Errorf("%s lost n3's write from before the revocation", nd.Name)
+		}
+	}
+}
