@@ -438,6 +438,8 @@ func (e *Engine) checkClaims(now time.Time, env *wire.Envelope) {
 				if id := e.cfg.Signer.NodeIDOf(claimSigner(u)); !slices.Contains(unknown, id) {
 					unknown = append(unknown, id)
 				}
+			case errors.Is(err, errRevokedOrig):
+				e.stats.ClaimsRefused++ // relayed in good faith: no offence
 			default:
 				e.stats.ClaimsRefused++
 				bad = true
@@ -480,6 +482,13 @@ func (e *Engine) verifyClaim(u *wire.Member) error {
 	}
 	if len(u.Sig) != SigLen || !ed25519.Verify(ent.key, MemberSignedBytes(u), u.Sig) {
 		return fmt.Errorf("%w: %v claim about %s by %s", errBadSignature, u.State, u.Name, signer)
+	}
+	if e.cfg.Revoked != nil {
+		if _, ok := e.cfg.Revoked(signer); ok {
+			// A claim carries no time to compare with the revocation's:
+			// a revoked node's word counts for nothing any more.
+			return fmt.Errorf("%w: %v claim about %s by %s", errRevokedOrig, u.State, u.Name, signer)
+		}
 	}
 	return nil
 }
