@@ -81,7 +81,8 @@ type Ready struct {
 	// synced, the others at once.
 	Messages []Message
 	// Changes are records that changed the store (local writes and merged
-	// remote records), to announce to watchers.
+	// remote records), to announce to watchers, in the order they were
+	// applied, each with the revision the store gave it (Record.Revision).
 	Changes []store.Record
 	// MemberEvents are changes in the membership view.
 	MemberEvents []membership.Event
@@ -338,9 +339,11 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 		return store.Record{}, err
 	}
 	rec.Version = store.Version{HLC: e.clock.Now(e.wall(now)), Node: e.cfg.NodeID}
-	if _, err := e.st.Apply([]store.Record{rec}); err != nil {
+	applied := []store.Record{rec}
+	if _, err := e.st.Apply(applied); err != nil {
 		return store.Record{}, fmt.Errorf("engine: apply local write: %w", err)
 	}
+	rec.Revision = applied[0].Revision // the store's local revision, for watchers
 	// Persist the clock's high-water mark with the write, so that a restart
 	// with a clock set back still issues newer versions than before.
 	if err := e.setMetaUint(metaClock, rec.Version.HLC); err != nil {

@@ -19,6 +19,9 @@ const (
 	// nsInternal prefixes the store's own bookkeeping, apart from the
 	// engine's metadata.
 	nsInternal byte = 'i'
+	// nsChange prefixes the change log: 'c' + revision as a big-endian
+	// uint64 (changelog.go).
+	nsChange byte = 'c'
 )
 
 // keyHashIndexed is the internal key whose presence says that the key-hash

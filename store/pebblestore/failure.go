@@ -336,6 +336,10 @@ func (s *Store) Recover() error {
 	if err := s.loadDigest(); err != nil {
 		return fmt.Errorf("pebblestore: recover %s: %w", s.dir, err)
 	}
+	// So may changes: the revision goes back to the last durable one.
+	if err := s.loadLog(); err != nil {
+		return fmt.Errorf("pebblestore: recover %s: %w", s.dir, err)
+	}
 	s.noSpace.Store(false)
 	s.fullStreak.Store(0)
 	s.fail.Store(nil)
