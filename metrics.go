@@ -45,7 +45,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
-	m.cs = []prometheus.Collector{m.writes, m.received, m.receivedBytes, m.sent, m.sentBytes, m.sendErrors, m.syncSeconds, &collector{n: n}}
+	m.cs = []prometheus.Collector{m.writes, m.received, m.receivedBytes, m.sent, m.sentBytes, m.sendErrors, m.syncSeconds, &collector{n: n}, watchCollector{n: n}}
 	if reg != nil {
 		for _, c := range m.cs {
 			if err := reg.Register(c); err != nil {
