@@ -133,4 +133,7 @@ type Status struct {
 	// node is ahead). ClockPeers is how many peers that is the median of.
 	ClockOffset float64 `json:"clock_offset"`
 	ClockPeers  int     `json:"clock_peers"`
+	// Revision is the revision of the last change this node applied and
+	// made durable (Node.Revision): the id of the latest watch event.
+	Revision uint64 `json:"revision"`
 }

@@ -748,6 +748,7 @@ func (n *Node) Status() Status {
 		Outbox:        s.stats.Mail.OutboxRecords,
 		ClockOffset:   s.clockOffset.Seconds(),
 		ClockPeers:    s.clockPeers,
+		Revision:      n.durableRev.Load(),
 	}
 	if !st.Serving {
 		st.NotReady = append(st.NotReady, "recovering: back from an absence longer than the tombstone grace period, reconciling with a peer before serving")

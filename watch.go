@@ -143,7 +143,9 @@ func (n *Node) resume(ctx context.Context, w *watcher, o watchOptions, out chan<
 		case errors.Is(err, store.ErrCompacted):
 			snapshot = true
 		case err != nil:
-			n.log.Warn("watch: cannot read the change log; ending the watch", "since", o.since, "err", err)
+			if !n.isClosing() {
+				n.log.Warn("watch: cannot read the change log; ending the watch", "since", o.since, "err", err)
+			}
 			return
 		default:
 			last = r0
@@ -164,7 +166,9 @@ func (n *Node) resume(ctx context.Context, w *watcher, o watchOptions, out chan<
 			return
 		}
 		if err != nil {
-			n.log.Warn("watch: cannot read the snapshot; ending the watch", "err", err)
+			if !n.isClosing() {
+				n.log.Warn("watch: cannot read the snapshot; ending the watch", "err", err)
+			}
 			return
 		}
 		if !send(Event{Snapshot: true, Revision: r0}) {
@@ -180,6 +184,15 @@ func (n *Node) resume(ctx context.Context, w *watcher, o watchOptions, out chan<
 			return
 		}
 		last = ev.Revision
+	}
+}
+
+func (n *Node) isClosing() bool {
+	select {
+	case <-n.closing:
+		return true
+	default:
+		return false
 	}
 }
 

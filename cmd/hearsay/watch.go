@@ -72,7 +72,7 @@ for --retry-for.`,
 	}
 	cmd.Flags().StringVar(&prefixArg, "prefix", "", "watch keys starting with this prefix (default: all keys)")
 	cmd.Flags().BoolVar(&o.fromNow, "from-now", false, "start with the changes made from now on, without replaying earlier ones")
-	cmd.Flags().DurationVar(&o.retryFor, "retry-for", 0, "give up (exit 1) when the agent cannot be reached again for this long after the stream broke (0: retry until interrupted)")
+	cmd.Flags().DurationVar(&o.retryFor, "retry-for", 0, "give up with an error (exit 2) when the agent cannot be reached again for this long after the stream broke (0: retry until interrupted)")
 	kf.register(cmd)
 	return cmd
 }
