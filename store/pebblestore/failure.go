@@ -123,6 +123,15 @@ func (s *Store) guard(allowNoSpace bool, fn func() error) (err error) {
 	if !allowNoSpace && s.noSpace.Load() {
 		return fmt.Errorf("writes refused: %w (%s)", store.ErrNoSpace, s.dir)
 	}
+	if s.walFull.Load() {
+		// No commit may enter pebble now (see walFull): the store is
+		// failed until Recover reopens it.
+		cause := fmt.Errorf("%w: the write-ahead log of %s met a full disk", store.ErrNoSpace, s.dir)
+		s.noSpace.Store(true)
+		s.fail.CompareAndSwap(nil, &failure{err: cause})
+		s.logFailure(cause)
+		return cause
+	}
 	defer func() {
 		r := recover()
 		if r == nil {
@@ -248,6 +257,9 @@ func (s *Store) sawError(name string, err error) {
 	if isTable(name) {
 		s.backOff()
 	}
+	if strings.HasSuffix(name, ".log") {
+		s.walFull.Store(true)
+	}
 }
 
 // backOff holds a table writer for flushRetryPause, doubled at each ENOSPC
@@ -313,6 +325,11 @@ func (s *Store) DiskUsage() (avail, total uint64, err error) {
 // error wrapping store.ErrFailed, and does nothing, for a store that failed
 // for another reason: only a restart may recover that one.
 func (s *Store) Recover() error {
+	if s.walFull.Load() {
+		// The log writer is poisoned even if no commit has met it yet:
+		// only a reopen clears it.
+		s.fail.CompareAndSwap(nil, &failure{err: fmt.Errorf("%w: the write-ahead log of %s met a full disk", store.ErrNoSpace, s.dir)})
+	}
 	f := s.fail.Load()
 	if f == nil {
 		s.noSpace.Store(false)
@@ -327,6 +344,7 @@ func (s *Store) Recover() error {
 	// Opening flushes what the log replays: tables must be creatable.
 	s.noSpace.Store(false)
 	s.fullStreak.Store(0)
+	s.walFull.Store(false)
 	if err := s.reopen(); err != nil {
 		return err
 	}
