@@ -97,13 +97,13 @@ type Store struct {
 	// noSpace is set when a write, flush or compaction met ENOSPC; fail
 	// when a commit failed and pebble can take no more writes (see
 	// failure.go). Both make writes fail at once.
-	noSpace     atomic.Bool
-	fullStreak  atomic.Int64 // ENOSPCs met since the disk last had room
+	noSpace    atomic.Bool
+	fullStreak atomic.Int64 // ENOSPCs met since the disk last had room
 	// walFull is set when a write to the write-ahead log met ENOSPC:
 	// pebble's log writer keeps that error and panics in its commit
 	// pipeline, with the pipeline's mutex held, at the next commit, which
 	// would leave the database impossible to close (and so to recover).
-	walFull atomic.Bool
+	walFull     atomic.Bool
 	fail        atomic.Pointer[failure]
 	logThrottle throttle
 	// dirty is set by every write and cleared by Sync, so that a Sync with
