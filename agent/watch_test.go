@@ -187,3 +187,32 @@ func TestWatchResumeSSE(t *testing.T) {
 		}
 	}
 }
+
+// TestChangeLogFlags: the change log's bounds reach the node; 0 keeps
+// nothing (every resume from the past is a snapshot); negative is refused.
+func TestChangeLogFlags(t *testing.T) {
+	cfg, err := ParseConfig([]string{"--change-log-entries", "0", "--change-log-bytes", "1MiB", "--in-memory"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Bounds.ChangeLogEntries != 0 || cfg.Bounds.ChangeLogBytes != 1<<20 {
+		t.Fatalf("bounds %+v", cfg.Bounds)
+	}
+	if _, err := ParseConfig([]string{"--change-log-entries", "-1", "--in-memory"}, nil); err == nil || !strings.Contains(err.Error(), "--change-log-entries -1") {
+		t.Fatalf("--change-log-entries -1: %v", err)
+	}
+	cfg = testConfig(t)
+	cfg.Bounds.ChangeLogEntries = 0
+	a, srv := newTestServer(t, cfg)
+	wantCode(t, do(t, srv, http.MethodPut, kvPath("k"), "", []byte("v")), http.StatusOK)
+	if st := a.Node().Status(); st.Revision != 1 {
+		t.Fatalf("revision %d after one write, want 1", st.Revision)
+	}
+	events, _ := openWatch(t, srv, "prefix=k&since=0")
+	if ev := nextIDEvent(t, events); ev.name != "put" || ev.hasID || !strings.Contains(ev.data, `"snapshot":true`) {
+		t.Fatalf("first event %+v, want a snapshot put: the log keeps nothing", ev)
+	}
+	if ev := nextIDEvent(t, events); ev.name != EventSnapshotEnd || ev.id != "1" {
+		t.Fatalf("second event %+v, want %s with id 1", ev, EventSnapshotEnd)
+	}
+}
