@@ -43,8 +43,8 @@ const (
 	DefaultChangeLogBytes = 64 << 20
 )
 
-// ChangeLogLimits bound a store's change log: the oldest changes are
-// trimmed when either limit is passed. Zero means the default; a negative
+// ChangeLogLimits bound a store's change log: when either limit is passed,
+// the oldest changes are trimmed, down to TrimTo. Zero means the default; a negative
 // limit keeps no change at all (revisions are still counted).
 type ChangeLogLimits struct {
 	// Entries is the most changes kept (DefaultChangeLogEntries).
@@ -70,6 +70,14 @@ func (l ChangeLogLimits) Resolve() ChangeLogLimits {
 		l.Bytes = 0
 	}
 	return l
+}
+
+// TrimTo returns what a change log that went over l (resolved) is trimmed
+// down to: 7/8 of each limit, so that trimming, which costs a range
+// deletion in a durable store, happens once per eighth of the log rather
+// than at every change. A log never holds more than l.
+func (l ChangeLogLimits) TrimTo() (entries int, bytes int64) {
+	return l.Entries - l.Entries/8, l.Bytes - l.Bytes/8
 }
 
 // ChangeSize is what one change counts against ChangeLogLimits.Bytes: the

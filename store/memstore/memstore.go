@@ -196,10 +196,13 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 func (s *Store) appendLog(r store.Record) {
 	s.log = append(s.log, r)
 	s.logBytes += store.ChangeSize(r)
-	for len(s.log) > s.head && (len(s.log)-s.head > s.limits.Entries || s.logBytes > s.limits.Bytes) {
-		s.logBytes -= store.ChangeSize(s.log[s.head])
-		s.log[s.head] = store.Record{}
-		s.head++
+	if len(s.log)-s.head > s.limits.Entries || s.logBytes > s.limits.Bytes {
+		entries, bytes := s.limits.TrimTo()
+		for len(s.log) > s.head && (len(s.log)-s.head > entries || s.logBytes > bytes) {
+			s.logBytes -= store.ChangeSize(s.log[s.head])
+			s.log[s.head] = store.Record{}
+			s.head++
+		}
 	}
 	// Reclaim the trimmed front once it is most of the slice.
 	if s.head > 1024 && s.head > len(s.log)/2 {

@@ -64,14 +64,20 @@ func (l *changeLog) drop(n int) {
 }
 
 // excess returns how many of the oldest entries must go for the log, with
-// adds appended, to be within its limits.
+// adds appended, to be within its limits: none while it is, else down to
+// ChangeLogLimits.TrimTo, so that one range deletion trims an eighth of
+// the log.
 func (l *changeLog) excess(adds []int64) int {
 	n, bytes := l.entries()+len(adds), l.bytes
 	for _, a := range adds {
 		bytes += a
 	}
+	if n <= l.limits.Entries && bytes <= l.limits.Bytes {
+		return 0
+	}
+	maxN, maxBytes := l.limits.TrimTo()
 	drop := 0
-	for n > 0 && (n > l.limits.Entries || bytes > l.limits.Bytes) {
+	for n > 0 && (n > maxN || bytes > maxBytes) {
 		if drop < l.entries() {
 			bytes -= l.sizes[l.head+drop]
 		} else {

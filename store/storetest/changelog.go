@@ -176,6 +176,26 @@ func testTrimByEntries(t *testing.T, o ChangeLogOpener) {
 	wantChanges(t, mustChanges(t, s, 10), 11, all[10:]...)
 	wantCompacted(t, s, 6)
 	wantCompacted(t, s, 0)
+
+	// Past a limit, the log is trimmed by an eighth at once, never held
+	// above the limit nor below seven eighths of it.
+	s = openLog(t, o, store.ChangeLogLimits{Entries: 16})
+	trims := 0
+	for i := range 100 {
+		applyN(t, s, i, 1, "v")
+		st := s.ChangeLog()
+		if st.Entries > 16 || (st.Revision >= 16 && st.Entries < 14) || st.First != st.Revision-uint64(st.Entries)+1 {
+			t.Fatalf("after %d changes: ChangeLog = %+v, want 14 to 16 entries ending at the revision", i+1, st)
+		}
+		if st.Entries == 14 {
+			trims++
+		}
+	}
+	// 14 entries after the 14th change, then after each trim: the 17th,
+	// 20th, … 98th change (each goes over 16 and trims three).
+	if trims != 29 {
+		t.Fatalf("the log held 14 entries %d times in 100 changes, want 29", trims)
+	}
 }
 
 func testTrimByBytes(t *testing.T, o ChangeLogOpener) {
@@ -272,12 +292,16 @@ func testReopenKeepsRevisions(t *testing.T, o ChangeLogOpener) {
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	before := s.ChangeLog()
+	if before.Revision != 15 || before.Entries > 10 || before.First != 16-uint64(before.Entries) {
+		t.Fatalf("ChangeLog = %+v, want revision 15 and at most 10 entries", before)
+	}
 	s = o.Reopen(t, s, l)
 	defer func() { _ = s.Close() }()
-	if st := s.ChangeLog(); st.Revision != 15 || st.First != 6 || st.Entries != 10 {
-		t.Fatalf("ChangeLog after reopen = %+v, want revision 15, first 6, 10 entries", st)
+	if st := s.ChangeLog(); st != before {
+		t.Fatalf("ChangeLog after reopen = %+v, want %+v as before", st, before)
 	}
-	wantChanges(t, mustChanges(t, s, 5), 6, all[5:]...)
+	wantChanges(t, mustChanges(t, s, before.First-1), before.First, all[before.First-1:]...)
 	recs := applyN(t, s, 15, 1, "w")
 	if recs[0].Revision != 16 {
 		t.Fatalf("first change after reopen got revision %d, want 16", recs[0].Revision)
