@@ -70,6 +70,7 @@ fuzz:
 	$(GO) test ./engine/antientropy -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./store/digest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./store/pebblestore -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./store/pebblestore -run '^$$' -fuzz '^FuzzDecodeChange$$' -fuzztime $(FUZZTIME)
 
 # docker builds the agent image hearsay:dev FROM scratch around a static
 # binary cross-compiled here (no base image to pull), running as an

@@ -62,6 +62,17 @@ type Event struct {
 	Version Version
 	// Deleted is true when the change is a delete (a tombstone).
 	Deleted bool
+	// Revision is this node's revision of the change (Node.Revision): it
+	// rises by one with every change the node applies, whatever its key,
+	// so a watcher passes the last one it got to Since to resume. Zero in
+	// the events of a snapshot but its last.
+	Revision uint64
+	// Snapshot is set on the events of a snapshot, which a watch resumed
+	// from a revision the change log no longer reaches sends instead of
+	// the changes (see Since): one event per record held under the prefix,
+	// tombstones included, then one with no Key and the Revision the
+	// snapshot is as new as.
+	Snapshot bool
 }
 
 // MemberState is a member's state as seen by this node.
@@ -138,4 +149,7 @@ type Status struct {
 	// Signing is how records are signed: "ed25519" in a certificate
 	// cluster (Config.Identity), "none" otherwise.
 	Signing string `json:"signing"`
+	// Revision is the revision of the last change this node applied and
+	// made durable (Node.Revision): the id of the latest watch event.
+	Revision uint64 `json:"revision"`
 }

@@ -278,6 +278,9 @@ func (n *Node) syncOnce() {
 	if len(work) == 0 {
 		return
 	}
+	// Everything applied before the sync is durable after it: the work
+	// taken and whatever the loop applied since.
+	rev := n.raw.Revision()
 	start := time.Now()
 	n.syncWatch.begin(start)
 	err := n.st.Sync()
@@ -303,6 +306,7 @@ func (n *Node) syncOnce() {
 		}
 		return
 	}
+	n.durableRev.Store(max(n.durableRev.Load(), rev)) // the syncer is its only writer
 	// Durable now: acknowledge first, then announce and send. A write
 	// waits for its own sync, not for its copies to reach every peer (a
 	// 1 MiB value mailed to 15 peers is 15 MiB to hand to the transport).

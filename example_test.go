@@ -3,7 +3,9 @@ package hearsay_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
+	"log/slog"
 	"os"
 
 	"github.com/hearsaydb/hearsay"
@@ -65,4 +67,47 @@ func ExampleNode_Spread() {
 	k := rep.Keys[0]
 	fmt.Printf("%d/%d members hold it; %s got it by %s\n", k.Holds(v), rep.Asked, k.Holders[0].Member, k.Holders[0].Via)
 	// Output: 1/1 members hold it; spread-example got it by local
+}
+
+// A watcher that resumes: it keeps the revision of the last event it
+// handled, and watches again from there after a cut-off or a restart,
+// missing nothing and seeing nothing twice.
+func ExampleSince() {
+	cfg := hearsay.DefaultConfig()
+	cfg.Name = "example"
+	cfg.BindAddr = "127.0.0.1:0"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	node, err := hearsay.Open(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer node.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	start := node.Revision()
+	last := start // kept by the program, say in a file
+	for _, v := range []string{"red", "green", "blue"} {
+		if _, err := node.Put(ctx, []byte("color"), []byte(v)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	events, err := node.Watch(ctx, []byte("color"), hearsay.Since(last))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for range 3 {
+		ev := <-events
+		if ev.Snapshot {
+			// The change log no longer reached back: ev is a current
+			// record, or the end of the snapshot (no key).
+			continue
+		}
+		fmt.Printf("%s=%s (revision start+%d)\n", ev.Key, ev.Value, ev.Revision-start)
+		last = ev.Revision
+	}
+	// Output:
+	// color=red (revision start+1)
+	// color=green (revision start+2)
+	// color=blue (revision start+3)
 }

@@ -93,6 +93,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer, when set, receives the node's Prometheus metrics.
 	Registerer prometheus.Registerer
+	// ChangeLog bounds the log of recent changes that watches resume from
+	// (Since); zero means store.DefaultChangeLogEntries (100,000) and
+	// store.DefaultChangeLogBytes (64 MiB), the oldest changes trimmed
+	// first. A watch resuming from before it gets a snapshot instead. It
+	// is kept in the data directory (in memory without one).
+	ChangeLog store.ChangeLogLimits
 }
 
 // DefaultConfig returns a Config with the defaults for a LAN cluster.
@@ -143,6 +149,10 @@ type Node struct {
 
 	watchMu  sync.Mutex
 	watchers map[*watcher]struct{}
+	// durableRev is the store's revision as of the last successful sync:
+	// no watcher is told of a revision above it (watch.go).
+	durableRev atomic.Uint64
+	watchStats watchStats
 
 	memberFeed memberFeed // subscribers of MemberEvents
 
@@ -234,9 +244,9 @@ func Open(cfg Config) (*Node, error) {
 	log = log.With("node", cfg.Name)
 	var st store.Store
 	if cfg.DataDir == "" {
-		st = memstore.New()
+		st = memstore.NewWithOptions(memstore.Options{ChangeLog: cfg.ChangeLog})
 	} else {
-		ps, err := pebblestore.Open(cfg.DataDir, pebblestore.Options{Logger: log, NoSync: cfg.NoSync})
+		ps, err := pebblestore.Open(cfg.DataDir, pebblestore.Options{Logger: log, NoSync: cfg.NoSync, ChangeLog: cfg.ChangeLog})
 		if err != nil {
 			return nil, fmt.Errorf("hearsay: %w", err)
 		}
@@ -309,6 +319,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		_ = tr.Close()
 		return nil, fmt.Errorf("hearsay: %w", err)
 	}
+	rev := st.Revision()
 	if err := st.Sync(); err != nil {
 		_ = tr.Close()
 		return nil, fmt.Errorf("hearsay: sync store: %w", err)
@@ -323,6 +334,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 			eng.Revoke(now, name)
 		}
 	}
+	n.durableRev.Store(rev)
 	cfg.Protocol = pc
 	n.cfg, n.tr, n.eng, n.nodeID, n.started = cfg, tr, eng, id, now
 	n.reqs, n.closing, n.done = make(chan request, 1024), make(chan struct{}), make(chan struct{})
@@ -876,6 +888,7 @@ func (n *Node) Status() Status {
 		Outbox:        s.stats.Mail.OutboxRecords,
 		ClockOffset:   s.clockOffset.Seconds(),
 		ClockPeers:    s.clockPeers,
+		Revision:      n.durableRev.Load(),
 	}
 	if !st.Serving {
 		st.NotReady = append(st.NotReady, "recovering: back from an absence longer than the tombstone grace period, reconciling with a peer before serving")

@@ -361,8 +361,8 @@ func TestWatchSSE(t *testing.T) {
 	if err := json.Unmarshal([]byte(ev.data), &data); err != nil {
 		t.Fatalf("event data %q: %v", ev.data, err)
 	}
-	want := EventJSON{Key: b64("w/1"), KeyText: "w/1", Value: base64.StdEncoding.EncodeToString([]byte("one")), Version: put.Version}
-	if data != want {
+	want := EventJSON{Key: b64("w/1"), KeyText: "w/1", Value: base64.StdEncoding.EncodeToString([]byte("one")), Version: put.Version, Revision: data.Revision}
+	if data != want || data.Revision == 0 {
 		t.Errorf("put event %+v, want %+v", data, want)
 	}
 

@@ -17,6 +17,7 @@ import (
 	"github.com/hearsaydb/hearsay"
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/internal/transport"
+	"github.com/hearsaydb/hearsay/store"
 )
 
 // Flag names of the resource bounds and of --insecure (see Bounds).
@@ -30,6 +31,8 @@ const (
 	FlagMaxHTTPBodyMemory      = "max-http-body-memory"
 	FlagMaxMembers             = "max-members"
 	FlagMaxNewMembersPerSecond = "max-new-members-per-second"
+	FlagChangeLogEntries       = "change-log-entries"
+	FlagChangeLogBytes         = "change-log-bytes"
 )
 
 // Defaults of the HTTP bounds.
@@ -56,6 +59,7 @@ const (
 var boundFileKeys = []string{
 	FlagInsecure, FlagMaxGossipConns, FlagMaxGossipConnsPerIP, FlagMaxHTTPConns, FlagMaxWatchers,
 	FlagHTTPReadTimeout, FlagMaxHTTPBodyMemory, FlagMaxMembers, FlagMaxNewMembersPerSecond,
+	FlagChangeLogEntries, FlagChangeLogBytes,
 }
 
 func init() {
@@ -88,6 +92,11 @@ type Bounds struct {
 	// members one sender may add per second (membership.Config).
 	MaxMembers             int
 	MaxNewMembersPerSecond int
+	// ChangeLogEntries and ChangeLogBytes bound the log of recent changes
+	// that watches resume from (GET /v1/watch?since=, Last-Event-ID); a
+	// watch resuming from before it gets a snapshot. 0 keeps none.
+	ChangeLogEntries int
+	ChangeLogBytes   int
 }
 
 // DefaultBounds returns the default bounds.
@@ -101,6 +110,8 @@ func DefaultBounds() Bounds {
 		MaxHTTPBodyMemory:      DefaultMaxHTTPBodyMemory,
 		MaxMembers:             membership.DefaultMaxMembers,
 		MaxNewMembersPerSecond: membership.DefaultMaxNewMembersPerSecond,
+		ChangeLogEntries:       store.DefaultChangeLogEntries,
+		ChangeLogBytes:         store.DefaultChangeLogBytes,
 	}
 }
 
@@ -116,6 +127,8 @@ func (c *Config) registerBoundFlags(fs *pflag.FlagSet) {
 	fs.Var((*sizeValue)(&b.MaxHTTPBodyMemory), FlagMaxHTTPBodyMemory, "request-body bytes held at once over all requests; writes beyond it get 503 (suffixes KiB, MiB allowed)")
 	fs.IntVar(&b.MaxMembers, FlagMaxMembers, b.MaxMembers, "most members in the view; news of more is refused")
 	fs.IntVar(&b.MaxNewMembersPerSecond, FlagMaxNewMembersPerSecond, b.MaxNewMembersPerSecond, "most new members one peer may introduce per second by gossip (its own join and list replies excepted)")
+	fs.IntVar(&b.ChangeLogEntries, FlagChangeLogEntries, b.ChangeLogEntries, "most recent changes kept for watches to resume from (older: a snapshot); 0 keeps none")
+	fs.Var((*sizeValue)(&b.ChangeLogBytes), FlagChangeLogBytes, "most bytes of recent changes kept for watches to resume from; 0 keeps none (suffixes KiB, MiB allowed)")
 }
 
 // validateBounds checks the bounds.
@@ -133,6 +146,14 @@ func (c *Config) validateBounds() []error {
 	} {
 		if v.n < 1 {
 			errs = append(errs, fmt.Errorf("--%s %d: must be at least 1", v.flag, v.n))
+		}
+	}
+	for _, v := range []struct {
+		flag string
+		n    int
+	}{{FlagChangeLogEntries, b.ChangeLogEntries}, {FlagChangeLogBytes, b.ChangeLogBytes}} {
+		if v.n < 0 {
+			errs = append(errs, fmt.Errorf("--%s %d: must not be negative", v.flag, v.n))
 		}
 	}
 	if b.HTTPReadTimeout <= 0 {
@@ -230,4 +251,12 @@ func applyBounds(nc *hearsay.Config, cfg Config) {
 	nc.MaxGossipConnsPerIP = cfg.Bounds.MaxGossipConnsPerIP
 	nc.Protocol.Membership.MaxMembers = cfg.Bounds.MaxMembers
 	nc.Protocol.Membership.MaxNewMembersPerSecond = cfg.Bounds.MaxNewMembersPerSecond
+	// The store's 0 is its default; the flag's 0 keeps nothing.
+	keep := func(n int) int {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	nc.ChangeLog = store.ChangeLogLimits{Entries: keep(cfg.Bounds.ChangeLogEntries), Bytes: int64(keep(cfg.Bounds.ChangeLogBytes))}
 }

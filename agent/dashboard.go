@@ -129,8 +129,8 @@ func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	streamSSE(a, ctx, w, "stats watch", streamEvent{"stats", a.stats()}, ticks,
-		func(s StatsResponse) streamEvent { return streamEvent{"stats", s} }, "")
+	streamSSE(a, ctx, w, "stats watch", streamEvent{name: "stats", data: a.stats()}, ticks,
+		func(s StatsResponse) streamEvent { return streamEvent{name: "stats", data: s} }, "")
 }
 
 // handleSpread serves GET /v1/spread?key=K[&key=K…] (keys base64, at most

@@ -89,7 +89,35 @@ type EventJSON struct {
 	Value   string `json:"value"`
 	Version string `json:"version"`
 	Deleted bool   `json:"deleted"`
+	// Revision is the agent's revision of the change, also the event's
+	// SSE id; absent (0) in the events of a snapshot.
+	Revision uint64 `json:"revision,omitempty"`
+	// Snapshot marks a current record sent by a snapshot rather than a
+	// change (see SnapshotEndJSON).
+	Snapshot bool `json:"snapshot,omitempty"`
 }
+
+// SnapshotEndJSON is the data of the "snapshot-end" watch event, whose id
+// is its revision. A watch resumed from a revision the agent's change log
+// no longer holds (or given by another node) sends, instead of the
+// changes, a snapshot: a "put" or "delete" event with "snapshot": true and
+// no id for each record under the prefix (tombstones included), then
+// "snapshot-end". Keys absent from the snapshot have no record; the
+// changes after Revision follow.
+type SnapshotEndJSON struct {
+	SnapshotEnd bool   `json:"snapshot_end"`
+	Revision    uint64 `json:"revision"`
+}
+
+// Watch resumption (GET /v1/watch).
+const (
+	// NodeIDHeader names the agent's node id in a watch response: a
+	// client resuming later passes it back as ?node_id= with the last
+	// event id, since revisions are numbered by each node on its own.
+	NodeIDHeader = "Hearsay-Node-Id"
+	// EventSnapshotEnd is the name of the event that ends a snapshot.
+	EventSnapshotEnd = "snapshot-end"
+)
 
 // EncodeKey returns the JSON forms of a key: base64 (the "key" and "next"
 // fields), and the text, or "" when the key is not valid UTF-8 (the
@@ -492,36 +520,112 @@ func (a *Agent) handleScan(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// handleWatch serves GET /v1/watch?prefix=P[&since=REV][&node_id=ID] as
+// Server-Sent Events, each change's id its revision. With a Last-Event-ID
+// header (an EventSource reconnecting; it wins over since=) or since=, the
+// stream starts with the changes after that revision, from the change log,
+// or with a snapshot when the log no longer reaches back or node_id names
+// another node. Without either, it starts from now, and the greeting
+// carries the current revision as its id, so that a client that reconnects
+// before the first change misses nothing either.
 func (a *Agent) handleWatch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	prefix := q.Get("prefix")
+	since, resume, err := watchSince(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	nodeID := q.Get("node_id")
+	if nodeID != "" && !isNodeID(nodeID) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad node_id %.40q: want the 16 hex digits of a node id (the %s header of a watch)", nodeID, NodeIDHeader))
+		return
+	}
 	if !a.acquireWatcher(w) {
 		return
 	}
 	defer a.releaseWatcher()
-	prefix := r.URL.Query().Get("prefix")
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	events, err := a.node.Watch(ctx, []byte(prefix))
+	var opts []hearsay.WatchOption
+	if resume {
+		opts = append(opts, hearsay.SinceNode(nodeID, since))
+	}
+	events, err := a.node.Watch(ctx, []byte(prefix), opts...)
 	if err != nil {
 		a.fail(w, r, "", err)
 		return
 	}
-	a.log.Debug("watch started", "prefix", prefix, "remote", r.RemoteAddr)
+	greeting := streamEvent{data: fmt.Sprintf("watching prefix %q", prefix)}
+	var from uint64 // live events at or below it are skipped
+	if resume {
+		greeting.data = fmt.Sprintf("watching prefix %q from revision %d", prefix, since)
+	} else {
+		// Registered before the read: every change after it will come.
+		from = a.node.Revision()
+		greeting.id = strconv.FormatUint(from, 10)
+	}
+	w.Header().Set(NodeIDHeader, a.node.Status().NodeID)
+	a.log.Debug("watch started", "prefix", prefix, "since", since, "resume", resume, "remote", r.RemoteAddr)
 	defer a.log.Debug("watch ended", "prefix", prefix, "remote", r.RemoteAddr)
-	streamSSE(a, ctx, w, "watch", streamEvent{data: fmt.Sprintf("watching prefix %q", prefix)}, events,
+	streamSSE(a, ctx, w, "watch", greeting, events,
 		func(ev hearsay.Event) streamEvent {
+			if ev.Revision != 0 && ev.Revision <= from {
+				return streamEvent{}
+			}
+			id := ""
+			if ev.Revision != 0 {
+				id = strconv.FormatUint(ev.Revision, 10)
+			}
+			if ev.Snapshot && ev.Key == nil {
+				return streamEvent{name: EventSnapshotEnd, data: SnapshotEndJSON{SnapshotEnd: true, Revision: ev.Revision}, id: id}
+			}
 			name := "put"
 			if ev.Deleted {
 				name = "delete"
 			}
 			b64, text := EncodeKey(ev.Key)
-			return streamEvent{name, EventJSON{
-				Key:     b64,
-				KeyText: text,
-				Value:   base64.StdEncoding.EncodeToString(ev.Value),
-				Version: ev.Version.String(),
-				Deleted: ev.Deleted,
+			return streamEvent{name: name, id: id, data: EventJSON{
+				Key:      b64,
+				KeyText:  text,
+				Value:    base64.StdEncoding.EncodeToString(ev.Value),
+				Version:  ev.Version.String(),
+				Deleted:  ev.Deleted,
+				Revision: ev.Revision,
+				Snapshot: ev.Snapshot,
 			}}
-		}, "watch fell behind and was dropped; scan, then watch again")
+		}, "watch fell behind and was dropped; watch again with the last event id (Last-Event-ID or since=) to resume")
+}
+
+// watchSince returns the revision a watch resumes from: the Last-Event-ID
+// header's, else the since parameter's; resume is false with neither.
+func watchSince(r *http.Request) (since uint64, resume bool, err error) {
+	v, what := r.Header.Get("Last-Event-ID"), "Last-Event-ID header"
+	if v == "" {
+		v, what = r.URL.Query().Get("since"), "since"
+	}
+	if v == "" {
+		return 0, false, nil
+	}
+	since, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("bad %s %.40q: want a revision, a whole number from 0 (the id of a watch event)", what, v)
+	}
+	return since, true, nil
+}
+
+// isNodeID reports whether s is a node id as the API prints them: 16
+// lowercase hex digits.
+func isNodeID(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {

@@ -25,7 +25,7 @@ func (a *Agent) watchMembers(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, "", err)
 		return
 	}
-	streamSSE(a, ctx, w, "member watch", streamEvent{"members", a.node.Members()}, events,
-		func(ev hearsay.MemberEvent) streamEvent { return streamEvent{string(ev.Kind), ev} },
+	streamSSE(a, ctx, w, "member watch", streamEvent{name: "members", data: a.node.Members()}, events,
+		func(ev hearsay.MemberEvent) streamEvent { return streamEvent{name: string(ev.Kind), data: ev} },
 		"member watch fell behind and was dropped; watch again")
 }

@@ -9,15 +9,18 @@ import (
 	"time"
 )
 
-// streamEvent is one Server-Sent Event: its name and its JSON data.
+// streamEvent is one Server-Sent Event: its name, its JSON data and its
+// id (the "id:" field, left out when empty).
 type streamEvent struct {
 	name string
 	data any
+	id   string
 }
 
 // streamSSE serves a Server-Sent Events response: the first event (if its
 // name is not empty; a comment line otherwise), then one event per value
-// from events, converted by toEvent, with a heartbeat comment every
+// from events, converted by toEvent (the zero streamEvent: nothing to send
+// for that value), with a heartbeat comment every
 // HeartbeatInterval. It ends when the client goes away, the agent stops
 // (event "shutdown") or events closes while ctx is live — the node dropped
 // a watcher that fell behind — with an "error" event saying so.
@@ -31,8 +34,14 @@ func streamSSE[T any](a *Agent, ctx context.Context, w http.ResponseWriter, what
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	write := func(ev streamEvent) error {
+		id := ""
+		if ev.id != "" {
+			id = "id: " + ev.id + "\n"
+		}
 		if ev.name == "" {
-			_, err := fmt.Fprintf(w, ": %s\n\n", ev.data)
+			// A comment; with an id, an event without data, which sets
+			// the client's last event id and dispatches nothing.
+			_, err := fmt.Fprintf(w, ": %s\n%s\n", ev.data, id)
 			return err
 		}
 		data, err := json.Marshal(ev.data)
@@ -40,7 +49,7 @@ func streamSSE[T any](a *Agent, ctx context.Context, w http.ResponseWriter, what
 			a.log.Error(what+": encode event", "err", err)
 			return err
 		}
-		_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.name, data)
+		_, err = fmt.Fprintf(w, "%sevent: %s\ndata: %s\n\n", id, ev.name, data)
 		return err
 	}
 	if err := write(first); err != nil {
@@ -58,7 +67,7 @@ func streamSSE[T any](a *Agent, ctx context.Context, w http.ResponseWriter, what
 		case <-ctx.Done():
 			return
 		case <-a.stopping:
-			_ = write(streamEvent{"shutdown", ErrorResponse{Error: "agent is stopping"}})
+			_ = write(streamEvent{name: "shutdown", data: ErrorResponse{Error: "agent is stopping"}})
 			_ = rc.Flush()
 			return
 		case <-heartbeat.C:
@@ -66,12 +75,16 @@ func streamSSE[T any](a *Agent, ctx context.Context, w http.ResponseWriter, what
 		case v, ok := <-events:
 			if !ok {
 				if ctx.Err() == nil {
-					_ = write(streamEvent{"error", ErrorResponse{Error: dropped}})
+					_ = write(streamEvent{name: "error", data: ErrorResponse{Error: dropped}})
 					_ = rc.Flush()
 				}
 				return
 			}
-			err = write(toEvent(v))
+			ev := toEvent(v)
+			if ev.name == "" && ev.data == nil {
+				continue // nothing to send for v
+			}
+			err = write(ev)
 		}
 		if err == nil {
 			err = rc.Flush()

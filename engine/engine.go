@@ -82,7 +82,8 @@ type Ready struct {
 	// synced, the others at once.
 	Messages []Message
 	// Changes are records that changed the store (local writes and merged
-	// remote records), to announce to watchers.
+	// remote records), to announce to watchers, in the order they were
+	// applied, each with the revision the store gave it (Record.Revision).
 	Changes []store.Record
 	// MemberEvents are changes in the membership view.
 	MemberEvents []membership.Event

@@ -205,7 +205,8 @@ func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, e
 	if configure != nil {
 		configure(&cfg)
 	}
-	d := &disk{Store: memstore.NewWithOptions(memstore.Options{DigestCells: c.opts.DigestCells})}
+	// Simulated nodes have no watchers: they keep no change log.
+	d := &disk{Store: memstore.NewWithOptions(memstore.Options{DigestCells: c.opts.DigestCells, ChangeLog: store.ChangeLogLimits{Entries: -1}})}
 	n := &Node{Name: name, Addr: cfg.Addr, Store: d, disk: d, c: c, cfg: cfg, index: len(c.nodes)}
 	if err := n.boot(); err != nil {
 		return nil, err

@@ -29,6 +29,74 @@ const (
 // ErrClosed is returned by a store that has been closed.
 var ErrClosed = errors.New("store: closed")
 
+// ErrCompacted is returned (wrapped) by Store.Changes when the change log no
+// longer reaches back to the revision asked for: its oldest entries were
+// trimmed to keep it within its limits.
+var ErrCompacted = errors.New("store: change log no longer reaches back that far")
+
+// Default bounds of a store's change log (ChangeLogLimits).
+const (
+	// DefaultChangeLogEntries is how many changes the log keeps at most.
+	DefaultChangeLogEntries = 100_000
+	// DefaultChangeLogBytes is how many bytes of changes (ChangeSize each)
+	// the log keeps at most.
+	DefaultChangeLogBytes = 64 << 20
+)
+
+// ChangeLogLimits bound a store's change log: when either limit is passed,
+// the oldest changes are trimmed, down to TrimTo. Zero means the default; a negative
+// limit keeps no change at all (revisions are still counted).
+type ChangeLogLimits struct {
+	// Entries is the most changes kept (DefaultChangeLogEntries).
+	Entries int
+	// Bytes is the most bytes of changes kept, ChangeSize each
+	// (DefaultChangeLogBytes).
+	Bytes int64
+}
+
+// Resolve returns l with zero limits replaced by the defaults and negative
+// ones by 0 (keep nothing).
+func (l ChangeLogLimits) Resolve() ChangeLogLimits {
+	switch {
+	case l.Entries == 0:
+		l.Entries = DefaultChangeLogEntries
+	case l.Entries < 0:
+		l.Entries = 0
+	}
+	switch {
+	case l.Bytes == 0:
+		l.Bytes = DefaultChangeLogBytes
+	case l.Bytes < 0:
+		l.Bytes = 0
+	}
+	return l
+}
+
+// TrimTo returns what a change log that went over l (resolved) is trimmed
+// down to: 7/8 of each limit, so that trimming, which costs a range
+// deletion in a durable store, happens once per eighth of the log rather
+// than at every change. A log never holds more than l.
+func (l ChangeLogLimits) TrimTo() (entries int, bytes int64) {
+	return l.Entries - l.Entries/8, l.Bytes - l.Bytes/8
+}
+
+// ChangeSize is what one change counts against ChangeLogLimits.Bytes: the
+// record's size and its revision.
+func ChangeSize(r Record) int64 { return int64(r.Size()) + 8 }
+
+// ChangeLogStats describes a store's change log.
+type ChangeLogStats struct {
+	// Revision is the revision of the last change (Store.Revision).
+	Revision uint64
+	// First is the oldest revision the log holds, 0 when it holds none.
+	// The log holds every revision from First through Revision.
+	First uint64
+	// Entries and Bytes are what the log holds, counted as the limits
+	// count them.
+	Entries int
+	Bytes   int64
+}
+
 // Errors a durable store returns when its disk fails it, for use with
 // errors.Is. They are always wrapped with the operation and the cause.
 var (
@@ -88,6 +156,13 @@ type Record struct {
 	// the record (see engine.SignedBytes); nil in an unsigned cluster. The
 	// store keeps it with the record and knows nothing else of it.
 	Sig []byte
+	// Revision is the local revision of the change that wrote this record
+	// here (see Store.Revision): set by Apply on the records it is given
+	// that changed the store, and on the records Changes returns; zero
+	// elsewhere (Get, Scan, records received from peers). It is local to
+	// one store: never replicated, not part of the record's identity, and
+	// ignored by Wins and Merge.
+	Revision uint64
 }
 
 // Size is the number of bytes the record accounts for in bounds and metrics:
@@ -143,6 +218,9 @@ type Store interface {
 	Get(key []byte) (rec Record, ok bool, err error)
 	// Apply merges each record last-writer-wins and reports, for each,
 	// whether it changed the store (it was new, or newer than what was held).
+	// Each record that changed the store is a change: it gets the next
+	// revision, set in recs[i].Revision, and goes into the change log, in
+	// the same atomic write as the record.
 	Apply(recs []Record) (changed []bool, err error)
 	// Scan calls fn for every record whose key has the given prefix and is
 	// at or after start, in key order, tombstones included, until fn returns
@@ -173,6 +251,24 @@ type Store interface {
 	GetMeta(key []byte) (value []byte, ok bool, err error)
 	SetMeta(key, value []byte) error
 	ScanMeta(prefix []byte, fn func(key, value []byte) bool) error
+
+	// Revision returns the revision of the last change Apply made, 0 if
+	// none: changes are numbered 1, 2, 3… in the order they are applied.
+	// A durable store keeps the revision with the change, so after a
+	// reopen it is never below the revision of any change a Sync made
+	// durable, and every revision stands for the same change as before.
+	// Remove is not a change.
+	Revision() uint64
+	// Changes calls fn with each change after revision after, in revision
+	// order (the record as that change wrote it, Revision set), until fn
+	// returns false or the log's last change. When the log no longer holds
+	// revision after+1 (the change log is bounded, see ChangeLogLimits) it
+	// returns an error wrapping ErrCompacted, before calling fn or, if
+	// entries were trimmed while it ran, after the last contiguous one. Like
+	// Scan it calls fn with no lock held.
+	Changes(after uint64, fn func(Record) bool) error
+	// ChangeLog describes the change log.
+	ChangeLog() ChangeLogStats
 
 	// Sync makes every Apply, Remove and SetMeta before it durable.
 	Sync() error

@@ -195,7 +195,13 @@ function connect() {
   stats.onerror = () => { $("#conn").textContent = "reconnecting…"; };
 
   const watch = new EventSource("/v1/watch?prefix=");
-  const onChange = (e) => addUpdate(JSON.parse(e.data));
+  // A reconnecting EventSource resumes after its last event id; a
+  // snapshot (the change log no longer reached back) is the current state,
+  // not recent updates: skip it.
+  const onChange = (e) => {
+    const ev = JSON.parse(e.data);
+    if (!ev.snapshot) addUpdate(ev);
+  };
   watch.addEventListener("put", onChange);
   watch.addEventListener("delete", onChange);
 }

@@ -88,6 +88,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(tw, "members:\t%d (%d alive)\n", st.Members, st.Alive)
 			fmt.Fprintf(tw, "outbox:\t%d\n", st.Outbox)
+			fmt.Fprintf(tw, "revision:\t%d\n", st.Revision)
 			if !st.Started.IsZero() {
 				fmt.Fprintf(tw, "started:\t%s (up %s)\n", st.Started.Format(time.RFC3339), time.Since(st.Started).Round(time.Second))
 			}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -315,123 +313,6 @@ page by page). With --json, print an array of {"key" (base64), "key_text"
 	cmd.Flags().IntVar(&pageSize, "page-size", agent.DefaultScanLimit, fmt.Sprintf("entries fetched per request, 1 to %d", agent.MaxScanLimit))
 	kf.register(cmd)
 	return cmd
-}
-
-func newWatchCmd(g *globals) *cobra.Command {
-	var kf keyFlags
-	var prefixArg string
-	cmd := &cobra.Command{
-		Use:   "watch",
-		Short: "Stream changes to keys with a prefix, until Ctrl-C",
-		Long: `Stream every change to keys with the given prefix, written here or learned
-from peers, one line each: "put<TAB>key<TAB>value" or "delete<TAB>key"; a
-key or value that is not printable text on one line is shown Go-quoted
-("\xff\x00"), so binary values never reach the terminal raw. With --json,
-one JSON object {"key" (base64), "key_text" (when the key is UTF-8),
-"value" (base64), "version", "deleted"} per line. Runs until interrupted.`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			prefix, err := kf.parse("--prefix", prefixArg)
-			if err != nil {
-				return err
-			}
-			c, err := newClient(g)
-			if err != nil {
-				return err
-			}
-			return watch(cmd.Context(), c, prefix, g.json, &kf, cmd.OutOrStdout(), cmd.ErrOrStderr())
-		},
-	}
-	cmd.Flags().StringVar(&prefixArg, "prefix", "", "watch keys starting with this prefix (default: all keys)")
-	kf.register(cmd)
-	return cmd
-}
-
-// watch reads the agent's Server-Sent Events until ctx is done.
-// It tells on stderr when the watch is in place.
-func watch(ctx context.Context, c *client, prefixKey []byte, asJSON bool, kf *keyFlags, w, stderr io.Writer) error {
-	prefix := agent.QuoteKey(prefixKey)
-	u := c.routeURL("/v1/watch", url.Values{"prefix": {string(prefixKey)}})
-	resp, err := c.do(ctx, http.MethodGet, u, nil, http.Header{"Accept": {"text/event-stream"}}, true)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("watch %s: %w", prefix, err)
-	}
-	defer resp.Body.Close()
-	fmt.Fprintf(stderr, "watching keys with prefix %s at %s; Ctrl-C to stop\n", prefix, c.addr)
-	r := bufio.NewReader(resp.Body)
-	var event string
-	var data strings.Builder
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil // interrupted: a normal end
-			}
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("watch %s: the agent at %s closed the stream", prefix, c.addr)
-			}
-			return fmt.Errorf("watch %s: reading the stream: %w", prefix, err)
-		}
-		line = strings.TrimRight(line, "\r\n")
-		switch {
-		case line == "":
-			if err := printEvent(event, data.String(), asJSON, kf, w); err != nil {
-				return fmt.Errorf("watch %s: %w", prefix, err)
-			}
-			event = ""
-			data.Reset()
-		case strings.HasPrefix(line, ":"):
-			// comment: greeting or heartbeat
-		case strings.HasPrefix(line, "event:"):
-			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
-		case strings.HasPrefix(line, "data:"):
-			if data.Len() > 0 {
-				data.WriteByte('\n')
-			}
-			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
-		}
-	}
-}
-
-// printEvent prints one event; an error or shutdown event ends the watch
-// with the agent's message.
-func printEvent(event, data string, asJSON bool, kf *keyFlags, w io.Writer) error {
-	switch event {
-	case "":
-		return nil
-	case "put", "delete":
-	default:
-		var er agent.ErrorResponse
-		if json.Unmarshal([]byte(data), &er) == nil && er.Error != "" {
-			return errors.New(er.Error)
-		}
-		return fmt.Errorf("agent sent %s: %s", event, data)
-	}
-	if asJSON {
-		_, err := fmt.Fprintln(w, data)
-		return err
-	}
-	var ev agent.EventJSON
-	if err := json.Unmarshal([]byte(data), &ev); err != nil {
-		return fmt.Errorf("decoding event: %w", err)
-	}
-	key, err := jsonKey(ev.Key)
-	if err != nil {
-		return err
-	}
-	if ev.Deleted {
-		_, err := fmt.Fprintf(w, "delete\t%s\n", kf.show(key))
-		return err
-	}
-	v, err := base64.StdEncoding.DecodeString(ev.Value)
-	if err != nil {
-		return fmt.Errorf("value of %s is not base64: %w", agent.QuoteKey(key), err)
-	}
-	_, err = fmt.Fprintf(w, "put\t%s\t%s\n", kf.show(key), displayText(v))
-	return err
 }
 
 func withNewline(b []byte) []byte {

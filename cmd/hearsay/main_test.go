@@ -511,8 +511,13 @@ func TestWatch(t *testing.T) {
 		t.Skip("uses signals")
 	}
 	a := startAgent(t, "watch1")
+	// A change made before the watches start: replayed, but not --from-now.
+	cli(t, nil, "", "put", "w/0", "zero", "--addr", a.addr).want(t, 0)
 	human := startWatch(t, "watch", "--prefix", "w/", "--addr", a.addr)
-	asJSON := startWatch(t, "watch", "--json", "--addr", a.addr)
+	asJSON := startWatch(t, "watch", "--json", "--from-now", "--retry-for", "1s", "--addr", a.addr)
+	if l := human.next(t); l != "put\tw/0\tzero" {
+		t.Errorf("watch line %q, want the replayed put of w/0", l)
+	}
 
 	cli(t, nil, "", "put", "w/1", "one", "--addr", a.addr).want(t, 0)
 	cli(t, nil, "", "put", "other", "x", "--addr", a.addr).want(t, 0)
@@ -527,15 +532,18 @@ func TestWatch(t *testing.T) {
 	var ev struct {
 		Key, Value, Version string
 		Deleted             bool
+		Revision            uint64
 	}
+	var last uint64
 	for i, want := range []struct {
 		key     string
 		deleted bool
 	}{{"w/1", false}, {"other", false}, {"w/1", true}} {
 		l := asJSON.next(t)
-		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Key != b64(want.key) || ev.Deleted != want.deleted || ev.Version == "" {
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Key != b64(want.key) || ev.Deleted != want.deleted || ev.Version == "" || ev.Revision <= last {
 			t.Errorf("json watch line %d: %q (%v)", i, l, err)
 		}
+		last = ev.Revision
 	}
 
 	// Ctrl-C ends a watch with exit 0.
@@ -548,12 +556,13 @@ func TestWatch(t *testing.T) {
 		t.Errorf("watch exited with %v after SIGINT, want 0", err)
 	}
 
-	// An agent that stops ends the other watch with an error.
+	// An agent that stays stopped ends the other watch with an error
+	// after --retry-for.
 	a.stop(t)
 	for range asJSON.lines {
 	}
 	if err := <-asJSON.done; err == nil {
-		t.Error("watch exited 0 when the agent stopped")
+		t.Error("watch exited 0 when the agent stopped for longer than --retry-for")
 	}
 }
 

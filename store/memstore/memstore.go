@@ -35,6 +35,10 @@ type Options struct {
 	// DigestCells is the number of cells of the anti-entropy digest; 0
 	// means DefaultDigestCells.
 	DigestCells int
+	// ChangeLog bounds the change log (zero: the defaults). The log shares
+	// the memory of the records it names, but holds on to values that were
+	// overwritten since.
+	ChangeLog store.ChangeLogLimits
 }
 
 // Store is an in-memory store.Store. It is safe for concurrent use. The zero
@@ -49,6 +53,14 @@ type Store struct {
 	// tombs holds the keys of the records that are tombstones.
 	tombs  *orderedMap[struct{}]
 	digest *digest.Digest
+
+	// The change log: log[head:] are the changes from revision
+	// rev-len(log)+head+1 through rev, logBytes their size.
+	rev      uint64
+	log      []store.Record
+	head     int
+	logBytes int64
+	limits   store.ChangeLogLimits
 }
 
 var _ store.Store = (*Store)(nil)
@@ -67,6 +79,7 @@ func NewWithOptions(o Options) *Store {
 		byHash:  map[uint64][]string{},
 		tombs:   newOrderedMap[struct{}](),
 		digest:  digest.New(o.DigestCells),
+		limits:  o.ChangeLog.Resolve(),
 	}
 }
 
@@ -159,6 +172,7 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 			continue
 		}
 		r = r.Clone()
+		r.Revision = 0 // a stored record carries none (see Record.Revision)
 		var old digest.Item
 		if it != nil {
 			old = it.val.Item()
@@ -177,8 +191,92 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 		}
 		s.digest.Replace(old, r.Item())
 		changed[i] = true
+		s.rev++
+		r.Revision = s.rev
+		recs[i].Revision = s.rev
+		s.appendLog(r)
 	}
 	return changed, nil
+}
+
+// appendLog adds a change to the log and trims the log to its limits; the
+// caller holds mu.
+func (s *Store) appendLog(r store.Record) {
+	s.log = append(s.log, r)
+	s.logBytes += store.ChangeSize(r)
+	if len(s.log)-s.head > s.limits.Entries || s.logBytes > s.limits.Bytes {
+		entries, bytes := s.limits.TrimTo()
+		for len(s.log) > s.head && (len(s.log)-s.head > entries || s.logBytes > bytes) {
+			s.logBytes -= store.ChangeSize(s.log[s.head])
+			s.log[s.head] = store.Record{}
+			s.head++
+		}
+	}
+	// Reclaim the trimmed front once it is most of the slice.
+	if s.head > 1024 && s.head > len(s.log)/2 {
+		s.log = append([]store.Record(nil), s.log[s.head:]...)
+		s.head = 0
+	}
+}
+
+// first returns the oldest revision the log holds, 0 when it holds none;
+// the caller holds mu.
+func (s *Store) first() uint64 {
+	if len(s.log) == s.head {
+		return 0
+	}
+	return s.rev - uint64(len(s.log)-s.head) + 1
+}
+
+// Revision returns the revision of the last change.
+func (s *Store) Revision() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev
+}
+
+// ChangeLog describes the change log.
+func (s *Store) ChangeLog() store.ChangeLogStats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return store.ChangeLogStats{Revision: s.rev, First: s.first(), Entries: len(s.log) - s.head, Bytes: s.logBytes}
+}
+
+// Changes calls fn with a copy of each change after revision after, in
+// revision order, in chunks copied under the read lock.
+func (s *Store) Changes(after uint64, fn func(store.Record) bool) error {
+	batch := make([]store.Record, 0, scanChunk)
+	next := after + 1
+	for {
+		batch = batch[:0]
+		s.mu.RLock()
+		if s.closed {
+			s.mu.RUnlock()
+			return store.ErrClosed
+		}
+		if next > s.rev {
+			s.mu.RUnlock()
+			return nil
+		}
+		first := s.first()
+		if first == 0 || next < first {
+			rev := s.rev
+			s.mu.RUnlock()
+			return fmt.Errorf("memstore: changes after %d: %w (it holds %d through %d)", next-1, store.ErrCompacted, first, rev)
+		}
+		size := 0
+		for i := s.head + int(next-first); i < len(s.log) && len(batch) < scanChunk && size < scanChunkBytes; i++ {
+			batch = append(batch, s.log[i].Clone())
+			size += s.log[i].Size()
+		}
+		s.mu.RUnlock()
+		for _, r := range batch {
+			if !fn(r) {
+				return nil
+			}
+		}
+		next += uint64(len(batch))
+	}
 }
 
 // checkKeys refuses records whose keys exceed store.MaxKeySize.
@@ -363,6 +461,7 @@ func (s *Store) Close() error {
 	s.meta = nil
 	s.byHash = nil
 	s.tombs = nil
+	s.log, s.head, s.logBytes = nil, 0, 0
 	return nil
 }
 

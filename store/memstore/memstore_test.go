@@ -14,6 +14,14 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return memstore.New() })
 }
 
+func TestChangeLog(t *testing.T) {
+	storetest.RunChangeLog(t, storetest.ChangeLogOpener{
+		Open: func(t *testing.T, l store.ChangeLogLimits) store.Store {
+			return memstore.NewWithOptions(memstore.Options{ChangeLog: l})
+		},
+	})
+}
+
 func TestLen(t *testing.T) {
 	s := memstore.New()
 	for i := range 1000 {

@@ -164,6 +164,41 @@ func TestCrash(t *testing.T) {
 					t.Fatalf("record written before the child ran is gone: %v, %v", ok, err)
 				}
 			}
+			checkRevisionsAfterCrash(t, s, round > 0, synced)
 		})
+	}
+}
+
+// checkRevisionsAfterCrash checks the change log a crashed child left: the
+// revision is at the end of a whole step, no earlier than the last one
+// synced, and every change in the log is the record applied at that
+// revision.
+func checkRevisionsAfterCrash(t *testing.T, s *Store, before bool, synced int) {
+	t.Helper()
+	var byRev []store.Record // byRev[r-1] is the change at revision r
+	if before {
+		byRev = append(byRev, rec("before", "x", 1))
+	}
+	ends := map[uint64]int{} // revision at the end of step i → i
+	rev := s.Revision()
+	for i := 0; uint64(len(byRev)) < rev; i++ {
+		byRev = append(byRev, crashRecords(i)...)
+		ends[uint64(len(byRev))] = i
+	}
+	if i, ok := ends[rev]; !ok || i < synced {
+		t.Fatalf("revision %d after the crash is not the end of a step at or after the last synced one, %d", rev, synced)
+	}
+	st := s.ChangeLog()
+	n := 0
+	err := s.Changes(st.First-1, func(r store.Record) bool {
+		want := byRev[r.Revision-1]
+		if !bytes.Equal(r.Key, want.Key) || !bytes.Equal(r.Value, want.Value) || r.Version != want.Version {
+			t.Fatalf("change %d is %q at %v, want %q at %v", r.Revision, r.Key, r.Version, want.Key, want.Version)
+		}
+		n++
+		return true
+	})
+	if err != nil || n != st.Entries || st.First == 0 {
+		t.Fatalf("change log after the crash: %d of %d entries read from %d: %v", n, st.Entries, st.First, err)
 	}
 }

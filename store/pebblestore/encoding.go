@@ -24,6 +24,9 @@ const (
 	// that is a tombstone. The tombstone sweep reads it instead of every
 	// record, values and all.
 	nsTomb byte = 't'
+	// nsChange prefixes the change log: 'c' + revision as a big-endian
+	// uint64 (changelog.go).
+	nsChange byte = 'c'
 )
 
 // tombVersionLen is the length of a tombstone index entry's value.

@@ -139,6 +139,15 @@ func (s *Store) guard(allowNoSpace bool, fn func() error) (err error) {
 	if !allowNoSpace && s.noSpace.Load() {
 		return fmt.Errorf("writes refused: %w (%s)", store.ErrNoSpace, s.dir)
 	}
+	if s.walFull.Load() {
+		// No commit may enter pebble now (see walFull): the store is
+		// failed until Recover reopens it.
+		cause := fmt.Errorf("%w: the write-ahead log of %s met a full disk", store.ErrNoSpace, s.dir)
+		s.noSpace.Store(true)
+		s.fail.CompareAndSwap(nil, &failure{err: cause})
+		s.logFailure(cause)
+		return cause
+	}
 	defer func() {
 		r := recover()
 		if r == nil {
@@ -268,6 +277,9 @@ func (s *Store) sawError(name string, err error) {
 		s.headroom.Store(false)
 		s.backOff()
 	}
+	if strings.HasSuffix(name, ".log") {
+		s.walFull.Store(true)
+	}
 }
 
 // makeReserve puts the reserve file in place, unless it is there. The
@@ -394,6 +406,11 @@ func (s *Store) DiskUsage() (avail, total uint64, err error) {
 // error wrapping store.ErrFailed, and does nothing, for a store that failed
 // for another reason: only a restart may recover that one.
 func (s *Store) Recover() error {
+	if s.walFull.Load() {
+		// The log writer is poisoned even if no commit has met it yet:
+		// only a reopen clears it.
+		s.fail.CompareAndSwap(nil, &failure{err: fmt.Errorf("%w: the write-ahead log of %s met a full disk", store.ErrNoSpace, s.dir)})
+	}
 	f := s.fail.Load()
 	if f != nil && (f.background || !errors.Is(f.err, store.ErrNoSpace)) {
 		return fmt.Errorf("pebblestore: recover %s: %w", s.dir, f.err)
@@ -412,6 +429,7 @@ func (s *Store) Recover() error {
 	// Opening flushes what the log replays: tables must be creatable.
 	s.noSpace.Store(false)
 	s.fullStreak.Store(0)
+	s.walFull.Store(false)
 	if err := s.reopen(); err != nil {
 		return err
 	}
@@ -419,6 +437,10 @@ func (s *Store) Recover() error {
 	// digest must describe what the reopened database holds.
 	s.digest.Reset()
 	if err := s.loadDigest(); err != nil {
+		return fmt.Errorf("pebblestore: recover %s: %w", s.dir, err)
+	}
+	// So may changes: the revision goes back to the last durable one.
+	if err := s.loadLog(); err != nil {
 		return fmt.Errorf("pebblestore: recover %s: %w", s.dir, err)
 	}
 	s.noSpace.Store(false)

@@ -2,7 +2,8 @@
 //
 // # Layout
 //
-// Records live under pebble keys 'r'+key and metadata under 'm'+key. A
+// Records live under pebble keys 'r'+key and metadata under 'm'+key, the
+// change log under 'c'+revision (see changelog.go). A
 // record's pebble value is an 18-byte header (format byte, version HLC and
 // node as big-endian uint64s, flags byte with the tombstone bit) followed by
 // the value. The data directory holds, beside pebble's files, a marker file
@@ -19,6 +20,7 @@
 package pebblestore
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +78,10 @@ type Options struct {
 	// writes already in flight wait for can complete (see failure.go); 0
 	// means DefaultReserve, negative none.
 	ReserveBytes int64
+	// ChangeLog bounds the change log kept on disk (zero: the defaults,
+	// store.DefaultChangeLogEntries and store.DefaultChangeLogBytes). A
+	// lower limit than a directory was written with trims it at open.
+	ChangeLog store.ChangeLogLimits
 }
 
 // DefaultDigestCells is the digest size when Options.DigestCells is 0:
@@ -102,10 +108,15 @@ type Store struct {
 	// file, reserved whether it is in place, headroom whether its space
 	// was released for the work in flight and not used up yet
 	// (failure.go).
-	raw         vfs.FS
-	reserve     int64
-	reserved    atomic.Bool
-	headroom    atomic.Bool
+	raw      vfs.FS
+	reserve  int64
+	reserved atomic.Bool
+	headroom atomic.Bool
+	// walFull is set when a write to the write-ahead log met ENOSPC:
+	// pebble's log writer keeps that error and panics in its commit
+	// pipeline, with the pipeline's mutex held, at the next commit, which
+	// would leave the database impossible to close (and so to recover).
+	walFull     atomic.Bool
 	fail        atomic.Pointer[failure]
 	logThrottle throttle
 	// dirty is set by every write and cleared by Sync, so that a Sync with
@@ -122,6 +133,10 @@ type Store struct {
 	db     *pebble.DB
 	// digest is updated under wmu, after each write commits.
 	digest *digest.Digest
+	// clog is the change log's extent, written under wmu and logMu, read
+	// under logMu.
+	logMu sync.RWMutex
+	clog  changeLog
 }
 
 var _ store.Store = (*Store)(nil)
@@ -168,6 +183,10 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 	}
 	s.db, s.digest = db, digest.New(cells)
 	if err := s.loadDigest(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	if err := s.loadLog(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
@@ -363,6 +382,10 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	defer b.Close()
 	// items are the digest changes, made once the batch has committed.
 	items := make([][2]digest.Item, 0, len(recs))
+	// winners are the indexes of the records that change the store, sizes
+	// their change log sizes.
+	var winners []int
+	var sizes []int64
 	for i, r := range recs {
 		cur, ok := pending[string(r.Key)]
 		if !ok {
@@ -402,9 +425,32 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 			pending[string(r.Key)] = r
 		}
 		changed[i] = true
+		winners = append(winners, i)
+		sizes = append(sizes, store.ChangeSize(r))
 	}
 	if b.Empty() {
 		return changed, nil
+	}
+	// The changes' revisions, log entries and the counter go in the same
+	// batch; entries the limits would trim at once are not written.
+	rev := s.clog.rev
+	drop := s.clog.excess(sizes)
+	if old := min(drop, s.clog.entries()); old > 0 {
+		if err := b.DeleteRange(changeKey(s.clog.first()), changeKey(s.clog.first()+uint64(old)), nil); err != nil {
+			return nil, fmt.Errorf("pebblestore: apply: trim change log: %w", err)
+		}
+	}
+	for j, i := range winners {
+		if j >= drop-s.clog.entries() {
+			if err := b.Set(changeKey(rev+uint64(j)+1), encodeChange(recs[i]), nil); err != nil {
+				return nil, fmt.Errorf("pebblestore: apply: change log: %w", err)
+			}
+		}
+	}
+	var counter [8]byte
+	binary.BigEndian.PutUint64(counter[:], rev+uint64(len(winners)))
+	if err := b.Set(dbKey(nsInternal, []byte(keyRevision)), counter[:], nil); err != nil {
+		return nil, fmt.Errorf("pebblestore: apply: revision: %w", err)
 	}
 	if err := s.guard(false, func() error { return s.db.Apply(b, pebble.NoSync) }); err != nil {
 		return nil, fmt.Errorf("pebblestore: apply: %w", err)
@@ -413,6 +459,14 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	for _, c := range items {
 		s.digest.Replace(c[0], c[1])
 	}
+	s.logMu.Lock()
+	for j, i := range winners {
+		recs[i].Revision = rev + uint64(j) + 1
+		s.clog.push(sizes[j])
+	}
+	s.clog.rev = rev + uint64(len(winners))
+	s.clog.drop(drop)
+	s.logMu.Unlock()
 	return changed, nil
 }
 

@@ -50,6 +50,21 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestChangeLog(t *testing.T) {
+	storetest.RunChangeLog(t, storetest.ChangeLogOpener{
+		Open: func(t *testing.T, l store.ChangeLogLimits) store.Store {
+			return mustOpen(t, t.TempDir(), Options{ChangeLog: l, CacheSize: 1 << 20})
+		},
+		Reopen: func(t *testing.T, s store.Store, l store.ChangeLogLimits) store.Store {
+			dir := s.(*Store).Dir()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return mustOpen(t, dir, Options{ChangeLog: l, CacheSize: 1 << 20})
+		},
+	})
+}
+
 func TestConformanceNoSync(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return mustOpen(t, t.TempDir(), Options{NoSync: true, CacheSize: 1 << 20})
