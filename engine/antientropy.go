@@ -6,6 +6,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/rumor"
+	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
 )
@@ -21,12 +22,14 @@ func (e *Engine) initAE(now time.Time, sample rumor.Sampler) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	e.ae = ae
+	ae.SetOnStall(func(now time.Time, peer string) { e.reportOffence(now, peer, trust.StalledExchange) })
 	return nil
 }
 
 // stepAE hands an anti-entropy message to the reconciler.
 func (e *Engine) stepAE(now time.Time, env *wire.Envelope) error {
 	if err := e.ae.Step(now, env.From, env); err != nil {
+		e.aeOffence(now, env.From, err)
 		return fmt.Errorf("engine: %w", err)
 	}
 	return nil
@@ -44,8 +47,8 @@ func (e *Engine) tickAE(now time.Time) error {
 // checks as every received record, and returns those new to this node.
 // Refused records are counted in Stats.RecordsRefused and skipped; the
 // exchange goes on.
-func (e *Engine) mergeAE(now time.Time, _ string, ws []*wire.Record) ([]store.Record, error) {
-	changed, _, err := e.merge(now, ws)
+func (e *Engine) mergeAE(now time.Time, peer string, ws []*wire.Record) ([]store.Record, error) {
+	changed, _, err := e.merge(now, peer, ws)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/engine/rumor"
+	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/store"
 )
 
@@ -64,6 +65,10 @@ type Config struct {
 
 	Membership membership.Config
 	Mail       directmail.Config
+	// Trust scores peers by the offences this node can check and
+	// quarantines those that commit too many (see package trust). The zero
+	// value is the defaults, with quarantine on.
+	Trust trust.Config
 
 	// Peers, when set, replaces the membership view as the source of gossip
 	// partners, and membership (probing, member lists) is switched off.
@@ -97,5 +102,6 @@ func DefaultConfig() Config {
 		AE:                 antientropy.DefaultConfig(),
 		Membership:         membership.DefaultConfig(),
 		Mail:               directmail.DefaultConfig(),
+		Trust:              trust.DefaultConfig(),
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/engine/rumor"
+	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/internal/hlc"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -85,6 +86,8 @@ type Ready struct {
 	Changes []store.Record
 	// MemberEvents are changes in the membership view.
 	MemberEvents []membership.Event
+	// Quarantine lists peers put in or released from quarantine, to log.
+	Quarantine []trust.Change
 }
 
 // Stats counts what the engine did.
@@ -100,6 +103,7 @@ type Stats struct {
 	Rumor           rumor.Stats
 	AntiEntropy     antientropy.Stats
 	Members         membership.Stats
+	Trust           TrustStats
 }
 
 // Engine is one node's protocol state. It is not safe for concurrent use:
@@ -113,6 +117,10 @@ type Engine struct {
 	mail    *directmail.Mailer
 	monger  *rumor.Monger
 	ae      *antientropy.Reconciler
+	trust   *trust.Scores
+
+	trustAt    time.Time // next sweep of the scores
+	trustStats TrustStats
 
 	fresh []store.Record // local writes not yet mailed
 	ready Ready
@@ -203,6 +211,7 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	if err != nil {
 		return nil, err
 	}
+	e.initTrust()
 	sample := rumor.Sampler(e.members.Sample)
 	if cfg.Peers != nil {
 		sample = func(rng *rand.Rand, k int) []string { return cfg.Peers.Sample(rng, k, cfg.Name) }
@@ -374,6 +383,10 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		// Before the envelope's clock sample, if it carries one, is taken.
 		e.clockCheckedAt = time.Time{}
 	}
+	if e.quarantined(now, env.From) {
+		e.trustStats.Dropped++
+		return fmt.Errorf("%w: %q", ErrQuarantined, env.From)
+	}
 	e.stats.Received++
 	defer e.drainMemberEvents()
 	if e.cfg.Peers == nil {
@@ -397,7 +410,7 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	e.mail.Contact(now, env.From)
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Mail:
-		_, refused, err := e.merge(now, b.Mail.Records)
+		_, refused, err := e.merge(now, env.From, b.Mail.Records)
 		if err != nil {
 			return err // not acknowledged: the sender retries
 		}
@@ -425,7 +438,7 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 // stepRumor merges a rumor message. Updates new to this node make it
 // infective in turn; under the feedback rule it answers which it knew.
 func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) error {
-	changed, refused, err := e.merge(now, r.Records)
+	changed, refused, err := e.merge(now, env.From, r.Records)
 	if err != nil {
 		return err
 	}
@@ -490,7 +503,20 @@ func (e *Engine) sendPeerOrAddr(from *wire.Envelope, env *wire.Envelope) {
 // reports, for each, whether it changed the store (refused records did
 // not), an error describing refused records (the rest are applied) and,
 // separately, a store failure.
-func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refused error, err error) {
+//
+// Records that an honest peer would never send are scored against from
+// (see package trust): one offence per kind and call, whatever the number
+// of records.
+func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed []bool, refused error, err error) {
+	var invalid, future bool
+	defer func() {
+		if invalid {
+			e.reportOffence(now, from, trust.InvalidRecord)
+		}
+		if future {
+			e.reportOffence(now, from, trust.FutureVersion)
+		}
+	}()
 	changed = make([]bool, len(ws))
 	recs := make([]store.Record, 0, len(ws))
 	idx := make([]int, 0, len(ws))
@@ -502,6 +528,7 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 			r.Value = nil
 		}
 		err := store.Check(r, e.cfg.MaxValueSize)
+		invalid = invalid || err != nil
 		if err == nil && (r.Version.HLC > limit || r.Version.IsZero()) {
 			err = fmt.Errorf("version %v (%v) is beyond this node's clock plus %v", r.Version,
 				hlc.Time(r.Version.HLC).UTC().Format(time.RFC3339Nano), e.cfg.MaxClockSkew)
@@ -511,6 +538,9 @@ func (e *Engine) merge(now time.Time, ws []*wire.Record) (changed []bool, refuse
 			// is set right, and the replicas would never converge.
 			if e.checkClock(now) == nil {
 				e.rememberFuture(r)
+				// Only a clock this node trusts judges the sender.
+				future = future || !r.Version.IsZero()
+				invalid = invalid || r.Version.IsZero()
 			}
 		} else if err == nil && e.refusedBefore(r) {
 			err = fmt.Errorf("version %v was refused earlier as beyond the clock skew bound", r.Version)
@@ -717,6 +747,7 @@ func (e *Engine) Tick(now time.Time) error {
 		}
 		e.members.Tick(now)
 	}
+	e.tickTrust(now)
 	e.drainMemberEvents()
 	if len(e.fresh) > 0 && e.cfg.DirectMail {
 		limit := e.cfg.DirectMailMaxPeers
@@ -772,6 +803,7 @@ func (e *Engine) Deadline() time.Time {
 	if e.cfg.RumorMongering {
 		d = earliest(d, e.monger.Deadline())
 	}
+	d = earliest(d, e.trustDeadline())
 	return earliest(d, e.ae.Deadline())
 }
 
@@ -784,7 +816,7 @@ func (e *Engine) Ready() Ready {
 
 // HasReady reports whether Ready has anything to return.
 func (e *Engine) HasReady() bool {
-	return len(e.ready.Messages) > 0 || len(e.ready.Changes) > 0 || len(e.ready.MemberEvents) > 0
+	return len(e.ready.Messages) > 0 || len(e.ready.Changes) > 0 || len(e.ready.MemberEvents) > 0 || len(e.ready.Quarantine) > 0
 }
 
 // Join starts joining the cluster through the given seed addresses,
@@ -836,6 +868,7 @@ func (e *Engine) Stats() Stats {
 	s.Rumor = e.monger.Stats()
 	s.AntiEntropy = e.ae.Stats()
 	s.Members = e.members.Stats()
+	s.Trust = e.trustStatsNow()
 	return s
 }
 
