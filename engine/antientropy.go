@@ -6,7 +6,6 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/rumor"
-	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
 )
@@ -22,7 +21,7 @@ func (e *Engine) initAE(now time.Time, sample rumor.Sampler) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	e.ae = ae
-	ae.SetOnStall(func(now time.Time, peer string) { e.reportOffence(now, peer, trust.StalledExchange) })
+	ae.SetOnStall(e.onStall)
 	return nil
 }
 

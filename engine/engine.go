@@ -119,8 +119,9 @@ type Engine struct {
 	ae      *antientropy.Reconciler
 	trust   *trust.Scores
 
-	trustAt    time.Time // next sweep of the scores
-	trustStats TrustStats
+	trustAt     time.Time // next sweep of the scores
+	trustStats  TrustStats
+	stallStreak map[string]int // anti-entropy exchanges stalled in a row, per peer
 
 	fresh []store.Record // local writes not yet mailed
 	ready Ready
@@ -408,6 +409,7 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		}
 	}
 	e.mail.Contact(now, env.From)
+	e.heardData(env.From)
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Mail:
 		_, refused, err := e.merge(now, env.From, b.Mail.Records)

@@ -46,6 +46,7 @@ func (e *Engine) reportOffence(now time.Time, peer string, kind string) {
 	if peer == "" || peer == e.cfg.Name {
 		return
 	}
+
 	e.trust.Offence(now, peer, kind)
 	e.applyTrust()
 }
@@ -73,6 +74,43 @@ func (e *Engine) Offence(now time.Time, peer, kind string) error {
 	return nil
 }
 
+// maxStallStreak caps the multiplier of a stalled exchange's weight.
+const maxStallStreak = 10
+
+// onStall scores an anti-entropy exchange with peer abandoned without
+// progress. Under loss an honest peer's exchanges stall now and then, each
+// time weighing little; a peer that answers the membership protocol but
+// never the exchanges (a black hole) stalls every one, and each stall in a
+// row weighs more, up to maxStallStreak times the weight. Any replication
+// message from the peer ends the streak.
+func (e *Engine) onStall(now time.Time, peer string) {
+	if peer == "" || peer == e.cfg.Name {
+		return
+	}
+	if e.stallStreak == nil {
+		e.stallStreak = map[string]int{}
+	}
+	n, ok := e.stallStreak[peer]
+	if !ok && len(e.stallStreak) >= maxStallPeers {
+		clear(e.stallStreak) // bounded: streaks restart
+	}
+	n = min(n+1, maxStallStreak)
+	e.stallStreak[peer] = n
+
+	e.trust.OffenceTimes(now, peer, trust.StalledExchange, float64(n))
+	e.applyTrust()
+}
+
+// maxStallPeers bounds the stall streaks kept.
+const maxStallPeers = 4096
+
+// heardData ends peer's streak of stalled exchanges.
+func (e *Engine) heardData(peer string) {
+	if len(e.stallStreak) > 0 {
+		delete(e.stallStreak, peer)
+	}
+}
+
 // applyTrust carries the scores' decisions to the membership view and the
 // outboxes: a quarantined peer is chosen for nothing, and its mail is
 // dropped (anti-entropy repairs it once it is released).
@@ -91,6 +129,7 @@ func (e *Engine) applyTrust() {
 
 // quarantined reports whether envelopes from name are dropped.
 func (e *Engine) quarantined(now time.Time, name string) bool {
+
 	q := e.trust.Quarantined(now, name)
 	e.applyTrust()
 	if q {

@@ -33,12 +33,30 @@ func WriteSummary(w io.Writer, r *Report) error {
 	if len(faults) > 0 {
 		extra = "\n  faults: " + strings.Join(faults, ", ")
 	}
+	if len(s.Byzantine) > 0 {
+		var bs []string
+		for _, b := range s.Byzantine {
+			bs = append(bs, b.String())
+		}
+		d := "defences on"
+		if s.NoDefences {
+			d = "defences off"
+		}
+		faults = append(faults, fmt.Sprintf("byzantine %s (%s)", strings.Join(bs, ","), d))
+	}
 	formed := ""
 	if s.Sampler == "real" {
 		formed = fmt.Sprintf("  formed    %.1f s (± %.1f) of virtual time from %d simultaneous joins until every node saw every other alive\n", r.Formed, r.Spread["formed"], s.Nodes-1)
 	}
 	if r.WritesRefused > 0 || r.ClockViolations > 0 {
 		formed += fmt.Sprintf("  clock     %.1f writes refused by nodes that knew their clock was off; %.1f acknowledged by a node off by more than the bound (invariant: 0)\n", r.WritesRefused, r.ClockViolations)
+	}
+	if q := r.Quarantined; q != nil {
+		all := "never by every honest node in some run"
+		if q.All >= 0 {
+			all = fmt.Sprintf("every byzantine node by every honest node within %.1f s", q.All)
+		}
+		formed += fmt.Sprintf("  byzantine %.1f forged records accepted; quarantined: %.1f (honest, byzantine) pairs, %.1f false (honest, honest); %s\n", r.ForgedAccepted, q.Byzantine, q.False, all)
 	}
 	conv := "never (some running node misses an update at the end)"
 	if r.Converged > 0 {

@@ -352,7 +352,8 @@ const (
 
 // SetDefences installs the offence reporter and sets whether death claims
 // are doubted. With doubt on, a death claim about a member this node holds
-// alive or suspect, received from another node, is taken as a suspicion
+// alive or suspect and has heard from directly, received from another
+// node, is taken as a suspicion
 // whose accuser is the sender: the member gets the suspicion timeout to
 // refute, and only this node's own timer declares it dead. A faulty node
 // that claims deaths then causes suspicions, which their targets refute,
@@ -458,7 +459,11 @@ func (m *Membership) HeardPeers() []string {
 }
 
 // Sample returns up to k distinct live peers (alive or suspect, not self,
-// not quarantined) drawn uniformly at random. While most known members are live it draws
+// not quarantined) drawn uniformly at random. With the defences on (see
+// SetDefences) it draws among the members heard from directly first, and
+// tops up with the others only when there are fewer than k of those: a
+// flood of invented members, which are never heard from, cannot take the
+// rumors and exchanges meant for real peers. While most known members are live it draws
 // names at random and skips the others, so a gossip round costs O(k), not
 // O(n); when most are dead or left, or k is close to their number, it
 // lists the live ones and draws from the list.
@@ -466,6 +471,9 @@ func (m *Membership) Sample(rng *rand.Rand, k int) []string {
 	live := len(m.names) - len(m.down)
 	if k <= 0 || live <= 0 {
 		return nil
+	}
+	if m.doubtDeaths {
+		return m.sampleHeard(rng, k, live)
 	}
 	if 4*k < live && 2*live >= len(m.names) {
 		out := make([]string, 0, k)
@@ -488,6 +496,48 @@ func (m *Membership) Sample(rng *rand.Rand, k int) []string {
 		peers[i], peers[j] = peers[j], peers[i]
 	}
 	return slices.Clip(peers[:k])
+}
+
+// sampleHeard is Sample preferring the members heard from directly.
+func (m *Membership) sampleHeard(rng *rand.Rand, k, live int) []string {
+	out := make([]string, 0, k)
+	if 4*k < live && 2*live >= len(m.names) {
+		for range 8*k + 16 {
+			n := m.names[rng.IntN(len(m.names))]
+			if p := m.members[n]; p.usable() && p.Heard && !slices.Contains(out, n) {
+				out = append(out, n)
+				if len(out) == k {
+					return out
+				}
+			}
+		}
+		out = out[:0]
+	}
+	var heard, other []string
+	for _, n := range m.names {
+		if p := m.members[n]; p.usable() {
+			if p.Heard {
+				heard = append(heard, n)
+			} else {
+				other = append(other, n)
+			}
+		}
+	}
+	draw := func(from []string, k int) []string {
+		if k >= len(from) {
+			return from
+		}
+		for i := range k {
+			j := i + rng.IntN(len(from)-i)
+			from[i], from[j] = from[j], from[i]
+		}
+		return from[:k]
+	}
+	out = append(out, draw(heard, k)...)
+	if len(out) < k {
+		out = append(out, draw(other, k-len(out))...)
+	}
+	return slices.Clip(out)
 }
 
 // NumLive returns the number of live members, self included.
@@ -990,9 +1040,12 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		m.enqueue(u)
 		return
 	}
-	if m.doubtDeaths && u.State == wire.State_DEAD && m.adm.sender != "" && p.Live() && u.Incarnation >= p.Incarnation {
-		// A death claim from another node: a suspicion by its sender
-		// until this node's own timer says otherwise (SetDefences).
+	if m.doubtDeaths && u.State == wire.State_DEAD && m.adm.sender != "" && p.Live() && p.Heard && u.Incarnation >= p.Incarnation {
+		// A death claim from another node about a member this node has
+		// heard from itself: a suspicion by its sender until this node's
+		// own timer says otherwise (SetDefences). A member never heard
+		// from has shown this node no sign of life to weigh against the
+		// claim.
 		u = &wire.Member{Name: u.Name, Address: u.Address, NodeId: u.NodeId, Incarnation: u.Incarnation, State: wire.State_SUSPECT, From: m.adm.sender}
 	}
 	if u.State == wire.State_SUSPECT && p.State == wire.State_SUSPECT && u.Incarnation == p.Incarnation {

@@ -74,7 +74,7 @@ func DefaultWeights() map[string]float64 {
 		BadSignature:      25,
 		InvalidRecord:     10,
 		FutureVersion:     10,
-		MemberFlood:       25,
+		MemberFlood:       50,
 		RateLimit:         10,
 		BadProtocol:       10,
 		StalledExchange:   2,
@@ -214,6 +214,13 @@ func (s *Scores) decay(p *peer, now time.Time) {
 // Offence records one offence of kind by name at now and reports whether
 // it put the peer in quarantine.
 func (s *Scores) Offence(now time.Time, name, kind string) bool {
+	return s.OffenceTimes(now, name, kind, 1)
+}
+
+// OffenceTimes records one offence of kind by name that weighs mult times
+// its kind's weight: how a repeated offence weighs more (an exchange that
+// stalls for the tenth time in a row says more than one that stalls once).
+func (s *Scores) OffenceTimes(now time.Time, name, kind string, mult float64) bool {
 	if _, ok := s.cfg.Weights[kind]; !ok {
 		kind = BadProtocol // the counters stay bounded by Kinds
 	}
@@ -230,7 +237,7 @@ func (s *Scores) Offence(now time.Time, name, kind string) bool {
 		s.peers[name] = p
 	}
 	s.decay(p, now)
-	p.penalty += s.cfg.Weights[kind]
+	p.penalty += s.cfg.Weights[kind] * mult
 	if !s.cfg.Disabled && !p.quarantined && p.penalty >= s.cfg.Threshold {
 		p.quarantined = true
 		s.quarantined++
