@@ -48,7 +48,7 @@ func (e *Engine) reportOffence(now time.Time, peer string, kind string) {
 	}
 
 	e.trust.Offence(now, peer, kind)
-	e.applyTrust()
+	e.applyTrust(now)
 }
 
 // Offence reports an offence the driver observed and can attribute: a
@@ -98,7 +98,7 @@ func (e *Engine) onStall(now time.Time, peer string) {
 	e.stallStreak[peer] = n
 
 	e.trust.OffenceTimes(now, peer, trust.StalledExchange, float64(n))
-	e.applyTrust()
+	e.applyTrust(now)
 }
 
 // maxStallPeers bounds the stall streaks kept.
@@ -114,9 +114,9 @@ func (e *Engine) heardData(peer string) {
 // applyTrust carries the scores' decisions to the membership view and the
 // outboxes: a quarantined peer is chosen for nothing, and its mail is
 // dropped (anti-entropy repairs it once it is released).
-func (e *Engine) applyTrust() {
+func (e *Engine) applyTrust(now time.Time) {
 	for _, ch := range e.trust.Changes() {
-		e.members.SetQuarantined(ch.Peer, ch.Quarantined)
+		e.members.SetQuarantined(now, ch.Peer, ch.Quarantined)
 		if ch.Quarantined {
 			e.trustStats.Quarantines++
 			e.mail.Drop(ch.Peer)
@@ -131,9 +131,9 @@ func (e *Engine) applyTrust() {
 func (e *Engine) quarantined(now time.Time, name string) bool {
 
 	q := e.trust.Quarantined(now, name)
-	e.applyTrust()
+	e.applyTrust(now)
 	if q {
-		e.members.SetQuarantined(name, true) // a member added since
+		e.members.SetQuarantined(now, name, true) // a member added since
 	}
 	return q
 }
@@ -153,7 +153,7 @@ func (e *Engine) tickTrust(now time.Time) {
 	}
 	e.trustAt = now.Add(trustTickInterval)
 	e.trust.Tick(now)
-	e.applyTrust()
+	e.applyTrust(now)
 }
 
 // trustDeadline is when tickTrust next has work: only while peers are

@@ -341,10 +341,20 @@ func (r *runner) onQuarantine(n *Node, ch trust.Change) {
 	r.qAllAt[j] = r.c.now
 }
 
-// finishByzantine sums up the quarantine decisions.
+// finishByzantine sums up the quarantine decisions and counts the
+// invented members still alive.
 func (r *runner) finishByzantine() {
 	if len(r.adv) == 0 {
 		return
+	}
+	for _, n := range r.honestLive() {
+		k := 0
+		for _, m := range n.Engine.Members() {
+			if r.c.byAddr[m.Name] == nil && m.Live() {
+				k++
+			}
+		}
+		r.res.InventedAlive = max(r.res.InventedAlive, k)
 	}
 	r.res.Quarantined.All = 0
 	for _, a := range r.adv {

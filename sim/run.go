@@ -1182,6 +1182,9 @@ func (r *runner) membersAgree() bool {
 				continue
 			}
 			o := r.c.byAddr[m.Name]
+			if o == nil && len(r.adv) > 0 {
+				continue // invented by an adversary (see RunResult.InventedAlive)
+			}
 			if o == nil || !o.up {
 				return false
 			}
@@ -1209,8 +1212,8 @@ func (r *runner) replicas() []Replica {
 			return true
 		})
 		for _, m := range n.Engine.Members() {
-			if o := r.c.byAddr[m.Name]; o != nil && r.byz[idx(o)] {
-				continue // the faulty nodes' liveness is out of scope
+			if o := r.c.byAddr[m.Name]; (o != nil && r.byz[idx(o)]) || (o == nil && len(r.adv) > 0) {
+				continue // the faulty nodes' liveness, and members they invented, are out of scope
 			}
 			if m.State == wire.State_ALIVE {
 				rp.Alive = append(rp.Alive, m.Name)

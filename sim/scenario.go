@@ -173,6 +173,11 @@ type RunResult struct {
 	// Quarantined sums up the honest nodes' quarantine decisions (with
 	// byzantine nodes only).
 	Quarantined QuarantineCounts `json:"quarantined,omitzero"`
+	// InventedAlive is the most members invented by a flooder that an
+	// honest node still held alive or suspect at the end. The membership
+	// invariant leaves them out: they die as the failure detector gets
+	// to probe them, which takes a probe round over the flooded view.
+	InventedAlive int `json:"invented_alive,omitempty"`
 	// Lost and Duplicated count messages the network dropped (loss,
 	// partitions, down nodes) and delivered twice.
 	Lost       uint64 `json:"lost"`

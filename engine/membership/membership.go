@@ -352,8 +352,7 @@ const (
 
 // SetDefences installs the offence reporter and sets whether death claims
 // are doubted. With doubt on, a death claim about a member this node holds
-// alive or suspect and has heard from directly, received from another
-// node, is taken as a suspicion
+// alive or suspect, received from another node, is taken as a suspicion
 // whose accuser is the sender: the member gets the suspicion timeout to
 // refute, and only this node's own timer declares it dead. A faulty node
 // that claims deaths then causes suspicions, which their targets refute,
@@ -368,11 +367,45 @@ func (m *Membership) SetDefences(offence OffenceFunc, doubtDeaths bool) {
 // is not probed (so this node never suspects it on its own evidence, its
 // silence being ours), not asked to probe others, not sent gossip, and not
 // returned by LivePeers, HeardPeers or Sample. Others' claims about it
-// still apply.
-func (m *Membership) SetQuarantined(name string, q bool) {
-	if p, ok := m.members[name]; ok {
-		p.Quarantined = q
+// still apply; its own accusations do not, even relayed by others, and
+// the suspicions only it and other quarantined members made are dropped
+// (the suspect is alive again in this view; if it really failed, this
+// node's own probes will find out).
+func (m *Membership) SetQuarantined(now time.Time, name string, q bool) {
+	p, ok := m.members[name]
+	if !ok || p.Quarantined == q {
+		return
 	}
+	p.Quarantined = q
+	if !q {
+		return
+	}
+	for _, n := range m.sortedNames(m.suspicions) {
+		s := m.suspicions[n]
+		if len(s.accusers) == 0 || slices.ContainsFunc(s.accusers, func(a string) bool {
+			acc, ok := m.members[a]
+			return !ok || !acc.Quarantined
+		}) {
+			continue
+		}
+		delete(m.suspicions, n)
+		t := m.members[n]
+		if t.State == wire.State_SUSPECT {
+			t.State, t.Since = wire.State_ALIVE, now
+			m.events = append(m.events, Event{Member: *t, Prev: wire.State_SUSPECT})
+		}
+		m.timersDirty = true
+	}
+}
+
+// accusedByQuarantined reports whether u is a suspicion or death claim
+// made by a quarantined member.
+func (m *Membership) accusedByQuarantined(u *wire.Member) bool {
+	if u.From == "" || (u.State != wire.State_SUSPECT && u.State != wire.State_DEAD) {
+		return false
+	}
+	a, ok := m.members[u.From]
+	return ok && a.Quarantined
 }
 
 func (m *Membership) report(now time.Time, peer, kind string) {
@@ -1016,6 +1049,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		m.applySelf(u)
 		return
 	}
+	if m.accusedByQuarantined(u) {
+		return
+	}
 	p, known := m.members[u.Name]
 	if !known {
 		if u.State == wire.State_DEAD || u.State == wire.State_LEFT {
@@ -1040,12 +1076,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		m.enqueue(u)
 		return
 	}
-	if m.doubtDeaths && u.State == wire.State_DEAD && m.adm.sender != "" && p.Live() && p.Heard && u.Incarnation >= p.Incarnation {
-		// A death claim from another node about a member this node has
-		// heard from itself: a suspicion by its sender until this node's
-		// own timer says otherwise (SetDefences). A member never heard
-		// from has shown this node no sign of life to weigh against the
-		// claim.
+	if m.doubtDeaths && u.State == wire.State_DEAD && m.adm.sender != "" && p.Live() && u.Incarnation >= p.Incarnation {
+		// A death claim from another node: a suspicion by its sender
+		// until this node's own timer says otherwise (SetDefences).
 		u = &wire.Member{Name: u.Name, Address: u.Address, NodeId: u.NodeId, Incarnation: u.Incarnation, State: wire.State_SUSPECT, From: m.adm.sender}
 	}
 	if u.State == wire.State_SUSPECT && p.State == wire.State_SUSPECT && u.Incarnation == p.Incarnation {

@@ -78,7 +78,7 @@ func DefaultWeights() map[string]float64 {
 		RateLimit:         10,
 		BadProtocol:       10,
 		StalledExchange:   2,
-		RefutedAccusation: 2,
+		RefutedAccusation: 5,
 	}
 }
 
@@ -170,7 +170,11 @@ type peer struct {
 	penalty     float64
 	at          time.Time // when penalty was last brought up to date
 	quarantined bool
+	strikes     int // times quarantined
 }
+
+// maxStrikes caps the doubling of a repeat offender's quarantine.
+const maxStrikes = 6
 
 // Change reports that a peer entered or left quarantine.
 type Change struct {
@@ -239,6 +243,11 @@ func (s *Scores) OffenceTimes(now time.Time, name, kind string, mult float64) bo
 	s.decay(p, now)
 	p.penalty += s.cfg.Weights[kind] * mult
 	if !s.cfg.Disabled && !p.quarantined && p.penalty >= s.cfg.Threshold {
+		// A peer released and caught again stays out twice as long each
+		// time: a peer still faulty must not get a flood in every half-life
+		// or two, while one repaired comes back once its penalty decays.
+		p.penalty = max(p.penalty, s.cfg.Threshold*math.Exp2(float64(p.strikes)))
+		p.strikes = min(p.strikes+1, maxStrikes)
 		p.quarantined = true
 		s.quarantined++
 		s.changes = append(s.changes, Change{Peer: name, Quarantined: true, Penalty: p.penalty, Kind: kind})
@@ -300,7 +309,7 @@ func (s *Scores) Tick(now time.Time) {
 		if p.quarantined && p.penalty < s.cfg.Threshold/2 {
 			s.release(name, p)
 		}
-		if !p.quarantined && p.penalty < s.cfg.Threshold/1000 {
+		if !p.quarantined && p.penalty < s.cfg.Threshold/1000 && p.strikes == 0 {
 			delete(s.peers, name)
 		}
 	}
