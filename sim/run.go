@@ -88,7 +88,6 @@ type runner struct {
 	qBy     map[int]map[int]bool // byzantine target -> honest nodes quarantining it now
 	qAllAt  map[int]time.Time    // byzantine target -> when every honest node first had it quarantined
 	byzKind map[int]string       // node index -> behaviour
-	hook    func(*Node, membership.Event)
 }
 
 // counted reports whether n counts in the measures: running and honest.
@@ -304,9 +303,6 @@ func (r *runner) run() (*RunResult, error) {
 	}
 	if s.Sampler == "real" {
 		c.OnMemberEvent = r.onMemberEvent
-		if r.hook != nil {
-			c.OnMemberEvent = r.hook
-		}
 	}
 	c.OnRollback = func(_ *Node, keys []string) { r.retrack(keys) }
 	c.OnFailStop = func(n *Node, err error) {
