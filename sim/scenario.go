@@ -82,11 +82,11 @@ type Scenario struct {
 	// Byzantine makes fractions of the nodes faulty with a behaviour (see
 	// Behaviours): they run the real engine, and the simulator rewrites
 	// what they send. Measures and invariants are over the honest nodes.
-	Byzantine []ByzantineSpec `json:"byzantine,omitempty" yaml:"byzantine"`
+	Byzantine []ByzantineSpec `json:"byzantine,omitempty" yaml:"byzantine,omitempty"`
 	// NoDefences turns peer scoring's defences off on every node
 	// (engine.Config.Trust.Disabled): nobody is quarantined, death claims
 	// are believed. For comparison runs.
-	NoDefences bool `json:"no_defences,omitempty" yaml:"no_defences"`
+	NoDefences bool `json:"no_defences,omitempty" yaml:"no_defences,omitempty"`
 }
 
 // DefaultScenario is Demers et al.'s textbook setting: 1,000 nodes, push
