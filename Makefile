@@ -9,13 +9,18 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # every test with the race detector (the multi-host tests as root), then the
 # simulator's package again without it: its long simulations are single-
 # threaded (nothing for the detector to find, ten times slower under it)
-# and run only there, with 200 random seeds (TestExplore).
+# and run only there, with 200 random seeds (TestExplore); then deploy/'s
+# checks of the Kubernetes manifests and the systemd unit (a module of its
+# own, so that the library does not depend on the Kubernetes API packages).
+# Tests keep what a person may want to see (the dashboard's screenshot) in
+# artifacts/.
 test:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	HEARSAY_ARTIFACTS=$(CURDIR)/artifacts $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -timeout 15m ./sim
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
 # soak runs the long explorations: 5,000 random simulator seeds (about 7
 # minutes on two cores) and the Jepsen-style suite's long variant (three
@@ -55,6 +60,7 @@ fuzz:
 	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzRefusal$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/transport -run '^$$' -fuzz '^FuzzKeyringFile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/certs -run '^$$' -fuzz '^FuzzParseRole$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/certs -run '^$$' -fuzz '^FuzzParseCert$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)

@@ -97,6 +97,9 @@ type Member struct {
 	// caught, falling by each offence's weight and decaying back to 0
 	// (absent when 0).
 	Score float64 `json:"score,omitempty"`
+	// Outbox is how many direct-mail records wait in this node's outbox
+	// for the member's acknowledgement.
+	Outbox int `json:"outbox,omitempty"`
 }
 
 // Status describes this node.

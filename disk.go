@@ -326,6 +326,7 @@ func (n *Node) send(msgs []engine.Message) {
 		}
 		n.metrics.sent.WithLabelValues(kind).Inc()
 		n.metrics.sentBytes.WithLabelValues(kind).Add(float64(size))
+		n.traffic.sent(m.Env, size)
 	}
 }
 

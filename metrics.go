@@ -19,6 +19,8 @@ type metrics struct {
 	sentBytes     *prometheus.CounterVec
 	sendErrors    *prometheus.CounterVec
 	syncSeconds   prometheus.Histogram
+	keyOps        *prometheus.CounterVec
+	keyDropped    prometheus.Counter
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
@@ -47,7 +49,21 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
-	m.cs = []prometheus.Collector{m.writes, m.received, m.receivedBytes, m.sent, m.sentBytes, m.sendErrors, m.syncSeconds, &collector{n: n}}
+	m.keyOps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hearsay_keyring_operations_total", Help: "Key operations (hearsay keys) this node ran across the cluster, by operation and result (ok, incomplete).",
+	}, []string{"op", "result"})
+	m.keyDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hearsay_keyring_requests_dropped_total", Help: "Key operations received from members and dropped because the queue was full (the sender repeats them).",
+	})
+	keyCount := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hearsay_keyring_keys", Help: "Keys in this node's gossip keyring (0: gossip not encrypted).",
+	}, func() float64 {
+		if n.keys.ring == nil {
+			return 0
+		}
+		return float64(len(n.keys.ring.IDs()))
+	})
+	m.cs = []prometheus.Collector{m.writes, m.received, m.receivedBytes, m.sent, m.sentBytes, m.sendErrors, m.syncSeconds, m.keyOps, m.keyDropped, keyCount, &collector{n: n}}
 	if reg != nil {
 		for _, c := range m.cs {
 			if err := reg.Register(c); err != nil {

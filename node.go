@@ -57,7 +57,9 @@ type Config struct {
 	// refused). Ignored without a DataDir.
 	MinFreeDisk int64
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
-	// all gossip with AES-GCM; nodes without the key cannot take part.
+	// all gossip with AES-GCM; nodes without the key cannot take part. A
+	// keyring file in DataDir (KeyringFile, written by the key operations
+	// InstallKey, UseKey and RemoveKey) takes precedence over it.
 	SecretKey []byte
 	// MaxGossipConns and MaxGossipConnsPerIP cap the gossip TCP
 	// connections accepted at once, in all and from one source IP; 0 means
@@ -124,6 +126,12 @@ type Node struct {
 
 	memberFeed memberFeed // subscribers of MemberEvents
 
+	traffic trafficCounters // gossip by mechanism (traffic.go)
+
+	// Spread queries waiting for members' answers (spread.go).
+	spreadMu sync.Mutex
+	spreads  map[uint64]*spreadStart
+
 	// Disk state (disk.go): why writes are refused, if they are.
 	noSpace    atomic.Pointer[string]
 	failed     atomic.Pointer[string]
@@ -139,6 +147,8 @@ type Node struct {
 	syncDone  chan struct{}
 	syncStats syncStats
 	early     []engine.Message // loop-owned scratch
+
+	keys keys // the gossip keyring and its operations (keys.go)
 }
 
 // snapshot is what the loop publishes for readers outside it.
@@ -156,11 +166,12 @@ type snapshot struct {
 
 type request struct {
 	// exactly one of these
-	write *writeReq
-	join  []string
-	seeds []string // new addresses for the join retries (seed names re-resolved)
-	leave bool
-	done  chan result
+	write  *writeReq
+	join   []string
+	seeds  []string // new addresses for the join retries (seed names re-resolved)
+	leave  bool
+	spread *spreadReq
+	done   chan result
 }
 
 type writeReq struct {
@@ -170,6 +181,7 @@ type writeReq struct {
 
 type result struct {
 	version Version
+	spread  *spreadStart
 	err     error
 }
 
@@ -221,12 +233,11 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ring *transport.Keyring
-	if len(cfg.SecretKey) > 0 {
-		if ring, err = transport.NewKeyring(cfg.SecretKey); err != nil {
-			return nil, fmt.Errorf("hearsay: secret key: %w", err)
-		}
+	ring, ringPath, err := loadKeyring(cfg, log)
+	if err != nil {
+		return nil, err
 	}
+	n.keys = keys{ring: ring, path: ringPath, run: make(chan struct{}, 1), reqs: make(chan *wire.Envelope, keyReqQueue), done: make(chan struct{})}
 	tr, err := transport.New(transport.Config{
 		BindAddr:      cfg.BindAddr,
 		AdvertiseAddr: cfg.AdvertiseAddr,
@@ -280,6 +291,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		"incarnation", eng.Self().Incarnation, storage, "seeds", cfg.Seeds)
 	go n.loop()
 	go n.syncer()
+	go n.keyServer()
 	return n, nil
 }
 
@@ -445,6 +457,8 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 	case r.seeds != nil:
 		n.eng.SetSeeds(r.seeds)
 		r.done <- result{}
+	case r.spread != nil:
+		r.done <- n.startSpread(r.spread)
 	case r.leave:
 		if err := n.eng.Leave(now); err != nil {
 			n.log.Error("leave: incarnation not saved; a restart may not supersede the leave at once", "err", err)
@@ -457,10 +471,17 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 func (n *Node) step(now time.Time, in *transport.Incoming) {
 	if in.Refusal != "" {
 		n.eng.Refused(in.From, in.Refusal)
+		n.keyRefused(in.From, in.Refusal)
 		return
 	}
 	n.metrics.received.WithLabelValues(in.Env.Kind()).Inc()
 	n.metrics.receivedBytes.WithLabelValues(in.Env.Kind()).Add(float64(in.Size))
+	n.traffic.received(in.Env, in.Size)
+	switch in.Env.Body.(type) {
+	case *wire.Envelope_KeyOp, *wire.Envelope_KeyOpReply:
+		n.stepKeyOp(in.Env) // the runtime's, not the engine's
+		return
+	}
 	if err := n.eng.Step(now, in.Env); err != nil {
 		if errors.Is(err, engine.ErrQuarantined) {
 			return // counted in hearsay_quarantine_dropped_messages_total
@@ -493,6 +514,7 @@ func (n *Node) commit(now time.Time, waiting []pending) []pending {
 	clear(early)
 	n.early = early[:0]
 	w.changes = rd.Changes
+	n.routeSpread(rd.Spread)
 	for _, ev := range rd.MemberEvents {
 		n.logMemberEvent(ev)
 	}
@@ -569,7 +591,7 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		out = make([]Member, len(ms))
 		for i, m := range ms {
 			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self,
-				Quarantined: m.Quarantined}
+				Outbox: n.eng.Outbox(m.Name), Quarantined: m.Quarantined}
 			if sc := n.eng.Score(now, m.Name); sc <= -0.5 {
 				out[i].Score = math.Round(sc)
 			}
@@ -815,6 +837,7 @@ func (n *Node) Close() error {
 	close(n.closing)
 	<-n.done
 	<-n.syncDone
+	<-n.keys.done
 	n.closeWatchers()
 	n.memberFeed.close()
 	n.metrics.unregister()

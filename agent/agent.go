@@ -304,6 +304,7 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 		pc.Membership = m
 	}
 	pc.DirectMail = cfg.DirectMail
+	pc.DirectMailWindow = cfg.DirectMailWindow
 	pc.RumorMongering = cfg.Rumor
 	pc.AntiEntropy = cfg.AntiEntropy
 	pc.Rumor.Interval = cfg.GossipInterval

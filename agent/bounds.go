@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -153,7 +154,7 @@ func (c *Config) CheckExposure() error {
 		return nil
 	}
 	var errs []error
-	if c.SecretKeyFile == "" {
+	if c.SecretKeyFile == "" && !c.hasKeyringFile() {
 		for _, a := range []struct{ flag, addr string }{{FlagBind, c.Bind}, {FlagAdvertise, c.Advertise}} {
 			if a.addr != "" && !isLoopback(a.addr) {
 				note := ""
@@ -176,6 +177,17 @@ func (c *Config) CheckExposure() error {
 	return nil
 }
 
+// hasKeyringFile reports whether the data directory holds a keyring file
+// (left by hearsay keys): it encrypts gossip, and takes precedence over
+// SecretKeyFile.
+func (c *Config) hasKeyringFile() bool {
+	if c.DataDir == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(c.DataDir, hearsay.KeyringFile))
+	return err == nil
+}
+
 // isLoopback reports whether addr's host is a loopback IP or "localhost".
 // An unspecified host (0.0.0.0, ::, empty) listens on every interface, and
 // a DNS name may resolve anywhere: neither is loopback.
@@ -194,7 +206,7 @@ func isLoopback(addr string) bool {
 // insecureWarning is logged at start by an agent given --insecure.
 func (c *Config) insecureWarning() []any {
 	var exposed []string
-	if c.SecretKeyFile == "" && (!isLoopback(c.Bind) || (c.Advertise != "" && !isLoopback(c.Advertise))) {
+	if c.SecretKeyFile == "" && !c.hasKeyringFile() && (!isLoopback(c.Bind) || (c.Advertise != "" && !isLoopback(c.Advertise))) {
 		exposed = append(exposed, "gossip on "+c.Bind+" without a key: anyone who reaches it can join, write, delete and inject members")
 	}
 	if c.HTTP != "" && !isLoopback(c.HTTP) && c.CertsDir == "" {

@@ -1,8 +1,12 @@
 package agent
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hearsaydb/hearsay"
 )
 
 func TestCheckExposure(t *testing.T) {
@@ -63,5 +67,21 @@ func TestBoundFlags(t *testing.T) {
 	}
 	if _, err := ParseConfig([]string{"--max-http-body-memory", "512KiB"}, nil); err == nil || !strings.Contains(err.Error(), "at least one value") {
 		t.Fatalf("body memory below one value: %v", err)
+	}
+}
+
+// A keyring file left in the data directory by hearsay keys encrypts
+// gossip: it satisfies the exposure check without --secret-key-file.
+func TestCheckExposureKeyringFile(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Bind, cfg.HTTP, cfg.DataDir = "0.0.0.0:7946", "127.0.0.1:7947", t.TempDir()
+	if err := cfg.CheckExposure(); err == nil {
+		t.Fatal("no key and no keyring file: no error")
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, hearsay.KeyringFile), []byte(`["AAAAAAAAAAAAAAAAAAAAAA=="]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckExposure(); err != nil {
+		t.Fatalf("with a keyring file: %v", err)
 	}
 }

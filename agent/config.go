@@ -59,6 +59,7 @@ const (
 
 	// Protocol tuning. Defaults are engine.DefaultConfig's.
 	FlagDirectMail       = "direct-mail"
+	FlagDirectMailWindow = "direct-mail-window"
 	FlagRumor            = "rumor"
 	FlagAntiEntropy      = "anti-entropy"
 	FlagGossipInterval   = "gossip-interval"
@@ -75,7 +76,7 @@ const (
 // fileKeys are the flags a config file may set, sorted.
 var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
-	FlagDataDir, FlagDirectMail, FlagFanout, FlagGossipInterval, FlagHTTP, FlagInMemory, FlagJoin,
+	FlagDataDir, FlagDirectMail, FlagDirectMailWindow, FlagFanout, FlagGossipInterval, FlagHTTP, FlagInMemory, FlagJoin,
 	FlagLogFormat, FlagLogLevel, FlagMaxClockOffset, FlagMaxValueSize, FlagMinFreeDisk, FlagName,
 	FlagNoSync, FlagProfile, FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSuspicionTimeout,
 	FlagTombstoneGrace,
@@ -118,6 +119,8 @@ type Config struct {
 	// SecretKeyFile names a file holding the cluster's secret key, base64
 	// of 16, 24 or 32 bytes: gossip is then encrypted and authenticated,
 	// and nodes without the key cannot take part. Empty: no encryption.
+	// A keyring file in DataDir (hearsay.KeyringFile, written by the key
+	// operations of hearsay keys) takes precedence over it.
 	SecretKeyFile string
 	// CertsDir is a certs directory (see hearsay cert): ca.crt, node.crt and
 	// node.key. With it the HTTP API is served over TLS 1.3 with node.crt,
@@ -144,6 +147,7 @@ type Config struct {
 
 	// Protocol tuning: which mechanisms run and how fast. Each has a flag.
 	DirectMail          bool
+	DirectMailWindow    time.Duration
 	Rumor               bool
 	AntiEntropy         bool
 	GossipInterval      time.Duration
@@ -196,6 +200,7 @@ func DefaultConfig() Config {
 		Quarantine:   DefaultQuarantine(),
 
 		DirectMail:          pc.DirectMail,
+		DirectMailWindow:    pc.DirectMailWindow,
 		Rumor:               pc.RumorMongering,
 		AntiEntropy:         pc.AntiEntropy,
 		GossipInterval:      pc.Rumor.Interval,
@@ -223,10 +228,11 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Var((*sizeValue)(&c.MaxValueSize), FlagMaxValueSize, "largest value accepted, in bytes (suffixes KiB, MiB allowed)")
 	fs.BoolVar(&c.NoSync, FlagNoSync, c.NoSync, "do not fsync before acknowledging writes (a crash may lose them)")
 	fs.Var((*freeSpaceValue)(&c.MinFreeDisk), FlagMinFreeDisk, "free space below which writes are refused with 507 until space is freed: a size (256MiB, 10GiB), auto (the larger of 256 MiB and 2% of the volume) or off")
-	fs.StringVar(&c.SecretKeyFile, FlagSecretKey, c.SecretKeyFile, "file holding the cluster key (base64 of 16, 24 or 32 bytes) that encrypts gossip")
+	fs.StringVar(&c.SecretKeyFile, FlagSecretKey, c.SecretKeyFile, "file holding the cluster key (base64 of 16, 24 or 32 bytes) that encrypts gossip; the file keyring that hearsay keys leaves in --data-dir takes precedence")
 	fs.StringVar(&c.LogLevel, FlagLogLevel, c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, FlagLogFormat, c.LogFormat, "log format: text or json")
 	fs.BoolVar(&c.DirectMail, FlagDirectMail, c.DirectMail, "send each write at once to every member (small clusters)")
+	fs.DurationVar(&c.DirectMailWindow, FlagDirectMailWindow, c.DirectMailWindow, "batch the writes of this window into one direct mail per member: fewer messages for at most this much more replication latency (0: mail at once)")
 	fs.BoolVar(&c.Rumor, FlagRumor, c.Rumor, "spread updates by rumor mongering")
 	fs.BoolVar(&c.AntiEntropy, FlagAntiEntropy, c.AntiEntropy, "start periodic anti-entropy exchanges (answering peers' is always on)")
 	fs.DurationVar(&c.GossipInterval, FlagGossipInterval, c.GossipInterval, "rumor-mongering round")

@@ -182,6 +182,14 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
 	mux.HandleFunc("GET /v1/health/live", a.handleLive)
 	mux.HandleFunc("GET /v1/health/ready", a.handleReady)
+	mux.HandleFunc("GET /v1/keys", a.handleKeysList)
+	mux.HandleFunc("POST /v1/keys", a.handleKeyInstall)
+	mux.HandleFunc("PUT /v1/keys/primary", a.handleKeyUse)
+	mux.HandleFunc("DELETE /v1/keys/{id}", a.handleKeyRemove)
+	mux.HandleFunc("GET /v1/stats", a.handleStats)
+	mux.HandleFunc("GET /v1/spread", a.handleSpread)
+	mux.Handle("GET /ui/", uiHandler())
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		Registry: a.registry,
@@ -253,7 +261,7 @@ func jsonMuxError(h http.Handler) http.Handler {
 		case http.StatusMethodNotAllowed:
 			msg = fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.Header().Get("Allow"))
 		case http.StatusNotFound:
-			msg = fmt.Sprintf("no such endpoint: %s %s (see /v1/kv, /v1/watch, /v1/members, /v1/status, /v1/health/live, /v1/health/ready, /metrics)", r.Method, r.URL.Path)
+			msg = fmt.Sprintf("no such endpoint: %s %s (see /v1/kv, /v1/watch, /v1/members, /v1/status, /v1/stats, /v1/spread, /v1/keys, /v1/health/live, /v1/health/ready, /metrics, /ui/)", r.Method, r.URL.Path)
 		default:
 			msg = strings.TrimSpace(rec.body.String())
 			if msg == "" {
@@ -528,13 +536,7 @@ func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, StatusResponse{
-		Status:      a.node.Status(),
-		Version:     a.cfg.BuildVersion,
-		HTTPAddress: a.HTTPAddr(),
-		Storage:     a.storage(),
-		DataDir:     a.cfg.DataDir,
-	})
+	writeJSON(w, http.StatusOK, a.statusResponse())
 }
 
 // storage is StorageDisk or StorageMemory.

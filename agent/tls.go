@@ -85,10 +85,21 @@ var routeRoles = map[string]certs.Role{
 	"GET /v1/members":        certs.RoleRead,
 	"GET /v1/status":         certs.RoleRead,
 	"GET /metrics":           certs.RoleRead,
+	"GET /v1/stats":          certs.RoleRead,
+	"GET /v1/spread":         certs.RoleRead,
+	// The gossip keyring (hearsay keys): admin only, listing included.
+	"GET /v1/keys":         certs.RoleAdmin,
+	"POST /v1/keys":        certs.RoleAdmin,
+	"PUT /v1/keys/primary": certs.RoleAdmin,
+	"DELETE /v1/keys/{id}": certs.RoleAdmin,
 	// Probes of orchestrators (kubelet httpGet, load balancers) carry no
 	// client certificate; the answers say only live or ready, and why not.
 	"GET /v1/health/live":  certs.RoleNone,
 	"GET /v1/health/ready": certs.RoleNone,
+	// The dashboard's static files hold no data: what they show comes
+	// from the read routes above, with the browser's client certificate.
+	"GET /ui/": certs.RoleNone,
+	"GET /ui":  certs.RoleNone,
 	// An unknown path or method: authenticated callers learn it is 404 or
 	// 405, strangers learn nothing.
 	"unmatched": certs.RoleRead,

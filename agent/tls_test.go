@@ -38,10 +38,19 @@ func testCerts(t *testing.T) string {
 // listener until the test ends, and waits until it is ready.
 func runTLSAgent(t *testing.T, dir string) *Agent {
 	t.Helper()
+	return runTLSAgentWith(t, dir, nil)
+}
+
+// runTLSAgentWith is runTLSAgent with the configuration changed by edit.
+func runTLSAgentWith(t *testing.T, dir string, edit func(*Config)) *Agent {
+	t.Helper()
 	cfg := testConfig(t)
 	cfg.Name = "" // taken from node.crt
 	cfg.CertsDir = dir
 	cfg.HTTP = "127.0.0.1:0"
+	if edit != nil {
+		edit(&cfg)
+	}
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -54,13 +54,21 @@ type AntiEntropyResult struct {
 	Diff      int    `json:"diff"`
 	ValueSize int    `json:"value_size"`
 	// BytesTotal is every frame byte, both directions.
-	BytesTotal        int64   `json:"bytes_total"`
-	BytesToResponder  int64   `json:"bytes_initiator_to_responder"`
-	BytesToInitiator  int64   `json:"bytes_responder_to_initiator"`
-	MessagesTotal     int64   `json:"messages_total"`
-	DiffRecordBytes   int64   `json:"diff_record_bytes"`
-	DiffRecords       int     `json:"diff_records"`
-	RoundTrips        int     `json:"round_trips"`
+	BytesTotal       int64 `json:"bytes_total"`
+	BytesToResponder int64 `json:"bytes_initiator_to_responder"`
+	BytesToInitiator int64 `json:"bytes_responder_to_initiator"`
+	MessagesTotal    int64 `json:"messages_total"`
+	DiffRecordBytes  int64 `json:"diff_record_bytes"`
+	DiffRecords      int   `json:"diff_records"`
+	RoundTrips       int   `json:"round_trips"`
+	// DiffItems is the size of the digests' difference: a key newer on one
+	// side differs by two items (its version on each side), a key on one
+	// side only by one. CellsSent is how many digest cells the initiator
+	// sent, and CellsPerItem that over DiffItems (the rateless code needs
+	// about 1.35).
+	DiffItems         int     `json:"diff_items"`
+	CellsSent         uint64  `json:"cells_sent"`
+	CellsPerItem      float64 `json:"cells_per_item,omitempty"`
 	Seconds           float64 `json:"seconds"`
 	LoadSeconds       float64 `json:"load_seconds"`
 	PeakRSSBytes      int64   `json:"peak_rss_bytes"`
@@ -121,6 +129,13 @@ func AntiEntropy(ctx context.Context, o AntiEntropyOptions) (AntiEntropyResult, 
 	res.BytesTotal = ex.sent[0] + ex.sent[1]
 	res.MessagesTotal = ex.msgs
 	res.RoundTrips = ex.rounds
+	res.CellsSent = ex.cells
+	for j := range o.Diff {
+		res.DiffItems += 1 + btoi(j%4 < 2)
+	}
+	if res.DiffItems > 0 {
+		res.CellsPerItem = float64(ex.cells) / float64(res.DiffItems)
+	}
 	res.Seconds = ex.elapsed.Seconds()
 	res.RecordsRepaired = ex.repaired
 	res.PeakRSSBytes = peakRSS()
@@ -194,6 +209,7 @@ type exchangeResult struct {
 	rounds   int
 	elapsed  time.Duration
 	repaired uint64
+	cells    uint64
 }
 
 // side is one end of the exchange: a reconciler over a store, owned by one
@@ -374,6 +390,7 @@ func exchange(ctx context.Context, a, b store.Store, full bool) (exchangeResult,
 	res.msgs = ia.msgs + rb.msgs
 	res.rounds = ia.rounds
 	res.repaired = ia.r.Stats().Repaired + rb.r.Stats().Repaired
+	res.cells = ia.r.Stats().CellsSent
 	return res, nil
 }
 
@@ -402,4 +419,11 @@ func peakRSS() int64 {
 		}
 	}
 	return -1
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

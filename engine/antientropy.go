@@ -51,6 +51,7 @@ func (e *Engine) mergeAE(now time.Time, peer string, ws []*wire.Record) ([]store
 	if err != nil {
 		return nil, err
 	}
+	e.noteArrivals(ws, changed, ViaAntiEntropy)
 	var repaired []store.Record
 	for i, c := range changed {
 		if c {

@@ -48,6 +48,13 @@ type Config struct {
 	// limit). Beyond that, mailing everyone costs more than rumors do.
 	DirectMail         bool
 	DirectMailMaxPeers int
+	// DirectMailWindow batches local writes for direct mail: the first
+	// write after mail went out opens a window, and every write made in it
+	// goes in the same mail to each peer when it closes. Fewer, larger
+	// mails (one mail and one ack per peer per window instead of per
+	// batch of writes) for at most this much more latency. 0 mails the
+	// writes of each batch at once.
+	DirectMailWindow time.Duration
 	// RumorMongering makes every new update a hot rumor, spread epidemically
 	// (see package rumor).
 	RumorMongering bool

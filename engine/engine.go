@@ -88,6 +88,9 @@ type Ready struct {
 	MemberEvents []membership.Event
 	// Quarantine lists peers put in or released from quarantine, to log.
 	Quarantine []trust.Change
+	// Spread are members' answers to this node's spread queries
+	// (QuerySpread).
+	Spread []SpreadReply
 }
 
 // Stats counts what the engine did.
@@ -124,8 +127,12 @@ type Engine struct {
 	stallStreak map[string]int // anti-entropy exchanges stalled in a row, per peer
 
 	fresh []store.Record // local writes not yet mailed
-	ready Ready
-	stats Stats
+	// freshSince is when the oldest of fresh was written: the mail window
+	// (Config.DirectMailWindow) closes at freshSince+window.
+	freshSince time.Time
+	arrived    arrivals // how recent changes arrived, for spread queries
+	ready      Ready
+	stats      Stats
 
 	viewDirty   bool      // the member list changed since it was saved
 	viewSavedAt time.Time // when it was last saved
@@ -358,7 +365,13 @@ func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.
 	}
 	e.stats.LocalWrites++
 	e.ready.Changes = append(e.ready.Changes, rec)
-	e.fresh = append(e.fresh, rec)
+	e.arrived.note(rec.Key, rec.Version, ViaLocal)
+	if e.cfg.DirectMail {
+		if len(e.fresh) == 0 {
+			e.freshSince = now
+		}
+		e.fresh = append(e.fresh, rec)
+	}
 	if e.cfg.RumorMongering {
 		e.monger.Add(now, rec)
 	}
@@ -412,10 +425,11 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	e.heardData(env.From)
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Mail:
-		_, refused, err := e.merge(now, env.From, b.Mail.Records)
+		changed, refused, err := e.merge(now, env.From, b.Mail.Records)
 		if err != nil {
 			return err // not acknowledged: the sender retries
 		}
+		e.noteArrivals(b.Mail.Records, changed, ViaDirectMail)
 		e.sendPeerOrAddr(env, &wire.Envelope{Body: &wire.Envelope_MailAck{MailAck: &wire.MailAck{Id: b.Mail.Id}}})
 		return refused
 	case *wire.Envelope_MailAck:
@@ -433,6 +447,8 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	case *wire.Envelope_AeStart, *wire.Envelope_AeMore, *wire.Envelope_AeCells, *wire.Envelope_AeDiff,
 		*wire.Envelope_AeRecords, *wire.Envelope_AeAck, *wire.Envelope_AeError:
 		return e.stepAE(now, env)
+	case *wire.Envelope_SpreadQuery, *wire.Envelope_SpreadReply:
+		return e.stepSpread(env)
 	}
 	return nil
 }
@@ -444,6 +460,7 @@ func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) err
 	if err != nil {
 		return err
 	}
+	e.noteArrivals(r.Records, changed, ViaRumor)
 	known := make([]uint32, 0, len(r.Records)+len(r.Announces))
 	for i, c := range changed {
 		e.monger.Received(r.Records[i].Key, store.Version{HLC: r.Records[i].Hlc, Node: r.Records[i].Node})
@@ -751,7 +768,7 @@ func (e *Engine) Tick(now time.Time) error {
 	}
 	e.tickTrust(now)
 	e.drainMemberEvents()
-	if len(e.fresh) > 0 && e.cfg.DirectMail {
+	if len(e.fresh) > 0 && e.cfg.DirectMail && !now.Before(e.freshSince.Add(e.cfg.DirectMailWindow)) {
 		limit := e.cfg.DirectMailMaxPeers
 		peers := e.members.LivePeers()
 		if limit > 0 && len(peers) > limit {
@@ -802,6 +819,9 @@ func (e *Engine) Deadline() time.Time {
 		d = earliest(d, e.viewSavedAt.Add(membersSaveInterval))
 	}
 	d = earliest(d, e.mail.Deadline())
+	if len(e.fresh) > 0 && e.cfg.DirectMail && e.cfg.DirectMailWindow > 0 {
+		d = earliest(d, e.freshSince.Add(e.cfg.DirectMailWindow))
+	}
 	if e.cfg.RumorMongering {
 		d = earliest(d, e.monger.Deadline())
 	}
@@ -853,6 +873,10 @@ func (e *Engine) Leave(now time.Time) error {
 // LeaveAcked returns how many members acknowledged the leave, of how many
 // it was sent to.
 func (e *Engine) LeaveAcked() (acked, sent int) { return e.members.LeaveAcked() }
+
+// Outbox returns how many direct-mail records wait for peer's
+// acknowledgement in its outbox.
+func (e *Engine) Outbox(peer string) int { return e.mail.Outbox(peer) }
 
 // Members returns the membership view, self included, sorted by name.
 func (e *Engine) Members() []membership.Member { return e.members.Members() }

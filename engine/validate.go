@@ -24,14 +24,17 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Name == "" {
-		errs = append(errs, errors.New("Name is required"))
+		errs = append(errs, errors.New("a Name is required"))
 	}
 	if c.NodeID == 0 {
-		errs = append(errs, errors.New("NodeID is required (non-zero)"))
+		errs = append(errs, errors.New("a NodeID is required (non-zero)"))
 	}
 	atLeast("MaxValueSize", c.MaxValueSize, 1)
 	if c.MaxClockSkew < 0 || c.MaxClockOffset < 0 {
 		errs = append(errs, fmt.Errorf("MaxClockSkew (%v) and MaxClockOffset (%v) must not be negative", c.MaxClockSkew, c.MaxClockOffset))
+	}
+	if c.DirectMailWindow < 0 || c.DirectMailWindow > time.Minute {
+		errs = append(errs, fmt.Errorf("DirectMailWindow must be from 0 to 1m, got %v", c.DirectMailWindow))
 	}
 	if c.MaxClockOffset > 0 && c.MaxClockSkew < c.MaxClockOffset {
 		errs = append(errs, fmt.Errorf("MaxClockSkew (%v) must be at least MaxClockOffset (%v)", c.MaxClockSkew, c.MaxClockOffset))

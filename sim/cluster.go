@@ -90,6 +90,9 @@ type Cluster struct {
 	// OnMemberEvent, if set, is called for every change in a node's
 	// membership view, at the virtual time it happens.
 	OnMemberEvent func(n *Node, ev membership.Event)
+	// OnSpread, if set, is called for every answer to a node's spread
+	// query (Node.QuerySpread) as the node receives it.
+	OnSpread func(n *Node, r engine.SpreadReply)
 	// Blocked, if set, is asked for every message (after Cut, before loss
 	// is drawn) whether the link from one address to another is down: how
 	// scenarios model partitions and one-way links over groups of nodes
@@ -315,6 +318,18 @@ func (n *Node) write(key, value []byte, tomb bool) (store.Record, error) {
 	return r, nil
 }
 
+// QuerySpread asks every live member which version of each key it holds
+// (engine.QuerySpread); the answers reach Cluster.OnSpread.
+func (n *Node) QuerySpread(keys ...string) (id uint64, asked []string, err error) {
+	bs := make([][]byte, len(keys))
+	for i, k := range keys {
+		bs[i] = []byte(k)
+	}
+	id, asked, err = n.Engine.QuerySpread(bs)
+	n.flush()
+	return id, asked, err
+}
+
 // Get returns the node's record for key.
 func (n *Node) Get(key string) (store.Record, bool) {
 	r, ok, err := n.Store.Get([]byte(key))
@@ -345,6 +360,11 @@ func (n *Node) flush() {
 	if n.c.OnQuarantine != nil {
 		for _, ch := range rd.Quarantine {
 			n.c.OnQuarantine(n, ch)
+		}
+	}
+	if n.c.OnSpread != nil {
+		for _, r := range rd.Spread {
+			n.c.OnSpread(n, r)
 		}
 	}
 	var after []engine.Message

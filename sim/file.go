@@ -71,6 +71,8 @@ func (s *Scenario) Override(flag string, o Scenario) {
 		s.Suspicion = o.Suspicion
 	case "drain":
 		s.Drain = o.Drain
+	case "mail-window":
+		s.MailWindow = o.MailWindow
 	case "write-rate":
 		s.Workload.Rate = o.Workload.Rate
 	case "keys":

@@ -71,6 +71,9 @@ type Scenario struct {
 	// after it, and a crash loses the changes no completed sync covered.
 	// 0: syncs are instant and crashes lose nothing.
 	SyncDelay Duration `json:"sync_delay,omitempty" yaml:"sync_delay,omitempty"`
+	// MailWindow batches direct mail (engine.Config.DirectMailWindow):
+	// the writes of a window leave in one mail per peer. 0: at once.
+	MailWindow Duration `json:"mail_window,omitempty" yaml:"mail_window,omitempty"`
 
 	// Workload is what clients write; the default is one update.
 	Workload Workload `json:"workload,omitzero" yaml:"workload"`
@@ -297,6 +300,9 @@ func (s *Scenario) Validate() error {
 	if s.Duplicate < 0 || s.Duplicate > 1 {
 		return fmt.Errorf("sim: --duplicate %v: want a probability in [0, 1]", s.Duplicate)
 	}
+	if s.MailWindow < 0 {
+		return fmt.Errorf("sim: --mail-window %v: want a duration >= 0", s.MailWindow)
+	}
 	if s.SyncDelay < 0 {
 		return fmt.Errorf("sim: --sync-delay %v: want a duration >= 0", s.SyncDelay)
 	}
@@ -401,6 +407,7 @@ func (s *Scenario) configure(c *Cluster, cfg *engine.Config) error {
 	}
 	cfg.DirectMail = m.directMail
 	cfg.DirectMailMaxPeers = 0 // the scenario asked for it: mail everyone
+	cfg.DirectMailWindow = time.Duration(s.MailWindow)
 	cfg.RumorMongering = m.rumor
 	cfg.AntiEntropy = m.antiEntropy
 	// The textbook runs measure each mechanism on its own: a repair does

@@ -323,6 +323,7 @@ func printDemoBanner(w io.Writer, nodes []*demoNode, root string, removed, joine
 		{hs + addr + " members", "the membership view"},
 		{"curl -s http://" + nodes[0].http + "/v1/status", "the HTTP API"},
 	}
+	fmt.Fprintf(&b, "\nDashboard: http://%s/ui/ (members, updates and how far they spread, traffic)\n", nodes[0].http)
 	fmt.Fprintf(&b, "\nTry, in another terminal:\n")
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	for _, e := range examples {

@@ -166,7 +166,7 @@ The other commands talk to an agent's HTTP API at --addr.`,
 		newHealthCmd(g),
 		withGlobals(newVersionCmd(g), "json"),
 		withGlobals(newSimCmd(g), "json"),
-		withGlobals(newKeysCmd()),
+		newKeysCmd(g),
 		withGlobals(newCertCmd(g), "json", "certs-dir"),
 		withGlobals(newBenchCmd(g), "json"),
 	)

@@ -136,6 +136,7 @@ Flags override a --scenario YAML file, whose keys are the flag names.`,
 	f.DurationVar((*time.Duration)(&s.Cycle), "cycle", time.Duration(s.Cycle), "cycle length (cycles model) or gossip interval (async), and the time series' step")
 	f.DurationVar((*time.Duration)(&s.Drain), "drain", time.Minute, "how long a run may go on after its last scripted write or event, for updates in flight to settle")
 	f.DurationVar((*time.Duration)(&s.Suspicion), "suspicion", 0, "real sampler: the membership suspicion timeout (default: the engine's)")
+	f.DurationVar((*time.Duration)(&s.MailWindow), "mail-window", 0, "direct mail: batch the writes of this window into one mail per peer (0: mail at once)")
 	f.Float64Var(&s.Duplicate, "duplicate", 0, "probability that a message is delivered twice")
 	f.Int64Var(&s.Bandwidth, "bandwidth", 0, "capacity of each directed link in bytes per second (0: unlimited)")
 	f.Float64Var(&s.Workload.Rate, "write-rate", 0, "a stream of writes per second of virtual time from random nodes, instead of one update")

@@ -13,8 +13,9 @@
 // (package store/digest), updated in place on every write. The initiator
 // sends a first prefix of its cells; the responder subtracts its own and
 // peels. Equal replicas agree in one round trip of a few hundred bytes;
-// unequal ones ask for prefixes twice as long until the difference decodes
-// (about 1.35·d cells), and the responder then knows, for every differing
+// unequal ones ask for longer prefixes, sized from an estimate of d (see
+// nextPrefix), until the difference decodes (about 1.35·d cells), and the
+// responder then knows, for every differing
 // key, which side holds what and how new: it asks for the records it lacks
 // (AEDiff.want) and streams those the initiator lacks, as the mode allows.
 // A difference too large for the digests falls back to a full exchange.
@@ -51,6 +52,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -680,7 +682,7 @@ func subCells(remote, local []digest.Cell) []digest.Cell {
 	return out
 }
 
-// askMore asks for a prefix twice as long, or falls back to a full
+// askMore asks for a longer prefix (nextPrefix), or falls back to a full
 // exchange when the digests have no more cells.
 func (r *Reconciler) askMore(now time.Time, s *session) error {
 	n := s.dec.Len()
@@ -691,9 +693,34 @@ func (r *Reconciler) askMore(now time.Time, s *session) error {
 		s.full = true
 		return r.startStreams(now, s, nil, nil)
 	}
-	count := min(max(n, 1), s.limit-n, maxCellsPerMessage)
+	size, empties := s.dec.EstimateSize()
+	count := min(nextPrefix(n, size, empties)-n, s.limit-n, maxCellsPerMessage)
 	r.send(s.key.peer, &wire.Envelope{Body: &wire.Envelope_AeMore{AeMore: &wire.AEMore{Session: s.key.id, From: uint32(n), Count: uint32(count)}}})
 	return nil
+}
+
+// nextPrefix sizes the prefix of cells to ask for next, n being in, from
+// the estimate d of the difference's size and how many cells arrived empty
+// (digest.Decoder.EstimateSize). The difference decodes from about 1.35
+// cells per item, so the aim is 1.35·d plus two standard deviations
+// (2·sqrt(d)). With no empty cell yet, d is a lower bound: ask for at
+// least twice and at most eight times the prefix. With fewer than 16 empty
+// cells the estimate may be far off: at most twice the prefix, and at least
+// a quarter more. Then it is good to a few percent: ask for the aim, and
+// at least a sixteenth more than now. Against doubling, which overshoots
+// by up to 2x, this keeps the digest phase near 1.4 cells per differing
+// item, in fewer round trips.
+func nextPrefix(n int, d float64, empties int) int {
+	n = max(n, 1)
+	aim := int(math.Ceil(1.35*d+2*math.Sqrt(d))) + 8
+	switch {
+	case empties == 0:
+		return min(max(aim, 2*n), 8*n)
+	case empties < 16:
+		return max(min(aim, 2*n), n+max(n/4, 8))
+	default:
+		return max(aim, n+max(n/16, 8))
+	}
 }
 
 func (r *Reconciler) onMore(now time.Time, peer string, m *wire.AEMore) error {

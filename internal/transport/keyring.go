@@ -5,8 +5,10 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -42,6 +44,19 @@ var ErrAuth = errors.New("transport: frame authentication failed")
 // ErrKey reports an unusable encryption key.
 var ErrKey = errors.New("transport: invalid key")
 
+// MaxKeys is the most keys a Keyring holds. Every received frame may be
+// tried against each of them, and rotation needs two at a time: 16 is
+// plenty.
+const MaxKeys = 16
+
+// KeyID returns the short, stable identifier of a key: the first 8 hex
+// digits of the SHA-256 of its bytes. It names a key in `hearsay keys`
+// without showing it.
+func KeyID(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:4])
+}
+
 // Keyring holds the AES-GCM keys of a cluster, memberlist style: every frame
 // is sealed with the primary key, and a received frame is accepted if any key
 // of the ring opens it. To rotate keys without downtime, add the new key to
@@ -63,8 +78,20 @@ type keyState struct {
 // frames sealed with any of others. Keys must be 16, 24 or 32 bytes
 // (AES-128, AES-192, AES-256).
 func NewKeyring(primary []byte, others ...[]byte) (*Keyring, error) {
+	st, err := newKeyState(append([][]byte{primary}, others...))
+	if err != nil {
+		return nil, err
+	}
+	kr := &Keyring{}
+	kr.state.Store(st)
+	return kr, nil
+}
+
+// newKeyState builds a ring state from keys, primary first, dropping
+// duplicates.
+func newKeyState(keys [][]byte) (*keyState, error) {
 	st := &keyState{}
-	for i, k := range append([][]byte{primary}, others...) {
+	for i, k := range keys {
 		if st.index(k) >= 0 {
 			continue
 		}
@@ -75,9 +102,37 @@ func NewKeyring(primary []byte, others ...[]byte) (*Keyring, error) {
 		st.keys = append(st.keys, bytes.Clone(k))
 		st.aeads = append(st.aeads, a)
 	}
-	kr := &Keyring{}
-	kr.state.Store(st)
-	return kr, nil
+	switch {
+	case len(st.keys) == 0:
+		return nil, fmt.Errorf("transport: keyring: %w: no key", ErrKey)
+	case len(st.keys) > MaxKeys:
+		return nil, fmt.Errorf("transport: keyring: %w: %d keys, at most %d", ErrKey, len(st.keys), MaxKeys)
+	}
+	return st, nil
+}
+
+// SetKeys replaces every key of the ring at once: keys[0] becomes the
+// primary key. It fails, changing nothing, if a key is unusable, if there
+// is none or more than MaxKeys.
+func (k *Keyring) SetKeys(keys [][]byte) error {
+	st, err := newKeyState(keys)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.state.Store(st)
+	return nil
+}
+
+// IDs returns the KeyID of each key of the ring, primary first.
+func (k *Keyring) IDs() []string {
+	st := k.state.Load()
+	out := make([]string, len(st.keys))
+	for i, key := range st.keys {
+		out[i] = KeyID(key)
+	}
+	return out
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -136,13 +191,16 @@ func (k *Keyring) Keys() [][]byte {
 }
 
 // AddKey adds key to the ring as a secondary key; adding a key that is
-// already present does nothing.
+// already present does nothing. A ring holds at most MaxKeys keys.
 func (k *Keyring) AddKey(key []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	st := k.state.Load()
 	if st.index(key) >= 0 {
 		return nil
+	}
+	if len(st.keys) >= MaxKeys {
+		return fmt.Errorf("transport: add key: %w: the keyring is full (%d keys); remove one first", ErrKey, MaxKeys)
 	}
 	a, err := newAEAD(key)
 	if err != nil {

@@ -256,7 +256,6 @@ type Transport struct {
 	stats     counters
 	warnAt    [warnKinds]atomic.Int64 // unix nanos of the last Warn per kind
 	refusals  refusalLimiter
-	hello     []byte // the frame that opens each outgoing connection
 
 	// shared is the encoding of the last large body sent, kept so that
 	// the same body sent to several peers is encoded once (Send).
@@ -345,7 +344,7 @@ func New(cfg Config) (*Transport, error) {
 
 		acceptedIP: make(map[netip.Addr]int),
 	}
-	if t.hello, err = t.encode(&wire.Envelope{}); err != nil {
+	if _, err = t.encode(&wire.Envelope{}); err != nil {
 		tcp.Close()
 		udp.Close()
 		return nil, fmt.Errorf("transport: hello frame: %w", err)
@@ -771,8 +770,17 @@ func (t *Transport) dial(p *peer) bool {
 	}
 	// Authenticate the connection with a small frame first, so that the
 	// receiver accepts a first frame larger than its PreAuthMaxFrame.
+	// Sealed anew for each connection: the keyring's primary key changes
+	// when the cluster rotates its keys.
+	hello, err := t.encode(&wire.Envelope{})
+	if err != nil {
+		t.untrack(c)
+		c.Close()
+		t.log.Warn("tcp hello not encoded", "to", p.addr, "err", err)
+		return false
+	}
 	_ = c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
-	if _, err := c.Write(t.hello); err != nil {
+	if _, err := c.Write(hello); err != nil {
 		t.untrack(c)
 		c.Close()
 		t.stats.dialFailure.Add(1)

@@ -103,6 +103,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("HS\x01\x00\x00\x00\x00\x03\xff\xff\xff"))
 	ping, _ := Marshal(&Envelope{From: "a", Body: &Envelope_Ping{Ping: &Ping{Seq: 1, Target: "b"}}})
 	f.Add(ping)
+	keyOp, _ := Marshal(&Envelope{From: "a", Body: &Envelope_KeyOp{KeyOp: &KeyOp{Id: 7, Kind: KeyOpKind_KEY_OP_INSTALL, Key: make([]byte, 32)}}})
+	f.Add(keyOp)
+	keyReply, _ := Marshal(&Envelope{From: "b", Body: &Envelope_KeyOpReply{KeyOpReply: &KeyOpReply{Id: 7, KeyIds: []string{"1a2b3c4d"}}}})
+	f.Add(keyReply)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		env, err := Unmarshal(b, 1<<16)
 		if err != nil {

@@ -42,6 +42,14 @@ func (x *Envelope) Kind() string {
 		return "ae_ack"
 	case *Envelope_AeError:
 		return "ae_error"
+	case *Envelope_KeyOp:
+		return "key_op"
+	case *Envelope_KeyOpReply:
+		return "key_op_reply"
+	case *Envelope_SpreadQuery:
+		return "spread_query"
+	case *Envelope_SpreadReply:
+		return "spread_reply"
 	case nil:
 		return "empty"
 	}
@@ -60,4 +68,34 @@ func (x *Envelope) Updates() int {
 		return len(b.AeRecords.Records)
 	}
 	return 0
+}
+
+// Mechanisms of Envelope.Mechanism.
+const (
+	MechanismDirectMail  = "direct-mail"
+	MechanismRumor       = "rumor"
+	MechanismAntiEntropy = "anti-entropy"
+	MechanismMembership  = "membership"
+	MechanismObservation = "observation"
+)
+
+// Mechanism names the part of the protocol the envelope's body belongs to:
+// direct mail, rumor mongering, anti-entropy, membership (failure
+// detection, joins) or observation (spread queries); "" when it has no
+// body.
+func (x *Envelope) Mechanism() string {
+	switch x.GetBody().(type) {
+	case *Envelope_Mail, *Envelope_MailAck:
+		return MechanismDirectMail
+	case *Envelope_Rumor, *Envelope_RumorAck, *Envelope_RumorPull, *Envelope_Fetch:
+		return MechanismRumor
+	case *Envelope_AeStart, *Envelope_AeMore, *Envelope_AeCells, *Envelope_AeDiff,
+		*Envelope_AeRecords, *Envelope_AeAck, *Envelope_AeError:
+		return MechanismAntiEntropy
+	case *Envelope_Ping, *Envelope_Ack, *Envelope_PingReq, *Envelope_Nack, *Envelope_Join, *Envelope_JoinReply:
+		return MechanismMembership
+	case *Envelope_SpreadQuery, *Envelope_SpreadReply:
+		return MechanismObservation
+	}
+	return ""
 }

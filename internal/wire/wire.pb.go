@@ -130,6 +130,66 @@ func (AEMode) EnumDescriptor() ([]byte, []int) {
 	return file_internal_wire_wire_proto_rawDescGZIP(), []int{1}
 }
 
+// KeyOpKind is what a KeyOp asks of a member's keyring.
+type KeyOpKind int32
+
+const (
+	KeyOpKind_KEY_OP_UNSPECIFIED KeyOpKind = 0
+	// KEY_OP_LIST changes nothing: the member answers with its keys.
+	KeyOpKind_KEY_OP_LIST KeyOpKind = 1
+	// KEY_OP_INSTALL adds key as a secondary key.
+	KeyOpKind_KEY_OP_INSTALL KeyOpKind = 2
+	// KEY_OP_USE makes the installed key key_id the primary key.
+	KeyOpKind_KEY_OP_USE KeyOpKind = 3
+	// KEY_OP_REMOVE removes the secondary key key_id.
+	KeyOpKind_KEY_OP_REMOVE KeyOpKind = 4
+)
+
+// Enum value maps for KeyOpKind.
+var (
+	KeyOpKind_name = map[int32]string{
+		0: "KEY_OP_UNSPECIFIED",
+		1: "KEY_OP_LIST",
+		2: "KEY_OP_INSTALL",
+		3: "KEY_OP_USE",
+		4: "KEY_OP_REMOVE",
+	}
+	KeyOpKind_value = map[string]int32{
+		"KEY_OP_UNSPECIFIED": 0,
+		"KEY_OP_LIST":        1,
+		"KEY_OP_INSTALL":     2,
+		"KEY_OP_USE":         3,
+		"KEY_OP_REMOVE":      4,
+	}
+)
+
+func (x KeyOpKind) Enum() *KeyOpKind {
+	p := new(KeyOpKind)
+	*p = x
+	return p
+}
+
+func (x KeyOpKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (KeyOpKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_internal_wire_wire_proto_enumTypes[2].Descriptor()
+}
+
+func (KeyOpKind) Type() protoreflect.EnumType {
+	return &file_internal_wire_wire_proto_enumTypes[2]
+}
+
+func (x KeyOpKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use KeyOpKind.Descriptor instead.
+func (KeyOpKind) EnumDescriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{2}
+}
+
 // Record is one key's replicated state (store.Record on the wire).
 type Record struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1713,6 +1773,10 @@ type Envelope struct {
 	//	*Envelope_AeError
 	//	*Envelope_PingReq
 	//	*Envelope_Nack
+	//	*Envelope_KeyOp
+	//	*Envelope_KeyOpReply
+	//	*Envelope_SpreadQuery
+	//	*Envelope_SpreadReply
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1968,6 +2032,42 @@ func (x *Envelope) GetNack() *Nack {
 	return nil
 }
 
+func (x *Envelope) GetKeyOp() *KeyOp {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_KeyOp); ok {
+			return x.KeyOp
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetKeyOpReply() *KeyOpReply {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_KeyOpReply); ok {
+			return x.KeyOpReply
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetSpreadQuery() *SpreadQuery {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_SpreadQuery); ok {
+			return x.SpreadQuery
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetSpreadReply() *SpreadReply {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_SpreadReply); ok {
+			return x.SpreadReply
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -2050,6 +2150,24 @@ type Envelope_Nack struct {
 	Nack *Nack `protobuf:"bytes,41,opt,name=nack,proto3,oneof"`
 }
 
+type Envelope_KeyOp struct {
+	// 60-69: keyring operations, handled by the runtime beside the engine.
+	KeyOp *KeyOp `protobuf:"bytes,60,opt,name=key_op,json=keyOp,proto3,oneof"`
+}
+
+type Envelope_KeyOpReply struct {
+	KeyOpReply *KeyOpReply `protobuf:"bytes,61,opt,name=key_op_reply,json=keyOpReply,proto3,oneof"`
+}
+
+type Envelope_SpreadQuery struct {
+	// 90-99: observation (the dashboard's spread of an update).
+	SpreadQuery *SpreadQuery `protobuf:"bytes,90,opt,name=spread_query,json=spreadQuery,proto3,oneof"`
+}
+
+type Envelope_SpreadReply struct {
+	SpreadReply *SpreadReply `protobuf:"bytes,91,opt,name=spread_reply,json=spreadReply,proto3,oneof"`
+}
+
 func (*Envelope_Ping) isEnvelope_Body() {}
 
 func (*Envelope_Ack) isEnvelope_Body() {}
@@ -2087,6 +2205,351 @@ func (*Envelope_AeError) isEnvelope_Body() {}
 func (*Envelope_PingReq) isEnvelope_Body() {}
 
 func (*Envelope_Nack) isEnvelope_Body() {}
+
+func (*Envelope_KeyOp) isEnvelope_Body() {}
+
+func (*Envelope_KeyOpReply) isEnvelope_Body() {}
+
+func (*Envelope_SpreadQuery) isEnvelope_Body() {}
+
+func (*Envelope_SpreadReply) isEnvelope_Body() {}
+
+// KeyOp asks a member to change its gossip keyring (hearsay keys). It is
+// only ever sent sealed with the cluster's keyring, so only a holder of a
+// current key can ask. Every operation is idempotent: the sender repeats
+// it to members that have not answered.
+type KeyOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the operation's id, echoed in the reply.
+	Id   uint64    `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind KeyOpKind `protobuf:"varint,2,opt,name=kind,proto3,enum=hearsay.wire.KeyOpKind" json:"kind,omitempty"`
+	// key is the key to install (16, 24 or 32 bytes).
+	Key []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// key_id names the key to use or remove: the first 8 hex digits of its
+	// SHA-256.
+	KeyId         string `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyOp) Reset() {
+	*x = KeyOp{}
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyOp) ProtoMessage() {}
+
+func (x *KeyOp) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyOp.ProtoReflect.Descriptor instead.
+func (*KeyOp) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *KeyOp) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *KeyOp) GetKind() KeyOpKind {
+	if x != nil {
+		return x.Kind
+	}
+	return KeyOpKind_KEY_OP_UNSPECIFIED
+}
+
+func (x *KeyOp) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KeyOp) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// KeyOpReply answers a KeyOp.
+type KeyOpReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// error says why the operation failed on this member; empty on success.
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// key_ids are the ids of the member's keys after the operation, primary
+	// first.
+	KeyIds        []string `protobuf:"bytes,3,rep,name=key_ids,json=keyIds,proto3" json:"key_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyOpReply) Reset() {
+	*x = KeyOpReply{}
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyOpReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyOpReply) ProtoMessage() {}
+
+func (x *KeyOpReply) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyOpReply.ProtoReflect.Descriptor instead.
+func (*KeyOpReply) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *KeyOpReply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *KeyOpReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *KeyOpReply) GetKeyIds() []string {
+	if x != nil {
+		return x.KeyIds
+	}
+	return nil
+}
+
+// SpreadQuery asks a member which version of each key it holds and by which
+// mechanism that version reached it: how far an update has spread. At most
+// 64 keys; answered by SpreadReply with the same id.
+type SpreadQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Keys          [][]byte               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpreadQuery) Reset() {
+	*x = SpreadQuery{}
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpreadQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpreadQuery) ProtoMessage() {}
+
+func (x *SpreadQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpreadQuery.ProtoReflect.Descriptor instead.
+func (*SpreadQuery) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SpreadQuery) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SpreadQuery) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// SpreadEntry is a member's answer for one key of a SpreadQuery.
+type SpreadEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// present is false when the member holds no record of the key.
+	Present   bool   `protobuf:"varint,2,opt,name=present,proto3" json:"present,omitempty"`
+	Hlc       uint64 `protobuf:"varint,3,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	Node      uint64 `protobuf:"varint,4,opt,name=node,proto3" json:"node,omitempty"`
+	Tombstone bool   `protobuf:"varint,5,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
+	// via is how the version held reached the member: "local",
+	// "direct-mail", "rumor" or "anti-entropy"; empty when it arrived
+	// before the member's recent-arrivals window.
+	Via           string `protobuf:"bytes,6,opt,name=via,proto3" json:"via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpreadEntry) Reset() {
+	*x = SpreadEntry{}
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpreadEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpreadEntry) ProtoMessage() {}
+
+func (x *SpreadEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpreadEntry.ProtoReflect.Descriptor instead.
+func (*SpreadEntry) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SpreadEntry) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SpreadEntry) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+func (x *SpreadEntry) GetHlc() uint64 {
+	if x != nil {
+		return x.Hlc
+	}
+	return 0
+}
+
+func (x *SpreadEntry) GetNode() uint64 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *SpreadEntry) GetTombstone() bool {
+	if x != nil {
+		return x.Tombstone
+	}
+	return false
+}
+
+func (x *SpreadEntry) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+// SpreadReply answers a SpreadQuery.
+type SpreadReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Entries       []*SpreadEntry         `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpreadReply) Reset() {
+	*x = SpreadReply{}
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpreadReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpreadReply) ProtoMessage() {}
+
+func (x *SpreadReply) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpreadReply.ProtoReflect.Descriptor instead.
+func (*SpreadReply) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SpreadReply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SpreadReply) GetEntries() []*SpreadEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
 
 var File_internal_wire_wire_proto protoreflect.FileDescriptor
 
@@ -2200,7 +2663,8 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\aAEError\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xe4\b\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xd0\n" +
+	"\n" +
 	"\bEnvelope\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
@@ -2230,8 +2694,36 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x06ae_ack\x18# \x01(\v2\x13.hearsay.wire.AEAckH\x00R\x05aeAck\x122\n" +
 	"\bae_error\x18$ \x01(\v2\x15.hearsay.wire.AEErrorH\x00R\aaeError\x122\n" +
 	"\bping_req\x18( \x01(\v2\x15.hearsay.wire.PingReqH\x00R\apingReq\x12(\n" +
-	"\x04nack\x18) \x01(\v2\x12.hearsay.wire.NackH\x00R\x04nackB\x06\n" +
-	"\x04body*3\n" +
+	"\x04nack\x18) \x01(\v2\x12.hearsay.wire.NackH\x00R\x04nack\x12,\n" +
+	"\x06key_op\x18< \x01(\v2\x13.hearsay.wire.KeyOpH\x00R\x05keyOp\x12<\n" +
+	"\fkey_op_reply\x18= \x01(\v2\x18.hearsay.wire.KeyOpReplyH\x00R\n" +
+	"keyOpReply\x12>\n" +
+	"\fspread_query\x18Z \x01(\v2\x19.hearsay.wire.SpreadQueryH\x00R\vspreadQuery\x12>\n" +
+	"\fspread_reply\x18[ \x01(\v2\x19.hearsay.wire.SpreadReplyH\x00R\vspreadReplyB\x06\n" +
+	"\x04body\"m\n" +
+	"\x05KeyOp\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12+\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x17.hearsay.wire.KeyOpKindR\x04kind\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\x12\x15\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\"K\n" +
+	"\n" +
+	"KeyOpReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x17\n" +
+	"\akey_ids\x18\x03 \x03(\tR\x06keyIds\"1\n" +
+	"\vSpreadQuery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\fR\x04keys\"\x8f\x01\n" +
+	"\vSpreadEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x18\n" +
+	"\apresent\x18\x02 \x01(\bR\apresent\x12\x10\n" +
+	"\x03hlc\x18\x03 \x01(\x04R\x03hlc\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\x04R\x04node\x12\x1c\n" +
+	"\ttombstone\x18\x05 \x01(\bR\ttombstone\x12\x10\n" +
+	"\x03via\x18\x06 \x01(\tR\x03via\"R\n" +
+	"\vSpreadReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
+	"\aentries\x18\x02 \x03(\v2\x19.hearsay.wire.SpreadEntryR\aentries*3\n" +
 	"\x05State\x12\t\n" +
 	"\x05ALIVE\x10\x00\x12\v\n" +
 	"\aSUSPECT\x10\x01\x12\b\n" +
@@ -2240,7 +2732,14 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x06AEMode\x12\x10\n" +
 	"\fAE_PUSH_PULL\x10\x00\x12\v\n" +
 	"\aAE_PUSH\x10\x01\x12\v\n" +
-	"\aAE_PULL\x10\x02B,Z*github.com/hearsaydb/hearsay/internal/wireb\x06proto3"
+	"\aAE_PULL\x10\x02*k\n" +
+	"\tKeyOpKind\x12\x16\n" +
+	"\x12KEY_OP_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vKEY_OP_LIST\x10\x01\x12\x12\n" +
+	"\x0eKEY_OP_INSTALL\x10\x02\x12\x0e\n" +
+	"\n" +
+	"KEY_OP_USE\x10\x03\x12\x11\n" +
+	"\rKEY_OP_REMOVE\x10\x04B,Z*github.com/hearsaydb/hearsay/internal/wireb\x06proto3"
 
 var (
 	file_internal_wire_wire_proto_rawDescOnce sync.Once
@@ -2254,72 +2753,84 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 	return file_internal_wire_wire_proto_rawDescData
 }
 
-var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_internal_wire_wire_proto_goTypes = []any{
-	(State)(0),        // 0: hearsay.wire.State
-	(AEMode)(0),       // 1: hearsay.wire.AEMode
-	(*Record)(nil),    // 2: hearsay.wire.Record
-	(*Member)(nil),    // 3: hearsay.wire.Member
-	(*Ping)(nil),      // 4: hearsay.wire.Ping
-	(*Ack)(nil),       // 5: hearsay.wire.Ack
-	(*PingReq)(nil),   // 6: hearsay.wire.PingReq
-	(*Nack)(nil),      // 7: hearsay.wire.Nack
-	(*Settings)(nil),  // 8: hearsay.wire.Settings
-	(*Join)(nil),      // 9: hearsay.wire.Join
-	(*JoinReply)(nil), // 10: hearsay.wire.JoinReply
-	(*Mail)(nil),      // 11: hearsay.wire.Mail
-	(*MailAck)(nil),   // 12: hearsay.wire.MailAck
-	(*Announce)(nil),  // 13: hearsay.wire.Announce
-	(*Rumor)(nil),     // 14: hearsay.wire.Rumor
-	(*RumorAck)(nil),  // 15: hearsay.wire.RumorAck
-	(*RumorPull)(nil), // 16: hearsay.wire.RumorPull
-	(*Fetch)(nil),     // 17: hearsay.wire.Fetch
-	(*AEStart)(nil),   // 18: hearsay.wire.AEStart
-	(*AEMore)(nil),    // 19: hearsay.wire.AEMore
-	(*AECells)(nil),   // 20: hearsay.wire.AECells
-	(*AEDiff)(nil),    // 21: hearsay.wire.AEDiff
-	(*AERecords)(nil), // 22: hearsay.wire.AERecords
-	(*AEAck)(nil),     // 23: hearsay.wire.AEAck
-	(*AEError)(nil),   // 24: hearsay.wire.AEError
-	(*Envelope)(nil),  // 25: hearsay.wire.Envelope
+	(State)(0),          // 0: hearsay.wire.State
+	(AEMode)(0),         // 1: hearsay.wire.AEMode
+	(KeyOpKind)(0),      // 2: hearsay.wire.KeyOpKind
+	(*Record)(nil),      // 3: hearsay.wire.Record
+	(*Member)(nil),      // 4: hearsay.wire.Member
+	(*Ping)(nil),        // 5: hearsay.wire.Ping
+	(*Ack)(nil),         // 6: hearsay.wire.Ack
+	(*PingReq)(nil),     // 7: hearsay.wire.PingReq
+	(*Nack)(nil),        // 8: hearsay.wire.Nack
+	(*Settings)(nil),    // 9: hearsay.wire.Settings
+	(*Join)(nil),        // 10: hearsay.wire.Join
+	(*JoinReply)(nil),   // 11: hearsay.wire.JoinReply
+	(*Mail)(nil),        // 12: hearsay.wire.Mail
+	(*MailAck)(nil),     // 13: hearsay.wire.MailAck
+	(*Announce)(nil),    // 14: hearsay.wire.Announce
+	(*Rumor)(nil),       // 15: hearsay.wire.Rumor
+	(*RumorAck)(nil),    // 16: hearsay.wire.RumorAck
+	(*RumorPull)(nil),   // 17: hearsay.wire.RumorPull
+	(*Fetch)(nil),       // 18: hearsay.wire.Fetch
+	(*AEStart)(nil),     // 19: hearsay.wire.AEStart
+	(*AEMore)(nil),      // 20: hearsay.wire.AEMore
+	(*AECells)(nil),     // 21: hearsay.wire.AECells
+	(*AEDiff)(nil),      // 22: hearsay.wire.AEDiff
+	(*AERecords)(nil),   // 23: hearsay.wire.AERecords
+	(*AEAck)(nil),       // 24: hearsay.wire.AEAck
+	(*AEError)(nil),     // 25: hearsay.wire.AEError
+	(*Envelope)(nil),    // 26: hearsay.wire.Envelope
+	(*KeyOp)(nil),       // 27: hearsay.wire.KeyOp
+	(*KeyOpReply)(nil),  // 28: hearsay.wire.KeyOpReply
+	(*SpreadQuery)(nil), // 29: hearsay.wire.SpreadQuery
+	(*SpreadEntry)(nil), // 30: hearsay.wire.SpreadEntry
+	(*SpreadReply)(nil), // 31: hearsay.wire.SpreadReply
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
-	8,  // 1: hearsay.wire.Join.settings:type_name -> hearsay.wire.Settings
-	3,  // 2: hearsay.wire.Join.members:type_name -> hearsay.wire.Member
-	3,  // 3: hearsay.wire.JoinReply.members:type_name -> hearsay.wire.Member
-	8,  // 4: hearsay.wire.JoinReply.settings:type_name -> hearsay.wire.Settings
-	2,  // 5: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
-	2,  // 6: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
-	13, // 7: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
+	9,  // 1: hearsay.wire.Join.settings:type_name -> hearsay.wire.Settings
+	4,  // 2: hearsay.wire.Join.members:type_name -> hearsay.wire.Member
+	4,  // 3: hearsay.wire.JoinReply.members:type_name -> hearsay.wire.Member
+	9,  // 4: hearsay.wire.JoinReply.settings:type_name -> hearsay.wire.Settings
+	3,  // 5: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
+	3,  // 6: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
+	14, // 7: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
 	1,  // 8: hearsay.wire.AEStart.mode:type_name -> hearsay.wire.AEMode
-	2,  // 9: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
-	3,  // 10: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
-	4,  // 11: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
-	5,  // 12: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
-	9,  // 13: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
-	10, // 14: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
-	11, // 15: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
-	12, // 16: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
-	14, // 17: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
-	15, // 18: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
-	16, // 19: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
-	17, // 20: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
-	18, // 21: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
-	19, // 22: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
-	20, // 23: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
-	21, // 24: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
-	22, // 25: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
-	23, // 26: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
-	24, // 27: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
-	6,  // 28: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
-	7,  // 29: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	3,  // 9: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
+	4,  // 10: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
+	5,  // 11: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
+	6,  // 12: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
+	10, // 13: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
+	11, // 14: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
+	12, // 15: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
+	13, // 16: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
+	15, // 17: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
+	16, // 18: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
+	17, // 19: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
+	18, // 20: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
+	19, // 21: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
+	20, // 22: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
+	21, // 23: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
+	22, // 24: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
+	23, // 25: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
+	24, // 26: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
+	25, // 27: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
+	7,  // 28: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
+	8,  // 29: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
+	27, // 30: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
+	28, // 31: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
+	29, // 32: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
+	31, // 33: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
+	2,  // 34: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
+	30, // 35: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -2347,14 +2858,18 @@ func file_internal_wire_wire_proto_init() {
 		(*Envelope_AeError)(nil),
 		(*Envelope_PingReq)(nil),
 		(*Envelope_Nack)(nil),
+		(*Envelope_KeyOp)(nil),
+		(*Envelope_KeyOpReply)(nil),
+		(*Envelope_SpreadQuery)(nil),
+		(*Envelope_SpreadReply)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   24,
+			NumEnums:      3,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -28,11 +28,14 @@ type peeled struct {
 // item is removed from every other cell it maps to, which may leave more
 // cells holding one item, and so on. Feed it prefixes with Add until Done.
 type Decoder struct {
-	cells  []Cell
-	peeled []peeled
-	seen   map[Item]struct{}
-	queue  []int
-	err    error
+	cells []Cell
+	// arrivedZero[i] is whether cell i of the difference arrived empty,
+	// before any peeling (EstimateSize).
+	arrivedZero []bool
+	peeled      []peeled
+	seen        map[Item]struct{}
+	queue       []int
+	err         error
 }
 
 // Add appends the next cells of the difference, remote minus local (Cell.Sub),
@@ -44,6 +47,9 @@ func (d *Decoder) Add(diff []Cell) error {
 	}
 	start := len(d.cells)
 	d.cells = append(d.cells, diff...)
+	for _, c := range diff {
+		d.arrivedZero = append(d.arrivedZero, c.IsZero())
+	}
 	n := uint64(len(d.cells))
 	for i := range d.peeled {
 		p := &d.peeled[i]

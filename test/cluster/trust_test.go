@@ -299,17 +299,15 @@ func TestPartialGossipFramesStayBounded(t *testing.T) {
 	header := []byte{'H', 'S', wire.ProtocolVersion, 1, 0, 0, 0, 0}
 	be.BigEndian.PutUint32(header[4:], 8<<20)
 	chunk := make([]byte, 60<<10)
-	var conns []net.Conn
 	for range 200 {
 		c, err := net.Dial("tcp", v.gossip)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer c.Close() // held open until the test ends
 		c.Write(header)
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		c.Write(chunk)
-		conns = append(conns, c)
 	}
 	v.waitFor(15*time.Second, "every connection refused", func() bool {
 		return v.metric(`hearsay_transport_closed_connections_total{reason="pre_auth_frame"}`)+v.metric(`hearsay_transport_closed_connections_total{reason="rejected"}`) >= 200
