@@ -25,14 +25,6 @@ func WriteSummary(w io.Writer, r *Report) error {
 	if s.Churn.any() {
 		faults = append(faults, fmt.Sprintf("churn (crash %g/s, join %g/s, leave %g/s)", s.Churn.Crash, s.Churn.Join, s.Churn.Leave))
 	}
-	workload := "one update"
-	if s.Workload.Rate > 0 {
-		workload = fmt.Sprintf("%g writes/s over %d keys, %.0f%% deletes", s.Workload.Rate, s.Workload.Keys, s.Workload.Deletes*100)
-	}
-	extra := ""
-	if len(faults) > 0 {
-		extra = "\n  faults: " + strings.Join(faults, ", ")
-	}
 	if len(s.Byzantine) > 0 {
 		var bs []string
 		for _, b := range s.Byzantine {
@@ -43,6 +35,14 @@ func WriteSummary(w io.Writer, r *Report) error {
 			d = "defences off"
 		}
 		faults = append(faults, fmt.Sprintf("byzantine %s (%s)", strings.Join(bs, ","), d))
+	}
+	workload := "one update"
+	if s.Workload.Rate > 0 {
+		workload = fmt.Sprintf("%g writes/s over %d keys, %.0f%% deletes", s.Workload.Rate, s.Workload.Keys, s.Workload.Deletes*100)
+	}
+	extra := ""
+	if len(faults) > 0 {
+		extra = "\n  faults: " + strings.Join(faults, ", ")
 	}
 	formed := ""
 	if s.Sampler == "real" {
