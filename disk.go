@@ -316,6 +316,9 @@ func (n *Node) syncOnce() {
 
 // send hands messages to the transport.
 func (n *Node) send(msgs []engine.Message) {
+	if outgoingHook != nil {
+		msgs = outgoingHook(msgs)
+	}
 	for _, m := range msgs {
 		kind := m.Env.Kind()
 		size, err := n.tr.Send(m.To, m.Env)
