@@ -651,6 +651,16 @@ func (r *runner) retrack(keys []string) {
 	r.noteMissing()
 }
 
+// clockFaults reports whether the scenario makes clocks wrong.
+func (r *runner) clockFaults() bool {
+	for _, e := range r.s.Events {
+		if e.Clock != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // clockSlack is how far beyond the bound a clock may be while its node
 // still writes: the offset is measured over a round trip, within half of
 // it, and judged at most clockRecheck late.
@@ -1234,6 +1244,12 @@ func (r *runner) check(opts CheckOptions) error {
 	vs := Check(r.hist, reps, opts)
 	if opts.Converged && !r.settled {
 		vs = append(vs, Violation{Invariant: InvConvergence, Detail: fmt.Sprintf("replicas not identical %v after the last fault or write (the bound)", time.Duration(r.s.Drain))})
+	}
+	if res.Quarantined.False > 0 && len(r.adv) == 0 && !r.clockFaults() {
+		// Without adversaries, and without clocks made wrong (a node whose
+		// clock jumps ahead sends future records, and may rightly be
+		// quarantined), every quarantine is of an honest node.
+		vs = append(vs, Violation{Invariant: InvQuarantine, Detail: fmt.Sprintf("%d (honest, honest) quarantine decisions", res.Quarantined.False)})
 	}
 	if res.ClockViolations > 0 {
 		vs = append(vs, Violation{Invariant: InvClock, Detail: fmt.Sprintf("%d writes acknowledged by a node whose clock was off beyond the bound", res.ClockViolations)})
