@@ -184,6 +184,7 @@ func newRunner(s Scenario, seed uint64, progress func(Progress)) (*runner, error
 		qAllAt:    map[int]time.Time{},
 	}
 	r.byz = r.pickByzantine()
+	c.OnQuarantine = r.onQuarantine // from the start: joins must not look like floods
 	if s.Model == "async" {
 		r.unit = float64(time.Second)
 	}
@@ -311,7 +312,6 @@ func (r *runner) run() (*RunResult, error) {
 	}
 	r.lastFault = r.start
 	r.attack = true
-	c.OnQuarantine = r.onQuarantine
 	base := c.stats
 	if err := r.script(); err != nil {
 		return nil, err
