@@ -48,6 +48,10 @@ from random nodes over --keys keys, a --deletes fraction of them deletes.
 Faults: --loss, --duplicate, --bandwidth, latency distributions that reorder
 messages; partitions, one-way cuts, crashes, restarts, joins and leaves at
 given times or at a rate, in a --scenario YAML file (see examples/sim).
+Adversaries: --byzantine BEHAVIOUR:FRACTION[,...] (blackhole, future, flooder,
+accuser, replayer) makes nodes that run the real engine misbehave on the wire;
+the report adds forged_accepted and quarantined, over the honest nodes, and
+--no-defences turns quarantine off to compare.
 
 Flags override a --scenario YAML file, whose keys are the flag names.`,
 		Example: `  hearsay sim --nodes 1000 --model cycles --mechanism rumor --interest feedback-counter --k 2 --runs 200 --seed 1 --json
