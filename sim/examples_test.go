@@ -39,7 +39,7 @@ func TestExamples(t *testing.T) {
 				expect(t, "false_detections", r.FalseDetections, 0, 0)
 				expect(t, "quarantined byzantine pairs", r.Quarantined.Byzantine, 36, 36)
 				expect(t, "quarantined false pairs", r.Quarantined.False, 0, 0)
-				expect(t, "quarantined by all (s)", r.Quarantined.All, 0, 30)
+				expect(t, "quarantined by all (s)", r.Quarantined.All, 0, 60)
 			},
 		},
 		"write-stream.yaml": {

@@ -531,16 +531,35 @@ func (m *Membership) Sample(rng *rand.Rand, k int) []string {
 	return slices.Clip(peers[:k])
 }
 
+// maxListedSample bounds the views sampleHeard lists in full when its
+// random draws find too few members heard from.
+const maxListedSample = 256
+
 // sampleHeard is Sample preferring the members heard from directly.
 func (m *Membership) sampleHeard(rng *rand.Rand, k, live int) []string {
 	out := make([]string, 0, k)
 	if 4*k < live && 2*live >= len(m.names) {
-		for range 8*k + 16 {
+		for range 32*k + 64 {
 			n := m.names[rng.IntN(len(m.names))]
 			if p := m.members[n]; p.usable() && p.Heard && !slices.Contains(out, n) {
 				out = append(out, n)
 				if len(out) == k {
 					return out
+				}
+			}
+		}
+		if len(m.names) > maxListedSample {
+			// A large view where few members were heard from yet (a
+			// node that just joined, or a flood): listing it at every
+			// round would cost O(n) each time, so the preference is
+			// best effort there, topped up by uniform draws.
+			for range 8*k + 16 {
+				n := m.names[rng.IntN(len(m.names))]
+				if m.members[n].usable() && !slices.Contains(out, n) {
+					out = append(out, n)
+					if len(out) == k {
+						return out
+					}
 				}
 			}
 		}
