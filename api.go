@@ -73,6 +73,9 @@ const (
 	StateSuspect MemberState = "suspect"
 	StateDead    MemberState = "dead"
 	StateLeft    MemberState = "left"
+	// StateRevoked is a member whose node certificate was revoked (hearsay
+	// cert revoke): expelled for good, its frames refused.
+	StateRevoked MemberState = "revoked"
 )
 
 // Member is one node of the cluster as seen by this node.
@@ -135,4 +138,14 @@ type Status struct {
 	// node is ahead). ClockPeers is how many peers that is the median of.
 	ClockOffset float64 `json:"clock_offset"`
 	ClockPeers  int     `json:"clock_peers"`
+	// SyncSeconds is the latency of the store's recent syncs (the last
+	// minute); nil for a node without a data directory.
+	SyncSeconds *SyncLatency `json:"sync_seconds,omitempty"`
+	// SlowSync is true while those syncs are slower than Config.SlowSync
+	// (p99 over the window, or the sync in progress); NotReady then says
+	// so.
+	SlowSync bool `json:"slow_sync"`
+	// Signing is how records are signed: "ed25519" in a certificate
+	// cluster (Config.Identity), "none" otherwise.
+	Signing string `json:"signing"`
 }

@@ -16,8 +16,15 @@ import (
 
 func benchNode(b *testing.B, name, dir string, seeds ...string) *hearsay.Node {
 	b.Helper()
+	return benchNodeWith(b, nil, name, dir, seeds...)
+}
+
+// benchNodeWith is benchNode in a certificate cluster when id is not nil.
+func benchNodeWith(b *testing.B, id *hearsay.Identity, name, dir string, seeds ...string) *hearsay.Node {
+	b.Helper()
 	cfg := hearsay.DefaultConfig()
 	cfg.Name, cfg.DataDir, cfg.BindAddr, cfg.Seeds = name, dir, "127.0.0.1:0", seeds
+	cfg.Identity = id
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := hearsay.Open(cfg)
 	if err != nil {
@@ -30,35 +37,45 @@ func benchNode(b *testing.B, name, dir string, seeds ...string) *hearsay.Node {
 // BenchmarkPutDurable measures durable Put throughput on one node with a
 // data directory (fsync before acknowledging), with 1 and 64 writers.
 func BenchmarkPutDurable(b *testing.B) {
-	value := make([]byte, 100)
 	for _, writers := range []int{1, 64} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			n := benchNode(b, "bench", b.TempDir())
-			ctx := context.Background()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			for range writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := next.Add(1)
-						if i > int64(b.N) {
-							return
-						}
-						if _, err := n.Put(ctx, []byte(fmt.Sprintf("key-%09d", i)), value); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+			benchPutDurable(b, benchNode(b, "bench", b.TempDir()), writers)
 		})
 	}
+}
+
+// benchPutDurable writes b.N keys with 100-byte values to n from writers
+// goroutines and reports puts/s.
+func benchPutDurable(b *testing.B, n *hearsay.Node, writers int) {
+	value := make([]byte, 100)
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := n.Put(ctx, []byte(fmt.Sprintf("key-%09d", i)), value); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+	// CPU time of the whole process per put: what a put costs whatever the
+	// load on the machine (the rate depends on the share of the cores the
+	// benchmark gets).
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/put")
 }
 
 // BenchmarkReplicationLatency writes at 1,000 writes/s on one node of a
@@ -66,11 +83,17 @@ func BenchmarkPutDurable(b *testing.B) {
 // Put acknowledged to the value visible on each of the two others, seen by
 // a watcher there. It reports p50 and p99.
 func BenchmarkReplicationLatency(b *testing.B) {
+	benchReplicationLatency(b, func(name, dir string, seeds ...string) *hearsay.Node { return benchNode(b, name, dir, seeds...) })
+}
+
+// benchReplicationLatency is BenchmarkReplicationLatency over nodes that
+// open opens.
+func benchReplicationLatency(b *testing.B, open func(name, dir string, seeds ...string) *hearsay.Node) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n1 := benchNode(b, "n1", b.TempDir())
-	n2 := benchNode(b, "n2", b.TempDir(), n1.Status().Address)
-	n3 := benchNode(b, "n3", b.TempDir(), n1.Status().Address)
+	n1 := open("n1", b.TempDir())
+	n2 := open("n2", b.TempDir(), n1.Status().Address)
+	n3 := open("n3", b.TempDir(), n1.Status().Address)
 	deadline := time.Now().Add(10 * time.Second)
 	for n1.Status().Alive < 3 || n2.Status().Alive < 3 || n3.Status().Alive < 3 {
 		if time.Now().After(deadline) {

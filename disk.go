@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hearsaydb/hearsay/engine"
@@ -37,13 +36,10 @@ const (
 	// space checks whether space came back: slowly, so a full disk costs no
 	// CPU.
 	diskRecheckInterval = time.Second
-	// slowSync is the sync duration reported as slow.
-	slowSync = time.Second
-	// slowSyncReport is how often slow syncs are reported, at most.
-	slowSyncReport = 10 * time.Second
 	// minFreeToResume is the least free space at which a store that met
-	// ENOSPC is recovered, whatever Config.MinFreeDisk: room for a few
-	// memtable flushes, so that it does not fill again at once.
+	// ENOSPC is recovered, whatever Config.MinFreeDisk: room for the
+	// store's reserve file (8 MiB, put back by Recover) and a few memtable
+	// flushes, so that it does not fill again at once.
 	minFreeToResume = 16 << 20
 	// storageLogInterval bounds how often the same storage error is logged.
 	storageLogInterval = time.Second
@@ -283,10 +279,17 @@ func (n *Node) syncOnce() {
 		return
 	}
 	start := time.Now()
+	n.syncWatch.begin(start)
 	err := n.st.Sync()
-	d := time.Since(start)
+	n.syncWatch.end()
+	end := time.Now()
+	d := end.Sub(start)
 	n.metrics.syncSeconds.Observe(d.Seconds())
-	n.noteSync(start, d)
+	if hasWork(work) {
+		// A sync with nothing to make durable costs no fsync: it would
+		// hide slow ones.
+		n.syncWatch.observe(end, d)
+	}
 	if err != nil {
 		if !errors.Is(err, store.ErrNoSpace) && !errors.Is(err, ErrStorageFailed) {
 			err = fmt.Errorf("%w: %w", ErrStorageFailed, err)
@@ -320,6 +323,9 @@ func (n *Node) send(msgs []engine.Message) {
 		msgs = outgoingHook(msgs)
 	}
 	for _, m := range msgs {
+		if tamperSend != nil {
+			tamperSend(m.Env)
+		}
 		kind := m.Env.Kind()
 		size, err := n.tr.Send(m.To, m.Env)
 		if err != nil {
@@ -333,37 +339,15 @@ func (n *Node) send(msgs []engine.Message) {
 	}
 }
 
-// syncStats is what the syncer reports about slow syncs (syncer-owned but
-// for the atomics).
-type syncStats struct {
-	windowStart time.Time
-	syncs, slow int
-	slowest     time.Duration
-	// slowTotal counts syncs slower than slowSync since start.
-	slowTotal atomic.Uint64
-}
-
-// noteSync counts a sync and, at most every slowSyncReport, logs how many
-// were slow.
-func (n *Node) noteSync(start time.Time, d time.Duration) {
-	s := &n.syncStats
-	if s.windowStart.IsZero() {
-		s.windowStart = start
+// hasWork reports whether any of work waits for durability: writes to
+// acknowledge, changes to announce, messages to send.
+func hasWork(work []syncWork) bool {
+	for _, w := range work {
+		if len(w.writes) > 0 || len(w.changes) > 0 || len(w.msgs) > 0 {
+			return true
+		}
 	}
-	s.syncs++
-	if d >= slowSync {
-		s.slow++
-		s.slowTotal.Add(1)
-		s.slowest = max(s.slowest, d)
-	}
-	if start.Sub(s.windowStart) < slowSyncReport {
-		return
-	}
-	if s.slow > 0 {
-		n.log.Warn("slow disk: syncs are slow; writes wait for them, membership does not",
-			"slow", s.slow, "syncs", s.syncs, "threshold", slowSync, "slowest", s.slowest.Round(time.Millisecond), "window", start.Sub(s.windowStart).Round(time.Second))
-	}
-	s.windowStart, s.syncs, s.slow, s.slowest = start, 0, 0, 0
+	return false
 }
 
 // wrapStore, when set (only by test builds with the faultinject tag),

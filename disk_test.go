@@ -79,7 +79,9 @@ func TestFailedSyncIsNeverAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	eventually(t, 10*time.Second, "a joined b", func() bool { return a.Status().Alive == 2 && b.Status().Alive == 2 })
+	// Ready: joined, and each has measured its clock against the other
+	// (a node with peers writes only then).
+	eventually(t, 10*time.Second, "a and b joined and ready", func() bool { return a.Status().Ready && b.Status().Ready })
 
 	if _, err := b.Put(ctx, []byte("durable"), []byte("1")); err != nil {
 		t.Fatal(err)

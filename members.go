@@ -27,6 +27,9 @@ const (
 	// MemberReaped: a dead or left member was forgotten after
 	// ReapTimeout; its name may join again.
 	MemberReaped MemberEventKind = "reaped"
+	// MemberRevoked: the member's certificate was revoked; it is expelled
+	// for good.
+	MemberRevoked MemberEventKind = "revoked"
 )
 
 // MemberEvent is a change in this node's view of the cluster.
@@ -121,10 +124,18 @@ func (f *memberFeed) close() {
 	f.closed = true
 }
 
+// memberState is m's state for the API: revoked, or its SWIM state.
+func memberState(m membership.Member) MemberState {
+	if m.Revoked {
+		return StateRevoked
+	}
+	return stateName(m.State)
+}
+
 func memberEvent(self string, now time.Time, ev membership.Event) MemberEvent {
 	m := ev.Member
 	out := MemberEvent{
-		Member: Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self},
+		Member: Member{Name: m.Name, Address: m.Addr, State: memberState(m), Incarnation: m.Incarnation, Self: m.Name == self},
 		Prev:   stateName(ev.Prev),
 		Time:   now,
 	}

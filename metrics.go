@@ -3,6 +3,7 @@ package hearsay
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/trust"
 )
 
@@ -97,11 +98,15 @@ var (
 	descMembers        = desc("members", "Members in this node's view, by state.", "state")
 	descRecordsRecv    = desc("records_received_total", "Records received from peers by any mechanism.")
 	descRecordsApplied = desc("records_applied_total", "Received records that changed the store.")
-	descRecordsRefused = desc("records_refused_total", "Received records refused (size limits, clock skew).")
+	descRecordsRefused = desc("records_refused_total", "Received records refused: beyond the size limits or the clock-skew bound (invalid); in a certificate cluster, with a signature missing or not verifying against their origin's certificate (signature), or from an origin whose certificate was not held yet (unknown_origin: asked for, and taken on the retry).", "reason")
+	descCerts          = desc("certificates", "Node certificates held to verify records (bounded by twice --max-members); 0 in an unsigned cluster.")
+	descCertsRefused   = desc("certificates_refused_total", "Node certificates received that did not verify against the cluster CA.")
+	descClaimsRefused  = desc("membership_claims_refused_total", "Membership claims dropped in a certificate cluster before the member view saw them: unsigned (unsigned), signed by a node whose certificate was not held yet (unknown_signer: asked for), or with a signature that does not verify (signature).", "reason")
+	descOffences       = desc("peer_offences_total", "Messages from peers that did not check out, by kind: records with a bad signature (signature), certificates that did not verify (certificate), membership claims with a bad signature (claim).", "kind")
 	descRefused        = desc("messages_refused_total", "Messages refused by the protocol (foreign cluster, anonymous).")
 	descMembersRefused = desc("members_refused_total", "New members refused: the view was full (reason full, --max-members) or their sender's allowance for the second was spent (reason rate).", "reason")
 	descQuarantined    = desc("quarantined_members", "Peers this node quarantines now: their messages are dropped and they are chosen as no partner.")
-	descOffences       = desc("offences_total", "Offences by peers this node observed, by kind (see docs/ARCHITECTURE.md, Peer scoring and quarantine).", "kind")
+	descTrustOffences  = desc("offences_total", "Offences by peers this node observed, by kind (see docs/ARCHITECTURE.md, Peer scoring and quarantine).", "kind")
 	descQDropped       = desc("quarantine_dropped_messages_total", "Messages dropped because their sender was quarantined.")
 	descLocalHealth    = desc("local_health", "Local health score (Lifeguard): 0 when this node keeps up; probe timers are stretched by score+1.")
 
@@ -176,8 +181,8 @@ var (
 )
 
 var collectorDescs = []*prometheus.Desc{
-	descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descRefused, descMembersRefused, descLocalHealth,
-	descQuarantined, descOffences, descQDropped,
+	descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descCerts, descCertsRefused, descClaimsRefused, descOffences, descRefused, descMembersRefused, descLocalHealth,
+	descQuarantined, descTrustOffences, descQDropped,
 	descMailSent, descMailRetried, descMailAcked, descMailTimedOut, descMailRecords, descMailQueued, descMailDropped, descOutbox, descOutboxBytes,
 	descRumorMessages, descRumorUpdates, descRumorAnnounced, descRumorPulls, descRumorFetches, descRumorAdded, descRumorRemoved, descRumorHot,
 	descAEStarted, descAECompleted, descAEInSync, descAEFailed, descAEBadDigests, descAEFallbacks, descAECells, descAERecSent, descAERecRecv,
@@ -211,7 +216,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descRecordsRecv, e.RecordsReceived)
 	counter(descRecordsApplied, e.RecordsApplied)
-	counter(descRecordsRefused, e.RecordsRefused)
+	counter(descRecordsRefused, e.RecordsRefused-e.SigRefused-e.UnknownSigner-e.RevokedRefused, "invalid")
+	counter(descRecordsRefused, e.SigRefused, "signature")
+	counter(descRecordsRefused, e.UnknownSigner, "unknown_origin")
+	counter(descRecordsRefused, e.RevokedRefused, "revoked_origin")
+	gauge(descCerts, e.Certs)
+	counter(descCertsRefused, e.CertsRefused)
+	counter(descClaimsRefused, e.ClaimsUnsigned, "unsigned")
+	counter(descClaimsRefused, e.ClaimsUnknown, "unknown_signer")
+	counter(descClaimsRefused, e.ClaimsRefused, "signature")
+	counter(descOffences, e.Offences[engine.OffenceClaim], engine.OffenceClaim)
+	counter(descOffences, e.Offences[engine.OffenceSignature], engine.OffenceSignature)
+	counter(descOffences, e.Offences[engine.OffenceCertificate], engine.OffenceCertificate)
 	counter(descRefused, e.Refused)
 
 	m := e.Mail
@@ -279,7 +295,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descQuarantined, q.Quarantined)
 	counter(descQDropped, q.Dropped)
 	for _, k := range trust.Kinds {
-		counter(descOffences, q.Offences[k], k)
+		counter(descTrustOffences, q.Offences[k], k)
 	}
 
 	t := c.n.tr.Stats()

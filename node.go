@@ -20,6 +20,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/internal/certs"
 	"github.com/hearsaydb/hearsay/internal/transport"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -56,16 +57,35 @@ type Config struct {
 	// turns the check off (a write that meets a full disk is still
 	// refused). Ignored without a DataDir.
 	MinFreeDisk int64
+	// SlowSync is the sync latency above which the node reports its disk
+	// as slow: /v1/status slow_sync, a readiness reason and a warning at
+	// most once a minute, while the p99 of its syncs over the last minute,
+	// or the sync in progress, takes longer. 0 means DefaultSlowSync (1 s);
+	// negative turns the report off. Ignored without a DataDir.
+	SlowSync time.Duration
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates
 	// all gossip with AES-GCM; nodes without the key cannot take part. A
 	// keyring file in DataDir (KeyringFile, written by the key operations
 	// InstallKey, UseKey and RemoveKey) takes precedence over it.
 	SecretKey []byte
+	// MaxRevocations bounds the revoked node names kept (with Identity).
+	// 0 means certs.DefaultMaxRevocations (4096).
+	MaxRevocations int
 	// MaxGossipConns and MaxGossipConnsPerIP cap the gossip TCP
 	// connections accepted at once, in all and from one source IP; 0 means
 	// the transport's defaults (512 and 32), negative no cap.
 	MaxGossipConns      int
 	MaxGossipConnsPerIP int
+	// Identity, when set, makes this node a member of a certificate
+	// cluster: its records are signed and every record it receives must be
+	// signed by its origin (see Identity); every gossip frame is
+	// authenticated by its node certificate, and frames not authenticated
+	// by a valid, unrevoked node certificate of the same CA naming their
+	// sender are refused (with SecretKey too, frames are also encrypted).
+	// Name must be the certificate's name, or empty to take it from the
+	// certificate. Nil: an unsigned cluster. LoadIdentity reads a certs
+	// directory.
+	Identity *Identity
 	// Protocol tunes the replication protocol: cluster name, value size
 	// limit, the mechanisms and their timers. Name, NodeID and Addr are set
 	// by Open.
@@ -100,6 +120,7 @@ type Node struct {
 	st      store.Store
 	raw     store.Store
 	tr      *transport.Transport
+	certs   *nodeCerts     // nil without Config.Identity
 	eng     *engine.Engine // owned by the loop
 	nodeID  uint64
 	started time.Time
@@ -145,7 +166,11 @@ type Node struct {
 	syncQueue []syncWork
 	syncKick  chan struct{}
 	syncDone  chan struct{}
-	syncStats syncStats
+	// Sync latency (syncwatch.go): the bound, the recent syncs, and the
+	// loop's next look at them.
+	slowSync  time.Duration
+	syncWatch syncWatch
+	syncNext  time.Time
 	early     []engine.Message // loop-owned scratch
 
 	keys keys // the gossip keyring and its operations (keys.go)
@@ -190,6 +215,9 @@ const metaNodeID = "node-id"
 // Open starts a node: it opens (or creates) the store, binds the transport,
 // and starts joining the seeds.
 func Open(cfg Config) (*Node, error) {
+	if cfg.Identity != nil && cfg.Name == "" && cfg.Identity.Cert != nil {
+		cfg.Name = cfg.Identity.Cert.Subject.CommonName
+	}
 	if err := checkName(cfg.Name); err != nil {
 		return nil, err
 	}
@@ -229,9 +257,24 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, raw: st}
 	n.st = guardedStore{Store: st, n: n}
-	id, err := loadNodeID(st)
+	var signer *certs.Identity
+	var id uint64
+	var err error
+	if cfg.Identity != nil {
+		if signer, err = cfg.Identity.signer(cfg.Name, time.Now()); err != nil {
+			return nil, err
+		}
+		id, err = bindNodeID(st, signer.NodeID(), cfg.DataDir)
+	} else {
+		id, err = loadNodeID(st)
+	}
 	if err != nil {
 		return nil, err
+	}
+	if signer != nil {
+		if n.certs, err = loadCerts(cfg, log); err != nil {
+			return nil, err
+		}
 	}
 	ring, ringPath, err := loadKeyring(cfg, log)
 	if err != nil {
@@ -243,6 +286,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		AdvertiseAddr: cfg.AdvertiseAddr,
 		MaxFrame:      cfg.Protocol.MaxValueSize + (1 << 20),
 		Keyring:       ring,
+		Certs:         n.certs.transportAuth(),
 		Logger:        log,
 		MaxConns:      cfg.MaxGossipConns,
 		MaxConnsPerIP: cfg.MaxGossipConnsPerIP,
@@ -252,6 +296,11 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	}
 	pc := cfg.Protocol
 	pc.Name, pc.NodeID, pc.Addr = cfg.Name, id, tr.AdvertiseAddr()
+	if signer != nil {
+		pc.Signer = signer
+		pc.CheckReserved = n.certs.checkReserved
+		pc.Revoked = n.certs.revoked.Revoked
+	}
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
 	rng := mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:]), binary.LittleEndian.Uint64(seed[8:])))
@@ -265,16 +314,35 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 		_ = tr.Close()
 		return nil, fmt.Errorf("hearsay: sync store: %w", err)
 	}
+	if n.certs != nil {
+		names, err := n.certs.loadRevocations(st)
+		if err != nil {
+			_ = tr.Close()
+			return nil, err
+		}
+		for _, name := range names {
+			eng.Revoke(now, name)
+		}
+	}
 	cfg.Protocol = pc
 	n.cfg, n.tr, n.eng, n.nodeID, n.started = cfg, tr, eng, id, now
 	n.reqs, n.closing, n.done = make(chan request, 1024), make(chan struct{}), make(chan struct{})
 	n.syncKick, n.syncDone = make(chan struct{}, 1), make(chan struct{})
 	n.watchers = map[*watcher]struct{}{}
+	n.slowSync = cfg.SlowSync
+	if n.slowSync == 0 {
+		n.slowSync = DefaultSlowSync
+	}
 	n.initDisk()
 	// A node back from an absence longer than the tombstone grace period
 	// serves nothing until anti-entropy has pulled a full reconciliation.
 	n.ready.Store(eng.Serving())
 	n.metrics = newMetrics(n, cfg.Registerer)
+	if n.certs != nil && cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(certCollector{n}); err != nil {
+			log.Warn("certificate metrics not registered", "err", err)
+		}
+	}
 	if len(cfg.Seeds) > 0 {
 		addrs := n.seedAddrs(context.Background(), cfg.Seeds)
 		eng.Join(now, addrs)
@@ -337,10 +405,10 @@ func loadNodeID(st store.Store) (uint64, error) {
 		return 0, fmt.Errorf("hearsay: read node id: %w", err)
 	}
 	if ok {
-		if len(v) != 8 || binary.BigEndian.Uint64(v) == 0 {
+		if len(v) != 8 || bytesToID(v) == 0 {
 			return 0, fmt.Errorf("hearsay: corrupt node id in store (%d bytes)", len(v))
 		}
-		return binary.BigEndian.Uint64(v), nil
+		return bytesToID(v), nil
 	}
 	var b [8]byte
 	for binary.BigEndian.Uint64(b[:]) == 0 {
@@ -351,8 +419,12 @@ func loadNodeID(st store.Store) (uint64, error) {
 	if err := st.SetMeta([]byte(metaNodeID), b[:]); err != nil {
 		return 0, fmt.Errorf("hearsay: write node id: %w", err)
 	}
-	return binary.BigEndian.Uint64(b[:]), nil
+	return bytesToID(b[:]), nil
 }
+
+func bytesToID(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+func idToBytes(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
 // wallSkew, when set (only by test builds with the faultinject tag), says
 // how far this node's wall clock is to be wrong: the loop hands it to the
@@ -367,6 +439,7 @@ func (n *Node) loop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var waiting []pending
+	var writes []request // the batch's writes, made together before the tick
 	// Release what Open queued (join requests, our alive announcement).
 	if err := n.eng.Tick(time.Now()); err != nil {
 		n.log.Error("protocol tick failed", "err", err)
@@ -377,7 +450,7 @@ func (n *Node) loop() {
 			n.eng.SetWallOffset(wallSkew())
 		}
 		now := time.Now()
-		if d := earliestTime(n.eng.Deadline(), n.checkDisk(now)); !d.IsZero() {
+		if d := earliestTime(earliestTime(n.eng.Deadline(), n.checkDisk(now)), n.watchSync(now)); !d.IsZero() {
 			timer.Reset(max(d.Sub(now), 0))
 		}
 		select {
@@ -387,7 +460,7 @@ func (n *Node) loop() {
 			}
 			return
 		case r := <-n.reqs:
-			waiting = n.handle(time.Now(), r, waiting)
+			writes, waiting = n.handle(time.Now(), r, writes, waiting)
 		case in := <-n.tr.Incoming():
 			n.step(time.Now(), in)
 		case <-timer.C:
@@ -398,7 +471,7 @@ func (n *Node) loop() {
 		for range 512 {
 			select {
 			case r := <-n.reqs:
-				waiting = n.handle(time.Now(), r, waiting)
+				writes, waiting = n.handle(time.Now(), r, writes, waiting)
 			case in := <-n.tr.Incoming():
 				n.step(time.Now(), in)
 			default:
@@ -406,6 +479,9 @@ func (n *Node) loop() {
 			}
 		}
 		now = time.Now()
+		waiting = n.writeBatch(now, writes, waiting)
+		clear(writes)
+		writes = writes[:0]
 		if err := n.eng.Tick(now); err != nil {
 			n.tickFailed(err)
 		}
@@ -438,22 +514,20 @@ type pending struct {
 	until func(s *snapshot) bool // nil: answer after the sync
 }
 
-func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
+// handle takes one request: a write joins the batch's writes (made
+// together by writeBatch), the others are handed to the engine at once,
+// after the writes before them.
+func (n *Node) handle(now time.Time, r request, writes []request, waiting []pending) ([]request, []pending) {
+	if r.write != nil {
+		return append(writes, r), waiting
+	}
+	waiting = n.writeBatch(now, writes, waiting)
+	clear(writes)
+	writes = writes[:0]
 	switch {
-	case r.write != nil:
-		rec, err := n.eng.Write(now, r.write.key, r.write.value, r.write.tombstone)
-		if err != nil {
-			if isStorageError(err) {
-				n.storageFailure(err)
-			}
-			r.done <- result{err: err}
-			return waiting
-		}
-		n.metrics.writes.Inc()
-		return append(waiting, pending{done: r.done, res: result{version: rec.Version}})
 	case r.join != nil:
 		n.eng.Join(now, r.join)
-		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
+		return writes, append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
 	case r.seeds != nil:
 		n.eng.SetSeeds(r.seeds)
 		r.done <- result{}
@@ -463,7 +537,33 @@ func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
 		if err := n.eng.Leave(now); err != nil {
 			n.log.Error("leave: incarnation not saved; a restart may not supersede the leave at once", "err", err)
 		}
-		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
+		return writes, append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
+	}
+	return writes, waiting
+}
+
+// writeBatch makes the batch's writes in one engine call (one store
+// apply, and in a certificate cluster their signatures together), and
+// queues their acknowledgements for after the sync.
+func (n *Node) writeBatch(now time.Time, writes []request, waiting []pending) []pending {
+	if len(writes) == 0 {
+		return waiting
+	}
+	ops := make([]engine.WriteOp, len(writes))
+	for i, r := range writes {
+		ops[i] = engine.WriteOp{Key: r.write.key, Value: r.write.value, Tombstone: r.write.tombstone}
+	}
+	recs, errs := n.eng.WriteBatch(now, ops)
+	for i, r := range writes {
+		if err := errs[i]; err != nil {
+			if isStorageError(err) {
+				n.storageFailure(err)
+			}
+			r.done <- result{err: err}
+			continue
+		}
+		n.metrics.writes.Inc()
+		waiting = append(waiting, pending{done: r.done, res: result{version: recs[i].Version}})
 	}
 	return waiting
 }
@@ -553,6 +653,8 @@ func (n *Node) logMemberEvent(ev membership.Event) {
 		n.log.Info("member reaped", "member", m.Name, "addr", m.Addr, "state", stateName(m.State), "incarnation", m.Incarnation)
 	case ev.Joined:
 		n.log.Info("member discovered", "member", m.Name, "addr", m.Addr, "state", stateName(m.State), "incarnation", m.Incarnation)
+	case m.Revoked:
+		n.log.Warn("member revoked: its certificate was revoked, it is expelled", "member", m.Name, "addr", m.Addr)
 	case m.State == wire.State_DEAD:
 		n.log.Warn("member declared dead", "member", m.Name, "addr", m.Addr, "incarnation", m.Incarnation)
 	default:
@@ -590,7 +692,7 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		self := n.eng.Self().Name
 		out = make([]Member, len(ms))
 		for i, m := range ms {
-			out[i] = Member{Name: m.Name, Address: m.Addr, State: stateName(m.State), Incarnation: m.Incarnation, Self: m.Name == self,
+			out[i] = Member{Name: m.Name, Address: m.Addr, State: memberState(m), Incarnation: m.Incarnation, Self: m.Name == self,
 				Outbox: n.eng.Outbox(m.Name), Quarantined: m.Quarantined}
 			if sc := n.eng.Score(now, m.Name); sc <= -0.5 {
 				out[i].Score = math.Round(sc)
@@ -695,6 +797,9 @@ func (n *Node) write(ctx context.Context, key, value []byte, tomb bool) (Version
 // Put writes key=value and returns the version it was written at, once the
 // write is durable here. The write then spreads to the other members.
 func (n *Node) Put(ctx context.Context, key, value []byte) (Version, error) {
+	if err := checkClientKey(key); err != nil {
+		return Version{}, err
+	}
 	return n.write(ctx, key, value, false)
 }
 
@@ -702,6 +807,9 @@ func (n *Node) Put(ctx context.Context, key, value []byte) (Version, error) {
 // Deleting an absent key still writes a tombstone, so that a concurrent
 // older write elsewhere cannot come back.
 func (n *Node) Delete(ctx context.Context, key []byte) (Version, error) {
+	if err := checkClientKey(key); err != nil {
+		return Version{}, err
+	}
 	return n.write(ctx, key, nil, true)
 }
 
@@ -758,6 +866,14 @@ func (n *Node) Members() []Member {
 	return append([]Member(nil), n.view.Load().members...)
 }
 
+// signing names how this node's records are signed.
+func (n *Node) signing() string {
+	if n.cfg.Protocol.Signer != nil {
+		return engine.SigningEd25519
+	}
+	return "none"
+}
+
 // Status describes this node.
 func (n *Node) Status() Status {
 	s := n.view.Load()
@@ -765,6 +881,7 @@ func (n *Node) Status() Status {
 		Name:          n.cfg.Name,
 		NodeID:        fmt.Sprintf("%016x", n.nodeID),
 		Address:       n.tr.AdvertiseAddr(),
+		Signing:       n.signing(),
 		Serving:       n.ready.Load(),
 		Joined:        s.joined,
 		LastJoinError: s.joinErr,
@@ -782,6 +899,14 @@ func (n *Node) Status() Status {
 	}
 	if r := n.noSpace.Load(); r != nil {
 		st.NotReady = append(st.NotReady, *r)
+	}
+	if _, ok := n.raw.(diskStore); ok {
+		l := n.syncWatch.stats(time.Now())
+		st.SyncSeconds = &l
+		if r := n.slowSyncReason(l); r != "" {
+			st.SlowSync = true
+			st.NotReady = append(st.NotReady, r)
+		}
 	}
 	if !st.Joined {
 		reason := fmt.Sprintf("not joined: no seed of %v has answered yet", n.cfg.Seeds)

@@ -164,7 +164,16 @@ func New(cfg Config) (*Agent, error) {
 	applyQuarantine(&ncfg, cfg)
 	ncfg.NoSync = cfg.NoSync
 	ncfg.MinFreeDisk = cfg.MinFreeDisk
+	ncfg.SlowSync = cfg.SlowSync
+	if cfg.SlowSync == 0 {
+		ncfg.SlowSync = -1 // the flag's 0 turns the report off
+	}
 	ncfg.SecretKey = key
+	if cfg.CertsDir != "" {
+		// A certificate cluster: records are signed with node.key and
+		// verified against the certificates ca.crt signed.
+		ncfg.Identity = &hearsay.Identity{CA: a.identity.CA, Cert: a.identity.Cert, Key: a.identity.Key}
+	}
 	ncfg.Logger = log
 	ncfg.Registerer = reg
 

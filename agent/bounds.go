@@ -107,7 +107,7 @@ func DefaultBounds() Bounds {
 // registerBoundFlags defines --insecure and the bounds' flags.
 func (c *Config) registerBoundFlags(fs *pflag.FlagSet) {
 	b := &c.Bounds
-	fs.BoolVar(&c.Insecure, FlagInsecure, c.Insecure, "allow gossip beyond loopback without --secret-key-file, and the HTTP API beyond loopback without --certs-dir (no client authentication): anyone who reaches them can read, write and join")
+	fs.BoolVar(&c.Insecure, FlagInsecure, c.Insecure, "allow gossip beyond loopback without --secret-key-file or --certs-dir, and the HTTP API beyond loopback without --certs-dir (no client authentication): anyone who reaches them can read, write and join")
 	fs.IntVar(&b.MaxGossipConns, FlagMaxGossipConns, b.MaxGossipConns, "most gossip TCP connections accepted at once")
 	fs.IntVar(&b.MaxGossipConnsPerIP, FlagMaxGossipConnsPerIP, b.MaxGossipConnsPerIP, "most gossip TCP connections accepted at once from one IP")
 	fs.IntVar(&b.MaxHTTPConns, FlagMaxHTTPConns, b.MaxHTTPConns, "most HTTP connections open at once; more are answered 503 and closed")
@@ -146,23 +146,20 @@ func (c *Config) validateBounds() []error {
 
 // CheckExposure refuses a configuration that exposes the agent without
 // authentication, unless Insecure is set: gossip (Bind or Advertise) beyond
-// loopback without SecretKeyFile (certificates do not authenticate gossip
-// yet), or the HTTP API beyond loopback without CertsDir (TLS and client
-// certificates). New calls it; the error names the ways out.
+// loopback without transport credentials (SecretKeyFile, a shared keyring,
+// or CertsDir, node certificates that sign every frame), or the HTTP API
+// beyond loopback without CertsDir (TLS and client certificates). New
+// calls it; the error names the ways out.
 func (c *Config) CheckExposure() error {
 	if c.Insecure {
 		return nil
 	}
 	var errs []error
-	if c.SecretKeyFile == "" && !c.hasKeyringFile() {
+	if c.SecretKeyFile == "" && c.CertsDir == "" && !c.hasKeyringFile() {
 		for _, a := range []struct{ flag, addr string }{{FlagBind, c.Bind}, {FlagAdvertise, c.Advertise}} {
 			if a.addr != "" && !isLoopback(a.addr) {
-				note := ""
-				if c.CertsDir != "" {
-					note = fmt.Sprintf(" (--%s secures the HTTP API and names the node, but does not authenticate gossip yet)", FlagCertsDir)
-				}
-				errs = append(errs, fmt.Errorf("--%s %s is not a loopback address and gossip has no authentication%s: anyone who reaches it could join the cluster, write and delete. "+
-					"Give every node the same key (hearsay keys generate --out key; --%s key), or pass --%s to run without authentication", a.flag, a.addr, note, FlagSecretKey, FlagInsecure))
+				errs = append(errs, fmt.Errorf("--%s %s is not a loopback address and gossip has no authentication: anyone who reaches it could join the cluster, write and delete. "+
+					"Give every node a certificate of one cluster CA (hearsay cert create-ca, create-node; --%s DIR), or the same key (hearsay keys generate --out key; --%s key), or pass --%s to run without authentication", a.flag, a.addr, FlagCertsDir, FlagSecretKey, FlagInsecure))
 				break
 			}
 		}
@@ -206,8 +203,8 @@ func isLoopback(addr string) bool {
 // insecureWarning is logged at start by an agent given --insecure.
 func (c *Config) insecureWarning() []any {
 	var exposed []string
-	if c.SecretKeyFile == "" && !c.hasKeyringFile() && (!isLoopback(c.Bind) || (c.Advertise != "" && !isLoopback(c.Advertise))) {
-		exposed = append(exposed, "gossip on "+c.Bind+" without a key: anyone who reaches it can join, write, delete and inject members")
+	if c.SecretKeyFile == "" && c.CertsDir == "" && !c.hasKeyringFile() && (!isLoopback(c.Bind) || (c.Advertise != "" && !isLoopback(c.Advertise))) {
+		exposed = append(exposed, "gossip on "+c.Bind+" without a key or certificates: anyone who reaches it can join, write, delete and inject members")
 	}
 	if c.HTTP != "" && !isLoopback(c.HTTP) && c.CertsDir == "" {
 		exposed = append(exposed, "the HTTP API on "+c.HTTP+" without client authentication: anyone who reaches it can read, write and delete")

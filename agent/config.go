@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/hearsaydb/hearsay"
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/membership"
@@ -52,6 +53,7 @@ const (
 	FlagMaxValueSize = "max-value-size"
 	FlagNoSync       = "no-sync"
 	FlagMinFreeDisk  = "min-free-disk"
+	FlagSlowSync     = "slow-sync"
 	FlagLogLevel     = "log-level"
 	FlagLogFormat    = "log-format"
 	FlagSecretKey    = "secret-key-file"
@@ -78,8 +80,8 @@ var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
 	FlagDataDir, FlagDirectMail, FlagDirectMailWindow, FlagFanout, FlagGossipInterval, FlagHTTP, FlagInMemory, FlagJoin,
 	FlagLogFormat, FlagLogLevel, FlagMaxClockOffset, FlagMaxValueSize, FlagMinFreeDisk, FlagName,
-	FlagNoSync, FlagProfile, FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSuspicionTimeout,
-	FlagTombstoneGrace,
+	FlagNoSync, FlagProfile, FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSlowSync,
+	FlagSuspicionTimeout, FlagTombstoneGrace,
 }
 
 // Config configures an Agent. Every field but the last group has a
@@ -116,6 +118,10 @@ type Config struct {
 	// which writes are refused (507) until space is freed. 0 means the
 	// larger of 256 MiB and 2% of the volume; negative turns the check off.
 	MinFreeDisk int64
+	// SlowSync is the sync latency above which the node reports its disk
+	// as slow (status slow_sync, a readiness reason, a warning at most
+	// once a minute); 0 turns the report off. Default 1 s.
+	SlowSync time.Duration
 	// SecretKeyFile names a file holding the cluster's secret key, base64
 	// of 16, 24 or 32 bytes: gossip is then encrypted and authenticated,
 	// and nodes without the key cannot take part. Empty: no encryption.
@@ -126,8 +132,11 @@ type Config struct {
 	// node.key. With it the HTTP API is served over TLS 1.3 with node.crt,
 	// clients must present a certificate signed by ca.crt and are
 	// authorised by its role, and the node's name is node.crt's CN (Name
-	// empty takes it; another name is an error). Gossip is not yet
-	// authenticated by certificates: it still needs SecretKeyFile.
+	// empty takes it; another name is an error). The cluster is then a
+	// certificate cluster (hearsay.Identity): every record is signed with
+	// node.key, every received record is verified against its origin's
+	// certificate, and the node id is derived from the name. Gossip is not
+	// yet authenticated by certificates: it still needs SecretKeyFile.
 	CertsDir string
 	// Insecure lets the agent run exposed without authentication: gossip
 	// beyond loopback without SecretKeyFile, the HTTP API beyond loopback
@@ -194,6 +203,7 @@ func DefaultConfig() Config {
 		HTTP:         DefaultHTTP,
 		Cluster:      DefaultCluster,
 		MaxValueSize: store.DefaultMaxValueSize,
+		SlowSync:     hearsay.DefaultSlowSync,
 		LogLevel:     "info",
 		LogFormat:    "text",
 		Bounds:       DefaultBounds(),
@@ -228,6 +238,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Var((*sizeValue)(&c.MaxValueSize), FlagMaxValueSize, "largest value accepted, in bytes (suffixes KiB, MiB allowed)")
 	fs.BoolVar(&c.NoSync, FlagNoSync, c.NoSync, "do not fsync before acknowledging writes (a crash may lose them)")
 	fs.Var((*freeSpaceValue)(&c.MinFreeDisk), FlagMinFreeDisk, "free space below which writes are refused with 507 until space is freed: a size (256MiB, 10GiB), auto (the larger of 256 MiB and 2% of the volume) or off")
+	fs.DurationVar(&c.SlowSync, FlagSlowSync, c.SlowSync, "report the disk as slow (status slow_sync, not ready, a warning at most once a minute) while the p99 of its syncs over the last minute, or the sync in progress, takes longer than this; writes still go on; 0 disables the report")
 	fs.StringVar(&c.SecretKeyFile, FlagSecretKey, c.SecretKeyFile, "file holding the cluster key (base64 of 16, 24 or 32 bytes) that encrypts gossip; the file keyring that hearsay keys leaves in --data-dir takes precedence")
 	fs.StringVar(&c.LogLevel, FlagLogLevel, c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, FlagLogFormat, c.LogFormat, "log format: text or json")
@@ -459,6 +470,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TombstoneGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagTombstoneGrace, c.TombstoneGrace))
+	}
+	if c.SlowSync < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative (0 disables the report)", FlagSlowSync, c.SlowSync))
 	}
 	if c.MaxClockOffset < 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagMaxClockOffset, c.MaxClockOffset))

@@ -38,7 +38,7 @@ func TestConfigDefaults(t *testing.T) {
 	host, _ := os.Hostname()
 	if cfg.Name != host || cfg.Bind != "0.0.0.0:7946" || cfg.HTTP != "127.0.0.1:7947" ||
 		cfg.Cluster != "hearsay" || cfg.MaxValueSize != 1<<20 || cfg.NoSync || cfg.DataDir != "" ||
-		cfg.LogLevel != "info" || cfg.LogFormat != "text" || len(cfg.Join) != 0 {
+		cfg.LogLevel != "info" || cfg.LogFormat != "text" || len(cfg.Join) != 0 || cfg.SlowSync != time.Second {
 		t.Errorf("defaults: %+v", cfg)
 	}
 }
@@ -139,6 +139,7 @@ func TestConfigErrors(t *testing.T) {
 		{"join port 0", []string{"--join", "10.0.0.1:0"}, nil, []string{"--join"}},
 		{"empty name", []string{"--name", ""}, nil, []string{"--name"}},
 		{"stray argument", []string{"extra"}, nil, []string{"unexpected arguments"}},
+		{"negative slow sync", []string{"--slow-sync", "-1s"}, nil, []string{"--slow-sync", "must not be negative"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -286,5 +287,29 @@ func TestStorageMustBeChosen(t *testing.T) {
 	cfg.Bind, cfg.HTTP = "127.0.0.1:0", ""
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "--in-memory") {
 		t.Errorf("New without storage: %v", err)
+	}
+}
+
+// TestSlowSyncSetting: --slow-sync from a flag, the environment and a
+// config file reaches the node's config; 0 turns the report off.
+func TestSlowSyncSetting(t *testing.T) {
+	file := writeFile(t, "hearsay.yaml", "slow-sync: 250ms\n")
+	for _, c := range []struct {
+		args []string
+		env  []string
+		want time.Duration
+	}{
+		{[]string{"--slow-sync", "2s"}, nil, 2 * time.Second},
+		{nil, []string{"HEARSAY_SLOW_SYNC", "500ms"}, 500 * time.Millisecond},
+		{[]string{"--config", file}, nil, 250 * time.Millisecond},
+		{[]string{"--slow-sync", "0"}, nil, 0},
+	} {
+		cfg, err := ParseConfig(c.args, env(c.env...))
+		if err != nil {
+			t.Fatalf("%v %v: %v", c.args, c.env, err)
+		}
+		if cfg.SlowSync != c.want {
+			t.Errorf("%v %v: SlowSync %v, want %v", c.args, c.env, cfg.SlowSync, c.want)
+		}
 	}
 }

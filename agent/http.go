@@ -182,6 +182,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
 	mux.HandleFunc("GET /v1/health/live", a.handleLive)
 	mux.HandleFunc("GET /v1/health/ready", a.handleReady)
+	mux.HandleFunc("POST /v1/revocations", a.handleRevoke)
 	mux.HandleFunc("GET /v1/keys", a.handleKeysList)
 	mux.HandleFunc("POST /v1/keys", a.handleKeyInstall)
 	mux.HandleFunc("PUT /v1/keys/primary", a.handleKeyUse)
@@ -588,6 +589,9 @@ func (a *Agent) fail(w http.ResponseWriter, r *http.Request, key string, err err
 
 // StatusCode maps an error of package hearsay to an HTTP status code.
 func StatusCode(err error) int {
+	if code, ok := revocationStatus(err); ok {
+		return code
+	}
 	switch {
 	case errors.Is(err, hearsay.ErrEmptyKey):
 		return http.StatusBadRequest

@@ -31,7 +31,7 @@ func init() {
 
 // registerCertFlags defines --certs-dir.
 func (c *Config) registerCertFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.CertsDir, FlagCertsDir, c.CertsDir, "certs directory (ca.crt, node.crt, node.key; see hearsay cert): serve the HTTP API over TLS to clients with certificates of this CA, authorised by their role; the node's name is node.crt's CN")
+	fs.StringVar(&c.CertsDir, FlagCertsDir, c.CertsDir, "certs directory (ca.crt, node.crt, node.key; see hearsay cert): a certificate cluster: gossip is authenticated by node.crt and only peers with node certificates of this CA are accepted, every record is signed with node.key and verified by every receiver, and the HTTP API is served over TLS to clients with certificates of this CA, authorised by their role; the node's name is node.crt's CN")
 }
 
 // Why a request or TLS handshake was refused, the label values of

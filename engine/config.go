@@ -77,12 +77,36 @@ type Config struct {
 	// value is the defaults, with quarantine on.
 	Trust trust.Config
 
+	// Signer, when set, makes this a certificate cluster (Settings.Signing
+	// "ed25519"): every local write is signed with this node's key, and
+	// every received record must carry a signature that verifies against
+	// the certificate of the node whose id is its version's node, or it is
+	// refused. NodeID must be the one the certificate binds. Nil: an
+	// unsigned cluster.
+	Signer Signer
+	// MaxCerts bounds the node certificates held (0: twice
+	// Membership.MaxMembers, or twice its default). Beyond it the one
+	// learned first is forgotten, and asked for again when needed.
+	MaxCerts int
+
 	// Peers, when set, replaces the membership view as the source of gossip
 	// partners, and membership (probing, member lists) is switched off.
 	// The simulator uses it for an oracle that samples the true live set,
 	// to study dissemination alone at sizes where full membership views
 	// would not fit in memory. Names it returns are used as addresses.
 	Peers PeerSampler
+
+	// CheckReserved, when set, checks every record under ReservedPrefix,
+	// received or written here, before it is applied: a record it refuses
+	// is refused like a bad record. A node with certificates checks that a
+	// record under RevokedPrefix is a revocation signed by the cluster CA;
+	// an accepted one revokes the member it names (see Engine.Revoke).
+	// Without it, reserved records are applied like any other.
+	CheckReserved func(key, value []byte, tombstone bool) error
+	// Revoked, when set (in a certificate cluster), says whether the node
+	// named name has been revoked and since when: records it signed with a
+	// version after that time are refused everywhere, whoever relays them.
+	Revoked func(name string) (at time.Time, ok bool)
 }
 
 // PeerSampler picks gossip partners.

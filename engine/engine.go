@@ -22,6 +22,7 @@
 package engine
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -95,9 +96,31 @@ type Ready struct {
 
 // Stats counts what the engine did.
 type Stats struct {
-	Received        uint64 // envelopes stepped
-	Refused         uint64 // envelopes refused (foreign cluster, no sender)
-	RecordsRefused  uint64 // received records refused (size, clock skew)
+	Received       uint64 // envelopes stepped
+	Refused        uint64 // envelopes refused (foreign cluster, no sender)
+	RecordsRefused uint64 // received records refused (size, clock skew, signature)
+	// Of RecordsRefused, those refused for a signature that is missing or
+	// does not verify (SigRefused) and those whose origin's certificate
+	// was not held yet (UnknownSigner; the certificate is asked for).
+	SigRefused    uint64
+	UnknownSigner uint64
+	// RevokedRefused counts records refused because their origin's
+	// certificate was revoked before their version.
+	RevokedRefused uint64
+	CertsRefused   uint64 // node certificates that did not verify
+	CertsEvicted   uint64 // certificates forgotten for the cache bound
+	CertsAsked     uint64 // certificates asked of peers
+	// SigSkipped counts received records not verified because they would
+	// not change the store (held already, or older than what is held).
+	SigSkipped uint64
+	// Membership claims dropped in a certificate cluster: unsigned, signed
+	// by a node whose certificate was not held yet, or with a signature
+	// that does not verify.
+	ClaimsUnsigned, ClaimsUnknown, ClaimsRefused uint64
+	Certs                                        int // node certificates held
+	// Offences counts, by kind, what peers sent that did not check out
+	// (see reportOffence); nil when none.
+	Offences        map[string]uint64
 	RecordsReceived uint64 // records received by any mechanism
 	RecordsApplied  uint64 // of those, records that changed the store
 	LocalWrites     uint64
@@ -153,6 +176,15 @@ type Engine struct {
 	// out.
 	refusedFuture map[refusedRecord]struct{}
 	refusedOrder  []refusedRecord
+
+	// Certificate cluster (Config.Signer, signing.go): verified node
+	// certificates by node id, bounded by Config.MaxCerts, first learned
+	// first out; their hashes, to skip verifying one held; and when each
+	// missing one was last asked for.
+	certs     map[uint64]*certEntry
+	certOrder []uint64
+	certSums  map[[sha256.Size]byte]uint64
+	certAsked map[uint64]time.Time
 }
 
 // refusedRecord identifies a record refused for its future version.
@@ -189,6 +221,9 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, st: st, rng: rng}
+	if err := e.initCerts(now); err != nil {
+		return nil, err
+	}
 	inc, err := e.metaUint(metaIncarnation)
 	if err != nil {
 		return nil, err
@@ -210,6 +245,9 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	self := membership.Member{Name: cfg.Name, Addr: cfg.Addr, NodeID: cfg.NodeID, Incarnation: inc, Since: now}
 	e.members = membership.New(cfg.Membership, self, rng, e.sendAddr)
 	e.members.SetSettings(e.settings())
+	if e.signing() {
+		e.members.SetSigner(e.signMember)
+	}
 	if known, err := e.loadMembers(); err != nil {
 		return nil, err
 	} else if len(known) > 0 {
@@ -244,8 +282,16 @@ func (e *Engine) settings() *wire.Settings {
 		Protocol:         wire.ProtocolVersion,
 		MaxValueSize:     uint64(e.cfg.MaxValueSize),
 		TombstoneGraceMs: uint64(e.cfg.AE.TombstoneGrace.Milliseconds()),
-		Signing:          "none",
+		Signing:          e.signingName(),
 	}
+}
+
+// signingName is how this node's records are signed, in its Settings.
+func (e *Engine) signingName() string {
+	if e.signing() {
+		return SigningEd25519
+	}
+	return "none"
 }
 
 // loadMembers returns the gossip addresses of the members saved by an
@@ -322,6 +368,9 @@ func (e *Engine) sendAddr(addr string, env *wire.Envelope) {
 	env.From = e.cfg.Name
 	env.FromAddr = e.cfg.Addr
 	env.FromId = e.cfg.NodeID
+	if e.signing() {
+		e.attachCerts(env)
+	}
 	e.members.Piggyback(env)
 	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env, AfterSync: afterSync(env)})
 }
@@ -344,38 +393,87 @@ func (e *Engine) sendPeer(name string, env *wire.Envelope) bool {
 // and handed to the replication mechanisms. A delete is a write with
 // tombstone set and no value.
 func (e *Engine) Write(now time.Time, key, value []byte, tombstone bool) (store.Record, error) {
-	if tombstone {
-		value = nil
-	}
-	rec := store.Record{Key: key, Value: value, Tombstone: tombstone}
-	if err := store.Check(rec, e.cfg.MaxValueSize); err != nil {
-		return store.Record{}, err
-	}
-	if err := e.checkClock(now); err != nil {
-		return store.Record{}, err
-	}
-	rec.Version = store.Version{HLC: e.clock.Now(e.wall(now)), Node: e.cfg.NodeID}
-	if _, err := e.st.Apply([]store.Record{rec}); err != nil {
-		return store.Record{}, fmt.Errorf("engine: apply local write: %w", err)
-	}
-	// Persist the clock's high-water mark with the write, so that a restart
-	// with a clock set back still issues newer versions than before.
-	if err := e.setMetaUint(metaClock, rec.Version.HLC); err != nil {
-		return store.Record{}, err
-	}
-	e.stats.LocalWrites++
-	e.ready.Changes = append(e.ready.Changes, rec)
-	e.arrived.note(rec.Key, rec.Version, ViaLocal)
-	if e.cfg.DirectMail {
-		if len(e.fresh) == 0 {
-			e.freshSince = now
+	recs, errs := e.WriteBatch(now, []WriteOp{{Key: key, Value: value, Tombstone: tombstone}})
+	return recs[0], errs[0]
+}
+
+// WriteOp is one local write of a WriteBatch.
+type WriteOp struct {
+	Key, Value []byte
+	Tombstone  bool
+}
+
+// WriteBatch makes several local writes at once, as Write does each, and
+// returns for each its record or why it was refused. The versions are
+// issued in order; in a certificate cluster the records are signed
+// together (BatchSigner, when the Signer is one, may sign them in
+// parallel) and all are applied to the store in one call. A store failure
+// refuses every write of the batch.
+func (e *Engine) WriteBatch(now time.Time, ops []WriteOp) ([]store.Record, []error) {
+	recs := make([]store.Record, len(ops))
+	errs := make([]error, len(ops))
+	ok := make([]int, 0, len(ops))
+	for i, op := range ops {
+		value := op.Value
+		if op.Tombstone {
+			value = nil
 		}
-		e.fresh = append(e.fresh, rec)
+		rec := store.Record{Key: op.Key, Value: value, Tombstone: op.Tombstone}
+		if err := store.Check(rec, e.cfg.MaxValueSize); err != nil {
+			errs[i] = err
+			continue
+		}
+		if err := e.checkReserved(now, rec); err != nil {
+			errs[i] = err
+			continue
+		}
+		if err := e.checkClock(now); err != nil {
+			errs[i] = err
+			continue
+		}
+		rec.Version = store.Version{HLC: e.clock.Now(e.wall(now)), Node: e.cfg.NodeID}
+		recs[i] = rec
+		ok = append(ok, i)
 	}
-	if e.cfg.RumorMongering {
-		e.monger.Add(now, rec)
+	if len(ok) == 0 {
+		return recs, errs
 	}
-	return rec, nil
+	good := make([]store.Record, len(ok))
+	for k, i := range ok {
+		good[k] = recs[i]
+	}
+	e.signAll(good)
+	fail := func(err error) ([]store.Record, []error) {
+		for _, i := range ok {
+			recs[i], errs[i] = store.Record{}, err
+		}
+		return recs, errs
+	}
+	if _, err := e.st.Apply(good); err != nil {
+		return fail(fmt.Errorf("engine: apply local write: %w", err))
+	}
+	// Persist the clock's high-water mark with the writes, so that a
+	// restart with a clock set back still issues newer versions than before.
+	if err := e.setMetaUint(metaClock, good[len(good)-1].Version.HLC); err != nil {
+		return fail(err)
+	}
+	for k, i := range ok {
+		rec := good[k]
+		recs[i] = rec
+		e.stats.LocalWrites++
+		e.ready.Changes = append(e.ready.Changes, rec)
+		e.arrived.note(rec.Key, rec.Version, ViaLocal)
+		if e.cfg.DirectMail {
+			if len(e.fresh) == 0 {
+				e.freshSince = now
+			}
+			e.fresh = append(e.fresh, rec)
+		}
+		if e.cfg.RumorMongering {
+			e.monger.Add(now, rec)
+		}
+	}
+	return recs, errs
 }
 
 // Step processes one envelope received from the network. A non-nil error
@@ -393,6 +491,10 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	if env.From == e.cfg.Name {
 		return nil // our own message, looped back
 	}
+	if e.members.IsRevoked(env.From) {
+		e.stats.Refused++
+		return fmt.Errorf("%w: %q", ErrRevoked, env.From)
+	}
 	if e.cfg.MaxClockOffset > 0 && e.cfg.Peers == nil && e.wallStepped(now) {
 		// Before the envelope's clock sample, if it carries one, is taken.
 		e.clockCheckedAt = time.Time{}
@@ -403,11 +505,26 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	}
 	e.stats.Received++
 	defer e.drainMemberEvents()
+	var certErr error
+	if !e.signing() {
+		stripClaimSigs(env) // an unsigned cluster keeps none
+	} else {
+		certErr = e.takeMemberCerts(now, env)
+		e.checkClaims(now, env)
+		if env.FromId != 0 && e.certs[env.FromId] == nil && env.GetCertReply() == nil {
+			// A member whose certificate is not held yet, heard from
+			// first-hand: ask it for its own before its records come.
+			e.askCerts(now, env.From, []uint64{env.FromId})
+		}
+	}
 	if e.cfg.Peers == nil {
 		answered := e.members.Answered()
 		handled, err := e.members.Handle(now, env)
 		if err != nil {
 			return err
+		}
+		if handled && certErr != nil {
+			return certErr
 		}
 		if handled {
 			e.mail.Contact(now, env.From)
@@ -430,6 +547,11 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 			return err // not acknowledged: the sender retries
 		}
 		e.noteArrivals(b.Mail.Records, changed, ViaDirectMail)
+		if errors.Is(refused, errUnknownOrig) {
+			// Not acknowledged either: the origin's certificate has been
+			// asked for, and the retry will verify.
+			return refused
+		}
 		e.sendPeerOrAddr(env, &wire.Envelope{Body: &wire.Envelope_MailAck{MailAck: &wire.MailAck{Id: b.Mail.Id}}})
 		return refused
 	case *wire.Envelope_MailAck:
@@ -444,6 +566,10 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		}
 	case *wire.Envelope_Fetch:
 		return e.monger.Fetch(now, env.From, b.Fetch.Keys)
+	case *wire.Envelope_CertRequest:
+		e.answerCerts(env, b.CertRequest)
+	case *wire.Envelope_CertReply:
+		return e.takeCerts(now, env.From, b.CertReply.Certs)
 	case *wire.Envelope_AeStart, *wire.Envelope_AeMore, *wire.Envelope_AeCells, *wire.Envelope_AeDiff,
 		*wire.Envelope_AeRecords, *wire.Envelope_AeAck, *wire.Envelope_AeError:
 		return e.stepAE(now, env)
@@ -463,6 +589,11 @@ func (e *Engine) stepRumor(now time.Time, env *wire.Envelope, r *wire.Rumor) err
 	e.noteArrivals(r.Records, changed, ViaRumor)
 	known := make([]uint32, 0, len(r.Records)+len(r.Announces))
 	for i, c := range changed {
+		if e.signing() && !c && e.certs[r.Records[i].Node] == nil {
+			// Refused until the origin's certificate comes: not known,
+			// so that the sender keeps the rumor hot.
+			continue
+		}
 		e.monger.Received(r.Records[i].Key, store.Version{HLC: r.Records[i].Hlc, Node: r.Records[i].Node})
 		if !c {
 			known = append(known, uint32(i))
@@ -521,7 +652,11 @@ func (e *Engine) sendPeerOrAddr(from *wire.Envelope, env *wire.Envelope) {
 // merge validates received records and applies them last-writer-wins. It
 // reports, for each, whether it changed the store (refused records did
 // not), an error describing refused records (the rest are applied) and,
-// separately, a store failure.
+// separately, a store failure. Every received record comes through here,
+// whatever mechanism carried it (mail, rumor, fetch, anti-entropy): size
+// limits, the clock-skew bound and, in a certificate cluster, the
+// origin's signature are checked before anything is merged. from is the
+// peer that sent the records.
 //
 // Records that an honest peer would never send are scored against from
 // (see package trust): one offence per kind and call, whatever the number
@@ -537,6 +672,16 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 		}
 	}()
 	changed = make([]bool, len(ws))
+	var unknown []uint64
+	sigBad := false
+	defer func() {
+		if sigBad {
+			e.reportOffence(now, from, OffenceSignature)
+		}
+		if len(unknown) > 0 && from != "" {
+			e.askCerts(now, from, unknown)
+		}
+	}()
 	recs := make([]store.Record, 0, len(ws))
 	idx := make([]int, 0, len(ws))
 	limit := hlc.Pack(uint64(max(e.wall(now).Add(e.cfg.MaxClockSkew).UnixMilli(), 0)), 0)
@@ -546,8 +691,35 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 		if r.Tombstone && len(r.Value) > 0 {
 			r.Value = nil
 		}
+		if !e.signing() {
+			r.Sig = nil // an unsigned cluster keeps none
+		}
 		err := store.Check(r, e.cfg.MaxValueSize)
 		invalid = invalid || err != nil
+		if err == nil && e.signing() {
+			if cur, ok, gerr := e.st.Get(r.Key); gerr == nil && ok && !r.Wins(cur) {
+				// It would change nothing: the same write again (mail,
+				// rumors and anti-entropy bring each record several times)
+				// or an older one. A read costs far less than verifying.
+				e.stats.SigSkipped++
+				continue
+			}
+			// Before the clock-skew check, which remembers what it refuses:
+			// a forger must not be able to make a genuine version refused.
+			if err = e.verify(r, &unknown); err != nil {
+				switch {
+				case errors.Is(err, errUnknownOrig):
+					e.stats.UnknownSigner++
+				case errors.Is(err, errRevokedOrig):
+					// Not the relay's fault: it may not know of the
+					// revocation yet.
+					e.stats.RevokedRefused++
+				default:
+					e.stats.SigRefused++
+					sigBad = true
+				}
+			}
+		}
 		if err == nil && (r.Version.HLC > limit || r.Version.IsZero()) {
 			err = fmt.Errorf("version %v (%v) is beyond this node's clock plus %v", r.Version,
 				hlc.Time(r.Version.HLC).UTC().Format(time.RFC3339Nano), e.cfg.MaxClockSkew)
@@ -564,10 +736,15 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 		} else if err == nil && e.refusedBefore(r) {
 			err = fmt.Errorf("version %v was refused earlier as beyond the clock skew bound", r.Version)
 		}
+		if err == nil {
+			err = e.checkReserved(now, r)
+		}
 		if err != nil {
 			e.stats.RecordsRefused++
-			if refused == nil {
-				refused = fmt.Errorf("%w: key %.64q: %v", ErrBadRecord, r.Key, err)
+			if refused == nil || (errors.Is(err, errUnknownOrig) && !errors.Is(refused, errUnknownOrig)) {
+				// An unknown origin is reported first: the callers hold
+				// back their acknowledgements for it.
+				refused = fmt.Errorf("%w: key %.64q: %w", ErrBadRecord, r.Key, err)
 			}
 			continue
 		}
@@ -895,6 +1072,8 @@ func (e *Engine) Stats() Stats {
 	s.AntiEntropy = e.ae.Stats()
 	s.Members = e.members.Stats()
 	s.Trust = e.trustStatsNow()
+	s.Certs = len(e.certs)
+	s.Offences = e.Offences()
 	return s
 }
 

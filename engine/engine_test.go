@@ -171,19 +171,23 @@ func TestOutboxSurvivesSenderRestart(t *testing.T) {
 }
 
 func TestOutboxDroppedWhenPeerDeclaredDead(t *testing.T) {
-	fast := func(cfg *engine.Config) { cfg.Membership.SuspicionTimeout = 2 * time.Second }
-	c := cluster(t, sim.Options{Seed: 4, Latency: time.Millisecond}, 3, fast)
-	n1, n3 := c.Nodes()[0], c.Nodes()[2]
-	n3.Crash()
-	if _, err := n1.Put("k", "v"); err != nil {
-		t.Fatal(err)
-	}
-	ok, err := c.RunUntil(time.Minute, func() bool { return state(n1, "n3") == wire.State_DEAD })
-	if err != nil || !ok {
-		t.Fatal("crashed node never declared dead")
-	}
-	if s := n1.Engine.Stats().Mail; s.OutboxRecords != 0 || s.Dropped == 0 {
-		t.Fatalf("outbox not dropped for dead peer: %+v", s)
+	for _, signed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("signed=%v", signed), func(t *testing.T) {
+			fast := func(cfg *engine.Config) { cfg.Membership.SuspicionTimeout = 2 * time.Second }
+			c := cluster(t, sim.Options{Seed: 4, Latency: time.Millisecond, Signed: signed}, 3, fast)
+			n1, n3 := c.Nodes()[0], c.Nodes()[2]
+			n3.Crash()
+			if _, err := n1.Put("k", "v"); err != nil {
+				t.Fatal(err)
+			}
+			ok, err := c.RunUntil(time.Minute, func() bool { return state(n1, "n3") == wire.State_DEAD })
+			if err != nil || !ok {
+				t.Fatal("crashed node never declared dead")
+			}
+			if s := n1.Engine.Stats().Mail; s.OutboxRecords != 0 || s.Dropped == 0 {
+				t.Fatalf("outbox not dropped for dead peer: %+v", s)
+			}
+		})
 	}
 }
 
@@ -210,43 +214,51 @@ func TestOutboxBound(t *testing.T) {
 }
 
 func TestSuspectRefutesAndStaysAlive(t *testing.T) {
-	// Without indirect probes: n3 would otherwise probe n2 for n1 and keep
-	// it alive (see sim/failuredetection_test.go for that case).
-	direct := func(cfg *engine.Config) { cfg.Membership.IndirectChecks = 0 }
-	c := cluster(t, sim.Options{Seed: 6, Latency: time.Millisecond}, 3, direct)
-	n1, n2 := c.Nodes()[0], c.Nodes()[1]
-	inc := n2.Engine.Self().Incarnation
-	// n1 cannot reach n2 for a while: it suspects it, hears nothing, and
-	// the suspicion reaches n2 through n3, which refutes it.
-	c.Cut("n1", "n2")
-	ok, err := c.RunUntil(time.Minute, func() bool { return state(n1, "n2") == wire.State_SUSPECT })
-	if err != nil || !ok {
-		t.Fatal("n1 never suspected n2")
-	}
-	c.Mend("n1", "n2")
-	ok, err = c.RunUntil(time.Minute, func() bool {
-		return n2.Engine.Self().Incarnation > inc && state(n1, "n2") == wire.State_ALIVE
-	})
-	if err != nil || !ok {
-		t.Fatalf("n2 did not refute: n1 sees %v, n2 incarnation %d", state(n1, "n2"), n2.Engine.Self().Incarnation)
+	for _, signed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("signed=%v", signed), func(t *testing.T) {
+			// Without indirect probes: n3 would otherwise probe n2 for n1 and keep
+			// it alive (see sim/failuredetection_test.go for that case).
+			direct := func(cfg *engine.Config) { cfg.Membership.IndirectChecks = 0 }
+			c := cluster(t, sim.Options{Seed: 6, Latency: time.Millisecond, Signed: signed}, 3, direct)
+			n1, n2 := c.Nodes()[0], c.Nodes()[1]
+			inc := n2.Engine.Self().Incarnation
+			// n1 cannot reach n2 for a while: it suspects it, hears nothing, and
+			// the suspicion reaches n2 through n3, which refutes it.
+			c.Cut("n1", "n2")
+			ok, err := c.RunUntil(time.Minute, func() bool { return state(n1, "n2") == wire.State_SUSPECT })
+			if err != nil || !ok {
+				t.Fatal("n1 never suspected n2")
+			}
+			c.Mend("n1", "n2")
+			ok, err = c.RunUntil(time.Minute, func() bool {
+				return n2.Engine.Self().Incarnation > inc && state(n1, "n2") == wire.State_ALIVE
+			})
+			if err != nil || !ok {
+				t.Fatalf("n2 did not refute: n1 sees %v, n2 incarnation %d", state(n1, "n2"), n2.Engine.Self().Incarnation)
+			}
+		})
 	}
 }
 
 func TestLeaveSpreads(t *testing.T) {
-	c := cluster(t, sim.Options{Seed: 7, Latency: time.Millisecond}, 4, nil)
-	n4 := c.Nodes()[3]
-	n4.Leave()
-	ok, err := c.RunUntil(10*time.Second, func() bool {
-		for _, nd := range c.Nodes()[:3] {
-			if state(nd, "n4") != wire.State_LEFT {
-				return false
+	for _, signed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("signed=%v", signed), func(t *testing.T) {
+			c := cluster(t, sim.Options{Seed: 7, Latency: time.Millisecond, Signed: signed}, 4, nil)
+			n4 := c.Nodes()[3]
+			n4.Leave()
+			ok, err := c.RunUntil(10*time.Second, func() bool {
+				for _, nd := range c.Nodes()[:3] {
+					if state(nd, "n4") != wire.State_LEFT {
+						return false
+					}
+				}
+				acked, sent := n4.Engine.LeaveAcked()
+				return sent == 3 && acked == 3
+			})
+			if err != nil || !ok {
+				t.Fatal("leave did not reach every member")
 			}
-		}
-		acked, sent := n4.Engine.LeaveAcked()
-		return sent == 3 && acked == 3
-	})
-	if err != nil || !ok {
-		t.Fatal("leave did not reach every member")
+		})
 	}
 }
 

@@ -29,6 +29,12 @@ func (c Config) Validate() error {
 	if c.NodeID == 0 {
 		errs = append(errs, errors.New("a NodeID is required (non-zero)"))
 	}
+	if c.Signer != nil && c.Signer.NodeID() != c.NodeID {
+		errs = append(errs, fmt.Errorf("NodeID %016x is not the id %016x the node certificate binds", c.NodeID, c.Signer.NodeID()))
+	}
+	if c.MaxCerts < 0 {
+		errs = append(errs, fmt.Errorf("MaxCerts must not be negative, got %d", c.MaxCerts))
+	}
 	atLeast("MaxValueSize", c.MaxValueSize, 1)
 	if c.MaxClockSkew < 0 || c.MaxClockOffset < 0 {
 		errs = append(errs, fmt.Errorf("MaxClockSkew (%v) and MaxClockOffset (%v) must not be negative", c.MaxClockSkew, c.MaxClockOffset))

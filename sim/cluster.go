@@ -16,9 +16,12 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/engine/trust"
+	"github.com/hearsaydb/hearsay/internal/certs"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
 	"github.com/hearsaydb/hearsay/store/memstore"
@@ -54,6 +57,11 @@ type Options struct {
 	// 0 is memstore's default. Runs without anti-entropy set it to 1: at
 	// 100,000 nodes the default digests alone would take gigabytes.
 	DigestCells int
+	// Signed makes a certificate cluster: every node gets a certificate from
+	// an in-memory CA derived from Seed (internal/certs.MemoryCA), its node
+	// id is the one the certificate binds, and records are signed and
+	// verified (engine.Config.Signer).
+	Signed bool
 }
 
 // NetStats counts the virtual network's traffic.
@@ -79,6 +87,7 @@ type Cluster struct {
 	live   []*Node // running nodes, for the oracle sampler
 	liveAt map[*Node]int
 	busy   map[[2]*Node]time.Time // when each directed link is free, with Bandwidth
+	ca     *certs.MemoryCA        // with Options.Signed
 
 	// OnChange, if set, is called for every record that changes a node's
 	// store (local writes and merged remote records), at the virtual time
@@ -108,6 +117,10 @@ type Cluster struct {
 	// OnQuarantine, if set, is called for every quarantine decision of a
 	// node's engine, at the virtual time it is made.
 	OnQuarantine func(n *Node, ch trust.Change)
+	// Tamper, if set, is called for every message a node hands to the
+	// network, before it is encoded, with a copy the sender keeps no part
+	// of: how tests and adversaries alter what a node sends.
+	Tamper func(from *Node, to string, env *wire.Envelope)
 }
 
 // ErrCrashed is what a write waiting for its sync learns when its node
@@ -151,6 +164,7 @@ type Node struct {
 	syncFree time.Time // when the sync in flight completes
 
 	c      *Cluster
+	index  int // in Cluster.nodes
 	cfg    engine.Config
 	up     bool
 	tickAt time.Time
@@ -189,11 +203,18 @@ func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, e
 	cfg.Name = name
 	cfg.Addr = name
 	cfg.NodeID = uint64(len(c.nodes) + 1)
+	if c.opts.Signed {
+		id, err := c.identity(name)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Signer, cfg.NodeID = id, id.NodeID()
+	}
 	if configure != nil {
 		configure(&cfg)
 	}
 	d := &disk{Store: memstore.NewWithOptions(memstore.Options{DigestCells: c.opts.DigestCells})}
-	n := &Node{Name: name, Addr: cfg.Addr, Store: d, disk: d, c: c, cfg: cfg}
+	n := &Node{Name: name, Addr: cfg.Addr, Store: d, disk: d, c: c, cfg: cfg, index: len(c.nodes)}
 	if err := n.boot(); err != nil {
 		return nil, err
 	}
@@ -204,7 +225,7 @@ func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, e
 
 func (n *Node) boot() error {
 	n.boots++
-	seed := n.c.opts.Seed ^ n.cfg.NodeID*0x9e3779b97f4a7c15
+	seed := n.c.opts.Seed ^ uint64(n.index+1)*0x9e3779b97f4a7c15
 	e, err := engine.New(n.cfg, n.Store, rand.New(rand.NewPCG(seed, n.boots)), n.c.now)
 	if err != nil {
 		return fmt.Errorf("sim: start %s: %w", n.Name, err)
@@ -495,6 +516,27 @@ func (c *Cluster) Partition(g1, g2 []string) {
 // Heal mends every cut link.
 func (c *Cluster) Heal() { clear(c.cut) }
 
+// identity returns node name's certificate identity under the cluster's CA.
+func (c *Cluster) identity(name string) (*certs.Identity, error) {
+	if c.ca == nil {
+		ca, err := certs.NewMemoryCA(c.opts.Seed, Epoch)
+		if err != nil {
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+		c.ca = ca
+	}
+	nd, err := c.ca.Node(name)
+	if err != nil {
+		return nil, fmt.Errorf("sim: certificate of %s: %w", name, err)
+	}
+	return certs.NewIdentity(nd), nil
+}
+
+// Identity returns node name's certificate identity in a signed cluster
+// (Options.Signed), whether or not the node exists: what an adversary
+// holding a valid certificate signs with.
+func (c *Cluster) Identity(name string) (*certs.Identity, error) { return c.identity(name) }
+
 func (c *Cluster) send(from *Node, m engine.Message) {
 	if from.Mangle != nil {
 		for _, out := range from.Mangle(m) {
@@ -506,6 +548,11 @@ func (c *Cluster) send(from *Node, m engine.Message) {
 }
 
 func (c *Cluster) transmit(from *Node, m engine.Message) {
+	if c.Tamper != nil {
+		env := proto.Clone(m.Env).(*wire.Envelope)
+		c.Tamper(from, m.To, env)
+		m.Env = env
+	}
 	frame, err := wire.Marshal(m.Env)
 	if err != nil {
 		panic(fmt.Sprintf("sim: engine produced an unencodable message: %v", err))

@@ -83,6 +83,8 @@ func (s *Scenario) Override(flag string, o Scenario) {
 		s.Byzantine = o.Byzantine
 	case "no-defences":
 		s.NoDefences = o.NoDefences
+	case "signed":
+		s.Signed = o.Signed
 	}
 }
 

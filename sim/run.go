@@ -138,7 +138,7 @@ type linkCut struct {
 	from, to []bool // by node index
 }
 
-func idx(n *Node) int { return int(n.cfg.NodeID - 1) }
+func idx(n *Node) int { return n.index }
 
 // runOnce runs the scenario once with the given seed.
 func runOnce(s Scenario, seed uint64, progress func(Progress)) (*RunResult, error) {
@@ -156,7 +156,7 @@ func newRunner(s Scenario, seed uint64, progress func(Progress)) (*runner, error
 	if err != nil {
 		return nil, err
 	}
-	opts := Options{Seed: seed}
+	opts := Options{Seed: seed, Signed: s.Signed}
 	if !m.antiEntropy {
 		opts.DigestCells = 1
 	} else {

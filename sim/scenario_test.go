@@ -174,3 +174,22 @@ func TestOutputsCSVAndPlot(t *testing.T) {
 		t.Fatal("gif accepted")
 	}
 }
+
+func TestSignedNeedsRealSampler(t *testing.T) {
+	s := DefaultScenario()
+	s.Nodes, s.Signed = 10, true
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--signed needs --sampler real") {
+		t.Fatalf("signed scenario with the oracle sampler: err %v", err)
+	}
+	s.Sampler, s.Model, s.Mechanism = "real", "async", "rumor+anti-entropy"
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Residue != 0 || rep.Converged != 1 {
+		t.Fatalf("signed run: residue %v, converged %v", rep.Residue, rep.Converged)
+	}
+}

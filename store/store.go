@@ -84,16 +84,21 @@ type Record struct {
 	Value     []byte
 	Version   Version
 	Tombstone bool
+	// Sig is, in a certificate cluster, the origin node's signature over
+	// the record (see engine.SignedBytes); nil in an unsigned cluster. The
+	// store keeps it with the record and knows nothing else of it.
+	Sig []byte
 }
 
 // Size is the number of bytes the record accounts for in bounds and metrics:
 // key and value plus a fixed overhead for the version.
-func (r Record) Size() int { return len(r.Key) + len(r.Value) + 17 }
+func (r Record) Size() int { return len(r.Key) + len(r.Value) + len(r.Sig) + 17 }
 
 // Clone returns a copy of r that shares no memory with it.
 func (r Record) Clone() Record {
 	r.Key = bytes.Clone(r.Key)
 	r.Value = bytes.Clone(r.Value)
+	r.Sig = bytes.Clone(r.Sig)
 	return r
 }
 
@@ -143,6 +148,11 @@ type Store interface {
 	// at or after start, in key order, tombstones included, until fn returns
 	// false.
 	Scan(prefix, start []byte, fn func(Record) bool) error
+	// ScanTombstones calls fn for every tombstone whose key is at or after
+	// start, in key order, until fn returns false. It visits tombstones
+	// only, through an index, so its cost follows their number and not
+	// the store's size: the tombstone sweep uses it.
+	ScanTombstones(start []byte, fn func(Record) bool) error
 	// Remove deletes key's record if it still holds version v: used to
 	// collect tombstones after their grace period without racing a newer
 	// write.

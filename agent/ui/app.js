@@ -57,7 +57,7 @@ function renderMembers(members) {
     if (m.state === "alive" || m.state === "suspect") aliveMembers++;
     const off = m.clock_offset === undefined ? "" : (m.clock_offset * 1000).toFixed(1) + " ms";
     let trust = "";
-    if (m.revoked) trust = "revoked";
+    if (m.state === "revoked") trust = "revoked";
     else if (m.quarantined) trust = "quarantined";
     const row = el("tr", { "data-member": m.name },
       el("td", {}, m.name + (m.self ? " (this node)" : "")),

@@ -45,7 +45,8 @@ write may also put and delete; admin may do everything.`,
 		Example: `  hearsay cert create-ca --certs-dir certs
   hearsay cert create-node --certs-dir certs --name n1 --host n1.example.com --host 10.0.0.1
   hearsay cert create-client --certs-dir certs --name root --role admin
-  hearsay cert list --certs-dir certs`,
+  hearsay cert list --certs-dir certs
+  hearsay cert revoke --certs-dir certs --name n3 --addr n1.example.com:7947`,
 	}
 	// Each create command has its own flag values: a variable shared by
 	// three commands would hold the last command's default.
@@ -167,6 +168,14 @@ commas); without it, localhost, 127.0.0.1 and ::1.`,
 			if err != nil {
 				return err
 			}
+			revs, err := certs.ReadRevocations(g.certsDir)
+			if err != nil {
+				return err
+			}
+			for _, r := range revs {
+				infos = append(infos, certs.Info{File: certs.RevocationFile, Kind: "revocation", Name: r.Name, NotBefore: r.At,
+					Problem: "revoked from " + r.At.UTC().Format(time.RFC3339)})
+			}
 			out := cmd.OutOrStdout()
 			if g.json {
 				enc := json.NewEncoder(out)
@@ -195,7 +204,7 @@ commas); without it, localhost, 127.0.0.1 and ::1.`,
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(createCA, createNode, createClient, list)
+	cmd.AddCommand(createCA, createNode, createClient, list, newRevokeCmd(g))
 	return cmd
 }
 

@@ -177,11 +177,18 @@ The other commands talk to an agent's HTTP API at --addr.`,
 // commands (those talking to an agent) use.
 var clientFlags = []string{"addr", "json", "timeout", "certs-dir", "cert-name"}
 
+// clientAnnotation marks a client command under a command of withGlobals:
+// it keeps every client flag.
+const clientAnnotation = "hearsay-client"
+
 // withGlobals keeps from cmd and its subcommands the client flags it does
 // not use (all but keep): its help does not list them, and giving one is a
 // usage error rather than silently ignored.
 func withGlobals(cmd *cobra.Command, keep ...string) *cobra.Command {
 	foreign := func(c *cobra.Command) []*pflag.Flag {
+		if c.Annotations[clientAnnotation] == "true" {
+			return nil // a client command under a local one (cert revoke)
+		}
 		var fs []*pflag.Flag
 		for _, name := range clientFlags {
 			if slices.Contains(keep, name) {

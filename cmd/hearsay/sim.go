@@ -143,6 +143,7 @@ Flags override a --scenario YAML file, whose keys are the flag names.`,
 	f.DurationVar((*time.Duration)(&s.MailWindow), "mail-window", 0, "direct mail: batch the writes of this window into one mail per peer (0: mail at once)")
 	f.Float64Var(&s.Duplicate, "duplicate", 0, "probability that a message is delivered twice")
 	f.Int64Var(&s.Bandwidth, "bandwidth", 0, "capacity of each directed link in bytes per second (0: unlimited)")
+	f.BoolVar(&s.Signed, "signed", false, "a certificate cluster: every node gets a certificate from an in-memory CA derived from the seed, and records are signed and verified")
 	f.Float64Var(&s.Workload.Rate, "write-rate", 0, "a stream of writes per second of virtual time from random nodes, instead of one update")
 	f.IntVar(&s.Workload.Keys, "keys", 100, "keys the write stream writes")
 	f.Float64Var(&s.Workload.Deletes, "deletes", 0, "fraction of the stream's writes that delete a written key")

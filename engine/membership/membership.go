@@ -157,6 +157,15 @@ type Member struct {
 	// Quarantined is true while this node's scores of its peers keep the
 	// member in quarantine (see SetQuarantined).
 	Quarantined bool
+	// From and Sig are, in a certificate cluster (SetSigner), the accuser
+	// and the signature of the claim that set the member's current state
+	// (for alive and left, signed by the member itself: From is empty),
+	// forwarded as they came. Nil Sig: unsigned.
+	From string
+	Sig  []byte
+	// Revoked is true for a member whose certificate was revoked (see
+	// Membership.Revoke): it stays dead and is never forgotten.
+	Revoked bool
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -164,7 +173,11 @@ type Member struct {
 func (m Member) Live() bool { return m.State == wire.State_ALIVE || m.State == wire.State_SUSPECT }
 
 func (m Member) toWire() *wire.Member {
-	return &wire.Member{Name: m.Name, Address: m.Addr, Incarnation: m.Incarnation, State: m.State, NodeId: m.NodeID}
+	w := &wire.Member{Name: m.Name, Address: m.Addr, Incarnation: m.Incarnation, State: m.State, NodeId: m.NodeID}
+	if len(m.Sig) > 0 {
+		w.From, w.Sig = m.From, m.Sig
+	}
+	return w
 }
 
 // Event reports that a member changed state in this node's view.
@@ -280,6 +293,7 @@ func suspicionTimeout(lo, hi time.Duration, c, k int) time.Duration {
 // Membership is the view and the failure detector. It is not safe for
 // concurrent use.
 type Membership struct {
+	sign    func(u *wire.Member) // SetSigner: signs this node's claims; nil: unsigned
 	cfg     Config
 	self    Member
 	members map[string]*Member
@@ -338,6 +352,7 @@ type Membership struct {
 	// doubtDeaths takes a death claim about a live member, from anyone
 	// but this node's own suspicion timer, as a suspicion by its sender.
 	doubtDeaths bool
+	revoked     map[string]bool // revoked member names (revoke.go)
 }
 
 // OffenceFunc is told that peer committed an offence of the given kind
@@ -622,6 +637,7 @@ func (m *Membership) Leave(now time.Time) {
 	m.self.Incarnation++
 	m.self.State = wire.State_LEFT
 	m.self.Since = now
+	m.signSelf()
 	m.enqueue(m.self.toWire())
 	m.leaveSeqs = map[uint64]bool{}
 	for _, n := range m.LivePeers() {
@@ -704,6 +720,9 @@ func (m *Membership) refreshTimers() {
 	}
 	if m.cfg.ReapTimeout > 0 {
 		for n := range m.down {
+			if m.revoked[n] {
+				continue // never reaped
+			}
 			if t := m.members[n].Since.Add(m.cfg.ReapTimeout); m.reapAt.IsZero() || t.Before(m.reapAt) {
 				m.reapAt = t
 			}
@@ -741,7 +760,7 @@ func (m *Membership) Tick(now time.Time) {
 			m.stats.Declared++
 			// SWIM §4.2: a suspect not refuted in time is declared dead, at
 			// the incarnation it was suspected at.
-			m.apply(now, &wire.Member{Name: p.Name, Address: p.Addr, NodeId: p.NodeID, Incarnation: p.Incarnation, State: wire.State_DEAD})
+			m.apply(now, m.signed(&wire.Member{Name: p.Name, Address: p.Addr, NodeId: p.NodeID, Incarnation: p.Incarnation, State: wire.State_DEAD, From: m.self.Name}))
 		}
 	}
 	m.refreshTimers()
@@ -836,7 +855,7 @@ func (m *Membership) startProbe(now time.Time) {
 
 func (m *Membership) suspectUpdate(p *Member) *wire.Member {
 	u := p.toWire()
-	if s := m.suspicions[p.Name]; s != nil && len(s.accusers) > 0 {
+	if s := m.suspicions[p.Name]; s != nil && len(s.accusers) > 0 && len(u.Sig) == 0 {
 		u.From = s.accusers[0]
 	}
 	return u
@@ -885,7 +904,7 @@ func (m *Membership) probeFailed(now time.Time, p *probe) {
 		return
 	}
 	m.stats.Suspected++
-	m.apply(now, &wire.Member{Name: t.Name, Address: t.Addr, NodeId: t.NodeID, Incarnation: t.Incarnation, State: wire.State_SUSPECT, From: m.self.Name})
+	m.apply(now, m.signed(&wire.Member{Name: t.Name, Address: t.Addr, NodeId: t.NodeID, Incarnation: t.Incarnation, State: wire.State_SUSPECT, From: m.self.Name}))
 }
 
 func (m *Membership) tickRelays(now time.Time) {
@@ -909,7 +928,9 @@ func (m *Membership) tickRelays(now time.Time) {
 func (m *Membership) reconnect(now time.Time) {
 	var dead []string
 	for n := range m.down {
-		dead = append(dead, n)
+		if !m.revoked[n] {
+			dead = append(dead, n)
+		}
 	}
 	if len(dead) == 0 {
 		return
@@ -931,7 +952,7 @@ func (m *Membership) reconnect(now time.Time) {
 func (m *Membership) reap(now time.Time) {
 	var gone []string
 	for n := range m.down {
-		if !now.Before(m.members[n].Since.Add(m.cfg.ReapTimeout)) {
+		if !m.revoked[n] && !now.Before(m.members[n].Since.Add(m.cfg.ReapTimeout)) {
 			gone = append(gone, n)
 		}
 	}
@@ -1068,6 +1089,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		m.applySelf(u)
 		return
 	}
+	if m.revoked[u.Name] {
+		return // a revoked member stays expelled, whatever anyone says
+	}
 	if m.accusedByQuarantined(u) {
 		return
 	}
@@ -1080,7 +1104,7 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		if !m.admit(now, u) {
 			return
 		}
-		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now}
+		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now, From: u.From, Sig: u.Sig}
 		m.members[u.Name] = nm
 		i, _ := slices.BinarySearch(m.names, u.Name)
 		m.names = slices.Insert(m.names, i, u.Name)
@@ -1121,6 +1145,7 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	}
 	prev := p.State
 	p.Incarnation = u.Incarnation
+	p.From, p.Sig = u.From, u.Sig
 	if u.Address != "" {
 		p.Addr = u.Address
 	}
@@ -1164,6 +1189,7 @@ func (m *Membership) applySelf(u *wire.Member) {
 		m.addHealth(1)
 	}
 	m.self.Incarnation = u.Incarnation + 1
+	m.signSelf()
 	m.enqueue(m.self.toWire())
 }
 
@@ -1243,7 +1269,7 @@ func (m *Membership) enqueue(u *wire.Member) {
 		heap.Remove(&m.queue, old.index)
 	}
 	m.bseq++
-	b := &broadcast{update: &wire.Member{Name: u.Name, Address: u.Address, Incarnation: u.Incarnation, State: u.State, NodeId: u.NodeId, From: u.From}, id: m.bseq}
+	b := &broadcast{update: &wire.Member{Name: u.Name, Address: u.Address, Incarnation: u.Incarnation, State: u.State, NodeId: u.NodeId, From: u.From, Sig: u.Sig}, id: m.bseq}
 	m.queued[u.Name] = b
 	heap.Push(&m.queue, b)
 }
@@ -1283,4 +1309,33 @@ func jitter(rng *rand.Rand, d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + time.Duration(rng.Int64N(int64(d/2)))
+}
+
+// SetSigner makes this a certificate cluster's member view: sign sets the
+// signature of a claim this node makes (its own alive and left claims,
+// its accusations), and the claims it forwards keep their signatures.
+// The engine verifies received claims before Handle sees them.
+func (m *Membership) SetSigner(sign func(u *wire.Member)) {
+	m.sign = sign
+	m.signSelf()
+	m.enqueue(m.self.toWire())
+}
+
+// signSelf signs this node's claim about itself, at its current
+// incarnation and state.
+func (m *Membership) signSelf() {
+	if m.sign == nil {
+		return
+	}
+	u := &wire.Member{Name: m.self.Name, Address: m.self.Addr, Incarnation: m.self.Incarnation, State: m.self.State, NodeId: m.self.NodeID}
+	m.sign(u)
+	m.self.From, m.self.Sig = "", u.Sig
+}
+
+// signed signs u, a claim of this node's, in a certificate cluster.
+func (m *Membership) signed(u *wire.Member) *wire.Member {
+	if m.sign != nil {
+		m.sign(u)
+	}
+	return u
 }

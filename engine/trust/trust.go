@@ -35,8 +35,15 @@ const (
 	// Unauthenticated: a frame that fails authentication but can still be
 	// attributed to the peer (reported by the driver).
 	Unauthenticated = "unauthenticated"
-	// BadSignature: a record or claim whose signature does not verify.
-	BadSignature = "bad_signature"
+	// Signature: a record whose signature is missing or does not verify
+	// against its origin's certificate (engine.OffenceSignature).
+	Signature = "signature"
+	// Certificate: a node certificate that does not verify against the
+	// cluster CA (engine.OffenceCertificate).
+	Certificate = "certificate"
+	// Claim: a membership claim whose signature does not verify
+	// (engine.OffenceClaim).
+	Claim = "claim"
 	// InvalidRecord: a record that fails store.Check (key or value size,
 	// a value on a tombstone, a zero version).
 	InvalidRecord = "invalid_record"
@@ -60,7 +67,7 @@ const (
 )
 
 // Kinds lists the offence kinds in a fixed order.
-var Kinds = []string{Undecodable, Unauthenticated, BadSignature, InvalidRecord, FutureVersion,
+var Kinds = []string{Undecodable, Unauthenticated, Signature, Certificate, Claim, InvalidRecord, FutureVersion,
 	MemberFlood, RateLimit, BadProtocol, StalledExchange, RefutedAccusation}
 
 // DefaultWeights are the penalties of each kind. With the default
@@ -71,7 +78,9 @@ func DefaultWeights() map[string]float64 {
 	return map[string]float64{
 		Undecodable:       10,
 		Unauthenticated:   10,
-		BadSignature:      25,
+		Signature:         25,
+		Certificate:       25,
+		Claim:             25,
 		InvalidRecord:     10,
 		FutureVersion:     10,
 		MemberFlood:       50,

@@ -19,7 +19,7 @@ import (
 
 // newCluster makes a CA, a node certificate for n1 and one client per
 // role in a new directory.
-func newCluster(t *testing.T) string {
+func newCluster(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "certs")
 	o := Options{Dir: dir}

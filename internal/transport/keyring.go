@@ -342,6 +342,12 @@ func parseHeader(h []byte, limit int) (flags byte, n int, err error) {
 		if flags&flagSealed != 0 {
 			limit += SealOverhead
 		}
+		if flags&flagSigned != 0 {
+			limit += SignOverhead + 2 + MaxAttachedCert + SealOverhead
+		}
+		if flags&flagMAC != 0 {
+			limit += MACOverhead + SealOverhead
+		}
 		if uint64(size) > uint64(limit) {
 			return 0, 0, fmt.Errorf("%w: %d bytes, limit %d", wire.ErrTooLarge, size, limit)
 		}

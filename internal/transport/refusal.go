@@ -174,6 +174,8 @@ func (t *Transport) receiveRefusal(proto, from string, raw []byte) {
 		return
 	}
 	t.stats.refusalsReceived.Add(1)
+	// Whatever the reason, the next frames to it carry the certificate.
+	t.known.forget(from)
 	t.stats.bytesReceived.Add(uint64(len(raw)))
 	t.warn(warnRefusal, "peer refused this node's frames", "proto", proto, "from", from, "reason", reason)
 	in := &Incoming{From: from, Refusal: reason, Size: len(raw)}

@@ -72,6 +72,15 @@
 // rate-limited, never larger than the datagram they answer and never
 // answered; they arrive as an Incoming with Refusal set and Env nil. See
 // refusal.go.
+//
+// # Certificates
+//
+// With a CertAuth (Config.Certs) every frame is signed with the node's
+// certificate, and a received frame is accepted only if signed by a valid,
+// unrevoked node certificate of the same CA whose name is the envelope's
+// sender; the certificate travels with the first frames to a peer and is
+// cached by the receiver. Refusals name the cause ("certificate revoked",
+// "unknown certificate: attach it", ...). See certauth.go.
 package transport
 
 import (
@@ -148,6 +157,11 @@ type Config struct {
 	// Keyring, if set, encrypts and authenticates every frame, and
 	// plaintext frames are refused.
 	Keyring *Keyring
+	// Certs, if set, signs every frame with the node's certificate and
+	// refuses frames not signed by a valid node certificate of the same CA
+	// naming the envelope's sender (see CertAuth). With a Keyring too,
+	// frames are sealed, then signed.
+	Certs *CertAuth
 	// DialTimeout bounds a TCP dial. Default 2s.
 	DialTimeout time.Duration
 	// WriteTimeout bounds the write of one frame on a TCP connection.
@@ -222,6 +236,10 @@ type Stats struct {
 	FrameTimeouts        uint64 // connections closed for a frame, or the first authenticated one, too slow to arrive
 	BodiesEncoded        uint64 // large bodies encoded (see Send)
 	BodiesShared         uint64 // frames that reused the encoding of a body sent just before
+	CertsVerified        uint64 // peer certificates verified against the CA (then cached)
+	CertsCached          uint64 // verified peer certificates cached now (a gauge)
+	CertsAttached        uint64 // frames sent with this node's certificate attached
+	SessionFrames        uint64 // frames sent authenticated with a session key instead of a signature
 }
 
 type counters struct {
@@ -236,6 +254,7 @@ type counters struct {
 	connsRejected, preAuthRefused    atomic.Uint64
 	frameTimeouts                    atomic.Uint64
 	bodiesEncoded, bodiesShared      atomic.Uint64
+	certsAttached                    atomic.Uint64
 }
 
 // Transport sends and receives envelopes over UDP and TCP. It is safe for
@@ -256,6 +275,9 @@ type Transport struct {
 	stats     counters
 	warnAt    [warnKinds]atomic.Int64 // unix nanos of the last Warn per kind
 	refusals  refusalLimiter
+	// known are the destinations that hold this node's certificate
+	// (Config.Certs): frames to them go without it.
+	known knownPeers
 
 	// shared is the encoding of the last large body sent, kept so that
 	// the same body sent to several peers is encoded once (Send).
@@ -344,7 +366,7 @@ func New(cfg Config) (*Transport, error) {
 
 		acceptedIP: make(map[netip.Addr]int),
 	}
-	if _, err = t.encode(&wire.Envelope{}); err != nil {
+	if _, err = t.encodeHello(); err != nil {
 		tcp.Close()
 		udp.Close()
 		return nil, fmt.Errorf("transport: hello frame: %w", err)
@@ -359,7 +381,7 @@ func New(cfg Config) (*Transport, error) {
 	go t.readUDP()
 	go t.accept()
 	t.log.Debug("transport listening", "addr", t.local, "advertise", t.advertise,
-		"encrypted", cfg.Keyring != nil)
+		"encrypted", cfg.Keyring != nil, "signed", cfg.Certs != nil)
 	return t, nil
 }
 
@@ -445,7 +467,7 @@ func (t *Transport) Incoming() <-chan *Incoming { return t.incoming }
 // Stats returns a snapshot of the counters.
 func (t *Transport) Stats() Stats {
 	s := &t.stats
-	return Stats{
+	st := Stats{
 		PacketsSent:          s.packetsSent.Load(),
 		PacketsReceived:      s.packetsReceived.Load(),
 		BytesSent:            s.bytesSent.Load(),
@@ -467,7 +489,14 @@ func (t *Transport) Stats() Stats {
 		BodiesEncoded:        s.bodiesEncoded.Load(),
 		BodiesShared:         s.bodiesShared.Load(),
 		FrameTimeouts:        s.frameTimeouts.Load(),
+		CertsAttached:        s.certsAttached.Load(),
 	}
+	if a := t.cfg.Certs; a != nil {
+		st.CertsVerified = a.verified.Load()
+		st.CertsCached = uint64(a.Cached())
+		st.SessionFrames = a.macs.Load()
+	}
+	return st
 }
 
 func (t *Transport) openAccepted() int {
@@ -516,11 +545,13 @@ func (t *Transport) Close() error {
 // that follow with that body, rather than encoding it again. So a body must
 // not be changed once sent.
 func (t *Transport) Send(addr string, env *wire.Envelope) (int, error) {
-	frame, err := t.encode(env)
+	frame, err := t.encode(addr, env, false)
 	if err != nil {
 		return 0, err
 	}
 	if len(frame) > t.cfg.MaxPacket {
+		// Signed, it carries no certificate (see encode): the
+		// connection's hello does.
 		return t.enqueue(addr, frame)
 	}
 	if t.isClosed() {
@@ -533,7 +564,7 @@ func (t *Transport) Send(addr string, env *wire.Envelope) (int, error) {
 // SendTCP is Send forced onto the stream path: frames sent with SendTCP to
 // one destination arrive in order, unless some are dropped.
 func (t *Transport) SendTCP(addr string, env *wire.Envelope) (int, error) {
-	frame, err := t.encode(env)
+	frame, err := t.encode(addr, env, true)
 	if err != nil {
 		return 0, err
 	}
@@ -549,8 +580,13 @@ func (t *Transport) isClosed() bool {
 	}
 }
 
-// encode marshals env into a frame, sealed if there is a keyring.
-func (t *Transport) encode(env *wire.Envelope) ([]byte, error) {
+// encode marshals env into a frame to addr, sealed if there is a keyring
+// and signed if there are certificates. A signed frame carries the
+// certificate when addr is not known to hold it, unless stream is set (a
+// stream's hello carries it); a frame that would fit a datagram without
+// the certificate and not with it is made as for a stream, so that Send
+// sends it over TCP: datagrams stay within MaxPacket.
+func (t *Transport) encode(addr string, env *wire.Envelope, stream bool) ([]byte, error) {
 	if env == nil {
 		return nil, fmt.Errorf("transport: encode: nil envelope")
 	}
@@ -564,6 +600,50 @@ func (t *Transport) encode(env *wire.Envelope) ([]byte, error) {
 	if t.cfg.Keyring != nil {
 		if frame, err = t.cfg.Keyring.Seal(frame); err != nil {
 			return nil, fmt.Errorf("transport: encode: %w", err)
+		}
+	}
+	if a := t.cfg.Certs; a != nil {
+		if !attachesCert(env) && t.known.has(addr) {
+			if mac, ok := a.macFrame(addr, frame); ok {
+				return mac, nil
+			}
+		}
+		attach := !stream && (attachesCert(env) || !t.known.has(addr))
+		if attach && len(frame)+SignOverhead+2+len(a.cert.Raw) > t.cfg.MaxPacket {
+			attach = false // too large for a datagram with it: goes over TCP
+			if len(frame)+SignOverhead <= t.cfg.MaxPacket {
+				// It would fit a datagram without the certificate:
+				// make it larger than one, so that Send streams it.
+				return t.encode(addr, env, true)
+			}
+		}
+		if frame, err = a.Sign(frame, attach); err != nil {
+			return nil, fmt.Errorf("transport: encode: %w", err)
+		}
+		if attach {
+			t.stats.certsAttached.Add(1)
+			t.known.sent(addr)
+		}
+	}
+	return frame, nil
+}
+
+// encodeHello makes the frame that opens an outgoing connection: an
+// anonymous empty envelope, with the certificate attached when frames are
+// signed (and a fresh signing time, so it is made for each connection).
+func (t *Transport) encodeHello() ([]byte, error) {
+	frame, err := wire.Marshal(&wire.Envelope{})
+	if err != nil {
+		return nil, fmt.Errorf("transport: hello: %w", err)
+	}
+	if t.cfg.Keyring != nil {
+		if frame, err = t.cfg.Keyring.Seal(frame); err != nil {
+			return nil, fmt.Errorf("transport: hello: %w", err)
+		}
+	}
+	if a := t.cfg.Certs; a != nil {
+		if frame, err = a.Sign(frame, true); err != nil {
+			return nil, fmt.Errorf("transport: hello: %w", err)
 		}
 	}
 	return frame, nil
@@ -770,14 +850,18 @@ func (t *Transport) dial(p *peer) bool {
 	}
 	// Authenticate the connection with a small frame first, so that the
 	// receiver accepts a first frame larger than its PreAuthMaxFrame.
-	// Sealed anew for each connection: the keyring's primary key changes
-	// when the cluster rotates its keys.
-	hello, err := t.encode(&wire.Envelope{})
+	// Made anew for each connection: the keyring's primary key changes
+	// when the cluster rotates its keys, and a signed hello carries a
+	// fresh signing time.
+	hello, err := t.encodeHello()
 	if err != nil {
 		t.untrack(c)
 		c.Close()
 		t.log.Warn("tcp hello not encoded", "to", p.addr, "err", err)
 		return false
+	}
+	if t.cfg.Certs != nil {
+		t.known.sent(p.addr)
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 	if _, err := c.Write(hello); err != nil {
@@ -1062,12 +1146,50 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// decode checks and decodes one raw frame, opening it with the keyring.
+// decode checks and decodes one raw frame, checking its signature with the
+// certificates and opening it with the keyring.
 func (t *Transport) decode(raw []byte) (*wire.Envelope, error) {
 	flags, _, err := parseHeader(raw, t.cfg.MaxFrame)
 	if err != nil {
 		return nil, err
 	}
+	signed := flags&(flagSigned|flagMAC) != 0
+	ca := t.cfg.Certs
+	switch {
+	case ca != nil && !signed:
+		return nil, &refusable{reasonNoCert, fmt.Errorf("%w: unsigned frame (flags %#x) refused: this node requires node certificates", ErrAuth, flags)}
+	case ca == nil && signed:
+		return nil, &refusable{reasonNoCertsHere, fmt.Errorf("%w: signed frame refused: this node has no certificates", ErrAuth)}
+	}
+	var (
+		signer *peerCert
+		keyID  [KeyIDSize]byte
+	)
+	if signed {
+		if raw, signer, keyID, err = ca.open(raw); err != nil {
+			return nil, err
+		}
+		if flags, _, err = parseHeader(raw, t.cfg.MaxFrame); err != nil {
+			return nil, err
+		}
+	}
+	env, err := t.open(raw, flags)
+	if err != nil {
+		return nil, err
+	}
+	if signed {
+		if env.From != signer.name && !isHello(env) {
+			return nil, ca.refuse(reasonWrongName, "certificate of %q, envelope from %q", signer.name, env.From)
+		}
+		t.known.heard(env.FromAddr)
+		ca.bind(env.FromAddr, keyID)
+	}
+	return env, nil
+}
+
+// open decodes a plain frame, or opens a sealed one with the keyring.
+func (t *Transport) open(raw []byte, flags byte) (*wire.Envelope, error) {
+	var err error
 	kr := t.cfg.Keyring
 	switch {
 	case kr != nil && flags != flagSealed:

@@ -42,6 +42,10 @@ func (x *Envelope) Kind() string {
 		return "ae_ack"
 	case *Envelope_AeError:
 		return "ae_error"
+	case *Envelope_CertRequest:
+		return "cert_request"
+	case *Envelope_CertReply:
+		return "cert_reply"
 	case *Envelope_KeyOp:
 		return "key_op"
 	case *Envelope_KeyOpReply:

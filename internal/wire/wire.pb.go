@@ -192,12 +192,16 @@ func (KeyOpKind) EnumDescriptor() ([]byte, []int) {
 
 // Record is one key's replicated state (store.Record on the wire).
 type Record struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	Hlc           uint64                 `protobuf:"varint,3,opt,name=hlc,proto3" json:"hlc,omitempty"`
-	Node          uint64                 `protobuf:"varint,4,opt,name=node,proto3" json:"node,omitempty"`
-	Tombstone     bool                   `protobuf:"varint,5,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value     []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Hlc       uint64                 `protobuf:"varint,3,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	Node      uint64                 `protobuf:"varint,4,opt,name=node,proto3" json:"node,omitempty"`
+	Tombstone bool                   `protobuf:"varint,5,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
+	// sig is, in a certificate cluster, the origin node's Ed25519 signature
+	// over the record's canonical encoding (engine.SignedBytes); the origin
+	// is the node whose id is the version's node. Empty in an unsigned cluster.
+	Sig           []byte `protobuf:"bytes,6,opt,name=sig,proto3" json:"sig,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,6 +271,13 @@ func (x *Record) GetTombstone() bool {
 	return false
 }
 
+func (x *Record) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
+
 // Member is one entry of the membership view, gossiped by piggybacking.
 type Member struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -278,7 +289,16 @@ type Member struct {
 	// from names the member that raised a SUSPECT update: suspicions from
 	// distinct accusers are independent confirmations that shorten the
 	// suspicion timeout (Lifeguard, "Local Health Aware Suspicion").
-	From          string `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	From string `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	// cert is, in a certificate cluster, the member's node certificate (DER),
+	// carried in the member lists of Join and JoinReply (not in piggybacked
+	// updates): how members learn the keys that verify each other's records.
+	Cert []byte `protobuf:"bytes,7,opt,name=cert,proto3" json:"cert,omitempty"`
+	// sig is, in a certificate cluster, the Ed25519 signature of the claim
+	// (engine.MemberSignedBytes): by the member itself for alive (with its
+	// incarnation) and left, by the accuser named in from for suspect and
+	// dead. Relays forward it unchanged.
+	Sig           []byte `protobuf:"bytes,8,opt,name=sig,proto3" json:"sig,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -353,6 +373,20 @@ func (x *Member) GetFrom() string {
 		return x.From
 	}
 	return ""
+}
+
+func (x *Member) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+func (x *Member) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
 }
 
 // Ping asks the receiver to answer with an Ack carrying the same seq.
@@ -1773,6 +1807,8 @@ type Envelope struct {
 	//	*Envelope_AeError
 	//	*Envelope_PingReq
 	//	*Envelope_Nack
+	//	*Envelope_CertRequest
+	//	*Envelope_CertReply
 	//	*Envelope_KeyOp
 	//	*Envelope_KeyOpReply
 	//	*Envelope_SpreadQuery
@@ -2032,6 +2068,24 @@ func (x *Envelope) GetNack() *Nack {
 	return nil
 }
 
+func (x *Envelope) GetCertRequest() *CertRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_CertRequest); ok {
+			return x.CertRequest
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetCertReply() *CertReply {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_CertReply); ok {
+			return x.CertReply
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetKeyOp() *KeyOp {
 	if x != nil {
 		if x, ok := x.Body.(*Envelope_KeyOp); ok {
@@ -2150,6 +2204,15 @@ type Envelope_Nack struct {
 	Nack *Nack `protobuf:"bytes,41,opt,name=nack,proto3,oneof"`
 }
 
+type Envelope_CertRequest struct {
+	// 50-59: certificates of a signed cluster.
+	CertRequest *CertRequest `protobuf:"bytes,50,opt,name=cert_request,json=certRequest,proto3,oneof"`
+}
+
+type Envelope_CertReply struct {
+	CertReply *CertReply `protobuf:"bytes,51,opt,name=cert_reply,json=certReply,proto3,oneof"`
+}
+
 type Envelope_KeyOp struct {
 	// 60-69: keyring operations, handled by the runtime beside the engine.
 	KeyOp *KeyOp `protobuf:"bytes,60,opt,name=key_op,json=keyOp,proto3,oneof"`
@@ -2205,6 +2268,10 @@ func (*Envelope_AeError) isEnvelope_Body() {}
 func (*Envelope_PingReq) isEnvelope_Body() {}
 
 func (*Envelope_Nack) isEnvelope_Body() {}
+
+func (*Envelope_CertRequest) isEnvelope_Body() {}
+
+func (*Envelope_CertReply) isEnvelope_Body() {}
 
 func (*Envelope_KeyOp) isEnvelope_Body() {}
 
@@ -2551,24 +2618,120 @@ func (x *SpreadReply) GetEntries() []*SpreadEntry {
 	return nil
 }
 
+// CertRequest asks for the node certificates of these node ids: a node that
+// received a record signed by a node whose certificate it does not hold
+// asks the sender, which verified the record, so holds it.
+type CertRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeIds       []uint64               `protobuf:"varint,1,rep,packed,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertRequest) Reset() {
+	*x = CertRequest{}
+	mi := &file_internal_wire_wire_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertRequest) ProtoMessage() {}
+
+func (x *CertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertRequest.ProtoReflect.Descriptor instead.
+func (*CertRequest) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CertRequest) GetNodeIds() []uint64 {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+// CertReply answers CertRequest with the certificates (DER) the sender
+// holds; the receiver verifies each against the cluster CA.
+type CertReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certs         [][]byte               `protobuf:"bytes,1,rep,name=certs,proto3" json:"certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertReply) Reset() {
+	*x = CertReply{}
+	mi := &file_internal_wire_wire_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertReply) ProtoMessage() {}
+
+func (x *CertReply) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
+func (*CertReply) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CertReply) GetCerts() [][]byte {
+	if x != nil {
+		return x.Certs
+	}
+	return nil
+}
+
 var File_internal_wire_wire_proto protoreflect.FileDescriptor
 
 const file_internal_wire_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x18internal/wire/wire.proto\x12\fhearsay.wire\"t\n" +
+	"\x18internal/wire/wire.proto\x12\fhearsay.wire\"\x86\x01\n" +
 	"\x06Record\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
 	"\x03hlc\x18\x03 \x01(\x04R\x03hlc\x12\x12\n" +
 	"\x04node\x18\x04 \x01(\x04R\x04node\x12\x1c\n" +
-	"\ttombstone\x18\x05 \x01(\bR\ttombstone\"\xb0\x01\n" +
+	"\ttombstone\x18\x05 \x01(\bR\ttombstone\x12\x10\n" +
+	"\x03sig\x18\x06 \x01(\fR\x03sig\"\xd6\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12 \n" +
 	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\x12)\n" +
 	"\x05state\x18\x04 \x01(\x0e2\x13.hearsay.wire.StateR\x05state\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\x04R\x06nodeId\x12\x12\n" +
-	"\x04from\x18\x06 \x01(\tR\x04from\"I\n" +
+	"\x04from\x18\x06 \x01(\tR\x04from\x12\x12\n" +
+	"\x04cert\x18\a \x01(\fR\x04cert\x12\x10\n" +
+	"\x03sig\x18\b \x01(\fR\x03sig\"I\n" +
 	"\x04Ping\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x17\n" +
@@ -2663,8 +2826,7 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\aAEError\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xd0\n" +
-	"\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xca\v\n" +
 	"\bEnvelope\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
@@ -2694,7 +2856,10 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x06ae_ack\x18# \x01(\v2\x13.hearsay.wire.AEAckH\x00R\x05aeAck\x122\n" +
 	"\bae_error\x18$ \x01(\v2\x15.hearsay.wire.AEErrorH\x00R\aaeError\x122\n" +
 	"\bping_req\x18( \x01(\v2\x15.hearsay.wire.PingReqH\x00R\apingReq\x12(\n" +
-	"\x04nack\x18) \x01(\v2\x12.hearsay.wire.NackH\x00R\x04nack\x12,\n" +
+	"\x04nack\x18) \x01(\v2\x12.hearsay.wire.NackH\x00R\x04nack\x12>\n" +
+	"\fcert_request\x182 \x01(\v2\x19.hearsay.wire.CertRequestH\x00R\vcertRequest\x128\n" +
+	"\n" +
+	"cert_reply\x183 \x01(\v2\x17.hearsay.wire.CertReplyH\x00R\tcertReply\x12,\n" +
 	"\x06key_op\x18< \x01(\v2\x13.hearsay.wire.KeyOpH\x00R\x05keyOp\x12<\n" +
 	"\fkey_op_reply\x18= \x01(\v2\x18.hearsay.wire.KeyOpReplyH\x00R\n" +
 	"keyOpReply\x12>\n" +
@@ -2723,7 +2888,11 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x03via\x18\x06 \x01(\tR\x03via\"R\n" +
 	"\vSpreadReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
-	"\aentries\x18\x02 \x03(\v2\x19.hearsay.wire.SpreadEntryR\aentries*3\n" +
+	"\aentries\x18\x02 \x03(\v2\x19.hearsay.wire.SpreadEntryR\aentries\"(\n" +
+	"\vCertRequest\x12\x19\n" +
+	"\bnode_ids\x18\x01 \x03(\x04R\anodeIds\"!\n" +
+	"\tCertReply\x12\x14\n" +
+	"\x05certs\x18\x01 \x03(\fR\x05certs*3\n" +
 	"\x05State\x12\t\n" +
 	"\x05ALIVE\x10\x00\x12\v\n" +
 	"\aSUSPECT\x10\x01\x12\b\n" +
@@ -2754,7 +2923,7 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_internal_wire_wire_proto_goTypes = []any{
 	(State)(0),          // 0: hearsay.wire.State
 	(AEMode)(0),         // 1: hearsay.wire.AEMode
@@ -2788,6 +2957,8 @@ var file_internal_wire_wire_proto_goTypes = []any{
 	(*SpreadQuery)(nil), // 29: hearsay.wire.SpreadQuery
 	(*SpreadEntry)(nil), // 30: hearsay.wire.SpreadEntry
 	(*SpreadReply)(nil), // 31: hearsay.wire.SpreadReply
+	(*CertRequest)(nil), // 32: hearsay.wire.CertRequest
+	(*CertReply)(nil),   // 33: hearsay.wire.CertReply
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
@@ -2820,17 +2991,19 @@ var file_internal_wire_wire_proto_depIdxs = []int32{
 	25, // 27: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
 	7,  // 28: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
 	8,  // 29: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
-	27, // 30: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
-	28, // 31: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
-	29, // 32: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
-	31, // 33: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
-	2,  // 34: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
-	30, // 35: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	32, // 30: hearsay.wire.Envelope.cert_request:type_name -> hearsay.wire.CertRequest
+	33, // 31: hearsay.wire.Envelope.cert_reply:type_name -> hearsay.wire.CertReply
+	27, // 32: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
+	28, // 33: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
+	29, // 34: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
+	31, // 35: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
+	2,  // 36: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
+	30, // 37: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -2858,6 +3031,8 @@ func file_internal_wire_wire_proto_init() {
 		(*Envelope_AeError)(nil),
 		(*Envelope_PingReq)(nil),
 		(*Envelope_Nack)(nil),
+		(*Envelope_CertRequest)(nil),
+		(*Envelope_CertReply)(nil),
 		(*Envelope_KeyOp)(nil),
 		(*Envelope_KeyOpReply)(nil),
 		(*Envelope_SpreadQuery)(nil),
@@ -2869,7 +3044,7 @@ func file_internal_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

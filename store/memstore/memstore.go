@@ -46,6 +46,8 @@ type Store struct {
 	meta    *orderedMap[[]byte]
 	// byHash indexes record keys by digest.KeyHash.
 	byHash map[uint64][]string
+	// tombs holds the keys of the records that are tombstones.
+	tombs  *orderedMap[struct{}]
 	digest *digest.Digest
 }
 
@@ -63,6 +65,7 @@ func NewWithOptions(o Options) *Store {
 		records: newOrderedMap[store.Record](),
 		meta:    newOrderedMap[[]byte](),
 		byHash:  map[uint64][]string{},
+		tombs:   newOrderedMap[struct{}](),
 		digest:  digest.New(o.DigestCells),
 	}
 }
@@ -167,6 +170,11 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 			s.records.put(string(r.Key), r)
 			s.index(string(r.Key))
 		}
+		if r.Tombstone {
+			s.tombs.put(string(r.Key), struct{}{})
+		} else {
+			s.tombs.remove(string(r.Key))
+		}
 		s.digest.Replace(old, r.Item())
 		changed[i] = true
 	}
@@ -220,6 +228,38 @@ func (s *Store) Scan(prefix, start []byte, fn func(store.Record) bool) error {
 	}
 }
 
+// ScanTombstones calls fn with a copy of every tombstone whose key is at or
+// after start, in key order, until fn returns false. Like Scan, it calls fn
+// with no lock held; it walks the tombstones only.
+func (s *Store) ScanTombstones(start []byte, fn func(store.Record) bool) error {
+	batch := make([]store.Record, 0, scanChunk)
+	from := string(start)
+	for {
+		batch = batch[:0]
+		s.mu.RLock()
+		if s.closed {
+			s.mu.RUnlock()
+			return store.ErrClosed
+		}
+		s.tombs.ascend("", from, func(it *item[struct{}]) bool {
+			if r := s.records.get(it.key); r != nil {
+				batch = append(batch, r.val.Clone())
+			}
+			return len(batch) < scanChunk
+		})
+		s.mu.RUnlock()
+		for _, r := range batch {
+			if !fn(r) {
+				return nil
+			}
+		}
+		if len(batch) < scanChunk {
+			return nil
+		}
+		from = string(batch[len(batch)-1].Key) + "\x00"
+	}
+}
+
 // Remove deletes key's record if it still holds version v, and does nothing
 // otherwise.
 func (s *Store) Remove(key []byte, v store.Version) error {
@@ -231,6 +271,7 @@ func (s *Store) Remove(key []byte, v store.Version) error {
 	if it := s.records.get(string(key)); it != nil && it.val.Version == v {
 		s.digest.Remove(it.val.Item())
 		s.records.remove(string(key))
+		s.tombs.remove(string(key))
 		s.unindex(string(key))
 	}
 	return nil
@@ -321,6 +362,7 @@ func (s *Store) Close() error {
 	s.records = nil
 	s.meta = nil
 	s.byHash = nil
+	s.tombs = nil
 	return nil
 }
 

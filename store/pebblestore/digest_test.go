@@ -62,3 +62,38 @@ func TestKeyHashIndexBuiltForOldDirectories(t *testing.T) {
 	defer closeStore(t, s)
 	storetest.CheckDigest(t, s)
 }
+
+// TestTombstoneIndexBuiltForOldDirectories opens a directory written
+// before the tombstone index existed (simulated by deleting the index and
+// its marker) and expects the index built at open.
+func TestTombstoneIndexBuiltForOldDirectories(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, Options{DigestCells: 256})
+	var recs []store.Record
+	for i := range 100 {
+		r := rec(fmt.Sprintf("k%03d", i), "v", uint64(i+1))
+		if i%3 == 0 {
+			r.Value, r.Tombstone = nil, true
+		}
+		recs = append(recs, r)
+	}
+	if _, err := s.Apply(recs); err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckTombstones(t, s)
+	if err := s.db.DeleteRange([]byte{nsTomb}, []byte{nsTomb + 1}, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Delete(dbKey(nsInternal, []byte(keyTombIndexed)), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := s.ScanTombstones(nil, func(store.Record) bool { n++; return true }); err != nil || n != 0 {
+		t.Fatalf("index not deleted: %d tombstones, %v", n, err)
+	}
+	closeStore(t, s)
+	s = mustOpen(t, dir, Options{DigestCells: 256})
+	defer closeStore(t, s)
+	storetest.CheckTombstones(t, s)
+	storetest.CheckDigest(t, s)
+}

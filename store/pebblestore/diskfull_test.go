@@ -54,14 +54,17 @@ func TestDiskFull(t *testing.T) {
 		{"incompressible", func(int) []byte { b := make([]byte, 64<<10); _, _ = rand.Read(b); return b }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vol := tmpfs.Mount(t, "24m")
+			vol := tmpfs.Mount(t, "32m")
 			dir := filepath.Join(vol, "data")
 			s, err := Open(dir, Options{Logger: testLogger(t), CacheSize: 1 << 20})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			// Leave the store a few MiB by filling most of the volume.
+			reserve := filepath.Join(dir, reserveFile)
+			wantReserve(t, reserve, true)
+			// Leave the store a few MiB (and its reserve) by filling most
+			// of the volume.
 			ballast := filepath.Join(vol, "ballast")
 			f, _ := os.Create(ballast)
 			_, _ = f.Write(make([]byte, 14<<20))
@@ -90,6 +93,8 @@ func TestDiskFull(t *testing.T) {
 			if err := s.Health(); !errors.Is(err, store.ErrNoSpace) {
 				t.Fatalf("Health on a full disk: %v", err)
 			}
+			// Its space went to the writes in flight.
+			wantReserve(t, reserve, false)
 			// Refused at once from now on, and no busy retrying.
 			cpu0, t0 := cpuTime(), time.Now()
 			tick := time.NewTicker(100 * time.Millisecond) // probes spread over 2 s
@@ -122,6 +127,7 @@ func TestDiskFull(t *testing.T) {
 			if err := withDeadline(t, 10*time.Second, "Recover", s.Recover); err != nil {
 				t.Fatalf("Recover after freeing space: %v", err)
 			}
+			wantReserve(t, reserve, true)
 			if _, err := s.Apply([]store.Record{{Key: []byte("after"), Value: []byte("space"), Version: store.Version{HLC: 1 << 41, Node: 1}}}); err != nil {
 				t.Fatalf("Apply after recovery: %v", err)
 			}
@@ -143,6 +149,22 @@ func TestDiskFull(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// wantReserve checks that the reserve file is in place, with its blocks
+// allocated, or that it is gone.
+func wantReserve(t *testing.T, path string, present bool) {
+	t.Helper()
+	var st syscall.Stat_t
+	err := syscall.Stat(path, &st)
+	switch {
+	case present && err != nil:
+		t.Fatalf("reserve file: %v", err)
+	case present && st.Blocks*512 < DefaultReserve:
+		t.Fatalf("reserve file holds %d bytes of the volume, want %d", st.Blocks*512, DefaultReserve)
+	case !present && err == nil:
+		t.Fatalf("reserve file still in place on a full disk (%d bytes)", st.Blocks*512)
 	}
 }
 

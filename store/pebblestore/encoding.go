@@ -19,7 +19,36 @@ const (
 	// nsInternal prefixes the store's own bookkeeping, apart from the
 	// engine's metadata.
 	nsInternal byte = 'i'
+	// nsTomb prefixes the tombstone index: 't' + key, whose value is the
+	// tombstone's version (HLC then node id, big endian), one per record
+	// that is a tombstone. The tombstone sweep reads it instead of every
+	// record, values and all.
+	nsTomb byte = 't'
 )
+
+// tombVersionLen is the length of a tombstone index entry's value.
+const tombVersionLen = 16
+
+// keyTombIndexed is the internal key whose presence says that the
+// tombstone index covers every tombstone (data directories written before
+// the index existed get it built at open).
+const keyTombIndexed = "tomb-index"
+
+// encodeVersion returns v as a tombstone index value.
+func encodeVersion(v store.Version) []byte {
+	b := make([]byte, tombVersionLen)
+	binary.BigEndian.PutUint64(b, v.HLC)
+	binary.BigEndian.PutUint64(b[8:], v.Node)
+	return b
+}
+
+// decodeVersion reads a tombstone index value.
+func decodeVersion(b []byte) (store.Version, error) {
+	if len(b) != tombVersionLen {
+		return store.Version{}, fmt.Errorf("%w: tombstone index entry of %d bytes, want %d", ErrCorrupt, len(b), tombVersionLen)
+	}
+	return store.Version{HLC: binary.BigEndian.Uint64(b), Node: binary.BigEndian.Uint64(b[8:])}, nil
+}
 
 // keyHashIndexed is the internal key whose presence says that the key-hash
 // index covers every record (data directories written before the index
@@ -40,17 +69,25 @@ func hashKey(h uint64, key []byte) []byte {
 //	0      1    format (recordFormat)
 //	1      8    version HLC, big endian
 //	9      8    version node id, big endian
-//	17     1    flags (flagTombstone; other bits must be zero)
-//	18     n    value
+//	17     1    flags (flagTombstone, flagSigned; other bits must be zero)
+//	18     64   signature, only with flagSigned
+//	18/82  n    value
+//
+// Records written before signatures existed have no flagSigned and decode
+// as before.
 const (
 	recordFormat  byte = 1
 	headerLen          = 18
 	flagTombstone byte = 1 << 0
-	knownFlags         = flagTombstone
-	offFormat          = 0
-	offHLC             = 1
-	offNode            = 9
-	offFlags           = 17
+	// flagSigned says a SigLen-byte signature follows the header.
+	flagSigned = 1 << 1
+	knownFlags = flagTombstone | flagSigned
+	// SigLen is the length of a stored signature (Ed25519).
+	SigLen    = 64
+	offFormat = 0
+	offHLC    = 1
+	offNode   = 9
+	offFlags  = 17
 )
 
 // dbKey returns the pebble key for key in namespace ns.
@@ -62,7 +99,17 @@ func dbKey(ns byte, key []byte) []byte {
 }
 
 // encodedLen returns the length of r's encoding.
-func encodedLen(r store.Record) int { return headerLen + len(r.Value) }
+func encodedLen(r store.Record) int { return headerLen + sigLen(r) + len(r.Value) }
+
+// sigLen is the length r's signature takes in its encoding: SigLen or 0.
+// A signature of another length cannot be stored; the engine never hands
+// one over (it refuses such records), and encodeRecord drops it.
+func sigLen(r store.Record) int {
+	if len(r.Sig) == SigLen {
+		return SigLen
+	}
+	return 0
+}
 
 // encodeRecord writes r's encoding into dst, which must be encodedLen(r)
 // bytes long. The key is not part of the encoding: it is the pebble key.
@@ -74,8 +121,13 @@ func encodeRecord(dst []byte, r store.Record) {
 	if r.Tombstone {
 		flags |= flagTombstone
 	}
+	off := headerLen
+	if sigLen(r) > 0 {
+		flags |= flagSigned
+		off += copy(dst[headerLen:], r.Sig)
+	}
 	dst[offFlags] = flags
-	copy(dst[headerLen:], r.Value)
+	copy(dst[off:], r.Value)
 }
 
 // decodeRecord decodes the record stored under key from b. It copies what it
@@ -100,8 +152,16 @@ func decodeRecord(key, b []byte) (store.Record, error) {
 		},
 		Tombstone: flags&flagTombstone != 0,
 	}
-	if len(b) > headerLen {
-		r.Value = append([]byte(nil), b[headerLen:]...)
+	off := headerLen
+	if flags&flagSigned != 0 {
+		if len(b) < headerLen+SigLen {
+			return store.Record{}, fmt.Errorf("%w: record %q: %d bytes, shorter than a signed record's header", ErrCorrupt, key, len(b))
+		}
+		r.Sig = append([]byte(nil), b[headerLen:headerLen+SigLen]...)
+		off += SigLen
+	}
+	if len(b) > off {
+		r.Value = append([]byte(nil), b[off:]...)
 	}
 	return r, nil
 }

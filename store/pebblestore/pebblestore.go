@@ -71,6 +71,11 @@ type Options struct {
 	// in memory (40 bytes each) and rebuilt by one scan at open; 0 means
 	// DefaultDigestCells.
 	DigestCells int
+	// ReserveBytes is the size of the reserve file kept in the data
+	// directory and deleted when the disk fills, so that the flushes the
+	// writes already in flight wait for can complete (see failure.go); 0
+	// means DefaultReserve, negative none.
+	ReserveBytes int64
 }
 
 // DefaultDigestCells is the digest size when Options.DigestCells is 0:
@@ -91,8 +96,16 @@ type Store struct {
 	// noSpace is set when a write, flush or compaction met ENOSPC; fail
 	// when a commit failed and pebble can take no more writes (see
 	// failure.go). Both make writes fail at once.
-	noSpace     atomic.Bool
-	fullStreak  atomic.Int64 // ENOSPCs met since the disk last had room
+	noSpace    atomic.Bool
+	fullStreak atomic.Int64 // ENOSPCs met since the disk last had room
+	// raw is the file system under fsys; reserve the size of the reserve
+	// file, reserved whether it is in place, headroom whether its space
+	// was released for the work in flight and not used up yet
+	// (failure.go).
+	raw         vfs.FS
+	reserve     int64
+	reserved    atomic.Bool
+	headroom    atomic.Bool
 	fail        atomic.Pointer[failure]
 	logThrottle throttle
 	// dirty is set by every write and cleared by Sync, so that a Sync with
@@ -134,7 +147,11 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 		logger = slog.Default()
 	}
 	s := &Store{dir: dir, noSync: opts.NoSync, opts: opts, log: logger.With("component", "pebblestore")}
-	s.fsys = fullFS{FS: fsys, s: s}
+	s.fsys, s.raw = fullFS{FS: fsys, s: s}, fsys
+	s.reserve = opts.ReserveBytes
+	if s.reserve == 0 {
+		s.reserve = DefaultReserve
+	}
 	db, err := pebble.Open(dir, s.pebbleOptions(create))
 	switch {
 	case err == nil:
@@ -153,6 +170,11 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 	if err := s.loadDigest(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	if err := s.makeReserve(); err != nil {
+		// A full disk: the store opens without its reserve, which Recover
+		// puts back once there is room.
+		s.log.Warn("no room for the disk-full reserve", "dir", dir, "size", s.reserve, "err", err)
 	}
 	return s, nil
 }
@@ -181,41 +203,62 @@ func (s *Store) pebbleOptions(create bool) *pebble.Options {
 }
 
 // loadDigest rebuilds the digest with one scan of the records, and builds
-// the key-hash index on the way if the directory predates it.
+// the key-hash and tombstone indexes on the way if the directory predates
+// them.
 func (s *Store) loadDigest() error {
-	_, closer, err := s.db.Get(dbKey(nsInternal, []byte(keyHashIndexed)))
-	indexed := err == nil
-	switch {
-	case indexed:
-		_ = closer.Close()
-	case !errors.Is(err, pebble.ErrNotFound):
-		return fmt.Errorf("read index marker: %w", err)
+	hashIndexed, err := s.hasInternal(keyHashIndexed)
+	if err != nil {
+		return err
+	}
+	tombIndexed, err := s.hasInternal(keyTombIndexed)
+	if err != nil {
+		return err
 	}
 	b := s.db.NewBatch()
 	defer func() { _ = b.Close() }()
+	var indexErr error
 	err = s.Scan(nil, nil, func(r store.Record) bool {
 		s.digest.Add(r.Item())
-		if !indexed {
-			if err = b.Set(hashKey(digest.KeyHash(r.Key), r.Key), nil, nil); err == nil && b.Len() > 4<<20 {
-				err = s.guard(false, func() error { return s.db.Apply(b, pebble.NoSync) })
-				b.Reset()
-			}
+		if !hashIndexed {
+			indexErr = b.Set(hashKey(digest.KeyHash(r.Key), r.Key), nil, nil)
 		}
-		return err == nil
+		if indexErr == nil && !tombIndexed && r.Tombstone {
+			indexErr = b.Set(dbKey(nsTomb, r.Key), encodeVersion(r.Version), nil)
+		}
+		if indexErr == nil && b.Len() > 4<<20 {
+			indexErr = s.guard(false, func() error { return s.db.Apply(b, pebble.NoSync) })
+			b.Reset()
+		}
+		return indexErr == nil
 	})
-	if err != nil {
+	if err = errors.Join(err, indexErr); err != nil {
 		return fmt.Errorf("rebuild digest: %w", err)
 	}
-	if indexed {
+	if hashIndexed && tombIndexed {
 		return nil
 	}
-	if err := b.Set(dbKey(nsInternal, []byte(keyHashIndexed)), []byte{1}, nil); err != nil {
-		return fmt.Errorf("build key-hash index: %w", err)
+	for _, k := range []string{keyHashIndexed, keyTombIndexed} {
+		if err := b.Set(dbKey(nsInternal, []byte(k)), []byte{1}, nil); err != nil {
+			return fmt.Errorf("build indexes: %w", err)
+		}
 	}
 	if err := s.guard(false, func() error { return s.db.Apply(b, pebble.Sync) }); err != nil {
-		return fmt.Errorf("build key-hash index: %w", err)
+		return fmt.Errorf("build indexes: %w", err)
 	}
 	return nil
+}
+
+// hasInternal reports whether the internal bookkeeping key k is present.
+func (s *Store) hasInternal(k string) (bool, error) {
+	_, closer, err := s.db.Get(dbKey(nsInternal, []byte(k)))
+	switch {
+	case err == nil:
+		_ = closer.Close()
+		return true, nil
+	case errors.Is(err, pebble.ErrNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("read index marker %s: %w", k, err)
 }
 
 // Digest returns the anti-entropy digest of the records, kept up to date by
@@ -338,6 +381,16 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 			return nil, fmt.Errorf("pebblestore: apply: index %q: %w", r.Key, err)
 		}
 		items = append(items, [2]digest.Item{old, r.Item()})
+		switch {
+		case r.Tombstone:
+			if err := b.Set(dbKey(nsTomb, r.Key), encodeVersion(r.Version), nil); err != nil {
+				return nil, fmt.Errorf("pebblestore: apply: index tombstone %q: %w", r.Key, err)
+			}
+		case ok && cur.Tombstone:
+			if err := b.Delete(dbKey(nsTomb, r.Key), nil); err != nil {
+				return nil, fmt.Errorf("pebblestore: apply: unindex tombstone %q: %w", r.Key, err)
+			}
+		}
 		op := b.SetDeferred(1+len(r.Key), encodedLen(r))
 		op.Key[0] = nsRecord
 		copy(op.Key[1:], r.Key)
@@ -397,6 +450,38 @@ func (s *Store) Scan(prefix, start []byte, fn func(store.Record) bool) error {
 			return nil
 		}
 		lower = append(dbKey(nsRecord, batch[len(batch)-1].Key), 0)
+	}
+}
+
+// ScanTombstones calls fn for every tombstone whose key is at or after
+// start, in key order, until fn returns false. It reads the tombstone
+// index, not the records: its cost follows the number of tombstones, not
+// the size of the store. Like Scan, it calls fn with no lock held.
+func (s *Store) ScanTombstones(start []byte, fn func(store.Record) bool) error {
+	lower, upper := bounds(nsTomb, nil, start)
+	var batch []store.Record
+	for {
+		batch = batch[:0]
+		more, err := s.scanChunk(lower, upper, func(k, v []byte) error {
+			ver, err := decodeVersion(v)
+			if err != nil {
+				return fmt.Errorf("key %q: %w", k[1:], err)
+			}
+			batch = append(batch, store.Record{Key: append([]byte(nil), k[1:]...), Version: ver, Tombstone: true})
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("pebblestore: scan tombstones: %w", err)
+		}
+		for _, r := range batch {
+			if !fn(r) {
+				return nil
+			}
+		}
+		if !more {
+			return nil
+		}
+		lower = append(dbKey(nsTomb, batch[len(batch)-1].Key), 0)
 	}
 }
 
@@ -463,6 +548,9 @@ func (s *Store) Remove(key []byte, v store.Version) error {
 	err = b.Delete(dbKey(nsRecord, key), nil)
 	if err == nil {
 		err = b.Delete(hashKey(digest.KeyHash(key), key), nil)
+	}
+	if err == nil && cur.Tombstone {
+		err = b.Delete(dbKey(nsTomb, key), nil)
 	}
 	if err == nil {
 		err = s.guard(false, func() error { return s.db.Apply(b, pebble.NoSync) })

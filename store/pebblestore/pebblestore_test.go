@@ -287,6 +287,7 @@ func TestCorruptRecord(t *testing.T) {
 		"short":         good[:headerLen-1],
 		"unknown flags": append(append(bytes.Clone(good[:offFlags]), 0x80), good[headerLen:]...),
 		"bad format":    append([]byte{99}, good[1:]...),
+		"short signed":  append(append(bytes.Clone(good[:offFlags]), flagSigned), make([]byte, SigLen-1)...),
 	}
 	for name, b := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -331,6 +332,8 @@ func TestEncodingRoundTrip(t *testing.T) {
 		{Key: []byte("k"), Value: []byte("v"), Version: store.Version{HLC: 1, Node: 2}},
 		{Key: []byte("k"), Version: store.Version{HLC: ^uint64(0), Node: ^uint64(0)}, Tombstone: true},
 		{Key: []byte{}, Value: bytes.Repeat([]byte{0xff}, 1000), Version: store.Version{HLC: 1 << 40, Node: 7}},
+		{Key: []byte("s"), Value: []byte("signed"), Version: store.Version{HLC: 3, Node: 4}, Sig: bytes.Repeat([]byte{7}, SigLen)},
+		{Key: []byte("t"), Version: store.Version{HLC: 3, Node: 4}, Tombstone: true, Sig: bytes.Repeat([]byte{8}, SigLen)},
 	} {
 		b := make([]byte, encodedLen(r))
 		encodeRecord(b, r)

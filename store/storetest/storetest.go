@@ -60,6 +60,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Closed", testClosed},
 		{"Digest", testDigest},
 		{"GetByHash", testGetByHash},
+		{"ScanTombstones", testScanTombstones},
+		{"Signatures", testSignatures},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,7 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 // version and tombstone flag. A nil and an empty value are alike.
 func Equal(a, b store.Record) bool {
 	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) &&
-		a.Version == b.Version && a.Tombstone == b.Tombstone
+		a.Version == b.Version && a.Tombstone == b.Tombstone && bytes.Equal(a.Sig, b.Sig)
 }
 
 // Format renders r for test failure messages.
@@ -188,6 +190,39 @@ func testEmpty(t *testing.T, s store.Store) {
 	}
 	if changed, err := s.Apply(nil); err != nil || len(changed) != 0 {
 		t.Fatalf("Apply(nil) = %v, %v; want empty, nil", changed, err)
+	}
+}
+
+// testSignatures checks that a record's 64-byte signature is kept with it,
+// through Get, Scan and GetByHash, value or tombstone, and that records
+// without one still read back without one.
+func testSignatures(t *testing.T, s store.Store) {
+	sig := func(b byte) []byte { return bytes.Repeat([]byte{b}, 64) }
+	a := rec("a", "alpha", 10, 1)
+	a.Sig = sig(1)
+	b := tomb("b", 11, 2)
+	b.Sig = sig(2)
+	c := rec("c", "gamma", 12, 3)
+	apply(t, s, a, b, c)
+	for _, want := range []store.Record{a, b, c} {
+		got, ok, err := s.Get(want.Key)
+		if err != nil || !ok || !Equal(got, want) {
+			t.Fatalf("Get(%q) = %s, %v, %v; want %s with signature %x", want.Key, Format(got), ok, err, Format(want), want.Sig)
+		}
+		byHash, err := s.GetByHash(digest.KeyHash(want.Key))
+		if err != nil || len(byHash) != 1 || !Equal(byHash[0], want) {
+			t.Fatalf("GetByHash(%q) = %v, %v", want.Key, byHash, err)
+		}
+	}
+	if got := scan(t, s, "", ""); len(got) != 3 || !Equal(got[0], a) || !Equal(got[1], b) || !Equal(got[2], c) {
+		t.Fatalf("Scan lost signatures: %v", got)
+	}
+	// A newer version replaces the signature with its own.
+	a2 := rec("a", "alpha2", 20, 1)
+	a2.Sig = sig(3)
+	apply(t, s, a2)
+	if got, _, _ := s.Get([]byte("a")); !Equal(got, a2) {
+		t.Fatalf("Get(a) after a newer version = %x, want signature %x", got.Sig, a2.Sig)
 	}
 }
 
@@ -931,5 +966,81 @@ func testGetByHash(t *testing.T, s store.Store) {
 	}
 	if got, err := s.GetByHash(digest.KeyHash([]byte("b"))); err != nil || len(got) != 0 {
 		t.Fatalf("GetByHash after Remove = %v, %v", got, err)
+	}
+}
+
+// CheckTombstones fails t unless ScanTombstones visits exactly the
+// tombstones that Scan finds, with the same versions, in key order.
+func CheckTombstones(t testing.TB, s store.Store) {
+	t.Helper()
+	var want, got []store.Record
+	if err := s.Scan(nil, nil, func(r store.Record) bool {
+		if r.Tombstone {
+			want = append(want, r)
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	if err := s.ScanTombstones(nil, func(r store.Record) bool {
+		got = append(got, r)
+		return true
+	}); err != nil {
+		t.Fatalf("ScanTombstones: %v", err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ScanTombstones visited %d tombstones, Scan finds %d", len(got), len(want))
+	}
+	for i := range want {
+		if !Equal(got[i], want[i]) {
+			t.Fatalf("ScanTombstones[%d] = %s, want %s", i, Format(got[i]), Format(want[i]))
+		}
+	}
+}
+
+// testScanTombstones drives random writes, deletes and removals and checks
+// after each step that ScanTombstones sees the tombstones Scan sees, no
+// more; then its start key and early stop, over more than one chunk.
+func testScanTombstones(t *testing.T, s store.Store) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range 600 {
+		key := fmt.Sprintf("k%02d", rng.IntN(40))
+		hlc := uint64(i + 1)
+		if rng.IntN(5) == 0 {
+			hlc = uint64(rng.IntN(i + 1)) // an old version: may lose
+		}
+		switch op := rng.IntN(10); {
+		case op < 4:
+			apply(t, s, rec(key, "v", hlc, 1))
+		case op < 8:
+			apply(t, s, tomb(key, hlc, 1))
+		case op < 9:
+			// Two writes to one key in one call.
+			apply(t, s, tomb(key, hlc, 1), rec(key, "w", hlc, 2))
+		default:
+			if r, ok := mustGet(t, s, key); ok {
+				if err := s.Remove(r.Key, r.Version); err != nil {
+					t.Fatalf("Remove: %v", err)
+				}
+			}
+		}
+		CheckTombstones(t, s)
+	}
+	// More tombstones than one chunk of a scan.
+	var recs []store.Record
+	for i := range 700 {
+		recs = append(recs, tomb(fmt.Sprintf("t%04d", i), 1000, 1))
+	}
+	apply(t, s, recs...)
+	CheckTombstones(t, s)
+	var keys []string
+	if err := s.ScanTombstones([]byte("t0300"), func(r store.Record) bool {
+		keys = append(keys, string(r.Key))
+		return len(keys) < 5
+	}); err != nil {
+		t.Fatalf("ScanTombstones: %v", err)
+	}
+	if want := []string{"t0300", "t0301", "t0302", "t0303", "t0304"}; !slices.Equal(keys, want) {
+		t.Fatalf("ScanTombstones from t0300, 5 of them = %q, want %q", keys, want)
 	}
 }

@@ -2,8 +2,12 @@ package cluster_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,8 +39,9 @@ func cpuSeconds(t *testing.T, pid int) float64 {
 // TestDiskFull fills an agent's data directory, on a 64 MiB tmpfs, through
 // its HTTP API with compressible and with incompressible values: first
 // against the free-space watermark (--min-free-disk), then to a real ENOSPC
-// (--min-free-disk off). Every write is answered within 2 s, the full disk
-// gives 507, the agent stays up, serves reads, uses little CPU and logs
+// (--min-free-disk off). Every write, the one in flight when the disk
+// fills included, is answered within its 2 s deadline; the full disk gives
+// 507, the agent stays up, serves reads, uses under 10% of a core and logs
 // little, takes writes again by itself once space is freed, and loses
 // nothing it acknowledged, even across a kill -9.
 func TestDiskFull(t *testing.T) {
@@ -45,6 +50,28 @@ func TestDiskFull(t *testing.T) {
 			t.Run(kind+"/min-free-"+minFree, func(t *testing.T) { testDiskFull(t, kind, minFree) })
 		}
 	}
+}
+
+// writeDeadline is the issue's bound: a write on a disk that fills is
+// answered, 507 at the latest, within 2 s.
+const writeDeadline = 2 * time.Second
+
+// requestWithin is request with a deadline of its own.
+func (a *agent) requestWithin(d time.Duration, method, path string, body []byte) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, a.url(path), bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := a.client().Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return b, resp.StatusCode, err
 }
 
 func testDiskFull(t *testing.T, kind, minFree string) {
@@ -76,31 +103,18 @@ func testDiskFull(t *testing.T, kind, minFree string) {
 	for i := 0; i < 4000 && full.IsZero(); i++ {
 		key, v := fmt.Sprintf("k%05d", i), value(i)
 		start := time.Now()
-		body, code, err := a.request("PUT", "/v1/kv/"+key, v)
+		body, code, err := a.requestWithin(writeDeadline, "PUT", "/v1/kv/"+key, v)
 		d := time.Since(start)
-		if code == 507 {
-			// The write in flight when the disk fills may have entered
-			// Pebble before the store noticed, and waits for its flush or
-			// sync to fail: measured up to 2.5 s with compressible values
-			// on a loaded VM. Every later refusal is checked under 2 s.
-			firstRefusal = d
-			if d > 10*time.Second {
-				t.Fatalf("put %s refused after %v", key, d)
-			}
-		}
-		if code == 200 {
-			// Acknowledged writes wait for their sync and, with
-			// compressible values, for pebble's compactions to keep up
-			// (a write stall): not bounded by the 2 s of a refusal.
-			slowest = max(slowest, d)
-		}
+		slowest = max(slowest, d)
 		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			t.Fatalf("put %s (%d acknowledged before it): no answer within %v", key, len(acked), writeDeadline)
 		case err != nil:
 			t.Fatalf("put %s: %v", key, err)
 		case code == 200:
 			acked[key] = v
 		case code == 507:
-			full, refused = time.Now(), body
+			full, refused, firstRefusal = time.Now(), body, d
 		default:
 			t.Fatalf("put %s: %d %s", key, code, body)
 		}
@@ -108,35 +122,27 @@ func testDiskFull(t *testing.T, kind, minFree string) {
 	if full.IsZero() {
 		t.Fatal("the disk never filled up")
 	}
-	t.Logf("507 after %d acknowledged writes (%d MiB, slowest %v), first refusal in %v: %s", len(acked), len(acked)/8, slowest.Round(time.Millisecond), firstRefusal.Round(time.Millisecond), refused)
+	t.Logf("507 after %d acknowledged writes (%d MiB, slowest answer %v), first refusal in %v: %s", len(acked), len(acked)/8, slowest.Round(time.Millisecond), firstRefusal.Round(time.Millisecond), refused)
 	// Refused at once from now on.
 	for i := range 5 {
-		start := time.Now()
-		body, code, err := a.request("PUT", fmt.Sprintf("/v1/kv/more%d", i), value(i))
-		if err != nil || code != 507 || time.Since(start) > 2*time.Second {
-			t.Fatalf("put on a full disk: %d %s %v after %v", code, body, err, time.Since(start))
+		body, code, err := a.requestWithin(writeDeadline, "PUT", fmt.Sprintf("/v1/kv/more%d", i), value(i))
+		if err != nil || code != 507 {
+			t.Fatalf("put on a full disk: %d %s %v", code, body, err)
 		}
 	}
 	body, _, _ := a.request("GET", "/v1/status", nil)
 	if !strings.Contains(string(body), `"ready":false`) || !strings.Contains(string(body), "disk") {
 		t.Fatalf("status on a full disk: %s", body)
 	}
-	// Idle while full: little CPU, few log lines. With incompressible
-	// values the agent must be under 10% of a core at once. With
-	// compressible ones (10 times more records in the same space) it was
-	// measured at 14-20% of a core for over a minute after the fill, even
-	// against the watermark where Pebble never meets ENOSPC: Pebble
-	// compacting the backlog, we believe, not yet profiled (see
-	// docs/PERFORMANCE.md). That case only has to stay clear of a hot loop
-	// (the 1.9 cores measured before): under half a core on average over
-	// 30 s.
+	// Idle while full: under 10% of a core, few log lines, over 30 s from
+	// the first refusal. (With compressible values, ten times more records
+	// in the same space, 6-20% of a core was measured before the
+	// tombstone sweep stopped reading every record: see
+	// docs/PERFORMANCE.md.)
 	pid := a.cmd.Process.Pid
 	var shares []string
 	var total float64
-	windows := 1
-	if kind == "compressible" {
-		windows = 10
-	}
+	const windows = 10
 	for range windows {
 		logLen := a.logLen()
 		cpu0, t0 := cpuSeconds(t, pid), time.Now()
@@ -148,10 +154,10 @@ func testDiskFull(t *testing.T, kind, minFree string) {
 			t.Errorf("a full agent logged %d lines in 3 s:\n%s", lines, a.logSince(logLen))
 		}
 	}
-	mean := total / float64(windows)
+	mean := total / windows
 	t.Logf("while full: CPU per 3 s window %v of a core, mean %.1f%%", shares, mean*100)
-	if limit := map[string]float64{"incompressible": 0.10, "compressible": 0.50}[kind]; mean > limit {
-		t.Errorf("a full agent used %.0f%% of a core, limit %.0f%%", mean*100, limit*100)
+	if mean > 0.10 {
+		t.Errorf("a full agent used %.1f%% of a core, limit 10%%", mean*100)
 	}
 	for k, v := range acked {
 		if got, ok := a.get(k); !ok || got != string(v) {
@@ -227,11 +233,14 @@ func extraBinary(t *testing.T, name string, flags ...string) string {
 // TestSlowSyncNoFalseSuspicion runs three agents, one of whose store syncs
 // take 200 ms more than the disk's, under a steady stream of writes to that
 // one. Its peers must never suspect it: its probe acks do not wait for its
-// syncs.
+// syncs. The slow one, whose --slow-sync is 100 ms, reports its slow disk
+// (status slow_sync and a not-ready reason, one warning) and still takes
+// writes; its peers report nothing.
 func TestSlowSyncNoFalseSuspicion(t *testing.T) {
 	bin := faultAgentBinary(t)
 	slow := newAgent(t, "slow")
 	slow.bin, slow.env = bin, []string{"HEARSAY_FAULT_SYNC_DELAY=200ms"}
+	slow.extra = []string{"--slow-sync", "100ms"}
 	slow.start()
 	b := newAgent(t, "b", slow.gossip)
 	b.start()
@@ -290,5 +299,85 @@ func TestSlowSyncNoFalseSuspicion(t *testing.T) {
 		if m := x.members()["slow"]; m.State != "alive" {
 			t.Errorf("%s sees slow as %q", x.name, m.State)
 		}
+		if st, ok := x.status(); !ok || st.SlowSync {
+			t.Errorf("%s, whose disk is fast, reports slow syncs: %+v", x.name, st)
+		}
 	}
+	st, ok := slow.status()
+	if !ok || !st.SlowSync || st.Ready || !strings.Contains(strings.Join(st.NotReady, "; "), "disk: slow syncs") ||
+		st.SyncSeconds == nil || st.SyncSeconds.P99 < 0.18 {
+		t.Errorf("the slow agent's status does not report its slow disk: %+v", st)
+	} else {
+		t.Logf("slow agent: sync p99 %.3f s, max %.3f s over %d syncs in the last minute; not ready: %q", st.SyncSeconds.P99, st.SyncSeconds.Max, st.SyncSeconds.Count, st.NotReady)
+	}
+	if n := strings.Count(slow.logSince(0), "slow disk: syncs are slower"); n != 1 {
+		t.Errorf("the slow agent logged its slow disk %d times in %v, want once (at most once a minute)", n, run)
+	}
+}
+
+// TestFailedSyncNeverAcknowledged runs two agents, one of them a
+// faultinject build whose store syncs fail with EIO while a file exists: a
+// disk whose fsync fails. The write whose sync failed is answered 503,
+// never 200; the node then refuses every write, even once its syncs would
+// succeed again (fail-stop), says why it is not ready, keeps serving reads
+// and membership, and does not acknowledge its peer's records, which stay
+// in the peer's outbox. Restarted, it has every write it acknowledged,
+// takes writes again and receives what its peer kept for it.
+func TestFailedSyncNeverAcknowledged(t *testing.T) {
+	failFile := filepath.Join(t.TempDir(), "fail-syncs")
+	bad := newAgent(t, "bad")
+	bad.bin, bad.env = faultAgentBinary(t), []string{"HEARSAY_FAULT_SYNC_FAIL=" + failFile}
+	bad.start()
+	peer := newAgent(t, "peer", bad.gossip)
+	peer.start()
+	for _, x := range []*agent{bad, peer} {
+		x.waitFor(20*time.Second, "ready", func() bool { st, ok := x.status(); return ok && st.Ready })
+	}
+	bad.put("durable", "1")
+
+	if err := os.WriteFile(failFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body, code, err := bad.request("PUT", "/v1/kv/unsynced", []byte("2"))
+	if err != nil || code != 503 {
+		t.Fatalf("put whose sync failed: %d %s %v, want 503", code, body, err)
+	}
+	t.Logf("put whose sync failed: %d %s", code, body)
+	if err := os.Remove(failFile); err != nil { // the disk seems fine again
+		t.Fatal(err)
+	}
+	body, code, err = bad.requestWithin(writeDeadline, "PUT", "/v1/kv/later", []byte("3"))
+	if err != nil || code != 503 || !strings.Contains(string(body), "storage failed") {
+		t.Fatalf("put after a failed sync: %d %s %v, want 503 storage failed", code, body, err)
+	}
+	st, ok := bad.status()
+	if !ok || st.Ready || !strings.Contains(strings.Join(st.NotReady, "; "), "storage failed") {
+		t.Fatalf("status after a failed sync: %+v", st)
+	}
+	if v, ok := bad.get("durable"); !ok || v != "1" {
+		t.Fatalf("read after a failed sync: %q %v", v, ok)
+	}
+	peer.put("from-peer", "4")
+	peer.waitFor(10*time.Second, "the record for bad left in peer's outbox", func() bool {
+		st, ok := peer.status()
+		return ok && st.Outbox > 0
+	})
+	if _, ok := bad.get("from-peer"); ok {
+		t.Fatal("a node whose sync failed applied a peer's record")
+	}
+	if m := peer.members()["bad"]; m.State != "alive" {
+		t.Fatalf("peer sees the failed node as %q: its membership must go on", m.State)
+	}
+
+	bad.kill()
+	bad.start()
+	if v, ok := bad.get("durable"); !ok || v != "1" {
+		t.Fatalf("acknowledged write after restart: %q %v", v, ok)
+	}
+	bad.waitFor(20*time.Second, "ready after the restart", func() bool { st, ok := bad.status(); return ok && st.Ready })
+	bad.put("after-restart", "5")
+	bad.waitFor(20*time.Second, "the peer's record delivered after the restart", func() bool {
+		v, ok := bad.get("from-peer")
+		return ok && v == "4"
+	})
 }

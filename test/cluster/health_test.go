@@ -43,6 +43,13 @@ type agentStatus struct {
 	Serving       bool     `json:"serving"`
 	Joined        bool     `json:"joined"`
 	LastJoinError string   `json:"last_join_error"`
+	Outbox        int      `json:"outbox"`
+	SlowSync      bool     `json:"slow_sync"`
+	SyncSeconds   *struct {
+		Count uint64  `json:"count"`
+		Max   float64 `json:"max"`
+		P99   float64 `json:"p99"`
+	} `json:"sync_seconds"`
 }
 
 func (a *agent) status() (agentStatus, bool) {
