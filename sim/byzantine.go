@@ -42,14 +42,15 @@ const (
 	// Replayer sends, besides what its engine sends, messages it sent
 	// earlier, to random members.
 	Replayer = "replayer"
+	// Forger alters the values of the records it relays (keeping their
+	// versions and signatures) and invents writes in honest nodes' names.
+	// In a signed cluster (--signed) every receiver's signature check
+	// refuses them; unsigned, nothing can tell them from real ones.
+	Forger = "forger"
 )
 
-// Behaviours lists the byzantine behaviours the simulator knows. forger
-// (altering relayed records, inventing others' writes) is left for signed
-// records: without signatures a forged record cannot be told from a real
-// one, so it is the signature check, not the simulator, that the forger
-// would test; adding it is one more case in mangle.
-var Behaviours = []string{Blackhole, Future, Flooder, Accuser, Replayer}
+// Behaviours lists the byzantine behaviours the simulator knows.
+var Behaviours = []string{Blackhole, Future, Flooder, Accuser, Replayer, Forger}
 
 // ByzantineSpec makes a fraction of the cluster's nodes byzantine with
 // one behaviour.
@@ -85,9 +86,6 @@ func ParseByzantine(s string) ([]ByzantineSpec, error) {
 
 func (b ByzantineSpec) validate() error {
 	if !slices.Contains(Behaviours, b.Behaviour) {
-		if b.Behaviour == "forger" {
-			return fmt.Errorf("sim: byzantine behaviour forger needs signed records, not in this build (have %s)", strings.Join(Behaviours, ", "))
-		}
 		return fmt.Errorf("sim: byzantine behaviour %q: want one of %s", b.Behaviour, strings.Join(Behaviours, ", "))
 	}
 	if b.Fraction <= 0 || b.Fraction >= 1 || math.IsNaN(b.Fraction) {
@@ -190,6 +188,25 @@ func (b *byzantine) mangle(m engine.Message) []engine.Message {
 			env.Members = append(env.Members, &wire.Member{Name: t.Name, Address: t.Addr, NodeId: t.cfg.NodeID, Incarnation: inc, State: state, From: b.n.Name})
 		}
 		return []engine.Message{{To: m.To, Env: env, AfterSync: m.AfterSync}}
+	case Forger:
+		env := proto.Clone(m.Env).(*wire.Envelope)
+		for _, rec := range records(env) {
+			if !rec.Tombstone {
+				rec.Value = append(rec.Value, "-forged"...)
+				b.r.forgedValues[forgedKey{string(rec.Key), store.Version{HLC: rec.Hlc, Node: rec.Node}}] = string(rec.Value)
+			}
+		}
+		out := []engine.Message{{To: m.To, Env: env, AfterSync: m.AfterSync}}
+		if t := b.r.randomHonest(); t != nil && b.rng.IntN(2) == 0 {
+			// A write in an honest node's name, a little newer than
+			// anything it wrote.
+			key := fmt.Sprintf("k%d", b.rng.IntN(max(b.r.s.Workload.Keys, 1)))
+			ms := uint64(b.r.c.now.Add(b.n.skew(b.r.c.now)).UnixMilli())
+			rec := &wire.Record{Key: []byte(key), Value: []byte("forged"), Hlc: hlc.Pack(ms, uint16(b.rng.IntN(1<<10))), Node: t.cfg.NodeID}
+			b.r.forgedValues[forgedKey{key, store.Version{HLC: rec.Hlc, Node: rec.Node}}] = "forged"
+			out = append(out, b.envelope(m.To, &wire.Envelope{Body: &wire.Envelope_Mail{Mail: &wire.Mail{Id: b.rng.Uint64(), Records: []*wire.Record{rec}}}}))
+		}
+		return out
 	case Replayer:
 		out := []engine.Message{m}
 		if len(b.sent) > 0 && b.rng.IntN(2) == 0 {

@@ -80,14 +80,17 @@ type runner struct {
 	// Adversaries (see byzantine.go). Every measure and invariant is over
 	// the honest nodes: the byzantine nodes' own replicas and views are
 	// out of scope.
-	byz     []bool               // per node index: byzantine
-	adv     []*byzantine         // the byzantine nodes' adversaries
-	attack  bool                 // the adversaries act (from the start of the workload)
-	forged  map[forgedKey]bool   // versions the adversaries made up
-	qPairs  map[[2]int]bool      // (honest observer, target) quarantine decisions
-	qBy     map[int]map[int]bool // byzantine target -> honest nodes quarantining it now
-	qAllAt  map[int]time.Time    // byzantine target -> when every honest node first had it quarantined
-	byzKind map[int]string       // node index -> behaviour
+	byz    []bool             // per node index: byzantine
+	adv    []*byzantine       // the byzantine nodes' adversaries
+	attack bool               // the adversaries act (from the start of the workload)
+	forged map[forgedKey]bool // versions the adversaries made up
+	// forgedValues are values forgers put on versions (relayed records
+	// altered, or writes invented in another node's name).
+	forgedValues map[forgedKey]string
+	qPairs       map[[2]int]bool      // (honest observer, target) quarantine decisions
+	qBy          map[int]map[int]bool // byzantine target -> honest nodes quarantining it now
+	qAllAt       map[int]time.Time    // byzantine target -> when every honest node first had it quarantined
+	byzKind      map[int]string       // node index -> behaviour
 }
 
 // counted reports whether n counts in the measures: running and honest.
@@ -173,15 +176,16 @@ func newRunner(s Scenario, seed uint64, progress func(Progress)) (*runner, error
 	c := New(opts)
 	r := &runner{
 		s: s, m: m, c: c, progress: progress,
-		rng:       rand.New(rand.NewPCG(seed, 0x5ce7a210)),
-		keys:      map[string]*keyTrack{},
-		falseDead: map[string]bool{},
-		res:       &RunResult{Seed: seed},
-		unit:      float64(s.Cycle),
-		forged:    map[forgedKey]bool{},
-		qPairs:    map[[2]int]bool{},
-		qBy:       map[int]map[int]bool{},
-		qAllAt:    map[int]time.Time{},
+		rng:          rand.New(rand.NewPCG(seed, 0x5ce7a210)),
+		keys:         map[string]*keyTrack{},
+		falseDead:    map[string]bool{},
+		res:          &RunResult{Seed: seed},
+		unit:         float64(s.Cycle),
+		forged:       map[forgedKey]bool{},
+		forgedValues: map[forgedKey]string{},
+		qPairs:       map[[2]int]bool{},
+		qBy:          map[int]map[int]bool{},
+		qAllAt:       map[int]time.Time{},
 	}
 	r.byz = r.pickByzantine()
 	c.OnQuarantine = r.onQuarantine // from the start: joins must not look like floods
@@ -475,6 +479,10 @@ func (r *runner) finish(base NetStats) {
 // onChange advances the node's delivery of the key's updates to the
 // version it now holds.
 func (r *runner) onChange(n *Node, rec store.Record) {
+	if v, ok := r.forgedValues[forgedKey{string(rec.Key), rec.Version}]; ok && !r.byz[idx(n)] && !rec.Tombstone && string(rec.Value) == v {
+		r.res.ForgedAccepted++
+		r.note("%s accepted a forged record: key %q version %v", n.Name, rec.Key, rec.Version)
+	}
 	if len(r.forged) > 0 && !r.byz[idx(n)] && r.forged[forgedKey{string(rec.Key), rec.Version}] {
 		r.res.ForgedAccepted++
 		r.note("%s accepted a forged record: key %q version %v", n.Name, rec.Key, rec.Version)
