@@ -49,7 +49,7 @@ Faults: --loss, --duplicate, --bandwidth, latency distributions that reorder
 messages; partitions, one-way cuts, crashes, restarts, joins and leaves at
 given times or at a rate, in a --scenario YAML file (see examples/sim).
 Adversaries: --byzantine BEHAVIOUR:FRACTION[,...] (blackhole, future, flooder,
-accuser, replayer) makes nodes that run the real engine misbehave on the wire;
+accuser, replayer, forger) makes nodes that run the real engine misbehave on the wire;
 the report adds forged_accepted and quarantined, over the honest nodes, and
 --no-defences turns quarantine off to compare.
 
