@@ -101,6 +101,16 @@ type Member struct {
 	// last measured over a probe round trip (within half of it); absent if
 	// never measured.
 	ClockOffset *float64 `json:"clock_offset,omitempty"`
+	// Quarantined is true while this node quarantines the member: it sent
+	// what does not check out (invalid or future records, member floods,
+	// stalled exchanges, refuted accusations...) until its score fell
+	// below minus the threshold. Its messages are dropped and it is chosen
+	// as no partner until its score decays back above half of that.
+	Quarantined bool `json:"quarantined,omitempty"`
+	// Score is this node's score of the member: 0 for a member never
+	// caught, falling by each offence's weight and decaying back to 0
+	// (absent when 0).
+	Score float64 `json:"score,omitempty"`
 	// Outbox is how many direct-mail records wait in this node's outbox
 	// for the member's acknowledgement.
 	Outbox int `json:"outbox,omitempty"`

@@ -323,6 +323,9 @@ func (n *Node) syncOnce() {
 
 // send hands messages to the transport.
 func (n *Node) send(msgs []engine.Message) {
+	if outgoingHook != nil {
+		msgs = outgoingHook(msgs)
+	}
 	for _, m := range msgs {
 		if tamperSend != nil {
 			tamperSend(m.Env)

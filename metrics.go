@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/engine/trust"
 )
 
 // metrics are the node's Prometheus instruments. Counters kept by the
@@ -104,6 +105,9 @@ var (
 	descOffences       = desc("peer_offences_total", "Messages from peers that did not check out, by kind: records with a bad signature (signature), certificates that did not verify (certificate), membership claims with a bad signature (claim).", "kind")
 	descRefused        = desc("messages_refused_total", "Messages refused by the protocol (foreign cluster, anonymous).")
 	descMembersRefused = desc("members_refused_total", "New members refused: the view was full (reason full, --max-members) or their sender's allowance for the second was spent (reason rate).", "reason")
+	descQuarantined    = desc("quarantined_members", "Peers this node quarantines now: their messages are dropped and they are chosen as no partner.")
+	descTrustOffences  = desc("offences_total", "Offences by peers this node observed, by kind (see docs/ARCHITECTURE.md, Peer scoring and quarantine).", "kind")
+	descQDropped       = desc("quarantine_dropped_messages_total", "Messages dropped because their sender was quarantined.")
 	descLocalHealth    = desc("local_health", "Local health score (Lifeguard): 0 when this node keeps up; probe timers are stretched by score+1.")
 
 	// Direct mail.
@@ -178,6 +182,7 @@ var (
 
 var collectorDescs = []*prometheus.Desc{
 	descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descCerts, descCertsRefused, descClaimsRefused, descOffences, descRefused, descMembersRefused, descLocalHealth,
+	descQuarantined, descTrustOffences, descQDropped,
 	descMailSent, descMailRetried, descMailAcked, descMailTimedOut, descMailRecords, descMailQueued, descMailDropped, descOutbox, descOutboxBytes,
 	descRumorMessages, descRumorUpdates, descRumorAnnounced, descRumorPulls, descRumorFetches, descRumorAdded, descRumorRemoved, descRumorHot,
 	descAEStarted, descAECompleted, descAEInSync, descAEFailed, descAEBadDigests, descAEFallbacks, descAECells, descAERecSent, descAERecRecv,
@@ -285,6 +290,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descLocalHealth, fd.Health)
 	counter(descMembersRefused, fd.MembersRefused, "full")
 	counter(descMembersRefused, fd.MembersLimited, "rate")
+
+	q := e.Trust
+	gauge(descQuarantined, q.Quarantined)
+	counter(descQDropped, q.Dropped)
+	for _, k := range trust.Kinds {
+		counter(descTrustOffences, q.Offences[k], k)
+	}
 
 	t := c.n.tr.Stats()
 	counter(descPacketsSent, t.PacketsSent)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"reflect"
 	"strings"
@@ -594,6 +595,9 @@ func (n *Node) step(now time.Time, in *transport.Incoming) {
 		return
 	}
 	if err := n.eng.Step(now, in.Env); err != nil {
+		if errors.Is(err, engine.ErrQuarantined) {
+			return // counted in hearsay_quarantine_dropped_messages_total
+		}
 		if isStorageError(err) {
 			// Not acknowledged: the sender keeps the records.
 			n.storageLog.log(n.log, slog.LevelWarn, "received records not applied: store refuses writes", "from", in.From, "kind", in.Env.Kind(), "err", err)
@@ -626,10 +630,17 @@ func (n *Node) commit(now time.Time, waiting []pending) []pending {
 	for _, ev := range rd.MemberEvents {
 		n.logMemberEvent(ev)
 	}
+	for _, q := range rd.Quarantine {
+		if q.Quarantined {
+			n.log.Warn("peer quarantined: its messages are dropped until its score recovers", "peer", q.Peer, "offence", q.Kind, "penalty", math.Round(q.Penalty))
+		} else {
+			n.log.Info("peer released from quarantine", "peer", q.Peer)
+		}
+	}
 	n.memberFeed.publish(n.cfg.Name, now, rd.MemberEvents)
 	n.ready.Store(n.eng.Serving())
 	prev := n.view.Load()
-	s := n.publish(now, len(rd.MemberEvents) > 0)
+	s := n.publish(now, len(rd.MemberEvents) > 0 || len(rd.Quarantine) > 0)
 	n.logJoin(prev, s)
 	keep := waiting[:0]
 	for _, p := range waiting {
@@ -694,7 +705,10 @@ func (n *Node) publish(now time.Time, membersChanged bool) *snapshot {
 		out = make([]Member, len(ms))
 		for i, m := range ms {
 			out[i] = Member{Name: m.Name, Address: m.Addr, State: memberState(m), Incarnation: m.Incarnation, Self: m.Name == self,
-				Outbox: n.eng.Outbox(m.Name)}
+				Outbox: n.eng.Outbox(m.Name), Quarantined: m.Quarantined}
+			if sc := n.eng.Score(now, m.Name); sc <= -0.5 {
+				out[i].Score = math.Round(sc)
+			}
 			if m.Clock.Measured() {
 				off := m.Clock.Offset.Seconds()
 				out[i].ClockOffset = &off

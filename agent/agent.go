@@ -161,6 +161,7 @@ func New(cfg Config) (*Agent, error) {
 	ncfg.Protocol.MaxValueSize = cfg.MaxValueSize
 	applyProtocol(&ncfg.Protocol, cfg)
 	applyBounds(&ncfg, cfg)
+	applyQuarantine(&ncfg, cfg)
 	ncfg.NoSync = cfg.NoSync
 	ncfg.MinFreeDisk = cfg.MinFreeDisk
 	ncfg.SlowSync = cfg.SlowSync

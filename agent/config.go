@@ -145,6 +145,8 @@ type Config struct {
 	Insecure bool
 	// Bounds caps the resources clients and peers can make the agent hold.
 	Bounds Bounds
+	// Quarantine configures peer scoring and quarantine.
+	Quarantine Quarantine
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// LogFormat is text or json.
@@ -205,6 +207,7 @@ func DefaultConfig() Config {
 		LogLevel:     "info",
 		LogFormat:    "text",
 		Bounds:       DefaultBounds(),
+		Quarantine:   DefaultQuarantine(),
 
 		DirectMail:          pc.DirectMail,
 		DirectMailWindow:    pc.DirectMailWindow,
@@ -253,6 +256,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.MaxClockOffset, FlagMaxClockOffset, c.MaxClockOffset, "refuse writes while this node's clock is further than this from its peers' (median measured offset); 0 disables the check")
 	fs.DurationVar(&c.RetryJoinMax, FlagRetryJoinMax, c.RetryJoinMax, "longest wait between join attempts; joining retries with backoff until a seed of --join answers; 0: the profile's")
 	c.registerBoundFlags(fs)
+	c.registerQuarantineFlags(fs)
 	c.registerCertFlags(fs)
 	fs.StringVar(&c.ConfigFile, FlagConfig, c.ConfigFile, "YAML or JSON config file, keys are flag names (env "+EnvVar(FlagConfig)+")")
 }
@@ -477,6 +481,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagRetryJoinMax, c.RetryJoinMax))
 	}
 	errs = append(errs, c.validateBounds()...)
+	errs = append(errs, c.validateQuarantine()...)
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v: must not be negative", c.ShutdownTimeout))
 	}

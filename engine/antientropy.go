@@ -21,12 +21,14 @@ func (e *Engine) initAE(now time.Time, sample rumor.Sampler) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	e.ae = ae
+	ae.SetOnStall(e.onStall)
 	return nil
 }
 
 // stepAE hands an anti-entropy message to the reconciler.
 func (e *Engine) stepAE(now time.Time, env *wire.Envelope) error {
 	if err := e.ae.Step(now, env.From, env); err != nil {
+		e.aeOffence(now, env.From, err)
 		return fmt.Errorf("engine: %w", err)
 	}
 	return nil

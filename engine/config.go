@@ -8,6 +8,7 @@ import (
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/engine/rumor"
+	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/store"
 )
 
@@ -71,6 +72,10 @@ type Config struct {
 
 	Membership membership.Config
 	Mail       directmail.Config
+	// Trust scores peers by the offences this node can check and
+	// quarantines those that commit too many (see package trust). The zero
+	// value is the defaults, with quarantine on.
+	Trust trust.Config
 
 	// Signer, when set, makes this a certificate cluster (Settings.Signing
 	// "ed25519"): every local write is signed with this node's key, and
@@ -128,5 +133,6 @@ func DefaultConfig() Config {
 		AE:                 antientropy.DefaultConfig(),
 		Membership:         membership.DefaultConfig(),
 		Mail:               directmail.DefaultConfig(),
+		Trust:              trust.DefaultConfig(),
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/engine/rumor"
+	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/internal/hlc"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -87,6 +88,8 @@ type Ready struct {
 	Changes []store.Record
 	// MemberEvents are changes in the membership view.
 	MemberEvents []membership.Event
+	// Quarantine lists peers put in or released from quarantine, to log.
+	Quarantine []trust.Change
 	// Spread are members' answers to this node's spread queries
 	// (QuerySpread).
 	Spread []SpreadReply
@@ -127,6 +130,7 @@ type Stats struct {
 	Rumor           rumor.Stats
 	AntiEntropy     antientropy.Stats
 	Members         membership.Stats
+	Trust           TrustStats
 }
 
 // Engine is one node's protocol state. It is not safe for concurrent use:
@@ -140,6 +144,11 @@ type Engine struct {
 	mail    *directmail.Mailer
 	monger  *rumor.Monger
 	ae      *antientropy.Reconciler
+	trust   *trust.Scores
+
+	trustAt     time.Time // next sweep of the scores
+	trustStats  TrustStats
+	stallStreak map[string]int // anti-entropy exchanges stalled in a row, per peer
 
 	fresh []store.Record // local writes not yet mailed
 	// freshSince is when the oldest of fresh was written: the mail window
@@ -177,7 +186,6 @@ type Engine struct {
 	certOrder []uint64
 	certSums  map[[sha256.Size]byte]uint64
 	certAsked map[uint64]time.Time
-	offences  map[string]uint64
 }
 
 // refusedRecord identifies a record refused for its future version.
@@ -250,6 +258,7 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	if err != nil {
 		return nil, err
 	}
+	e.initTrust()
 	sample := rumor.Sampler(e.members.Sample)
 	if cfg.Peers != nil {
 		sample = func(rng *rand.Rand, k int) []string { return cfg.Peers.Sample(rng, k, cfg.Name) }
@@ -491,6 +500,10 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		// Before the envelope's clock sample, if it carries one, is taken.
 		e.clockCheckedAt = time.Time{}
 	}
+	if e.quarantined(now, env.From) {
+		e.trustStats.Dropped++
+		return fmt.Errorf("%w: %q", ErrQuarantined, env.From)
+	}
 	e.stats.Received++
 	defer e.drainMemberEvents()
 	var certErr error
@@ -527,6 +540,7 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		}
 	}
 	e.mail.Contact(now, env.From)
+	e.heardData(env.From)
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Mail:
 		changed, refused, err := e.merge(now, env.From, b.Mail.Records)
@@ -644,7 +658,20 @@ func (e *Engine) sendPeerOrAddr(from *wire.Envelope, env *wire.Envelope) {
 // limits, the clock-skew bound and, in a certificate cluster, the
 // origin's signature are checked before anything is merged. from is the
 // peer that sent the records.
+//
+// Records that an honest peer would never send are scored against from
+// (see package trust): one offence per kind and call, whatever the number
+// of records.
 func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed []bool, refused error, err error) {
+	var invalid, future bool
+	defer func() {
+		if invalid {
+			e.reportOffence(now, from, trust.InvalidRecord)
+		}
+		if future {
+			e.reportOffence(now, from, trust.FutureVersion)
+		}
+	}()
 	changed = make([]bool, len(ws))
 	var unknown []uint64
 	sigBad := false
@@ -669,6 +696,7 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 			r.Sig = nil // an unsigned cluster keeps none
 		}
 		err := store.Check(r, e.cfg.MaxValueSize)
+		invalid = invalid || err != nil
 		if err == nil && e.signing() {
 			if cur, ok, gerr := e.st.Get(r.Key); gerr == nil && ok && !r.Wins(cur) {
 				// It would change nothing: the same write again (mail,
@@ -702,6 +730,9 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 			// is set right, and the replicas would never converge.
 			if e.checkClock(now) == nil {
 				e.rememberFuture(r)
+				// Only a clock this node trusts judges the sender.
+				future = future || !r.Version.IsZero()
+				invalid = invalid || r.Version.IsZero()
 			}
 		} else if err == nil && e.refusedBefore(r) {
 			err = fmt.Errorf("version %v was refused earlier as beyond the clock skew bound", r.Version)
@@ -913,6 +944,7 @@ func (e *Engine) Tick(now time.Time) error {
 		}
 		e.members.Tick(now)
 	}
+	e.tickTrust(now)
 	e.drainMemberEvents()
 	if len(e.fresh) > 0 && e.cfg.DirectMail && !now.Before(e.freshSince.Add(e.cfg.DirectMailWindow)) {
 		limit := e.cfg.DirectMailMaxPeers
@@ -971,6 +1003,7 @@ func (e *Engine) Deadline() time.Time {
 	if e.cfg.RumorMongering {
 		d = earliest(d, e.monger.Deadline())
 	}
+	d = earliest(d, e.trustDeadline())
 	return earliest(d, e.ae.Deadline())
 }
 
@@ -983,7 +1016,7 @@ func (e *Engine) Ready() Ready {
 
 // HasReady reports whether Ready has anything to return.
 func (e *Engine) HasReady() bool {
-	return len(e.ready.Messages) > 0 || len(e.ready.Changes) > 0 || len(e.ready.MemberEvents) > 0
+	return len(e.ready.Messages) > 0 || len(e.ready.Changes) > 0 || len(e.ready.MemberEvents) > 0 || len(e.ready.Quarantine) > 0
 }
 
 // Join starts joining the cluster through the given seed addresses,
@@ -1039,6 +1072,7 @@ func (e *Engine) Stats() Stats {
 	s.Rumor = e.monger.Stats()
 	s.AntiEntropy = e.ae.Stats()
 	s.Members = e.members.Stats()
+	s.Trust = e.trustStatsNow()
 	s.Certs = len(e.certs)
 	s.Offences = e.Offences()
 	return s

@@ -97,6 +97,10 @@ func (c Config) Validate() error {
 	atLeast("AE.InitialCells", a.InitialCells, 1)
 	atLeast("AE.MaxSessions", a.MaxSessions, 1)
 
+	if err := c.Trust.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+
 	if len(errs) == 0 {
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/internal/certs"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -113,6 +114,9 @@ type Cluster struct {
 	// OnFailStop, if set, is called when a node's sync fails and the node
 	// stops (fail-stop, as the runtime does on a failed fsync).
 	OnFailStop func(n *Node, err error)
+	// OnQuarantine, if set, is called for every quarantine decision of a
+	// node's engine, at the virtual time it is made.
+	OnQuarantine func(n *Node, ch trust.Change)
 	// Tamper, if set, is called for every message a node hands to the
 	// network, before it is encoded, with a copy the sender keeps no part
 	// of: how tests and adversaries alter what a node sends.
@@ -150,6 +154,10 @@ type Node struct {
 	// commit); a crash loses every change no completed sync covered. 0: a
 	// sync is instant, so a crash loses nothing.
 	SyncDelay time.Duration
+	// Mangle, if set, rewrites every message the node's engine sends: the
+	// messages returned are sent instead. How the simulator makes a node
+	// byzantine while it runs the real engine.
+	Mangle func(engine.Message) []engine.Message
 
 	disk     *disk
 	syncs    []*syncOp // in flight (the first) and queued (at most one more)
@@ -371,6 +379,11 @@ func (n *Node) flush() {
 			n.c.OnMemberEvent(n, ev)
 		}
 	}
+	if n.c.OnQuarantine != nil {
+		for _, ch := range rd.Quarantine {
+			n.c.OnQuarantine(n, ch)
+		}
+	}
 	if n.c.OnSpread != nil {
 		for _, r := range rd.Spread {
 			n.c.OnSpread(n, r)
@@ -526,6 +539,16 @@ func (c *Cluster) identity(name string) (*certs.Identity, error) {
 func (c *Cluster) Identity(name string) (*certs.Identity, error) { return c.identity(name) }
 
 func (c *Cluster) send(from *Node, m engine.Message) {
+	if from.Mangle != nil {
+		for _, out := range from.Mangle(m) {
+			c.transmit(from, out)
+		}
+		return
+	}
+	c.transmit(from, m)
+}
+
+func (c *Cluster) transmit(from *Node, m engine.Message) {
 	if c.Tamper != nil {
 		env := proto.Clone(m.Env).(*wire.Envelope)
 		c.Tamper(from, m.To, env)
@@ -535,6 +558,16 @@ func (c *Cluster) send(from *Node, m engine.Message) {
 	if err != nil {
 		panic(fmt.Sprintf("sim: engine produced an unencodable message: %v", err))
 	}
+	c.deliver(from, m, frame)
+}
+
+// sendRaw sends bytes that may not decode from one node to an address.
+func (c *Cluster) sendRaw(from *Node, to string, frame []byte) {
+	c.deliver(from, engine.Message{To: to, Env: &wire.Envelope{}}, frame)
+}
+
+// deliver puts frame on the network from a node to m.To.
+func (c *Cluster) deliver(from *Node, m engine.Message, frame []byte) {
 	c.stats.Sent++
 	c.stats.Bytes += uint64(len(frame))
 	if c.OnSend != nil {
@@ -572,7 +605,7 @@ func (c *Cluster) send(from *Node, m engine.Message) {
 		if to != nil {
 			d += to.ProcessingDelay
 		}
-		c.push(event{at: c.now.Add(ser + d), to: m.To, frame: frame})
+		c.push(event{at: c.now.Add(ser + d), to: m.To, from: from.Name, frame: frame})
 	}
 }
 
@@ -611,7 +644,14 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 	}
 	env, err := wire.Unmarshal(ev.frame, 0)
 	if err != nil {
-		return false, fmt.Errorf("sim: %s cannot decode: %w", n.Name, err)
+		// Only byzantine nodes send frames that do not decode: the driver
+		// reports them against their sender, as the runtime would a peer
+		// it can attribute a bad frame to.
+		if err := n.Engine.Offence(n.now(), ev.from, trust.Undecodable); err != nil {
+			return false, fmt.Errorf("sim: %s: %w", n.Name, err)
+		}
+		n.flush()
+		return true, nil
 	}
 	c.stats.Delivered++
 	// Refusals (bad records) are the engine's business and are counted in
@@ -663,6 +703,7 @@ type event struct {
 	sync  *syncOp // a sync completing, or
 	tick  *Node   // a timer tick for this node, or
 	to    string  // a message delivery to this address
+	from  string  // from this node
 	frame []byte
 }
 

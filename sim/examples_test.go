@@ -30,6 +30,18 @@ func TestExamples(t *testing.T) {
 				expect(t, "p50", r.Latency.P50, 1, r.Latency.P99)
 			},
 		},
+		"byzantine.yaml": {
+			shrink: func(s *Scenario) { s.Duration = sec(30) },
+			check: func(t *testing.T, r *Report) {
+				// Two accusers: no false death, both quarantined by every
+				// honest node, nobody else.
+				expect(t, "residue", r.Residue, 0, 0)
+				expect(t, "false_detections", r.FalseDetections, 0, 0)
+				expect(t, "quarantined byzantine pairs", r.Quarantined.Byzantine, 36, 36)
+				expect(t, "quarantined false pairs", r.Quarantined.False, 0, 0)
+				expect(t, "quarantined by all (s)", r.Quarantined.All, 0, 60)
+			},
+		},
 		"write-stream.yaml": {
 			shrink: func(s *Scenario) { s.Nodes, s.Duration = 30, sec(10) },
 			check: func(t *testing.T, r *Report) {

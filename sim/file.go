@@ -79,6 +79,10 @@ func (s *Scenario) Override(flag string, o Scenario) {
 		s.Workload.Keys = o.Workload.Keys
 	case "deletes":
 		s.Workload.Deletes = o.Workload.Deletes
+	case "byzantine":
+		s.Byzantine = o.Byzantine
+	case "no-defences":
+		s.NoDefences = o.NoDefences
 	case "signed":
 		s.Signed = o.Signed
 	}

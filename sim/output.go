@@ -25,6 +25,17 @@ func WriteSummary(w io.Writer, r *Report) error {
 	if s.Churn.any() {
 		faults = append(faults, fmt.Sprintf("churn (crash %g/s, join %g/s, leave %g/s)", s.Churn.Crash, s.Churn.Join, s.Churn.Leave))
 	}
+	if len(s.Byzantine) > 0 {
+		var bs []string
+		for _, b := range s.Byzantine {
+			bs = append(bs, b.String())
+		}
+		d := "defences on"
+		if s.NoDefences {
+			d = "defences off"
+		}
+		faults = append(faults, fmt.Sprintf("byzantine %s (%s)", strings.Join(bs, ","), d))
+	}
 	workload := "one update"
 	if s.Workload.Rate > 0 {
 		workload = fmt.Sprintf("%g writes/s over %d keys, %.0f%% deletes", s.Workload.Rate, s.Workload.Keys, s.Workload.Deletes*100)
@@ -39,6 +50,13 @@ func WriteSummary(w io.Writer, r *Report) error {
 	}
 	if r.WritesRefused > 0 || r.ClockViolations > 0 {
 		formed += fmt.Sprintf("  clock     %.1f writes refused by nodes that knew their clock was off; %.1f acknowledged by a node off by more than the bound (invariant: 0)\n", r.WritesRefused, r.ClockViolations)
+	}
+	if q := r.Quarantined; q != nil {
+		all := "never by every honest node in some run"
+		if q.All >= 0 {
+			all = fmt.Sprintf("every byzantine node by every honest node within %.1f s", q.All)
+		}
+		formed += fmt.Sprintf("  byzantine %.1f forged records accepted; quarantined: %.1f (honest, byzantine) pairs, %.1f false (honest, honest); %s\n", r.ForgedAccepted, q.Byzantine, q.False, all)
 	}
 	conv := "never (some running node misses an update at the end)"
 	if r.Converged > 0 {

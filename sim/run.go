@@ -76,6 +76,47 @@ type runner struct {
 	// stopSettled ends the run as soon as the replicas are identical and
 	// the membership agrees after the last scripted action (exploration).
 	stopSettled bool
+
+	// Adversaries (see byzantine.go). Every measure and invariant is over
+	// the honest nodes: the byzantine nodes' own replicas and views are
+	// out of scope.
+	byz    []bool             // per node index: byzantine
+	adv    []*byzantine       // the byzantine nodes' adversaries
+	attack bool               // the adversaries act (from the start of the workload)
+	forged map[forgedKey]bool // versions the adversaries made up
+	// forgedValues are values forgers put on versions (relayed records
+	// altered, or writes invented in another node's name).
+	forgedValues map[forgedKey]string
+	qPairs       map[[2]int]bool      // (honest observer, target) quarantine decisions
+	qBy          map[int]map[int]bool // byzantine target -> honest nodes quarantining it now
+	qAllAt       map[int]time.Time    // byzantine target -> when every honest node first had it quarantined
+	byzKind      map[int]string       // node index -> behaviour
+}
+
+// counted reports whether n counts in the measures: running and honest.
+func (r *runner) counted(n *Node) bool { return n.up && !r.byz[idx(n)] }
+
+// honestLive returns the running honest nodes.
+func (r *runner) honestLive() []*Node {
+	if len(r.adv) == 0 {
+		return r.c.live
+	}
+	out := make([]*Node, 0, len(r.c.live))
+	for _, n := range r.c.live {
+		if !r.byz[idx(n)] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// randomHonest returns a running honest node at random, nil if none.
+func (r *runner) randomHonest() *Node {
+	h := r.honestLive()
+	if len(h) == 0 {
+		return nil
+	}
+	return h[r.rng.IntN(len(h))]
 }
 
 // maxExactNodes bounds the clusters whose replicas the runner compares
@@ -135,12 +176,19 @@ func newRunner(s Scenario, seed uint64, progress func(Progress)) (*runner, error
 	c := New(opts)
 	r := &runner{
 		s: s, m: m, c: c, progress: progress,
-		rng:       rand.New(rand.NewPCG(seed, 0x5ce7a210)),
-		keys:      map[string]*keyTrack{},
-		falseDead: map[string]bool{},
-		res:       &RunResult{Seed: seed},
-		unit:      float64(s.Cycle),
+		rng:          rand.New(rand.NewPCG(seed, 0x5ce7a210)),
+		keys:         map[string]*keyTrack{},
+		falseDead:    map[string]bool{},
+		res:          &RunResult{Seed: seed},
+		unit:         float64(s.Cycle),
+		forged:       map[forgedKey]bool{},
+		forgedValues: map[forgedKey]string{},
+		qPairs:       map[[2]int]bool{},
+		qBy:          map[int]map[int]bool{},
+		qAllAt:       map[int]time.Time{},
 	}
+	r.byz = r.pickByzantine()
+	c.OnQuarantine = r.onQuarantine // from the start: joins must not look like floods
 	if s.Model == "async" {
 		r.unit = float64(time.Second)
 	}
@@ -180,7 +228,17 @@ func (r *runner) addNode(name string) (*Node, error) {
 		lc.from = append(lc.from, false)
 		lc.to = append(lc.to, false)
 	}
-	r.missing += r.updates
+	i := idx(n)
+	if i >= len(r.byz) {
+		r.byz = append(r.byz, false) // nodes that join later are honest
+	}
+	if r.byz[i] {
+		adv := &byzantine{r: r, n: n, behaviour: r.behaviour(i), rng: rand.New(rand.NewPCG(r.res.Seed, uint64(i)))}
+		n.Mangle = adv.mangle
+		r.adv = append(r.adv, adv)
+	} else {
+		r.missing += r.updates
+	}
 	r.noteMissing()
 	return n, nil
 }
@@ -257,6 +315,7 @@ func (r *runner) run() (*RunResult, error) {
 		r.note("%s fail-stop: %v", n.Name, err)
 	}
 	r.lastFault = r.start
+	r.attack = true
 	base := c.stats
 	if err := r.script(); err != nil {
 		return nil, err
@@ -340,7 +399,9 @@ func (r *runner) run() (*RunResult, error) {
 		r.progress(Progress{Virtual: c.now.Sub(r.start), Limit: limit, Phase: "done"})
 	}
 	c.OnChange, c.OnSend, c.OnMemberEvent, c.Blocked = nil, nil, nil, nil
-	c.OnRollback, c.OnFailStop = nil, nil
+	c.OnRollback, c.OnFailStop, c.OnQuarantine = nil, nil, nil
+	r.attack = false
+	r.finishByzantine()
 	if err := r.check(opts); err != nil {
 		return res, err
 	}
@@ -351,11 +412,12 @@ func (r *runner) run() (*RunResult, error) {
 // cluster is quiet: no hot rumor, no mail waiting for an ack or a retry.
 func (r *runner) sample(base NetStats) bool {
 	c := r.c
-	sm := Sample{T: r.since(c.now), Live: len(c.live), Missing: r.missing,
+	live := r.honestLive()
+	sm := Sample{T: r.since(c.now), Live: len(live), Missing: r.missing,
 		Messages: c.stats.Sent - base.Sent, Bytes: c.stats.Bytes - base.Bytes}
 	quiet := true
 	all := 0
-	for _, nd := range c.live {
+	for _, nd := range live {
 		st := nd.Engine.Stats()
 		hot := st.Rumor.Hot > 0
 		if hot {
@@ -374,7 +436,7 @@ func (r *runner) sample(base NetStats) bool {
 		}
 	}
 	sm.Removed = sm.Live - sm.Susceptible - sm.Infective
-	if r.m.antiEntropy && all < len(c.live) {
+	if r.m.antiEntropy && all < len(live) {
 		// Anti-entropy never loses interest: the run goes on until every
 		// live node holds every update (Demers et al. §1.3).
 		quiet = false
@@ -388,8 +450,8 @@ func (r *runner) sample(base NetStats) bool {
 func (r *runner) finish(base NetStats) {
 	c, res := r.c, r.res
 	res.Updates = r.updates
-	res.Live = len(c.live)
-	if pairs := r.updates * len(c.live); pairs > 0 {
+	res.Live = len(r.honestLive())
+	if pairs := r.updates * res.Live; pairs > 0 {
 		res.Residue = float64(r.missing) / float64(pairs)
 	}
 	res.Traffic = float64(r.traffic) / float64(r.s.Nodes)
@@ -417,6 +479,14 @@ func (r *runner) finish(base NetStats) {
 // onChange advances the node's delivery of the key's updates to the
 // version it now holds.
 func (r *runner) onChange(n *Node, rec store.Record) {
+	if v, ok := r.forgedValues[forgedKey{string(rec.Key), rec.Version}]; ok && !r.byz[idx(n)] && !rec.Tombstone && string(rec.Value) == v {
+		r.res.ForgedAccepted++
+		r.note("%s accepted a forged record: key %q version %v", n.Name, rec.Key, rec.Version)
+	}
+	if len(r.forged) > 0 && !r.byz[idx(n)] && r.forged[forgedKey{string(rec.Key), rec.Version}] {
+		r.res.ForgedAccepted++
+		r.note("%s accepted a forged record: key %q version %v", n.Name, rec.Key, rec.Version)
+	}
 	if kt := r.keys[string(rec.Key)]; kt != nil {
 		r.advance(n, kt, rec.Version)
 	}
@@ -433,7 +503,7 @@ func (r *runner) advance(n *Node, kt *keyTrack, v store.Version) {
 		}
 		kt.ptr[i]++
 		r.covered[i]++
-		if n.up {
+		if r.counted(n) {
 			r.missing--
 		}
 	}
@@ -516,12 +586,12 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 	kt.ups = slices.Insert(kt.ups, pos, update{ver: rec.Version, at: r.c.now, origin: idx(n)})
 	r.updates++
 	r.res.Updates = r.updates
-	r.missing += len(r.c.live)
+	r.missing += len(r.honestLive())
 	for j, p := range kt.ptr {
 		if int(p) > pos {
 			kt.ptr[j]++
 			r.covered[j]++
-			if r.c.nodes[j].up {
+			if r.counted(r.c.nodes[j]) {
 				r.missing--
 			}
 		}
@@ -582,11 +652,21 @@ func (r *runner) retrack(keys []string) {
 	}
 	r.missing = 0
 	for i, n := range r.c.nodes {
-		if n.up {
+		if r.counted(n) {
 			r.missing += r.updates - int(r.covered[i])
 		}
 	}
 	r.noteMissing()
+}
+
+// clockFaults reports whether the scenario makes clocks wrong.
+func (r *runner) clockFaults() bool {
+	for _, e := range r.s.Events {
+		if e.Clock != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // clockSlack is how far beyond the bound a clock may be while its node
@@ -601,7 +681,9 @@ func (r *runner) crash(n *Node) {
 	if !n.up {
 		return
 	}
-	r.missing -= r.updates - int(r.covered[idx(n)])
+	if !r.byz[idx(n)] {
+		r.missing -= r.updates - int(r.covered[idx(n)])
+	}
 	n.Crash()
 	r.noteMissing()
 }
@@ -625,7 +707,9 @@ func (r *runner) restart(n *Node) error {
 func (r *runner) booted(n *Node) {
 	i := idx(n)
 	r.bootInc[i] = n.Engine.Self().Incarnation
-	r.missing += r.updates - int(r.covered[i])
+	if !r.byz[i] {
+		r.missing += r.updates - int(r.covered[i])
+	}
 	r.noteMissing()
 	if r.s.Sampler == "real" {
 		for _, o := range r.c.nodes {
@@ -674,12 +758,12 @@ func (r *runner) leave(n *Node) error {
 	return nil
 }
 
-func (r *runner) onMemberEvent(_ *Node, ev membership.Event) {
-	if ev.Member.State != wire.State_DEAD {
+func (r *runner) onMemberEvent(n *Node, ev membership.Event) {
+	if ev.Member.State != wire.State_DEAD || r.byz[idx(n)] {
 		return
 	}
 	t := r.c.byAddr[ev.Member.Name] // in the simulator a name is its address
-	if t == nil || !t.up || ev.Member.Incarnation < r.bootInc[idx(t)] {
+	if t == nil || !t.up || ev.Member.Incarnation < r.bootInc[idx(t)] || r.byz[idx(t)] {
 		return
 	}
 	k := fmt.Sprintf("%s@%d", ev.Member.Name, ev.Member.Incarnation)
@@ -957,6 +1041,10 @@ func (r *runner) script() error {
 		// The textbook workload: one update from a node drawn with the
 		// network's generator, as the first versions of the simulator did.
 		origin := c.nodes[c.rng.IntN(len(c.nodes))]
+		if len(r.adv) > 0 {
+			h := r.honestLive()
+			origin = h[c.rng.IntN(len(h))]
+		}
 		if err := r.write(origin, "update", "value", false); err != nil {
 			return err
 		}
@@ -971,7 +1059,7 @@ func (r *runner) script() error {
 			stop = r.start.Add(time.Duration(w.Stop))
 		}
 		r.poisson(r.start.Add(time.Duration(w.Start)), stop, w.Rate, func() error {
-			n := r.randomLive()
+			n := r.randomHonest()
 			if n == nil {
 				return nil
 			}
@@ -1101,18 +1189,24 @@ func (r *runner) expect() CheckOptions {
 // membersAgree reports whether every running node sees exactly the
 // running nodes alive.
 func (r *runner) membersAgree() bool {
-	for _, n := range r.c.live {
+	for _, n := range r.honestLive() {
 		alive := 0
 		for _, m := range n.Engine.Members() {
 			if m.State != wire.State_ALIVE {
 				continue
 			}
-			if o := r.c.byAddr[m.Name]; o == nil || !o.up {
+			o := r.c.byAddr[m.Name]
+			if o == nil && len(r.adv) > 0 {
+				continue // invented by an adversary (see RunResult.InventedAlive)
+			}
+			if o == nil || !o.up {
 				return false
 			}
-			alive++
+			if !r.byz[idx(o)] {
+				alive++
+			}
 		}
-		if alive != len(r.c.live) {
+		if alive != len(r.honestLive()) {
 			return false
 		}
 	}
@@ -1123,7 +1217,7 @@ func (r *runner) membersAgree() bool {
 func (r *runner) replicas() []Replica {
 	var out []Replica
 	for _, n := range r.c.nodes {
-		if !n.up {
+		if !r.counted(n) {
 			continue
 		}
 		rp := Replica{Node: n.Name, Records: map[string]store.Record{}}
@@ -1132,6 +1226,9 @@ func (r *runner) replicas() []Replica {
 			return true
 		})
 		for _, m := range n.Engine.Members() {
+			if o := r.c.byAddr[m.Name]; (o != nil && r.byz[idx(o)]) || (o == nil && len(r.adv) > 0) {
+				continue // the faulty nodes' liveness, and members they invented, are out of scope
+			}
 			if m.State == wire.State_ALIVE {
 				rp.Alive = append(rp.Alive, m.Name)
 			}
@@ -1155,6 +1252,12 @@ func (r *runner) check(opts CheckOptions) error {
 	vs := Check(r.hist, reps, opts)
 	if opts.Converged && !r.settled {
 		vs = append(vs, Violation{Invariant: InvConvergence, Detail: fmt.Sprintf("replicas not identical %v after the last fault or write (the bound)", time.Duration(r.s.Drain))})
+	}
+	if res.Quarantined.False > 0 && len(r.adv) == 0 && !r.clockFaults() {
+		// Without adversaries, and without clocks made wrong (a node whose
+		// clock jumps ahead sends future records, and may rightly be
+		// quarantined), every quarantine is of an honest node.
+		vs = append(vs, Violation{Invariant: InvQuarantine, Detail: fmt.Sprintf("%d (honest, honest) quarantine decisions", res.Quarantined.False)})
 	}
 	if res.ClockViolations > 0 {
 		vs = append(vs, Violation{Invariant: InvClock, Detail: fmt.Sprintf("%d writes acknowledged by a node whose clock was off beyond the bound", res.ClockViolations)})
@@ -1224,7 +1327,7 @@ func (e *ViolationError) Error() string {
 func (r *runner) identical() bool {
 	var ref []store.Record
 	first := true
-	for _, n := range r.c.live {
+	for _, n := range r.honestLive() {
 		var recs []store.Record
 		_ = n.Store.Scan(nil, nil, func(rec store.Record) bool {
 			recs = append(recs, rec)

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -84,6 +85,15 @@ type Scenario struct {
 	Churn Churn `json:"churn,omitzero" yaml:"churn"`
 	// Events happen at given times.
 	Events []Event `json:"events,omitempty" yaml:"events"`
+
+	// Byzantine makes fractions of the nodes faulty with a behaviour (see
+	// Behaviours): they run the real engine, and the simulator rewrites
+	// what they send. Measures and invariants are over the honest nodes.
+	Byzantine []ByzantineSpec `json:"byzantine,omitempty" yaml:"byzantine,omitempty"`
+	// NoDefences turns peer scoring's defences off on every node
+	// (engine.Config.Trust.Disabled): nobody is quarantined, death claims
+	// are believed. For comparison runs.
+	NoDefences bool `json:"no_defences,omitempty" yaml:"no_defences,omitempty"`
 }
 
 // DefaultScenario is Demers et al.'s textbook setting: 1,000 nodes, push
@@ -163,6 +173,18 @@ type RunResult struct {
 	// FalseDetections counts running members declared dead by another
 	// member (distinct member and incarnation pairs): real sampler only.
 	FalseDetections int `json:"false_detections"`
+	// ForgedAccepted counts records made up by byzantine nodes (future
+	// versions) that an honest node's store took: always 0 with the
+	// defences on.
+	ForgedAccepted int `json:"forged_accepted"`
+	// Quarantined sums up the honest nodes' quarantine decisions (with
+	// byzantine nodes only).
+	Quarantined QuarantineCounts `json:"quarantined,omitzero"`
+	// InventedAlive is the most members invented by a flooder that an
+	// honest node still held alive or suspect at the end. The membership
+	// invariant leaves them out: they die as the failure detector gets
+	// to probe them, which takes a probe round over the flooded view.
+	InventedAlive int `json:"invented_alive,omitempty"`
 	// Lost and Duplicated count messages the network dropped (loss,
 	// partitions, down nodes) and delivered twice.
 	Lost       uint64 `json:"lost"`
@@ -236,6 +258,12 @@ type Report struct {
 	// WritesRefused and ClockViolations are the means of the runs' counts.
 	WritesRefused   float64 `json:"writes_refused,omitempty" yaml:"writes_refused,omitempty"`
 	ClockViolations float64 `json:"clock_violations" yaml:"clock_violations"`
+	// ForgedAccepted is the mean number of byzantine nodes' made-up
+	// records that honest nodes accepted.
+	ForgedAccepted float64 `json:"forged_accepted" yaml:"forged_accepted"`
+	// Quarantined sums up the honest nodes' quarantine decisions, with
+	// byzantine nodes.
+	Quarantined *QuarantineSummary `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
 	// Spread holds the standard deviation of each mean over the runs.
 	Spread map[string]float64 `json:"spread" yaml:"spread"`
 	// MessagesPerNode and BytesPerNode count all traffic, of every kind,
@@ -340,6 +368,19 @@ func (s *Scenario) Validate() error {
 			return err
 		}
 	}
+	total := 0.0
+	for _, b := range s.Byzantine {
+		if err := b.validate(); err != nil {
+			return err
+		}
+		total += b.Fraction
+	}
+	if total >= 0.5 {
+		return fmt.Errorf("sim: byzantine fractions add up to %v: want less than half the nodes", total)
+	}
+	if len(s.Byzantine) > 0 && s.Sampler != "real" {
+		return errors.New("sim: byzantine nodes need --sampler real (the oracle sampler bypasses membership, where the defences are)")
+	}
 	return nil
 }
 
@@ -412,6 +453,7 @@ func (s *Scenario) configure(c *Cluster, cfg *engine.Config) error {
 	if s.Suspicion > 0 {
 		cfg.Membership.SuspicionTimeout = time.Duration(s.Suspicion)
 	}
+	cfg.Trust.Disabled = s.NoDefences
 	return nil
 }
 
@@ -493,6 +535,19 @@ func Run(s Scenario, progress func(Progress)) (*Report, error) {
 	rep.FalseDetections = stat("false_detections", all, func(r RunResult) float64 { return float64(r.FalseDetections) })
 	rep.Formed = stat("formed", all, func(r RunResult) float64 { return r.Formed })
 	rep.WritesRefused = stat("writes_refused", all, func(r RunResult) float64 { return float64(r.WritesRefused) })
+	rep.ForgedAccepted = stat("forged_accepted", all, func(r RunResult) float64 { return float64(r.ForgedAccepted) })
+	if len(s.Byzantine) > 0 {
+		q := &QuarantineSummary{}
+		q.Byzantine = stat("quarantined_byzantine", all, func(r RunResult) float64 { return float64(r.Quarantined.Byzantine) })
+		q.False = stat("quarantined_false", all, func(r RunResult) float64 { return float64(r.Quarantined.False) })
+		q.All = stat("quarantined_all", all, func(r RunResult) float64 { return r.Quarantined.All })
+		for _, r := range all {
+			if r.Quarantined.All < 0 {
+				q.All = -1
+			}
+		}
+		rep.Quarantined = q
+	}
 	rep.ClockViolations = stat("clock_violations", all, func(r RunResult) float64 { return float64(r.ClockViolations) })
 	rep.MessagesPerNode = stat("messages_per_node", all, func(r RunResult) float64 { return float64(r.Messages) / float64(s.Nodes) })
 	rep.BytesPerNode = stat("bytes_per_node", all, func(r RunResult) float64 { return float64(r.Bytes) / float64(s.Nodes) })

@@ -40,7 +40,11 @@ func newMembersCmd(g *globals) *cobra.Command {
 				if m.Self {
 					name += " (self)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", name, m.Address, m.State, m.Incarnation)
+				state := string(m.State)
+				if m.Quarantined {
+					state += " quarantined"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", name, m.Address, state, m.Incarnation)
 			}
 			return tw.Flush()
 		},

@@ -26,6 +26,7 @@ func newSimCmd(g *globals) *cobra.Command {
 		explore  int
 		failDir  string
 		shrink   int
+		byz      string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -47,12 +48,17 @@ from random nodes over --keys keys, a --deletes fraction of them deletes.
 Faults: --loss, --duplicate, --bandwidth, latency distributions that reorder
 messages; partitions, one-way cuts, crashes, restarts, joins and leaves at
 given times or at a rate, in a --scenario YAML file (see examples/sim).
+Adversaries: --byzantine BEHAVIOUR:FRACTION[,...] (blackhole, future, flooder,
+accuser, replayer, forger) makes nodes that run the real engine misbehave on the wire;
+the report adds forged_accepted and quarantined, over the honest nodes, and
+--no-defences turns quarantine off to compare.
 
 Flags override a --scenario YAML file, whose keys are the flag names.`,
 		Example: `  hearsay sim --nodes 1000 --model cycles --mechanism rumor --interest feedback-counter --k 2 --runs 200 --seed 1 --json
   hearsay sim --nodes 10000 --interest blind-coin --k 3 --plot spread.svg
   hearsay sim --nodes 1000 --model async --sampler real --loss 0.01 --write-rate 20 --duration 60s --csv series.csv
   hearsay sim --scenario examples/sim/partition-heal.yaml --json
+  hearsay sim --nodes 20 --model async --sampler real --mechanism rumor+anti-entropy --byzantine blackhole:0.2 --runs 5
   hearsay sim --explore 1000 --seed 1
   hearsay sim --seed 8 --explore 1`,
 		Args: noArgs,
@@ -62,6 +68,13 @@ Flags override a --scenario YAML file, whose keys are the flag names.`,
 			}
 			if explore > 0 {
 				return runExplore(cmd, g, s.Seed, explore, failDir, shrink)
+			}
+			if byz != "" {
+				b, err := sim.ParseByzantine(byz)
+				if err != nil {
+					return usageError{err}
+				}
+				s.Byzantine = b
 			}
 			if latency != "" {
 				l, err := sim.ParseLatency(latency)
@@ -134,6 +147,8 @@ Flags override a --scenario YAML file, whose keys are the flag names.`,
 	f.Float64Var(&s.Workload.Rate, "write-rate", 0, "a stream of writes per second of virtual time from random nodes, instead of one update")
 	f.IntVar(&s.Workload.Keys, "keys", 100, "keys the write stream writes")
 	f.Float64Var(&s.Workload.Deletes, "deletes", 0, "fraction of the stream's writes that delete a written key")
+	f.StringVar(&byz, "byzantine", "", "make fractions of the nodes faulty: BEHAVIOUR:FRACTION[,...], behaviours "+strings.Join(sim.Behaviours, ", ")+" (needs --sampler real)")
+	f.BoolVar(&s.NoDefences, "no-defences", false, "turn peer scoring's defences off on every node: no quarantine, death claims believed (to compare)")
 	f.StringVar(&csvPath, "csv", "", "write the susceptible/infective/removed time series to this CSV file")
 	f.StringVar(&plotPath, "plot", "", "draw the infection curve and delivery-latency CDF to this .svg or .png file")
 	f.StringVar(&file, "scenario", "", "read the scenario from this YAML file (flags override it)")

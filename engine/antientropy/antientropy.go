@@ -250,13 +250,14 @@ const maxCellsPerMessage = 1 << 14
 // Reconciler is one node's anti-entropy state. It is not safe for
 // concurrent use.
 type Reconciler struct {
-	self   string
-	cfg    Config
-	st     store.Store
-	rng    *rand.Rand
-	sample Sampler
-	send   SendFunc
-	merge  MergeFunc
+	self    string
+	cfg     Config
+	st      store.Store
+	rng     *rand.Rand
+	sample  Sampler
+	onStall func(now time.Time, peer string) // see SetOnStall
+	send    SendFunc
+	merge   MergeFunc
 
 	sessions   map[sessionKey]*session
 	next       time.Time // next exchange
@@ -404,6 +405,11 @@ func (r *Reconciler) Deadline() time.Time {
 	return d
 }
 
+// SetOnStall sets a function told of every exchange abandoned for making
+// no progress, with its peer: how the engine scores peers that stall
+// exchanges.
+func (r *Reconciler) SetOnStall(f func(now time.Time, peer string)) { r.onStall = f }
+
 // Tick abandons stalled exchanges and runs what is due: the next exchange,
 // a step of the tombstone sweep, the last-alive mark.
 func (r *Reconciler) Tick(now time.Time) error {
@@ -411,6 +417,9 @@ func (r *Reconciler) Tick(now time.Time) error {
 		if s := r.sessions[k]; !now.Before(s.deadline) {
 			delete(r.sessions, k)
 			r.stats.Stalled++
+			if r.onStall != nil {
+				r.onStall(now, k.peer)
+			}
 		}
 	}
 	if !r.cfg.Enabled {

@@ -76,6 +76,11 @@ func (m *Membership) admit(now time.Time, u *wire.Member) bool {
 	}
 	if a.counts[a.sender] >= limit {
 		m.stats.MembersLimited++
+		if a.counts[a.sender] == limit {
+			// Once per sender and second: a flood of invented members.
+			a.counts[a.sender]++
+			m.report(now, a.sender, OffenceMemberFlood)
+		}
 		return false
 	}
 	a.counts[a.sender]++

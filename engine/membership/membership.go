@@ -154,6 +154,9 @@ type Member struct {
 	// itself since it was last added or came back, as opposed to news of
 	// it from others (see HeardPeers).
 	Heard bool
+	// Quarantined is true while this node's scores of its peers keep the
+	// member in quarantine (see SetQuarantined).
+	Quarantined bool
 	// From and Sig are, in a certificate cluster (SetSigner), the accuser
 	// and the signature of the claim that set the member's current state
 	// (for alive and left, signed by the member itself: From is empty),
@@ -252,7 +255,19 @@ type suspicion struct {
 	min, max time.Duration
 	k        int
 	accusers []string // distinct accusers, the first one included
+	// direct are the accusers that made their accusation to this node
+	// themselves, as opposed to relays of it: they are the ones blamed
+	// if the suspect refutes.
+	direct   []string
 	deadline time.Time
+}
+
+// firstHand notes that accuser made its accusation itself, if sender is
+// the accuser.
+func (s *suspicion) firstHand(accuser, sender string) {
+	if accuser != "" && accuser == sender && !slices.Contains(s.direct, accuser) && len(s.direct) < 8 {
+		s.direct = append(s.direct, accuser)
+	}
 }
 
 func (s *suspicion) confirm(from string) bool {
@@ -331,8 +346,92 @@ type Membership struct {
 
 	adm admission // caps on new members (limits.go)
 
-	revoked map[string]bool // revoked member names (revoke.go)
+	// offence, if set, is told of what peers do that does not check out:
+	// member floods and accusations refuted by their target.
+	offence OffenceFunc
+	// doubtDeaths takes a death claim about a live member, from anyone
+	// but this node's own suspicion timer, as a suspicion by its sender.
+	doubtDeaths bool
+	revoked     map[string]bool // revoked member names (revoke.go)
 }
+
+// OffenceFunc is told that peer committed an offence of the given kind
+// (see package trust for the kinds).
+type OffenceFunc func(now time.Time, peer, kind string)
+
+// Offence kinds this package reports; the same strings as package trust's.
+const (
+	OffenceMemberFlood       = "member_flood"
+	OffenceRefutedAccusation = "refuted_accusation"
+)
+
+// SetDefences installs the offence reporter and sets whether death claims
+// are doubted. With doubt on, a death claim about a member this node holds
+// alive or suspect, received from another node, is taken as a suspicion
+// whose accuser is the sender: the member gets the suspicion timeout to
+// refute, and only this node's own timer declares it dead. A faulty node
+// that claims deaths then causes suspicions, which their targets refute,
+// and no false death; a real death is declared by every node's own timer,
+// started when the suspicion or the claim reached it.
+func (m *Membership) SetDefences(offence OffenceFunc, doubtDeaths bool) {
+	m.offence, m.doubtDeaths = offence, doubtDeaths
+}
+
+// SetQuarantined marks a member as quarantined or not. A quarantined
+// member keeps its state in the view but is never chosen as a partner: it
+// is not probed (so this node never suspects it on its own evidence, its
+// silence being ours), not asked to probe others, not sent gossip, and not
+// returned by LivePeers, HeardPeers or Sample. Others' claims about it
+// still apply; its own accusations do not, even relayed by others, and
+// the suspicions only it and other quarantined members made are dropped
+// (the suspect is alive again in this view; if it really failed, this
+// node's own probes will find out).
+func (m *Membership) SetQuarantined(now time.Time, name string, q bool) {
+	p, ok := m.members[name]
+	if !ok || p.Quarantined == q {
+		return
+	}
+	p.Quarantined = q
+	if !q {
+		return
+	}
+	for _, n := range m.sortedNames(m.suspicions) {
+		s := m.suspicions[n]
+		if len(s.accusers) == 0 || slices.ContainsFunc(s.accusers, func(a string) bool {
+			acc, ok := m.members[a]
+			return !ok || !acc.Quarantined
+		}) {
+			continue
+		}
+		delete(m.suspicions, n)
+		t := m.members[n]
+		if t.State == wire.State_SUSPECT {
+			t.State, t.Since = wire.State_ALIVE, now
+			m.events = append(m.events, Event{Member: *t, Prev: wire.State_SUSPECT})
+		}
+		m.timersDirty = true
+	}
+}
+
+// accusedByQuarantined reports whether u is a suspicion or death claim
+// made by a quarantined member.
+func (m *Membership) accusedByQuarantined(u *wire.Member) bool {
+	if u.From == "" || (u.State != wire.State_SUSPECT && u.State != wire.State_DEAD) {
+		return false
+	}
+	a, ok := m.members[u.From]
+	return ok && a.Quarantined
+}
+
+func (m *Membership) report(now time.Time, peer, kind string) {
+	if m.offence != nil && peer != "" && peer != m.self.Name {
+		m.offence(now, peer, kind)
+	}
+}
+
+// usable reports whether p may be chosen as a partner: live and not
+// quarantined.
+func (p *Member) usable() bool { return p.Live() && !p.Quarantined }
 
 // New returns a view holding only self, alive at the given incarnation.
 // self.Since is taken as the current time.
@@ -379,11 +478,11 @@ func (m *Membership) Members() []Member {
 }
 
 // LivePeers returns the names of the alive and suspect members other than
-// self, sorted.
+// self and the quarantined, sorted.
 func (m *Membership) LivePeers() []string {
 	out := make([]string, 0, len(m.names))
 	for _, n := range m.names {
-		if m.members[n].Live() {
+		if m.members[n].usable() {
 			out = append(out, n)
 		}
 	}
@@ -400,15 +499,19 @@ func (m *Membership) LivePeers() []string {
 func (m *Membership) HeardPeers() []string {
 	out := make([]string, 0, len(m.names))
 	for _, n := range m.names {
-		if p := m.members[n]; p.Live() && p.Heard {
+		if p := m.members[n]; p.usable() && p.Heard {
 			out = append(out, n)
 		}
 	}
 	return out
 }
 
-// Sample returns up to k distinct live peers (alive or suspect, not self)
-// drawn uniformly at random. While most known members are live it draws
+// Sample returns up to k distinct live peers (alive or suspect, not self,
+// not quarantined) drawn uniformly at random. With the defences on (see
+// SetDefences) it draws among the members heard from directly first, and
+// tops up with the others only when there are fewer than k of those: a
+// flood of invented members, which are never heard from, cannot take the
+// rumors and exchanges meant for real peers. While most known members are live it draws
 // names at random and skips the others, so a gossip round costs O(k), not
 // O(n); when most are dead or left, or k is close to their number, it
 // lists the live ones and draws from the list.
@@ -417,11 +520,14 @@ func (m *Membership) Sample(rng *rand.Rand, k int) []string {
 	if k <= 0 || live <= 0 {
 		return nil
 	}
+	if m.doubtDeaths {
+		return m.sampleHeard(rng, k, live)
+	}
 	if 4*k < live && 2*live >= len(m.names) {
 		out := make([]string, 0, k)
 		for range 8*k + 16 {
 			n := m.names[rng.IntN(len(m.names))]
-			if m.members[n].Live() && !slices.Contains(out, n) {
+			if m.members[n].usable() && !slices.Contains(out, n) {
 				out = append(out, n)
 				if len(out) == k {
 					return out
@@ -438,6 +544,67 @@ func (m *Membership) Sample(rng *rand.Rand, k int) []string {
 		peers[i], peers[j] = peers[j], peers[i]
 	}
 	return slices.Clip(peers[:k])
+}
+
+// maxListedSample bounds the views sampleHeard lists in full when its
+// random draws find too few members heard from.
+const maxListedSample = 256
+
+// sampleHeard is Sample preferring the members heard from directly.
+func (m *Membership) sampleHeard(rng *rand.Rand, k, live int) []string {
+	out := make([]string, 0, k)
+	if 4*k < live && 2*live >= len(m.names) {
+		for range 32*k + 64 {
+			n := m.names[rng.IntN(len(m.names))]
+			if p := m.members[n]; p.usable() && p.Heard && !slices.Contains(out, n) {
+				out = append(out, n)
+				if len(out) == k {
+					return out
+				}
+			}
+		}
+		if len(m.names) > maxListedSample {
+			// A large view where few members were heard from yet (a
+			// node that just joined, or a flood): listing it at every
+			// round would cost O(n) each time, so the preference is
+			// best effort there, topped up by uniform draws.
+			for range 8*k + 16 {
+				n := m.names[rng.IntN(len(m.names))]
+				if m.members[n].usable() && !slices.Contains(out, n) {
+					out = append(out, n)
+					if len(out) == k {
+						return out
+					}
+				}
+			}
+		}
+		out = out[:0]
+	}
+	var heard, other []string
+	for _, n := range m.names {
+		if p := m.members[n]; p.usable() {
+			if p.Heard {
+				heard = append(heard, n)
+			} else {
+				other = append(other, n)
+			}
+		}
+	}
+	draw := func(from []string, k int) []string {
+		if k >= len(from) {
+			return from
+		}
+		for i := range k {
+			j := i + rng.IntN(len(from)-i)
+			from[i], from[j] = from[j], from[i]
+		}
+		return from[:k]
+	}
+	out = append(out, draw(heard, k)...)
+	if len(out) < k {
+		out = append(out, draw(other, k-len(out))...)
+	}
+	return slices.Clip(out)
 }
 
 // NumLive returns the number of live members, self included.
@@ -628,7 +795,7 @@ func (m *Membership) gossip() {
 			break
 		}
 		n := m.names[m.rng.IntN(len(m.names))]
-		if m.members[n].Live() && !slices.Contains(to, n) {
+		if m.members[n].usable() && !slices.Contains(to, n) {
 			to = append(to, n)
 		}
 	}
@@ -659,7 +826,7 @@ func (m *Membership) startProbe(now time.Time) {
 			name := m.order[m.next]
 			m.next++
 			p, ok := m.members[name]
-			if !ok || !p.Live() {
+			if !ok || !p.usable() {
 				continue
 			}
 			m.seq++
@@ -704,7 +871,7 @@ func (m *Membership) pingReq(now time.Time, p *probe) {
 	}
 	var helpers []string
 	for _, n := range m.names {
-		if n != p.target && m.members[n].State == wire.State_ALIVE {
+		if h := m.members[n]; n != p.target && h.State == wire.State_ALIVE && !h.Quarantined {
 			helpers = append(helpers, n)
 		}
 	}
@@ -925,6 +1092,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	if m.revoked[u.Name] {
 		return // a revoked member stays expelled, whatever anyone says
 	}
+	if m.accusedByQuarantined(u) {
+		return
+	}
 	p, known := m.members[u.Name]
 	if !known {
 		if u.State == wire.State_DEAD || u.State == wire.State_LEFT {
@@ -949,8 +1119,14 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		m.enqueue(u)
 		return
 	}
+	if m.doubtDeaths && u.State == wire.State_DEAD && m.adm.sender != "" && p.Live() && u.Incarnation >= p.Incarnation {
+		// A death claim from another node: a suspicion by its sender
+		// until this node's own timer says otherwise (SetDefences).
+		u = &wire.Member{Name: u.Name, Address: u.Address, NodeId: u.NodeId, Incarnation: u.Incarnation, State: wire.State_SUSPECT, From: m.adm.sender}
+	}
 	if u.State == wire.State_SUSPECT && p.State == wire.State_SUSPECT && u.Incarnation == p.Incarnation {
 		if s := m.suspicions[u.Name]; s != nil && s.confirm(u.From) {
+			s.firstHand(u.From, m.adm.sender)
 			m.timersDirty = true
 			m.enqueue(u) // spread the confirmation too
 		}
@@ -958,6 +1134,14 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 	}
 	if !overrides(u, p) {
 		return
+	}
+	if s := m.suspicions[u.Name]; s != nil && u.State == wire.State_ALIVE && u.Incarnation > p.Incarnation {
+		// The suspect refuted: those who accused it to us themselves
+		// were wrong. Under loss an honest prober is wrong now and then,
+		// which the weight of the offence allows for.
+		for _, a := range s.direct {
+			m.report(now, a, OffenceRefutedAccusation)
+		}
 	}
 	prev := p.State
 	p.Incarnation = u.Incarnation
@@ -1018,6 +1202,7 @@ func (m *Membership) startSuspicion(now time.Time, name, from string) {
 	s := &suspicion{start: now, min: lo, max: hi, k: k}
 	if from != "" {
 		s.accusers = append(s.accusers, from)
+		s.firstHand(from, m.adm.sender)
 	}
 	s.deadline = now.Add(suspicionTimeout(lo, hi, 0, k))
 	m.suspicions[name] = s
