@@ -270,15 +270,18 @@ func (s *Store) sawError(name string, err error) {
 		return
 	}
 	s.noSpace.Store(true)
+	if strings.HasSuffix(name, ".log") {
+		// Before the reserve is released: a log writer that met ENOSPC
+		// keeps the error whatever room is made, and panics at the next
+		// commit with pebble's commit mutex held (see walFull).
+		s.walFull.Store(true)
+	}
 	if s.releaseReserve() {
-		return // pebble's retry finds room
+		return // a table writer's retry finds room
 	}
 	if isTable(name) {
 		s.headroom.Store(false)
 		s.backOff()
-	}
-	if strings.HasSuffix(name, ".log") {
-		s.walFull.Store(true)
 	}
 }
 
