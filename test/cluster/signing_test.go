@@ -43,7 +43,7 @@ func nodeCertsDirs(t *testing.T, names ...string) map[string]string {
 // whose binary alters the signature of every record it sends
 // (HEARSAY_FAULT_FORGE_SIGNATURES in a faultinject build). Honest writes
 // replicate; the forger's never reach an honest node, which counts each
-// refusal and the offence.
+// refusal and the offence, and quarantines the forger.
 func TestSignedRecordsRefuseAForger(t *testing.T) {
 	dirs := nodeCertsDirs(t, "n1", "n2", "n3", "forger")
 	start := func(a *agent) {
@@ -99,6 +99,17 @@ func TestSignedRecordsRefuseAForger(t *testing.T) {
 			return a.metric(`hearsay_records_refused_total{reason="signature"}`) > 0 &&
 				a.metric(`hearsay_peer_offences_total{kind="signature"}`) > 0
 		})
+	}
+	// A bad signature weighs a quarter of the quarantine threshold: a few
+	// more forged writes and every honest node quarantines the forger.
+	for i := range 6 {
+		forger.put(fmt.Sprintf("forged-%d", i), "by the forger")
+	}
+	for _, a := range honest {
+		a.waitFor(30*time.Second, "the forger quarantined", func() bool { return a.quarantined()["forger"] })
+		if q := a.quarantined(); len(q) != 1 {
+			t.Errorf("%s quarantines %v, want the forger alone", a.name, q)
+		}
 	}
 	// Honest writes still replicate, the forger's certificate is held, and
 	// its write is on no honest node.
