@@ -38,6 +38,12 @@ func (m *Membership) Revoke(now time.Time, name string) {
 	}
 	prev := p.State
 	p.Revoked, p.Heard = true, false
+	// The claim that set its last state no longer describes it: sent on
+	// (member lists carry dead members), an alive claim's signature over a
+	// dead state would be taken for a forgery of the relay's. Unsigned, a
+	// receiver drops the entry quietly; each node revokes from the
+	// revocation record itself.
+	p.From, p.Sig = "", nil
 	if prev != wire.State_DEAD {
 		p.State, p.Since = wire.State_DEAD, now
 	}

@@ -169,5 +169,10 @@ func TestCertificateGossip(t *testing.T) {
 		if got := a.members()["n3"].State; got != "revoked" {
 			t.Errorf("%s: n3 %q, want revoked", a.name, got)
 		}
+		// What honest members relay about a revoked one is not held
+		// against them.
+		if q := a.quarantined(); len(q) > 0 {
+			t.Errorf("%s quarantines %v: no honest member may be", a.name, q)
+		}
 	}
 }
