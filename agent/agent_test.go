@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -297,23 +296,15 @@ type sseEvent struct {
 	data string
 }
 
-// readEvents parses an event stream into ch until it ends.
+// readEvents parses an event stream into ch until it ends: the named
+// events of readIDEvents, without their ids.
 func readEvents(body io.Reader, ch chan<- sseEvent) {
 	defer close(ch)
-	sc := bufio.NewScanner(body)
-	var ev sseEvent
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if ev.name != "" {
-				ch <- ev
-			}
-			ev = sseEvent{}
-		case strings.HasPrefix(line, "event: "):
-			ev.name = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			ev.data = strings.TrimPrefix(line, "data: ")
+	all := make(chan idEvent)
+	go readIDEvents(body, all)
+	for ev := range all {
+		if ev.name != "" {
+			ch <- sseEvent{name: ev.name, data: ev.data}
 		}
 	}
 }
