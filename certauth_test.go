@@ -45,19 +45,11 @@ func newCADir(t testing.TB) string {
 
 func openCertNode(t *testing.T, certsDir, dataDir string, seeds ...string) *hearsay.Node {
 	t.Helper()
-	cfg := hearsay.DefaultConfig()
 	id, err := hearsay.LoadIdentity(certsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Identity, cfg.DataDir, cfg.BindAddr, cfg.Seeds = id, dataDir, "127.0.0.1:0", seeds
-	cfg.Protocol.Membership.SuspicionTimeout = time.Minute
-	n, err := hearsay.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	return n
+	return openNodeWith(t, "", dataDir, seeds, func(c *hearsay.Config) { c.Identity = id })
 }
 
 func memberState(n *hearsay.Node, name string) hearsay.MemberState {

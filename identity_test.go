@@ -31,18 +31,7 @@ func memoryIdentities(t testing.TB, seed uint64, names ...string) map[string]*he
 
 func openSigned(t *testing.T, id *hearsay.Identity, dir string, seeds ...string) *hearsay.Node {
 	t.Helper()
-	cfg := hearsay.DefaultConfig()
-	cfg.Identity = id
-	cfg.DataDir = dir
-	cfg.BindAddr = "127.0.0.1:0"
-	cfg.Seeds = seeds
-	cfg.Protocol.Membership.SuspicionTimeout = time.Minute
-	n, err := hearsay.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	return n
+	return openNodeWith(t, "", dir, seeds, func(c *hearsay.Config) { c.Identity = id })
 }
 
 func TestSignedNodesReplicate(t *testing.T) {

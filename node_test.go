@@ -24,12 +24,22 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func openNode(t *testing.T, name string, dir string, seeds ...string) *hearsay.Node {
 	t.Helper()
+	return openNodeWith(t, name, dir, seeds, nil)
+}
+
+// openNodeWith opens a node on a loopback port with a long suspicion
+// timeout, adjusted by adjust if given, closed when the test ends.
+func openNodeWith(t *testing.T, name, dir string, seeds []string, adjust func(*hearsay.Config)) *hearsay.Node {
+	t.Helper()
 	cfg := hearsay.DefaultConfig()
 	cfg.Name = name
 	cfg.DataDir = dir
 	cfg.BindAddr = "127.0.0.1:0"
 	cfg.Seeds = seeds
 	cfg.Protocol.Membership.SuspicionTimeout = time.Minute
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	n, err := hearsay.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
