@@ -196,7 +196,7 @@ type fullFS struct {
 }
 
 func (f fullFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	if err := f.refuse(name); err != nil {
+	if err := f.refuse(name, c); err != nil {
 		return nil, err
 	}
 	file, err := f.FS.Create(name, c)
@@ -209,7 +209,7 @@ func (f fullFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.
 }
 
 func (f fullFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	if err := f.refuse(newname); err != nil {
+	if err := f.refuse(newname, c); err != nil {
 		return nil, err
 	}
 	file, err := f.FS.ReuseForWrite(oldname, newname, c)
@@ -221,8 +221,13 @@ func (f fullFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) 
 // fails before it reads and compresses its inputs, not after, which a full
 // disk would otherwise make it do again and again (about 20% of a core was
 // measured with compressible values). Recover clears the state.
-func (f fullFS) refuse(name string) error {
-	if !f.s.noSpace.Load() || !isTable(name) || f.s.headroom.Load() {
+//
+// The reserve's headroom is for flushes only (the memtables that writes in
+// flight wait for): a compaction creating tables in it could use it up and
+// leave the flush's manifest edit no room, and a manifest write that fails
+// is fatal to pebble.
+func (f fullFS) refuse(name string, c vfs.DiskWriteCategory) error {
+	if !f.s.noSpace.Load() || !isTable(name) || (f.s.headroom.Load() && c == flushCategory) {
 		return nil
 	}
 	f.s.backOff()
@@ -230,6 +235,17 @@ func (f fullFS) refuse(name string) error {
 		return nil // recovered meanwhile: try for real
 	}
 	return &os.PathError{Op: "create", Path: name, Err: syscall.ENOSPC}
+}
+
+// flushCategory is the write category pebble gives a memtable flush's
+// tables.
+const flushCategory vfs.DiskWriteCategory = "pebble-memtable-flush"
+
+// mustNotFail reports whether a failed write to the file is fatal to pebble
+// or poisons it: the manifest and the write-ahead log.
+func mustNotFail(name string) bool {
+	base := name[strings.LastIndexAny(name, `/\`)+1:]
+	return strings.HasPrefix(base, "MANIFEST") || strings.HasSuffix(base, ".log")
 }
 
 func isTable(name string) bool {
@@ -252,6 +268,16 @@ type fullFile struct {
 
 func (f fullFile) Write(p []byte) (int, error) {
 	n, err := f.File.Write(p)
+	if err != nil && isNoSpace(err) && mustNotFail(f.name) && f.s.releaseReserve() {
+		// The manifest or the log met a full disk first: the reserve's
+		// space lets this write complete, so pebble never sees the error
+		// (a failed manifest write is fatal to it, a failed log write
+		// poisons its log writer). Writes are refused from now on.
+		f.s.noSpace.Store(true)
+		var m int
+		m, err = f.File.Write(p[n:])
+		n += m
+	}
 	if err != nil {
 		f.s.sawError(f.name, err)
 	}
