@@ -221,13 +221,8 @@ func (f fullFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) 
 // fails before it reads and compresses its inputs, not after, which a full
 // disk would otherwise make it do again and again (about 20% of a core was
 // measured with compressible values). Recover clears the state.
-//
-// The reserve's headroom is for flushes only (the memtables that writes in
-// flight wait for): a compaction creating tables in it could use it up and
-// leave the flush's manifest edit no room, and a manifest write that fails
-// is fatal to pebble.
-func (f fullFS) refuse(name string, c vfs.DiskWriteCategory) error {
-	if !f.s.noSpace.Load() || !isTable(name) || (f.s.headroom.Load() && c == flushCategory) {
+func (f fullFS) refuse(name string, _ vfs.DiskWriteCategory) error {
+	if !f.s.noSpace.Load() || !isTable(name) || f.s.headroom.Load() {
 		return nil
 	}
 	f.s.backOff()
@@ -236,10 +231,6 @@ func (f fullFS) refuse(name string, c vfs.DiskWriteCategory) error {
 	}
 	return &os.PathError{Op: "create", Path: name, Err: syscall.ENOSPC}
 }
-
-// flushCategory is the write category pebble gives a memtable flush's
-// tables.
-const flushCategory vfs.DiskWriteCategory = "pebble-memtable-flush"
 
 // mustNotFail reports whether a failed write to the file is fatal to pebble
 // or poisons it: the manifest and the write-ahead log.
