@@ -311,6 +311,13 @@ func readEvents(body io.Reader, ch chan<- sseEvent) {
 
 func nextEvent(t *testing.T, ch <-chan sseEvent) sseEvent {
 	t.Helper()
+	return next(t, ch)
+}
+
+// next is the next value of an event stream, within 10 s.
+func next[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	var zero T
 	select {
 	case ev, ok := <-ch:
 		if !ok {
@@ -320,7 +327,7 @@ func nextEvent(t *testing.T, ch <-chan sseEvent) sseEvent {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no event within 10s")
 	}
-	return sseEvent{}
+	return zero
 }
 
 func TestWatchSSE(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // idEvent is one Server-Sent Event with its id; an event with an id and
@@ -70,16 +69,7 @@ func openWatch(t *testing.T, srv *httptest.Server, query string, header ...strin
 
 func nextIDEvent(t *testing.T, ch <-chan idEvent) idEvent {
 	t.Helper()
-	select {
-	case ev, ok := <-ch:
-		if !ok {
-			t.Fatal("event stream ended")
-		}
-		return ev
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10s")
-	}
-	return idEvent{}
+	return next(t, ch)
 }
 
 // wantChange checks a put or delete event: key, revision as id and in the

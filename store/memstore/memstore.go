@@ -297,28 +297,39 @@ func checkKeys(recs []store.Record) error {
 // is not a snapshot: records written while it runs may or may not be seen,
 // but every record present throughout the scan is visited exactly once.
 func (s *Store) Scan(prefix, start []byte, fn func(store.Record) bool) error {
-	batch := make([]store.Record, 0, scanChunk)
-	from := string(start)
-	for {
-		batch = batch[:0]
-		s.mu.RLock()
-		if s.closed {
-			s.mu.RUnlock()
-			return store.ErrClosed
-		}
+	return s.inChunks(start, func(from string, batch []store.Record) ([]store.Record, bool) {
 		size := 0
 		s.records.ascend(string(prefix), from, func(it *item[store.Record]) bool {
 			batch = append(batch, it.val.Clone())
 			size += it.val.Size()
 			return len(batch) < scanChunk && size < scanChunkBytes
 		})
+		return batch, len(batch) == scanChunk || size >= scanChunkBytes
+	}, fn)
+}
+
+// inChunks runs a scan a chunk at a time: collect appends to batch, under
+// the read lock, the records from key from on, and says whether it stopped
+// for the chunk's bound; fn then sees them with no lock held. The next
+// chunk starts after the last key seen.
+func (s *Store) inChunks(start []byte, collect func(from string, batch []store.Record) ([]store.Record, bool), fn func(store.Record) bool) error {
+	batch := make([]store.Record, 0, scanChunk)
+	from := string(start)
+	for {
+		s.mu.RLock()
+		if s.closed {
+			s.mu.RUnlock()
+			return store.ErrClosed
+		}
+		var more bool
+		batch, more = collect(from, batch[:0])
 		s.mu.RUnlock()
 		for _, r := range batch {
 			if !fn(r) {
 				return nil
 			}
 		}
-		if len(batch) == 0 || (len(batch) < scanChunk && size < scanChunkBytes) {
+		if len(batch) == 0 || !more {
 			return nil
 		}
 		// The smallest key after the last one visited.
@@ -330,32 +341,15 @@ func (s *Store) Scan(prefix, start []byte, fn func(store.Record) bool) error {
 // after start, in key order, until fn returns false. Like Scan, it calls fn
 // with no lock held; it walks the tombstones only.
 func (s *Store) ScanTombstones(start []byte, fn func(store.Record) bool) error {
-	batch := make([]store.Record, 0, scanChunk)
-	from := string(start)
-	for {
-		batch = batch[:0]
-		s.mu.RLock()
-		if s.closed {
-			s.mu.RUnlock()
-			return store.ErrClosed
-		}
+	return s.inChunks(start, func(from string, batch []store.Record) ([]store.Record, bool) {
 		s.tombs.ascend("", from, func(it *item[struct{}]) bool {
 			if r := s.records.get(it.key); r != nil {
 				batch = append(batch, r.val.Clone())
 			}
 			return len(batch) < scanChunk
 		})
-		s.mu.RUnlock()
-		for _, r := range batch {
-			if !fn(r) {
-				return nil
-			}
-		}
-		if len(batch) < scanChunk {
-			return nil
-		}
-		from = string(batch[len(batch)-1].Key) + "\x00"
-	}
+		return batch, len(batch) == scanChunk
+	}, fn)
 }
 
 // Remove deletes key's record if it still holds version v, and does nothing

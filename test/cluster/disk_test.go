@@ -6,8 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,24 +53,6 @@ func TestDiskFull(t *testing.T) {
 // writeDeadline is the bound: a write on a disk that fills is
 // answered, 507 at the latest, within 2 s.
 const writeDeadline = 2 * time.Second
-
-// requestWithin is request with a deadline of its own.
-func (a *agent) requestWithin(d time.Duration, method, path string, body []byte) ([]byte, int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, a.url(path), bytes.NewReader(body))
-	if err != nil {
-		return nil, 0, err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := a.client().Do(req)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return b, resp.StatusCode, err
-}
 
 func testDiskFull(t *testing.T, kind, minFree string) {
 	vol := tmpfs.Mount(t, "64m")

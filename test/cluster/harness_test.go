@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -139,7 +140,18 @@ func (a *agent) kill() {
 }
 
 func (a *agent) request(method, path string, body []byte) ([]byte, int, error) {
-	req, err := http.NewRequest(method, a.url(path), bytes.NewReader(body))
+	return a.requestCtx(context.Background(), method, path, body)
+}
+
+// requestWithin is request with a deadline of its own.
+func (a *agent) requestWithin(d time.Duration, method, path string, body []byte) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return a.requestCtx(ctx, method, path, body)
+}
+
+func (a *agent) requestCtx(ctx context.Context, method, path string, body []byte) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, a.url(path), bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, err
 	}
