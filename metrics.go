@@ -3,7 +3,6 @@ package hearsay
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/trust"
 )
 
@@ -102,7 +101,6 @@ var (
 	descCerts          = desc("certificates", "Node certificates held to verify records (bounded by twice --max-members); 0 in an unsigned cluster.")
 	descCertsRefused   = desc("certificates_refused_total", "Node certificates received that did not verify against the cluster CA.")
 	descClaimsRefused  = desc("membership_claims_refused_total", "Membership claims dropped in a certificate cluster before the member view saw them: unsigned (unsigned), signed by a node whose certificate was not held yet (unknown_signer: asked for), or with a signature that does not verify (signature).", "reason")
-	descOffences       = desc("peer_offences_total", "Messages from peers that did not check out, by kind: records with a bad signature (signature), certificates that did not verify (certificate), membership claims with a bad signature (claim).", "kind")
 	descRefused        = desc("messages_refused_total", "Messages refused by the protocol (foreign cluster, anonymous).")
 	descMembersRefused = desc("members_refused_total", "New members refused: the view was full (reason full, --max-members) or their sender's allowance for the second was spent (reason rate).", "reason")
 	descQuarantined    = desc("quarantined_members", "Peers this node quarantines now: their messages are dropped and they are chosen as no partner.")
@@ -181,7 +179,7 @@ var (
 )
 
 var collectorDescs = []*prometheus.Desc{
-	descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descCerts, descCertsRefused, descClaimsRefused, descOffences, descRefused, descMembersRefused, descLocalHealth,
+	descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descCerts, descCertsRefused, descClaimsRefused, descRefused, descMembersRefused, descLocalHealth,
 	descQuarantined, descTrustOffences, descQDropped,
 	descMailSent, descMailRetried, descMailAcked, descMailTimedOut, descMailRecords, descMailQueued, descMailDropped, descOutbox, descOutboxBytes,
 	descRumorMessages, descRumorUpdates, descRumorAnnounced, descRumorPulls, descRumorFetches, descRumorAdded, descRumorRemoved, descRumorHot,
@@ -225,9 +223,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descClaimsRefused, e.ClaimsUnsigned, "unsigned")
 	counter(descClaimsRefused, e.ClaimsUnknown, "unknown_signer")
 	counter(descClaimsRefused, e.ClaimsRefused, "signature")
-	counter(descOffences, e.Offences[engine.OffenceClaim], engine.OffenceClaim)
-	counter(descOffences, e.Offences[engine.OffenceSignature], engine.OffenceSignature)
-	counter(descOffences, e.Offences[engine.OffenceCertificate], engine.OffenceCertificate)
 	counter(descRefused, e.Refused)
 
 	m := e.Mail

@@ -97,7 +97,7 @@ func TestSignedRecordsRefuseAForger(t *testing.T) {
 	for _, a := range honest {
 		a.waitFor(20*time.Second, "the forger's records refused", func() bool {
 			return a.metric(`hearsay_records_refused_total{reason="signature"}`) > 0 &&
-				a.metric(`hearsay_peer_offences_total{kind="signature"}`) > 0
+				a.metric(`hearsay_offences_total{kind="signature"}`) > 0
 		})
 	}
 	// A bad signature weighs a quarter of the quarantine threshold: a few
