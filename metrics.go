@@ -63,7 +63,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		}
 		return float64(len(n.keys.ring.IDs()))
 	})
-	m.cs = []prometheus.Collector{m.writes, m.received, m.receivedBytes, m.sent, m.sentBytes, m.sendErrors, m.syncSeconds, m.keyOps, m.keyDropped, keyCount, &collector{n: n}, watchCollector{n: n}}
+	m.cs = []prometheus.Collector{m.writes, m.received, m.receivedBytes, m.sent, m.sentBytes, m.sendErrors, m.syncSeconds, m.keyOps, m.keyDropped, keyCount, &collector{n: n}, watchCollector{n: n}, badFrameCollector{n: n}}
 	if reg != nil {
 		for _, c := range m.cs {
 			if err := reg.Register(c); err != nil {

@@ -184,6 +184,8 @@ type Node struct {
 	early     []engine.Message // loop-owned scratch
 
 	keys keys // the gossip keyring and its operations (keys.go)
+
+	badFrames badFrameStats // bad frames held against no member (badframes.go)
 }
 
 // snapshot is what the loop publishes for readers outside it.
@@ -475,6 +477,8 @@ func (n *Node) loop() {
 			writes, waiting = n.handle(time.Now(), r, writes, waiting)
 		case in := <-n.tr.Incoming():
 			n.step(time.Now(), in)
+		case b := <-n.tr.BadFrames():
+			n.badFrame(time.Now(), b)
 		case <-timer.C:
 		}
 		// Take whatever else is queued, up to a bound, into the same batch:

@@ -173,6 +173,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// IncomingBuffer is the capacity of the Incoming channel. Default 4096.
 	IncomingBuffer int
+	// ReportBuffer is the capacity of the BadFrames channel. Default
+	// DefaultReportBuffer (256); reports beyond it are dropped and counted
+	// (Stats.ReportsDropped).
+	ReportBuffer int
 	// QueueFrames and QueueBytes bound the stream queue of each
 	// destination. Defaults 1024 frames and 64 MiB.
 	QueueFrames int
@@ -240,6 +244,8 @@ type Stats struct {
 	CertsCached          uint64 // verified peer certificates cached now (a gauge)
 	CertsAttached        uint64 // frames sent with this node's certificate attached
 	SessionFrames        uint64 // frames sent authenticated with a session key instead of a signature
+	BadFramesReported    uint64 // refused frames proven to come from a peer, reported on BadFrames
+	ReportsDropped       uint64 // such reports dropped because BadFrames was full
 }
 
 type counters struct {
@@ -255,6 +261,8 @@ type counters struct {
 	frameTimeouts                    atomic.Uint64
 	bodiesEncoded, bodiesShared      atomic.Uint64
 	certsAttached                    atomic.Uint64
+	reported, reportsDropped         atomic.Uint64
+	corrupted                        atomic.Uint64 // frames counted for corruptEvery
 }
 
 // Transport sends and receives envelopes over UDP and TCP. It is safe for
@@ -267,6 +275,7 @@ type Transport struct {
 	local     string
 	advertise string
 	incoming  chan *Incoming
+	reports   chan BadFrame
 	done      chan struct{}
 	dialCtx   context.Context
 	cancel    context.CancelFunc
@@ -316,6 +325,9 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.IncomingBuffer <= 0 {
 		cfg.IncomingBuffer = DefaultIncomingBuffer
 	}
+	if cfg.ReportBuffer <= 0 {
+		cfg.ReportBuffer = DefaultReportBuffer
+	}
 	if cfg.QueueFrames <= 0 {
 		cfg.QueueFrames = DefaultQueueFrames
 	}
@@ -360,6 +372,7 @@ func New(cfg Config) (*Transport, error) {
 		tcp:      tcp,
 		local:    tcp.Addr().String(),
 		incoming: make(chan *Incoming, cfg.IncomingBuffer),
+		reports:  make(chan BadFrame, cfg.ReportBuffer),
 		done:     make(chan struct{}),
 		peers:    make(map[string]*peer),
 		conns:    make(map[net.Conn]struct{}),
@@ -490,6 +503,8 @@ func (t *Transport) Stats() Stats {
 		BodiesShared:         s.bodiesShared.Load(),
 		FrameTimeouts:        s.frameTimeouts.Load(),
 		CertsAttached:        s.certsAttached.Load(),
+		BadFramesReported:    s.reported.Load(),
+		ReportsDropped:       s.reportsDropped.Load(),
 	}
 	if a := t.cfg.Certs; a != nil {
 		st.CertsVerified = a.verified.Load()
@@ -596,6 +611,9 @@ func (t *Transport) encode(addr string, env *wire.Envelope, stream bool) ([]byte
 	}
 	if n := len(frame) - wire.HeaderSize; n > t.cfg.MaxFrame {
 		return nil, fmt.Errorf("transport: encode: %w: %d bytes, limit %d", wire.ErrTooLarge, n, t.cfg.MaxFrame)
+	}
+	if corruptEvery > 0 && !attachesCert(env) && t.stats.corrupted.Add(1)%corruptEvery == 0 {
+		frame = corruptFrame(frame)
 	}
 	if t.cfg.Keyring != nil {
 		if frame, err = t.cfg.Keyring.Seal(frame); err != nil {
@@ -921,9 +939,10 @@ func (t *Transport) readUDP() {
 			t.receiveRefusal("udp", from.String(), raw)
 			continue
 		}
-		env, err := t.decode(raw)
+		env, pr, err := t.decodeProven(raw)
 		if err != nil {
 			t.badInput("udp", from.String(), n, err, false)
+			t.report("udp", from.String(), pr, err)
 			if reason := refusalReason(err); reason != "" {
 				t.refuseDatagram(from, n, reason)
 			}
@@ -1065,7 +1084,10 @@ func (t *Transport) readConn(c net.Conn, ip netip.Addr) {
 			t.receiveRefusal("tcp", from, raw)
 			continue
 		}
-		env, err := t.decode(raw)
+		env, pr, err := t.decodeProven(raw)
+		if err != nil {
+			t.report("tcp", from, pr, err)
+		}
 		if reason := refusalReason(err); reason != "" {
 			// A peer that cannot authenticate has nothing to say on this
 			// stream: tell it why, and hang up.
@@ -1149,17 +1171,26 @@ func isTimeout(err error) bool {
 // decode checks and decodes one raw frame, checking its signature with the
 // certificates and opening it with the keyring.
 func (t *Transport) decode(raw []byte) (*wire.Envelope, error) {
+	env, _, err := t.decodeProven(raw)
+	return env, err
+}
+
+// decodeProven is decode, and also says what the frame proves about its
+// sender once it authenticated (see badframe.go), whether or not it then
+// decoded.
+func (t *Transport) decodeProven(raw []byte) (*wire.Envelope, proof, error) {
+	var pr proof
 	flags, _, err := parseHeader(raw, t.cfg.MaxFrame)
 	if err != nil {
-		return nil, err
+		return nil, pr, err
 	}
 	signed := flags&(flagSigned|flagMAC) != 0
 	ca := t.cfg.Certs
 	switch {
 	case ca != nil && !signed:
-		return nil, &refusable{reasonNoCert, fmt.Errorf("%w: unsigned frame (flags %#x) refused: this node requires node certificates", ErrAuth, flags)}
+		return nil, pr, &refusable{reasonNoCert, fmt.Errorf("%w: unsigned frame (flags %#x) refused: this node requires node certificates", ErrAuth, flags)}
 	case ca == nil && signed:
-		return nil, &refusable{reasonNoCertsHere, fmt.Errorf("%w: signed frame refused: this node has no certificates", ErrAuth)}
+		return nil, pr, &refusable{reasonNoCertsHere, fmt.Errorf("%w: signed frame refused: this node has no certificates", ErrAuth)}
 	}
 	var (
 		signer *peerCert
@@ -1167,51 +1198,55 @@ func (t *Transport) decode(raw []byte) (*wire.Envelope, error) {
 	)
 	if signed {
 		if raw, signer, keyID, err = ca.open(raw); err != nil {
-			return nil, err
+			return nil, pr, err
 		}
+		pr.name = signer.name
 		if flags, _, err = parseHeader(raw, t.cfg.MaxFrame); err != nil {
-			return nil, err
+			return nil, pr, err
 		}
 	}
-	env, err := t.open(raw, flags)
+	env, opened, err := t.open(raw, flags)
+	pr.sealed = opened && !signed
 	if err != nil {
-		return nil, err
+		return nil, pr, err
 	}
 	if signed {
 		if env.From != signer.name && !isHello(env) {
-			return nil, ca.refuse(reasonWrongName, "certificate of %q, envelope from %q", signer.name, env.From)
+			return nil, pr, ca.refuse(reasonWrongName, "certificate of %q, envelope from %q", signer.name, env.From)
 		}
 		t.known.heard(env.FromAddr)
 		ca.bind(env.FromAddr, keyID)
 	}
-	return env, nil
+	return env, pr, nil
 }
 
-// open decodes a plain frame, or opens a sealed one with the keyring.
-func (t *Transport) open(raw []byte, flags byte) (*wire.Envelope, error) {
-	var err error
+// open decodes a plain frame, or opens a sealed one with the keyring;
+// opened tells that the keyring authenticated it, whether or not it then
+// decoded.
+func (t *Transport) open(raw []byte, flags byte) (env *wire.Envelope, opened bool, err error) {
 	kr := t.cfg.Keyring
 	switch {
 	case kr != nil && flags != flagSealed:
-		return nil, &refusable{reasonNeedsKey, fmt.Errorf("%w: plaintext frame (flags %#x) refused: this node requires encryption", ErrAuth, flags)}
+		return nil, false, &refusable{reasonNeedsKey, fmt.Errorf("%w: plaintext frame (flags %#x) refused: this node requires encryption", ErrAuth, flags)}
 	case kr == nil && flags == flagSealed:
-		return nil, &refusable{reasonNoKey, fmt.Errorf("%w: encrypted frame refused: this node has no keyring", ErrAuth)}
+		return nil, false, &refusable{reasonNoKey, fmt.Errorf("%w: encrypted frame refused: this node has no keyring", ErrAuth)}
 	case kr == nil && flags != 0:
-		return nil, fmt.Errorf("%w: unknown frame flags %#x", wire.ErrMalformed, flags)
+		return nil, false, fmt.Errorf("%w: unknown frame flags %#x", wire.ErrMalformed, flags)
 	}
 	if kr != nil {
 		if raw, err = kr.Open(raw); err != nil {
 			if errors.Is(err, ErrAuth) {
-				return nil, &refusable{reasonWrongKey, err}
+				return nil, false, &refusable{reasonWrongKey, err}
 			}
-			return nil, err
+			return nil, false, err
 		}
+		opened = true
 	}
-	env, err := wire.Unmarshal(raw, t.cfg.MaxFrame)
+	env, err = wire.Unmarshal(raw, t.cfg.MaxFrame)
 	if err != nil {
-		return nil, err
+		return nil, opened, err
 	}
-	return env, nil
+	return env, opened, nil
 }
 
 // badInput counts and logs a frame that could not be decoded; closing tells
@@ -1246,6 +1281,7 @@ const (
 	warnRefusal
 	warnConns
 	warnSlow
+	warnReports
 	warnKinds
 )
 
