@@ -36,6 +36,9 @@ type nodeCerts struct {
 	id      certs.Node
 	auth    *transport.CertAuth
 	revoked *certs.RevocationList
+	// clients are the revoked client names: the agent refuses their
+	// certificates on every request.
+	clients *certs.RevocationList
 	log     *slog.Logger
 }
 
@@ -47,7 +50,8 @@ func loadCerts(cfg Config, log *slog.Logger) (*nodeCerts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hearsay: %w", err)
 	}
-	c := &nodeCerts{id: id, auth: auth, revoked: certs.NewRevocationList(cfg.MaxRevocations), log: log}
+	c := &nodeCerts{id: id, auth: auth, revoked: certs.NewRevocationList(cfg.MaxRevocations),
+		clients: certs.NewRevocationList(cfg.MaxRevocations), log: log}
 	auth.Revoked = func(name string) bool {
 		_, ok := c.revoked.Revoked(name)
 		return ok
@@ -65,14 +69,20 @@ func (c *nodeCerts) transportAuth() *transport.CertAuth {
 }
 
 // checkReserved is the engine's Config.CheckReserved in a certificate
-// cluster: the only reserved records are revocations
-// (engine.RevokedPrefix + name), which must be signed by the CA, name the
-// node their key names, and are never deleted. An accepted one is added to
-// the revocation list, which the transport consults for every frame.
+// cluster: the only reserved records are revocations of nodes
+// (engine.RevokedPrefix + name) and of clients (engine.RevokedClientPrefix
+// + name), which must be signed by the CA, be of the kind and name their
+// key says, and are never deleted. An accepted one is added to its
+// revocation list: the transport consults the nodes' for every frame, the
+// agent the clients' for every request.
 func (c *nodeCerts) checkReserved(key, value []byte, tombstone bool) error {
+	list, client := c.revoked, false
 	name, ok := bytes.CutPrefix(key, engine.RevokedPrefix)
 	if !ok {
-		return errors.New("no such reserved key in a certificate cluster")
+		if name, ok = bytes.CutPrefix(key, engine.RevokedClientPrefix); !ok {
+			return errors.New("no such reserved key in a certificate cluster")
+		}
+		list, client = c.clients, true
 	}
 	if tombstone {
 		return errors.New("a revocation cannot be deleted")
@@ -81,12 +91,18 @@ func (c *nodeCerts) checkReserved(key, value []byte, tombstone bool) error {
 	if err != nil {
 		return err
 	}
-	if r.Name != string(name) {
-		return fmt.Errorf("revocation of %q stored under the key of %q", r.Name, name)
+	if r.Name != string(name) || r.Client != client {
+		return fmt.Errorf("revocation of %s %q stored under the key of %q", revocationKind(r), r.Name, key)
 	}
-	if !c.revoked.Add(r) {
-		if _, ok := c.revoked.Revoked(r.Name); !ok {
-			return fmt.Errorf("revocation list full (%d names)", c.revoked.Len())
+	if !list.Add(r) {
+		if _, ok := list.Revoked(r.Name); !ok {
+			return fmt.Errorf("revocation list full (%d names)", list.Len())
+		}
+		return nil
+	}
+	if client {
+		if c.log != nil {
+			c.log.Warn("client certificate revoked: every request with a certificate of that name is refused", "client", r.Name, "revoked_at", r.At)
 		}
 		return nil
 	}
@@ -96,30 +112,43 @@ func (c *nodeCerts) checkReserved(key, value []byte, tombstone bool) error {
 	return nil
 }
 
-// loadRevocations reads the revocations kept in the store, at start.
+// revocationKind is "node" or "client".
+func revocationKind(r certs.Revocation) string {
+	if r.Client {
+		return "client"
+	}
+	return "node"
+}
+
+// loadRevocations reads the revocations kept in the store, at start, and
+// returns the revoked node names.
 func (c *nodeCerts) loadRevocations(st store.Store) ([]string, error) {
 	var names []string
-	err := st.Scan(engine.RevokedPrefix, nil, func(r store.Record) bool {
-		if r.Tombstone {
+	for _, prefix := range [][]byte{engine.RevokedPrefix, engine.RevokedClientPrefix} {
+		err := st.Scan(prefix, nil, func(r store.Record) bool {
+			if r.Tombstone {
+				return true
+			}
+			if c.checkReserved(r.Key, r.Value, false) == nil && bytes.Equal(prefix, engine.RevokedPrefix) {
+				names = append(names, string(r.Key[len(prefix):]))
+			}
 			return true
+		})
+		if err != nil {
+			return nil, fmt.Errorf("hearsay: load revocations: %w", err)
 		}
-		if c.checkReserved(r.Key, r.Value, false) == nil {
-			names = append(names, string(r.Key[len(engine.RevokedPrefix):]))
-		}
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("hearsay: load revocations: %w", err)
 	}
 	return names, nil
 }
 
 // Revoke spreads a revocation (certs.Revocation, made and signed with the
 // CA's key by hearsay cert revoke) to the cluster: checked against the
-// CA, it is written under the reserved key of the node it names and
-// replicates like a record; every member that receives it checks it again,
-// marks the node revoked and refuses its frames. It returns the record's
-// version once it is durable here.
+// CA, it is written under the reserved key of the node or client it names
+// and replicates like a record; every member that receives it checks it
+// again. A node's revocation marks the node revoked and has its frames
+// refused; a client's has every agent refuse that client's certificates
+// (ClientRevoked). It returns the record's version once it is durable
+// here.
 func (n *Node) Revoke(ctx context.Context, revocation []byte) (Version, error) {
 	if n.certs == nil {
 		return Version{}, ErrNoCertificates
@@ -127,6 +156,9 @@ func (n *Node) Revoke(ctx context.Context, revocation []byte) (Version, error) {
 	r, err := certs.ParseRevocation(revocation, n.certs.id.CA)
 	if err != nil {
 		return Version{}, fmt.Errorf("hearsay: revoke: %w", err)
+	}
+	if r.Client {
+		return n.write(ctx, engine.RevokedClientKey(r.Name), revocation, false)
 	}
 	if r.Name == n.cfg.Name {
 		return Version{}, fmt.Errorf("hearsay: revoke: %w: %q is this node; send the revocation to another member", ErrBadRevocation, r.Name)
@@ -144,6 +176,47 @@ func (n *Node) Revoked(name string) (at time.Time, ok bool) {
 	return n.certs.revoked.Revoked(name)
 }
 
+// ClientRevoked reports whether client certificates named name are
+// revoked (hearsay cert revoke --client), and from when. False on a node
+// without certificates.
+func (n *Node) ClientRevoked(name string) (at time.Time, ok bool) {
+	if n.certs == nil {
+		return time.Time{}, false
+	}
+	return n.certs.clients.Revoked(name)
+}
+
+// Revocation is a revoked node or client name this node knows
+// (Node.Revocations).
+type Revocation struct {
+	// Name is the node's or the client's name.
+	Name string `json:"name"`
+	// Client is set for a client certificate's name.
+	Client bool `json:"client,omitempty"`
+	// At is when the revocation took effect.
+	At time.Time `json:"at"`
+}
+
+// Revocations returns the revoked node names, then the revoked client
+// names, each sorted. Empty on a node without certificates.
+func (n *Node) Revocations() []Revocation {
+	if n.certs == nil {
+		return nil
+	}
+	var out []Revocation
+	for _, l := range []struct {
+		list   *certs.RevocationList
+		client bool
+	}{{n.certs.revoked, false}, {n.certs.clients, true}} {
+		for _, name := range l.list.Names() {
+			if at, ok := l.list.Revoked(name); ok {
+				out = append(out, Revocation{Name: name, Client: l.client, At: at})
+			}
+		}
+	}
+	return out
+}
+
 // checkClientKey refuses the reserved keys to Put and Delete.
 func checkClientKey(key []byte) error {
 	if engine.IsReserved(key) {
@@ -157,6 +230,7 @@ var (
 	descCertsCached   = desc("transport_certificates_cached", "Verified peer node certificates cached (bounded).")
 	descCertsAttached = desc("transport_certificates_attached_total", "Frames sent with this node's certificate attached.")
 	descRevocations   = desc("revocations", "Revoked node names known (bounded by MaxRevocations).")
+	descClientRevs    = desc("revoked_clients", "Revoked client certificate names known (bounded by MaxRevocations).")
 	descSessionFrames = desc("transport_session_frames_total", "Frames sent authenticated with a session key (HMAC) instead of a signature.")
 )
 
@@ -164,7 +238,7 @@ var (
 type certCollector struct{ n *Node }
 
 func (c certCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCertsVerified, descCertsCached, descCertsAttached, descRevocations, descSessionFrames} {
+	for _, d := range []*prometheus.Desc{descCertsVerified, descCertsCached, descCertsAttached, descRevocations, descClientRevs, descSessionFrames} {
 		ch <- d
 	}
 }
@@ -175,5 +249,6 @@ func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCertsCached, prometheus.GaugeValue, float64(t.CertsCached))
 	ch <- prometheus.MustNewConstMetric(descCertsAttached, prometheus.CounterValue, float64(t.CertsAttached))
 	ch <- prometheus.MustNewConstMetric(descRevocations, prometheus.GaugeValue, float64(c.n.certs.revoked.Len()))
+	ch <- prometheus.MustNewConstMetric(descClientRevs, prometheus.GaugeValue, float64(c.n.certs.clients.Len()))
 	ch <- prometheus.MustNewConstMetric(descSessionFrames, prometheus.CounterValue, float64(t.SessionFrames))
 }

@@ -68,8 +68,9 @@ type Config struct {
 	// keyring file in DataDir (KeyringFile, written by the key operations
 	// InstallKey, UseKey and RemoveKey) takes precedence over it.
 	SecretKey []byte
-	// MaxRevocations bounds the revoked node names kept (with Identity).
-	// 0 means certs.DefaultMaxRevocations (4096).
+	// MaxRevocations bounds the revoked node names kept (with Identity),
+	// and the revoked client names apart. 0 means
+	// certs.DefaultMaxRevocations (4096).
 	MaxRevocations int
 	// MaxGossipConns and MaxGossipConnsPerIP cap the gossip TCP
 	// connections accepted at once, in all and from one source IP; 0 means

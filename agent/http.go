@@ -211,6 +211,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/health/live", a.handleLive)
 	mux.HandleFunc("GET /v1/health/ready", a.handleReady)
 	mux.HandleFunc("POST /v1/revocations", a.handleRevoke)
+	mux.HandleFunc("GET /v1/revocations", a.handleRevocations)
 	mux.HandleFunc("GET /v1/keys", a.handleKeysList)
 	mux.HandleFunc("POST /v1/keys", a.handleKeyInstall)
 	mux.HandleFunc("PUT /v1/keys/primary", a.handleKeyUse)

@@ -13,9 +13,9 @@ import (
 	"github.com/hearsaydb/hearsay/internal/certs"
 )
 
-// RevocationRequest is the body of POST /v1/revocations: a revocation made
-// and signed with the CA's key by hearsay cert revoke (certs.Revocation),
-// base64.
+// RevocationRequest is the body of POST /v1/revocations: a revocation of a
+// node or of a client made and signed with the CA's key by hearsay cert
+// revoke (certs.Revocation), base64.
 type RevocationRequest struct {
 	Revocation string `json:"revocation"`
 }
@@ -23,9 +23,25 @@ type RevocationRequest struct {
 // RevocationResponse answers POST /v1/revocations once the revocation is
 // durable on the agent; it then gossips to every member.
 type RevocationResponse struct {
-	Name    string    `json:"name"`
+	Name string `json:"name"`
+	// Client is set when Name is a client certificate's name.
+	Client  bool      `json:"client,omitempty"`
 	At      time.Time `json:"at"`
 	Version string    `json:"version"`
+}
+
+// RevocationsResponse answers GET /v1/revocations: the revoked node and
+// client names this agent knows (read role), each with when its
+// revocation took effect.
+type RevocationsResponse struct {
+	Nodes   []RevokedName `json:"nodes"`
+	Clients []RevokedName `json:"clients"`
+}
+
+// RevokedName is one revoked name.
+type RevokedName struct {
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
 }
 
 // handleRevoke is POST /v1/revocations (admin role: not in routeRoles).
@@ -58,8 +74,25 @@ func (a *Agent) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, "", err)
 		return
 	}
-	a.log.Warn("revocation issued: the node is expelled from the cluster", "revoked", rev.Name, "at", rev.At)
-	writeJSON(w, http.StatusOK, RevocationResponse{Name: rev.Name, At: rev.At, Version: v.String()})
+	if rev.Client {
+		a.log.Warn("revocation issued: the client's certificates are refused by every agent", "client", rev.Name, "at", rev.At)
+	} else {
+		a.log.Warn("revocation issued: the node is expelled from the cluster", "revoked", rev.Name, "at", rev.At)
+	}
+	writeJSON(w, http.StatusOK, RevocationResponse{Name: rev.Name, Client: rev.Client, At: rev.At, Version: v.String()})
+}
+
+// handleRevocations is GET /v1/revocations.
+func (a *Agent) handleRevocations(w http.ResponseWriter, _ *http.Request) {
+	out := RevocationsResponse{Nodes: []RevokedName{}, Clients: []RevokedName{}}
+	for _, r := range a.node.Revocations() {
+		if r.Client {
+			out.Clients = append(out.Clients, RevokedName{Name: r.Name, At: r.At})
+		} else {
+			out.Nodes = append(out.Nodes, RevokedName{Name: r.Name, At: r.At})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // revocationStatus maps the errors of revocations and reserved keys.

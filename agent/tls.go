@@ -42,6 +42,7 @@ const (
 	refusedExpired        = "expired"         // handshake or 401: outside its validity
 	refusedNoRole         = "no_role"         // 403: a valid certificate without a role (a node's)
 	refusedRole           = "role"            // 403: the role is too low for the route
+	refusedRevoked        = "revoked"         // 401: the client's name was revoked (hearsay cert revoke --client)
 )
 
 // authMetrics count the requests and handshakes refused by the client
@@ -55,14 +56,14 @@ func newAuthMetrics(reg prometheus.Registerer) (*authMetrics, error) {
 	m := &authMetrics{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "hearsay", Subsystem: "http", Name: "auth_refused_total",
-			Help: "HTTP API requests (401, 403) and TLS handshakes refused by the client certificate check, by reason: no_certificate, bad_certificate, expired, no_role, role.",
+			Help: "HTTP API requests (401, 403) and TLS handshakes refused by the client certificate check, by reason: no_certificate, bad_certificate, expired, no_role, role, revoked.",
 		}, []string{"reason"}),
 		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "hearsay", Name: "certificate_expiry_timestamp_seconds",
 			Help: "When the certificates of --certs-dir expire (Unix time), by file.",
 		}, []string{"file"}),
 	}
-	for _, r := range []string{refusedNoCertificate, refusedBadCertificate, refusedExpired, refusedNoRole, refusedRole} {
+	for _, r := range []string{refusedNoCertificate, refusedBadCertificate, refusedExpired, refusedNoRole, refusedRole, refusedRevoked} {
 		m.refused.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.refused, m.expiry} {
@@ -87,6 +88,7 @@ var routeRoles = map[string]certs.Role{
 	"GET /metrics":           certs.RoleRead,
 	"GET /v1/stats":          certs.RoleRead,
 	"GET /v1/spread":         certs.RoleRead,
+	"GET /v1/revocations":    certs.RoleRead,
 	// The gossip keyring (hearsay keys): admin only, listing included.
 	"GET /v1/keys":         certs.RoleAdmin,
 	"POST /v1/keys":        certs.RoleAdmin,
@@ -176,10 +178,11 @@ func (a *Agent) verifyClient(raw [][]byte, _ [][]*x509.Certificate) error {
 }
 
 // authorize wraps h with the check of the client certificate's role
-// against what route needs: 401 without a valid certificate, 403 when its
-// role is too low. The certificate was verified in the handshake
-// (verifyClient); only its validity is checked again, for connections that
-// outlive it.
+// against what route needs: 401 without a valid certificate or with a
+// revoked one, 403 when its role is too low. The certificate was verified
+// in the handshake (verifyClient); its validity and its revocation are
+// checked again on every request, so that a keep-alive connection opened
+// before a revocation (or before the certificate expired) is refused too.
 func (a *Agent) authorize(h http.Handler, route string) http.Handler {
 	need := roleFor(route)
 	if a.tls == nil || need == certs.RoleNone {
@@ -219,6 +222,11 @@ func (a *Agent) roleOf(r *http.Request) (certs.Role, int, string, string) {
 	if role == certs.RoleNone {
 		return 0, http.StatusForbidden, refusedNoRole, fmt.Sprintf(
 			"certificate %q carries no role (a node certificate?); use a client certificate (hearsay cert create-client --role read|write|admin)", cert.Subject.CommonName)
+	}
+	if at, ok := a.node.ClientRevoked(cert.Subject.CommonName); ok {
+		return 0, http.StatusUnauthorized, refusedRevoked, fmt.Sprintf(
+			"client certificate %q is revoked (since %s, hearsay cert revoke --client): every certificate of that client name is refused; create one under a new name",
+			cert.Subject.CommonName, at.UTC().Format(time.RFC3339))
 	}
 	return role, 0, "", ""
 }

@@ -22,6 +22,11 @@ var (
 	// RevokedPrefix + node name, whose value is the CA-signed revocation
 	// (certs.Revocation).
 	RevokedPrefix = []byte("\x00hearsay/revoked/")
+	// RevokedClientPrefix starts the key of a client certificate's
+	// revocation: RevokedClientPrefix + client name, whose value is the
+	// CA-signed revocation (certs.Revocation with Client set). A namespace
+	// of its own, so a node and a client of the same name never collide.
+	RevokedClientPrefix = []byte("\x00hearsay/revoked-client/")
 )
 
 // ErrRevoked is returned by Step for an envelope from a revoked member.
@@ -36,6 +41,11 @@ func IsReserved(key []byte) bool { return bytes.HasPrefix(key, ReservedPrefix) }
 // RevokedKey returns the key of name's revocation.
 func RevokedKey(name string) []byte {
 	return append(bytes.Clone(RevokedPrefix), name...)
+}
+
+// RevokedClientKey returns the key of client name's revocation.
+func RevokedClientKey(name string) []byte {
+	return append(bytes.Clone(RevokedClientPrefix), name...)
 }
 
 // checkReserved runs Config.CheckReserved on a record under ReservedPrefix

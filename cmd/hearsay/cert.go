@@ -46,7 +46,8 @@ write may also put and delete; admin may do everything.`,
   hearsay cert create-node --certs-dir certs --name n1 --host n1.example.com --host 10.0.0.1
   hearsay cert create-client --certs-dir certs --name root --role admin
   hearsay cert list --certs-dir certs
-  hearsay cert revoke --certs-dir certs --name n3 --addr n1.example.com:7947`,
+  hearsay cert revoke --certs-dir certs --name n3 --addr n1.example.com:7947
+  hearsay cert revoke --certs-dir certs --client ci-bot --addr n1.example.com:7947`,
 	}
 	// Each create command has its own flag values: a variable shared by
 	// three commands would hold the last command's default.
@@ -173,7 +174,11 @@ commas); without it, localhost, 127.0.0.1 and ::1.`,
 				return err
 			}
 			for _, r := range revs {
-				infos = append(infos, certs.Info{File: certs.RevocationFile, Kind: "revocation", Name: r.Name, NotBefore: r.At,
+				kind := "revocation"
+				if r.Client {
+					kind = "client revocation"
+				}
+				infos = append(infos, certs.Info{File: certs.RevocationFile, Kind: kind, Name: r.Name, NotBefore: r.At,
 					Problem: "revoked from " + r.At.UTC().Format(time.RFC3339)})
 			}
 			out := cmd.OutOrStdout()

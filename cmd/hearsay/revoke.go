@@ -18,28 +18,38 @@ import (
 // newRevokeCmd is `hearsay cert revoke`: a revocation signed with the CA's
 // key, sent to an agent that gossips it to every member.
 func newRevokeCmd(g *globals) *cobra.Command {
-	var name, caKey string
+	var name, client, caKey string
 	cmd := &cobra.Command{
 		Use:   "revoke",
-		Short: "Revoke a node's certificate: every member expels it and refuses its frames",
-		Long: `Make a revocation of node --name, signed with the CA's key (ca.key in
---certs-dir, or --ca-key), and send it to the agent at --addr (as an admin
-client of --certs-dir), which gossips it to every member. Every member checks
-the CA's signature, shows the node as revoked in hearsay members, refuses its
-frames and connections ("certificate revoked") and expels it for good;
-members that were down receive it when they come back. The revocation is
-also kept in --certs-dir/revoked.list (see hearsay cert list).
+		Short: "Revoke a node's certificate (--name) or a client's (--client) across the cluster",
+		Long: `Make a revocation of node --name, or of client --client, signed with the
+CA's key (ca.key in --certs-dir, or --ca-key), and send it to the agent at
+--addr (as an admin client of --certs-dir), which gossips it to every member;
+members that were down receive it when they come back, and it survives
+restarts. The revocation is also kept in --certs-dir/revoked.list (see
+hearsay cert list).
+
+A node's revocation: every member checks the CA's signature, shows the node
+as revoked in hearsay members, refuses its frames and connections
+("certificate revoked") and expels it for good.
+
+A client's revocation: every agent refuses every request made with a client
+certificate of that name (401, "client certificate ... is revoked"), on
+connections already open too. GET /v1/revocations lists what an agent knows.
 
 A revocation withdraws the name: every certificate of that name is revoked.
-Bring a repaired node back under a new name.`,
+Bring a repaired node, or a client whose key leaked, back under a new name.`,
 		Args:        noArgs,
 		Annotations: map[string]string{clientAnnotation: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if g.certsDir == "" {
 				return usagef("--certs-dir is required (or %s)", envCertsDir)
 			}
-			if name == "" {
-				return usagef("--name is required: the node to revoke")
+			switch {
+			case name == "" && client == "":
+				return usagef("--name (a node) or --client (a client certificate) is required: what to revoke")
+			case name != "" && client != "":
+				return usagef("--name and --client: revoke one node or one client at a time")
 			}
 			ca, err := certs.LoadCA(g.certsDir)
 			if err != nil {
@@ -52,7 +62,11 @@ Bring a repaired node back under a new name.`,
 			if !bytes.Equal(key.Public().(ed25519.PublicKey), ca.PublicKey.(ed25519.PublicKey)) {
 				return fmt.Errorf("the CA key is not the key of %s", certs.CACert)
 			}
-			rev, err := certs.NewRevocation(name, time.Now(), key)
+			newRev, what := certs.NewRevocation, name
+			if client != "" {
+				newRev, what = certs.NewClientRevocation, client
+			}
+			rev, err := newRev(what, time.Now(), key)
 			if err != nil {
 				return usagef("%v", err)
 			}
@@ -82,11 +96,16 @@ Bring a repaired node back under a new name.`,
 				_, err = cmd.OutOrStdout().Write(raw)
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s from %s (version %s); it is gossiping to every member\n", out.Name, out.At.UTC().Format(time.RFC3339), out.Version)
+			kind := "node"
+			if out.Client {
+				kind = "client"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s %s from %s (version %s); it is gossiping to every member\n", kind, out.Name, out.At.UTC().Format(time.RFC3339), out.Version)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "the node to revoke (its certificate's CN)")
+	cmd.Flags().StringVar(&client, "client", "", "the client to revoke (its client certificate's CN, as in client.NAME.crt)")
 	cmd.Flags().StringVar(&caKey, "ca-key", "", "the CA's key (default: ca.key in --certs-dir)")
 	return cmd
 }

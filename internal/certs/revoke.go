@@ -15,21 +15,27 @@ import (
 	"time"
 )
 
-// A Revocation withdraws a node name from a cluster: signed by the CA's
-// key, it says that every certificate naming the node (CN) is revoked from
-// time At on. Revoking the name rather than one certificate keeps the
-// check to one lookup everywhere (frames, records, members); a node that
-// is repaired comes back under a new name.
+// A Revocation withdraws a node name, or a client name, from a cluster:
+// signed by the CA's key, it says that every certificate naming the node
+// (CN), or every client certificate of that name, is revoked from time At
+// on. Revoking the name rather than one certificate keeps the check to one
+// lookup everywhere (frames, records, members, HTTP requests); a node that
+// is repaired, or a client whose key leaked, comes back under a new name.
 //
 // Its canonical encoding (Marshal) is small and fixed in order, so that
 // the CA signs exactly what every node checks:
 //
-//	magic "HSRV" (4) | version 1 (1) | name length (1) | name | at (8, Unix nanoseconds, big endian) | Ed25519 signature (64)
+//	magic "HSRV" (node) or "HSRC" (client) (4) | version 1 (1) | name length (1) | name | at (8, Unix nanoseconds, big endian) | Ed25519 signature (64)
 //
-// The signature covers everything before it.
+// The signature covers everything before it, magic included, so a node's
+// revocation can never be taken for a client's of the same name, nor the
+// reverse.
 type Revocation struct {
-	// Name is the revoked node's name.
+	// Name is the revoked node's or client's name.
 	Name string
+	// Client is set for the revocation of a client certificate's name
+	// (hearsay cert revoke --client), unset for a node's.
+	Client bool
 	// At is when the revocation takes effect: frames and records the node
 	// signed after it are refused.
 	At time.Time
@@ -43,9 +49,10 @@ type Revocation struct {
 const RevocationFile = "revoked.list"
 
 const (
-	revMagic   = "HSRV"
-	revVersion = 1
-	revFixed   = len(revMagic) + 1 + 1 + 8 + ed25519.SignatureSize
+	revMagic       = "HSRV"
+	revClientMagic = "HSRC"
+	revVersion     = 1
+	revFixed       = len(revMagic) + 1 + 1 + 8 + ed25519.SignatureSize
 	// MaxRevocationSize is the largest encoded revocation.
 	MaxRevocationSize = revFixed + 64
 )
@@ -53,21 +60,44 @@ const (
 // ErrRevocation reports a malformed or badly signed revocation.
 var ErrRevocation = errors.New("invalid revocation")
 
-// NewRevocation makes the revocation of name from at, signed with the CA
-// key.
+// NewRevocation makes the revocation of node name from at, signed with
+// the CA key.
 func NewRevocation(name string, at time.Time, caKey ed25519.PrivateKey) (Revocation, error) {
-	if err := CheckName("node", name); err != nil {
+	return newRevocation(Revocation{Name: name, At: at}, caKey)
+}
+
+// NewClientRevocation makes the revocation of client name from at, signed
+// with the CA key: every client certificate of that name is refused by
+// every agent.
+func NewClientRevocation(name string, at time.Time, caKey ed25519.PrivateKey) (Revocation, error) {
+	return newRevocation(Revocation{Name: name, At: at, Client: true}, caKey)
+}
+
+func newRevocation(r Revocation, caKey ed25519.PrivateKey) (Revocation, error) {
+	if err := CheckName(r.kind(), r.Name); err != nil {
 		return Revocation{}, fmt.Errorf("revoke: %w", err)
 	}
-	r := Revocation{Name: name, At: time.Unix(0, at.UnixNano()).UTC()}
+	r.At = time.Unix(0, r.At.UnixNano()).UTC()
 	r.Sig = ed25519.Sign(caKey, r.signed())
 	return r, nil
+}
+
+// kind is "node" or "client".
+func (r Revocation) kind() string {
+	if r.Client {
+		return "client"
+	}
+	return "node"
 }
 
 // signed returns the encoding the signature covers.
 func (r Revocation) signed() []byte {
 	b := make([]byte, 0, revFixed+len(r.Name))
-	b = append(b, revMagic...)
+	if r.Client {
+		b = append(b, revClientMagic...)
+	} else {
+		b = append(b, revMagic...)
+	}
 	b = append(b, revVersion, byte(len(r.Name)))
 	b = append(b, r.Name...)
 	return binary.BigEndian.AppendUint64(b, uint64(r.At.UnixNano()))
@@ -85,7 +115,12 @@ func UnmarshalRevocation(b []byte) (Revocation, error) {
 	if len(b) > MaxRevocationSize {
 		return Revocation{}, fmt.Errorf("%w: %d bytes, at most %d", ErrRevocation, len(b), MaxRevocationSize)
 	}
-	if string(b[:4]) != revMagic {
+	var r Revocation
+	switch string(b[:4]) {
+	case revMagic:
+	case revClientMagic:
+		r.Client = true
+	default:
 		return Revocation{}, fmt.Errorf("%w: bad magic %q", ErrRevocation, b[:4])
 	}
 	if b[4] != revVersion {
@@ -95,15 +130,16 @@ func UnmarshalRevocation(b []byte) (Revocation, error) {
 	if len(b) != revFixed+n {
 		return Revocation{}, fmt.Errorf("%w: name of %d bytes in %d bytes, want %d", ErrRevocation, n, len(b), revFixed+n)
 	}
-	name := string(b[6 : 6+n])
-	if err := CheckName("node", name); err != nil {
+	r.Name = string(b[6 : 6+n])
+	if err := CheckName(r.kind(), r.Name); err != nil {
 		return Revocation{}, fmt.Errorf("%w: %w", ErrRevocation, err)
 	}
 	at := int64(binary.BigEndian.Uint64(b[6+n:]))
 	if at <= 0 {
 		return Revocation{}, fmt.Errorf("%w: time %d before 1970", ErrRevocation, at)
 	}
-	return Revocation{Name: name, At: time.Unix(0, at).UTC(), Sig: bytes.Clone(b[14+n:])}, nil
+	r.At, r.Sig = time.Unix(0, at).UTC(), bytes.Clone(b[14+n:])
+	return r, nil
 }
 
 // Verify checks the revocation's signature with the CA certificate's key.
@@ -113,7 +149,7 @@ func (r Revocation) Verify(ca *x509.Certificate) error {
 		return fmt.Errorf("%w: the CA key is not Ed25519", ErrRevocation)
 	}
 	if len(r.Sig) != ed25519.SignatureSize || !ed25519.Verify(pub, r.signed(), r.Sig) {
-		return fmt.Errorf("%w: revocation of %q is not signed by this cluster's CA (%s)", ErrRevocation, r.Name, CACert)
+		return fmt.Errorf("%w: revocation of %s %q is not signed by this cluster's CA (%s)", ErrRevocation, r.kind(), r.Name, CACert)
 	}
 	return nil
 }
@@ -133,8 +169,8 @@ func ParseRevocation(b []byte, ca *x509.Certificate) (Revocation, error) {
 // DefaultMaxRevocations bounds a RevocationList.
 const DefaultMaxRevocations = 4096
 
-// RevocationList is the set of revoked node names a node knows, with the
-// earliest revocation time of each. It is safe for concurrent use: the
+// RevocationList is the set of revoked names of one kind (nodes, or
+// clients) a node knows, with the earliest revocation time of each. It is safe for concurrent use: the
 // transport reads it for every frame, record verifiers for every record.
 type RevocationList struct {
 	mu   sync.RWMutex

@@ -103,6 +103,9 @@ func FuzzRevocation(f *testing.F) {
 	f.Add([]byte("HSRV"))
 	f.Add([]byte{})
 	f.Add(append([]byte("HSRV\x01\x40"), make([]byte, 200)...))
+	c, _ := NewClientRevocation("ci-bot", time.Unix(1700000000, 5), key)
+	f.Add(c.Marshal())
+	f.Add(append([]byte("HSRC\x01\x06ci-bot"), make([]byte, 72)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := UnmarshalRevocation(data)
 		if err != nil {
@@ -111,6 +114,48 @@ func FuzzRevocation(f *testing.F) {
 		if !bytes.Equal(got.Marshal(), data) {
 			t.Fatalf("accepted %x, encodes to %x", data, got.Marshal())
 		}
-		_ = got.Verify(ca)
+		if got.Client != (string(data[:4]) == "HSRC") {
+			t.Fatalf("magic %q decoded as client %v", data[:4], got.Client)
+		}
+		if got.Verify(ca) == nil {
+			// Only the CA signs: the seeds' two, unchanged.
+			if !bytes.Equal(data, r.Marshal()) && !bytes.Equal(data, c.Marshal()) {
+				t.Fatalf("a revocation the CA never signed verifies: %x", data)
+			}
+		}
 	})
+}
+
+// TestClientRevocation: a client revocation decodes as one, verifies
+// against its CA, and cannot be turned into a node's revocation of the
+// same name (or back) by changing its magic: the signature covers it.
+func TestClientRevocation(t *testing.T) {
+	dir := newCluster(t)
+	key, err := LoadCAKey(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := LoadCA(dir)
+	c, err := NewClientRevocation("ci-bot", time.Now(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseRevocation(c.Marshal(), ca)
+	if err != nil || !got.Client || got.Name != "ci-bot" || !got.At.Equal(c.At) {
+		t.Fatalf("ParseRevocation: %+v, %v", got, err)
+	}
+	b := c.Marshal()
+	copy(b, "HSRV")
+	if r, err := ParseRevocation(b, ca); err == nil {
+		t.Fatalf("a client revocation turned into a node's verifies: %+v", r)
+	}
+	n, _ := NewRevocation("ci-bot", time.Now(), key)
+	b = n.Marshal()
+	copy(b, "HSRC")
+	if r, err := ParseRevocation(b, ca); err == nil {
+		t.Fatalf("a node revocation turned into a client's verifies: %+v", r)
+	}
+	if _, err := NewClientRevocation("bad name", time.Now(), key); err == nil || !strings.Contains(err.Error(), "client name") {
+		t.Fatalf("bad client name: %v", err)
+	}
 }
