@@ -171,3 +171,46 @@ func TestCertificateCluster(t *testing.T) {
 		t.Fatalf("after restart n3 is %q, want revoked", got)
 	}
 }
+
+// TestClientRevocationSpreads: a client revocation written on one node
+// reaches the others through gossip, survives a restart, is listed by
+// Revocations apart from node revocations, and revokes no node of the same
+// name.
+func TestClientRevocationSpreads(t *testing.T) {
+	ctx := context.Background()
+	caDir := newCADir(t)
+	data2 := t.TempDir()
+	n1 := openCertNode(t, certsFor(t, caDir, "n1"), "")
+	seed := n1.Status().Address
+	n2dir := certsFor(t, caDir, "n2")
+	n2 := openCertNode(t, n2dir, data2, seed)
+	waitFor(t, 10*time.Second, "two members", func() bool { return n1.Status().Alive == 2 && n2.Status().Alive == 2 })
+	key, err := certs.LoadCAKey(caDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := certs.NewClientRevocation("n2", time.Now(), key) // a client named like a node
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Revoke(ctx, rev.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the client revocation on n2", func() bool { _, ok := n2.ClientRevoked("n2"); return ok })
+	if _, ok := n1.Revoked("n2"); ok || memberState(n1, "n2") != hearsay.StateAlive {
+		t.Fatalf("revoking client n2 revoked node n2 (%s)", memberState(n1, "n2"))
+	}
+	if err := n2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n2 = openCertNode(t, n2dir, data2, seed)
+	if at, ok := n2.ClientRevoked("n2"); !ok || !at.Equal(rev.At) {
+		t.Fatalf("after a restart: ClientRevoked(n2) = %v %v, want %v", at, ok, rev.At)
+	}
+	if got := n2.Revocations(); len(got) != 1 || !got[0].Client || got[0].Name != "n2" {
+		t.Fatalf("Revocations() = %+v", got)
+	}
+	if _, err := n1.Put(ctx, []byte("\x00hearsay/revoked-client/x"), rev.Marshal()); !errors.Is(err, hearsay.ErrReservedKey) {
+		t.Fatalf("Put of a client revocation key: %v, want ErrReservedKey", err)
+	}
+}
