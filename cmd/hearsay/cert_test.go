@@ -91,6 +91,9 @@ func TestCertCommands(t *testing.T) {
 		{exitError, []string{"cert", "create-node", "--certs-dir", dir, "--name", "n2", "--overwrite", "--host", "a b"}, "not a DNS name"},
 		{exitUsage, []string{"cert", "create-node", "--certs-dir", dir, "--name", "n2", "--lifetime", "-1h"}, "--lifetime"},
 		{exitError, []string{"cert", "list", "--certs-dir", filepath.Join(empty, "none")}, "no such file"},
+		{exitUsage, []string{"cert", "revoke", "--certs-dir", dir}, "--name (a node) or --client"},
+		{exitUsage, []string{"cert", "revoke", "--certs-dir", dir, "--name", "n2", "--client", "ro"}, "one node or one client"},
+		{exitUsage, []string{"cert", "revoke", "--certs-dir", dir, "--client", "../x"}, "client name"},
 	}
 	for _, c := range cases {
 		r := cli(t, nil, "", c.args...).want(t, c.code)
