@@ -219,4 +219,16 @@ func TestKeyRotationLosesNothing(t *testing.T) {
 		kr, err := n1.keyring()
 		return err == nil && kr.Nodes == 4 && kr.Errors == 0 && len(kr.Keys) == 1 && kr.Keys[0].Primary == 4
 	})
+	// Neither the rotation nor the frames of the member that missed it
+	// (refused for their key) are held against anyone.
+	for _, a := range nodes {
+		if q := a.quarantined(); len(q) > 0 {
+			t.Errorf("%s quarantines %v after a key rotation", a.name, q)
+		}
+		for _, kind := range []string{"undecodable", "unauthenticated"} {
+			if v := a.metric(`hearsay_offences_total{kind="` + kind + `"}`); v != 0 {
+				t.Errorf("%s counted %v %s offences during a key rotation", a.name, v, kind)
+			}
+		}
+	}
 }
