@@ -143,8 +143,11 @@ func TestBadFramesQuarantineTheirSender(t *testing.T) {
 	bad := newAgent(t, "bad", n1.gossip)
 	bad.bin, bad.env = faultAgentBinary(t), []string{"HEARSAY_FAULT_BAD_FRAMES=2"}
 	start(bad)
+	started := time.Now()
 	for _, a := range honest {
 		a.waitFor(60*time.Second, "the bad member quarantined", func() bool { return a.quarantined()["bad"] })
+		t.Logf("%s quarantines the bad member %v after it answered (undecodable offences %v)", a.name,
+			time.Since(started).Round(time.Millisecond), a.metric(`hearsay_offences_total{kind="undecodable"}`))
 		if q := a.quarantined(); len(q) != 1 {
 			t.Errorf("%s quarantines %v, want the bad member alone", a.name, q)
 		}
