@@ -286,14 +286,25 @@ const (
 func (a *Agent) kvHandler(method string) (http.Handler, string) {
 	switch method {
 	case http.MethodGet, http.MethodHead:
-		return http.HandlerFunc(a.handleGet), routeKVGet
+		return a.kv.get, routeKVGet
 	case http.MethodPut:
-		return http.HandlerFunc(a.handlePut), routeKVPut
+		return a.kv.put, routeKVPut
 	case http.MethodDelete:
-		return http.HandlerFunc(a.handleDelete), routeKVDelete
+		return a.kv.del, routeKVDelete
 	}
 	return methodNotAllowed(kvAllow), ""
 }
+
+// kvHandlers are the kv handlers as http.Handlers, made once rather than
+// as method values on every request.
+type kvHandlers struct{ get, put, del http.Handler }
+
+// Header values shared by every response that sends them (net/http only
+// reads them).
+var (
+	octetStream     = []string{"application/octet-stream"}
+	applicationJSON = []string{"application/json"}
+)
 
 // methodNotAllowed answers 405 with an Allow header, as the mux does.
 func methodNotAllowed(allow string) http.Handler {
@@ -402,10 +413,12 @@ func (a *Agent) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wantsRaw(r.Header.Get("Accept")) {
+		// Canonical names, set directly: Header.Set would canonicalise
+		// and allocate each.
 		h := w.Header()
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set("Content-Length", strconv.Itoa(len(e.Value)))
-		h.Set(VersionHeader, e.Version.String())
+		h["Content-Type"] = octetStream
+		h["Content-Length"] = []string{strconv.Itoa(len(e.Value))}
+		h[VersionHeader] = []string{e.Version.String()}
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(e.Value)
@@ -758,6 +771,12 @@ func entryJSON(e hearsay.Entry) EntryJSON {
 // wantsRaw reports whether an Accept header prefers raw bytes to JSON: the
 // first of application/octet-stream and application/json listed wins.
 func wantsRaw(accept string) bool {
+	switch accept { // the common cases, without parsing
+	case "application/octet-stream":
+		return true
+	case "", "*/*", "application/json":
+		return false
+	}
 	for part := range strings.SplitSeq(accept, ",") {
 		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
@@ -793,8 +812,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("encoding response: %v", err))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	h := w.Header()
+	h["Content-Type"] = applicationJSON
+	h["Content-Length"] = []string{strconv.Itoa(buf.Len())}
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
 }

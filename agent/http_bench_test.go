@@ -1,9 +1,13 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -76,4 +80,79 @@ func benchTarget(b *testing.B, target string) string {
 	})
 	waitFor(b, 10*time.Second, "agent ready", func() bool { return a.Node().Status().Ready })
 	return "http://" + a.HTTPAddr()
+}
+
+// BenchmarkHandler measures the agent's handler alone (no sockets) per GET
+// and PUT of a 100-byte value, beside the trivial twin's: allocations per
+// request are what the machine's load does not change.
+//
+//	go test -run '^$' -bench Handler -benchmem ./agent
+func BenchmarkHandler(b *testing.B) {
+	value := bytes.Repeat([]byte{'v'}, 100)
+	for _, target := range []string{"agent", "twin"} {
+		var h http.Handler
+		if target == "twin" {
+			h = bench.NewTwin()
+		} else {
+			cfg := DefaultConfig()
+			cfg.Name = "bench"
+			cfg.DataDir = b.TempDir()
+			cfg.Bind = "127.0.0.1:0"
+			cfg.HTTP = ""
+			cfg.Logger = slog.New(slog.DiscardHandler)
+			a, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = a.Close() })
+			waitFor(b, 10*time.Second, "agent ready", func() bool { return a.Node().Status().Ready })
+			h = a.Handler()
+		}
+		serve := func(b *testing.B, method, path string, body []byte) {
+			var rd io.Reader = http.NoBody
+			if body != nil {
+				rd = bytes.NewReader(body)
+			}
+			req := httptest.NewRequest(method, path, rd)
+			req.Header.Set("Content-Type", "application/octet-stream")
+			req.Header.Set("Accept", "application/octet-stream")
+			w := &discardWriter{header: http.Header{}}
+			h.ServeHTTP(w, req)
+			if w.code != 0 && w.code != http.StatusOK {
+				b.Fatalf("%s %s: %d", method, path, w.code)
+			}
+		}
+		b.Run(target+"/get", func(b *testing.B) {
+			serve(b, "PUT", "/v1/kv/key", value)
+			for b.Loop() {
+				serve(b, "GET", "/v1/kv/key", nil)
+			}
+		})
+		b.Run(target+"/put", func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					serve(b, "PUT", "/v1/kv/key", value)
+				}
+			})
+		})
+	}
+}
+
+// discardWriter is a ResponseWriter that keeps only the status.
+type discardWriter struct {
+	header http.Header
+	code   int
+}
+
+func (w *discardWriter) Header() http.Header { return w.header }
+func (w *discardWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return len(b), nil
+}
+func (w *discardWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
 }
