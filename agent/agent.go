@@ -65,6 +65,7 @@ type Agent struct {
 	body     *bodyBudget
 	watchers atomic.Int64
 	handler  http.Handler
+	kv       kvHandlers
 	// serverHeader is the Server header of every response.
 	serverHeader string
 	ln           net.Listener // nil when cfg.HTTP is empty
@@ -186,6 +187,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: open node %q (gossip %s, %s): %w", cfg.Name, cfg.Bind, where, err)
 	}
 	a.node = node
+	a.kv = kvHandlers{get: http.HandlerFunc(a.handleGet), put: http.HandlerFunc(a.handlePut), del: http.HandlerFunc(a.handleDelete)}
 	a.handler = a.routes()
 	a.recordIdentity()
 	if cfg.HTTP != "" {

@@ -53,7 +53,7 @@ func newTestServer(t *testing.T, cfg Config) (*Agent, *httptest.Server) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
@@ -661,4 +661,43 @@ func TestBinaryKeys(t *testing.T) {
 		t.Errorf("watch event %+v (%v), want key \\xff", ev, err)
 	}
 	wantError(t, do(t, srv, http.MethodGet, kvPath("\xff\x01"), "", nil), http.StatusNotFound, `key "\xff\x01" not found`)
+}
+
+// TestKVRoutingMatchesMux checks that the kv routes, dispatched before the
+// mux, answer as the mux would: the same 405 and Allow header for other
+// methods, and the metrics label an unknown method "other" rather than
+// making a time series of whatever a client sends.
+func TestKVRoutingMatchesMux(t *testing.T) {
+	mux := http.NewServeMux()
+	for _, p := range []string{routeKVGet, routeKVPut, routeKVDelete} {
+		mux.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/kv/k", nil))
+	if got := rec.Header().Get("Allow"); got != kvAllow {
+		t.Fatalf("the mux allows %q on a kv path, the agent says %q", got, kvAllow)
+	}
+
+	_, srv := newTestServer(t, testConfig(t))
+	for _, m := range []string{"POST", "PATCH", "BREW"} {
+		r := do(t, srv, m, kvPath("k"), "", nil)
+		wantError(t, r, http.StatusMethodNotAllowed, "not allowed")
+		if got := r.header.Get("Allow"); got != kvAllow {
+			t.Errorf("%s: Allow %q, want %q", m, got, kvAllow)
+		}
+	}
+	wantCode(t, do(t, srv, "HEAD", kvPath("missing"), "", nil), http.StatusNotFound)
+	metrics := string(do(t, srv, "GET", "/metrics", "", nil).body)
+	for _, want := range []string{
+		`hearsay_http_requests_total{code="405",method="other",route="unmatched"} 1`,
+		`hearsay_http_requests_total{code="405",method="PATCH",route="unmatched"} 1`,
+		`hearsay_http_requests_total{code="404",method="HEAD",route="/v1/kv/{key...}"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(metrics, "BREW") {
+		t.Errorf("a client's method became a label value")
+	}
 }

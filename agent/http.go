@@ -201,9 +201,7 @@ type ErrorResponse struct {
 // mux's own 404 and 405 replies into JSON errors.
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/kv/{key...}", a.handleGet)
-	mux.HandleFunc("PUT /v1/kv/{key...}", a.handlePut)
-	mux.HandleFunc("DELETE /v1/kv/{key...}", a.handleDelete)
+	// The kv routes under /v1/kv/ are dispatched before the mux (kvHandler).
 	mux.HandleFunc("GET /v1/kv", a.handleScan)
 	mux.HandleFunc("GET /v1/watch", a.handleWatch)
 	mux.HandleFunc("GET /v1/members", a.handleMembers)
@@ -225,9 +223,11 @@ func (a *Agent) routes() http.Handler {
 		Registry: a.registry,
 	}))
 
+	server := []string{a.serverHeader}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		w.Header().Set("Server", a.serverHeader)
+		// Set directly: the name is canonical already.
+		w.Header()["Server"] = server
 		a.metrics.inflight.Inc()
 		defer a.metrics.inflight.Dec()
 		// A body, read by a handler or drained after it, must arrive within
@@ -235,18 +235,21 @@ func (a *Agent) routes() http.Handler {
 		// forever). Watches lift it: they read nothing.
 		_ = http.NewResponseController(w).SetReadDeadline(start.Add(a.cfg.Bounds.HTTPReadTimeout))
 
-		// Keys are arbitrary bytes: "a//b" or "x/../y" are keys, not paths
-		// to clean. Route kv requests on a stand-in path, and let the
-		// handlers read the key from the escaped path.
-		lookup := r
+		var h http.Handler
+		var route string
 		if strings.HasPrefix(r.URL.EscapedPath(), kvPrefix) {
-			lookup = r.Clone(r.Context())
-			lookup.URL.Path, lookup.URL.RawPath = kvPrefix+"k", ""
-		}
-		h, route := mux.Handler(lookup)
-		if r.URL.Path == "/v1/kv" && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			// Not a redirect to /v1/kv/ (the empty key): scan is GET only.
-			h, route = methodNotAllowed("GET, HEAD"), ""
+			// Keys are arbitrary bytes: "a//b" or "x/../y" are keys, not
+			// paths to clean, so kv requests do not go through the mux
+			// (which would clean them); the handlers read the key from the
+			// escaped path. This is also the hot path: no request clone,
+			// no pattern matching.
+			h, route = a.kvHandler(r.Method)
+		} else {
+			h, route = mux.Handler(r)
+			if r.URL.Path == "/v1/kv" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+				// Not a redirect to /v1/kv/ (the empty key): scan is GET only.
+				h, route = methodNotAllowed("GET, HEAD"), ""
+			}
 		}
 		if route == "" {
 			route = "unmatched"
@@ -262,11 +265,47 @@ func (a *Agent) routes() http.Handler {
 		if !ok {
 			path = route
 		}
-		a.metrics.observe(path, r.Method, code, time.Since(start))
-		a.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "route", route,
-			"code", code, "duration", time.Since(start), "remote", r.RemoteAddr)
+		took := time.Since(start)
+		a.metrics.observe(path, r.Method, code, took)
+		if a.log.Enabled(r.Context(), slog.LevelDebug) {
+			a.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "route", route,
+				"code", code, "duration", took, "remote", r.RemoteAddr)
+		}
 	})
 }
+
+// The kv routes, as the mux would name them.
+const (
+	routeKVGet    = "GET " + kvPrefix + "{key...}"
+	routeKVPut    = "PUT " + kvPrefix + "{key...}"
+	routeKVDelete = "DELETE " + kvPrefix + "{key...}"
+	kvAllow       = "DELETE, GET, HEAD, PUT"
+)
+
+// kvHandler routes a request under /v1/kv/ by its method, with the route
+// names and the 405 answer the mux gives.
+func (a *Agent) kvHandler(method string) (http.Handler, string) {
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return a.kv.get, routeKVGet
+	case http.MethodPut:
+		return a.kv.put, routeKVPut
+	case http.MethodDelete:
+		return a.kv.del, routeKVDelete
+	}
+	return methodNotAllowed(kvAllow), ""
+}
+
+// kvHandlers are the kv handlers as http.Handlers, made once rather than
+// as method values on every request.
+type kvHandlers struct{ get, put, del http.Handler }
+
+// Header values shared by every response that sends them (net/http only
+// reads them).
+var (
+	octetStream     = []string{"application/octet-stream"}
+	applicationJSON = []string{"application/json"}
+)
 
 // methodNotAllowed answers 405 with an Allow header, as the mux does.
 func methodNotAllowed(allow string) http.Handler {
@@ -375,10 +414,12 @@ func (a *Agent) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wantsRaw(r.Header.Get("Accept")) {
+		// Canonical names, set directly: Header.Set would canonicalise
+		// and allocate each.
 		h := w.Header()
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set("Content-Length", strconv.Itoa(len(e.Value)))
-		h.Set(VersionHeader, e.Version.String())
+		h["Content-Type"] = octetStream
+		h["Content-Length"] = []string{strconv.Itoa(len(e.Value))}
+		h[VersionHeader] = []string{e.Version.String()}
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(e.Value)
@@ -398,10 +439,12 @@ func (a *Agent) handlePut(w http.ResponseWriter, r *http.Request) {
 	if isJSON {
 		limit = int64(base64.StdEncoding.EncodedLen(a.cfg.MaxValueSize)) + jsonOverhead
 	}
-	tooLarge := fmt.Sprintf("value too large: the limit is %d bytes (agent --max-value-size)", a.cfg.MaxValueSize)
+	tooLarge := func() string {
+		return fmt.Sprintf("value too large: the limit is %d bytes (agent --max-value-size)", a.cfg.MaxValueSize)
+	}
 	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close")
-		writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
+		writeError(w, http.StatusRequestEntityTooLarge, tooLarge())
 		return
 	}
 	data, release, err := a.readBody(w, r, limit)
@@ -410,7 +453,7 @@ func (a *Agent) handlePut(w http.ResponseWriter, r *http.Request) {
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
-			writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
+			writeError(w, http.StatusRequestEntityTooLarge, tooLarge())
 		case errors.Is(err, errBodyBusy):
 			w.Header().Set("Retry-After", "1")
 			w.Header().Set("Connection", "close")
@@ -729,6 +772,12 @@ func entryJSON(e hearsay.Entry) EntryJSON {
 // wantsRaw reports whether an Accept header prefers raw bytes to JSON: the
 // first of application/octet-stream and application/json listed wins.
 func wantsRaw(accept string) bool {
+	switch accept { // the common cases, without parsing
+	case "application/octet-stream":
+		return true
+	case "", "*/*", "application/json":
+		return false
+	}
 	for part := range strings.SplitSeq(accept, ",") {
 		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
@@ -764,8 +813,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("encoding response: %v", err))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	h := w.Header()
+	h["Content-Type"] = applicationJSON
+	h["Content-Length"] = []string{strconv.Itoa(buf.Len())}
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
 }

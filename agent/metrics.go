@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,10 +31,25 @@ type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
+
+	// The children of the vectors, looked up once per label set: hashing
+	// the labels on every request cost a few per cent of a small GET. The
+	// label sets are bounded (routes are patterns, methods are the
+	// standard ones or "other", codes are what handlers answer).
+	mu       sync.RWMutex
+	counters map[requestLabels]prometheus.Counter
+	timers   map[requestLabels]prometheus.Observer
+}
+
+type requestLabels struct {
+	route, method string
+	code          int
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 	m := &httpMetrics{
+		counters: map[requestLabels]prometheus.Counter{},
+		timers:   map[requestLabels]prometheus.Observer{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "hearsay",
 			Subsystem: "http",
@@ -63,8 +79,45 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 }
 
 func (m *httpMetrics) observe(route, method string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
+	method = methodLabel(method)
+	c, t := m.children(route, method, code)
+	c.Inc()
+	t.Observe(d.Seconds())
+}
+
+// children returns the counter of (route, method, code) and the timer of
+// (route, method), creating them at first use.
+func (m *httpMetrics) children(route, method string, code int) (prometheus.Counter, prometheus.Observer) {
+	kc, kt := requestLabels{route, method, code}, requestLabels{route, method, 0}
+	m.mu.RLock()
+	c, okc := m.counters[kc]
+	t, okt := m.timers[kt]
+	m.mu.RUnlock()
+	if okc && okt {
+		return c, t
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, okc = m.counters[kc]; !okc {
+		c = m.requests.WithLabelValues(route, method, strconv.Itoa(code))
+		m.counters[kc] = c
+	}
+	if t, okt = m.timers[kt]; !okt {
+		t = m.duration.WithLabelValues(route, method)
+		m.timers[kt] = t
+	}
+	return c, t
+}
+
+// methodLabel is the method label of a request: a client may send any
+// token as its method, and each would otherwise make new time series.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 // statusWriter records the status code written through it. It unwraps for

@@ -120,7 +120,7 @@ type Stats struct {
 	ClaimsUnsigned, ClaimsUnknown, ClaimsRefused uint64
 	Certs                                        int // node certificates held
 	// Offences counts, by kind, what peers sent that did not check out
-	// (see reportOffence); nil when none.
+	// (see reportOffence), shared between snapshots: read, do not modify.
 	Offences        map[string]uint64
 	RecordsReceived uint64 // records received by any mechanism
 	RecordsApplied  uint64 // of those, records that changed the store

@@ -21,5 +21,6 @@ const (
 )
 
 // Offences returns how many offences of each kind peers committed (every
-// kind of trust.Kinds present).
+// kind of trust.Kinds present), shared until the next offence: read it, do
+// not modify it.
 func (e *Engine) Offences() map[string]uint64 { return e.trust.Offences() }

@@ -210,3 +210,12 @@ func applyShuffled(t *testing.T, rng *rand.Rand, s store.Store, updates []store.
 		}
 	}
 }
+
+// TestVersionString checks the hand-made formatting against fmt's.
+func TestVersionString(t *testing.T) {
+	for _, v := range []store.Version{{}, {HLC: 1, Node: 1}, {HLC: 0x18d2f3a1b2c0001, Node: 0xfedcba9876543210}, {HLC: ^uint64(0), Node: ^uint64(0)}, {HLC: 0xabc, Node: 0x10}} {
+		if got, want := v.String(), fmt.Sprintf("%x@%016x", v.HLC, v.Node); got != want {
+			t.Errorf("%#v: %q, want %q", v, got, want)
+		}
+	}
+}

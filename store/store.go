@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/hearsaydb/hearsay/store/digest"
 )
@@ -143,7 +144,19 @@ func (v Version) IsZero() bool { return v.HLC == 0 && v.Node == 0 }
 
 // String formats v as hlc@node in hex, the form used in logs and the API;
 // the node id is zero-padded to 16 digits, as everywhere else it prints.
-func (v Version) String() string { return fmt.Sprintf("%x@%016x", v.HLC, v.Node) }
+func (v Version) String() string {
+	// As fmt's "%x@%016x", without its allocations: a version goes into
+	// every write's answer and every read's header.
+	var b [16 + 1 + 16]byte
+	out := strconv.AppendUint(b[:0], v.HLC, 16)
+	out = append(out, '@')
+	var node [16]byte
+	n := strconv.AppendUint(node[:0], v.Node, 16)
+	for range 16 - len(n) {
+		out = append(out, '0')
+	}
+	return string(append(out, n...))
+}
 
 // Record is one key's replicated state. A delete is a record with Tombstone
 // set and no value: a death certificate that replicates like any write.

@@ -286,8 +286,8 @@ type session struct {
 	recovering bool // the initiator was recovering when it started
 	deadline   time.Time
 
-	// The digest phase: the initiator keeps a snapshot of its cells to
-	// answer AEMore; the responder a snapshot of its own and the decoder.
+	// The digest phase: the initiator keeps a view of its cells to answer
+	// AEMore; the responder a view of its own and the decoder.
 	// The initiator's phase ends with AEDiff (diffed).
 	digesting bool
 	diffed    bool
@@ -296,10 +296,13 @@ type session struct {
 	// since a lost AEStart would otherwise block the pair.
 	answered bool
 
-	snap    []digest.Cell
+	// view is this side's digest as it was when the exchange compared it
+	// first (digest.View: nothing is copied unless the digest changes
+	// while the exchange runs).
+	view    *digest.View
 	dec     *digest.Decoder
 	limit   int
-	changes uint64 // the responder's digest changes when it took snap
+	changes uint64 // the responder's digest changes when it took view
 
 	out *outStream
 	in  *inStream
@@ -554,10 +557,10 @@ func (r *Reconciler) Start(now time.Time, peer string) bool {
 	msg := &wire.AEStart{Session: s.key.id, Mode: mode, Full: s.full, Recovering: s.recovering}
 	if !s.full {
 		s.digesting = true
-		s.snap = r.st.Digest().Snapshot()
-		n := min(r.cfg.InitialCells, len(s.snap))
-		msg.CellsTotal = uint32(min(len(s.snap), 1<<31))
-		msg.Cells = digest.AppendCells(nil, s.snap[:n])
+		s.view = r.st.Digest().View()
+		n := min(r.cfg.InitialCells, s.view.Len())
+		msg.CellsTotal = uint32(min(s.view.Len(), 1<<31))
+		msg.Cells = digest.AppendCells(nil, s.view.Cells(0, n))
 		r.stats.CellsSent += uint64(n)
 	}
 	if !r.send(s.key.peer, &wire.Envelope{Body: &wire.Envelope_AeStart{AeStart: msg}}) {
@@ -663,22 +666,26 @@ func (r *Reconciler) onStart(now time.Time, peer string, m *wire.AEStart) error 
 	}
 	s.digesting = true
 	s.dec = &digest.Decoder{}
-	// The snapshot of this side's cells is taken now, with the first
-	// comparison: if the replicas agree, no copy is made at all.
+	// This side's cells are pinned now, with the first comparison: if the
+	// replicas agree, or the digest does not change while they are
+	// compared, no copy is made at all.
 	s.changes = d.Changes()
-	own := make([]digest.Cell, len(cells))
-	d.CopyCells(own, 0)
-	if err := s.dec.Add(subCells(cells, own)); err != nil {
+	s.view = d.View()
+	if err := s.dec.Add(subCells(cells, s.view.Cells(0, len(cells)))); err != nil {
 		return r.badDigest(s, err)
 	}
 	if s.dec.Done() {
 		return r.decoded(now, s)
 	}
-	s.snap = d.Snapshot()[:s.limit]
 	return r.askMore(now, s)
 }
 
 func subCells(remote, local []digest.Cell) []digest.Cell {
+	if len(local) < len(remote) {
+		// Cannot happen: remote cells are parsed with the limit of this
+		// side's digest. Keep the panic out of the node regardless.
+		remote = remote[:len(local)]
+	}
 	out := make([]digest.Cell, len(remote))
 	for i := range remote {
 		out[i] = remote[i].Sub(local[i])
@@ -693,7 +700,7 @@ func (r *Reconciler) askMore(now time.Time, s *session) error {
 	if n >= s.limit {
 		r.stats.FullFallbacks++
 		s.digesting = false
-		s.snap, s.dec = nil, nil
+		s.view, s.dec = nil, nil
 		s.full = true
 		return r.startStreams(now, s, nil, nil)
 	}
@@ -733,14 +740,14 @@ func (r *Reconciler) onMore(now time.Time, peer string, m *wire.AEMore) error {
 		return nil // late or duplicate
 	}
 	from, count := int(m.From), int(m.Count)
-	if from >= len(s.snap) || count <= 0 || count > maxCellsPerMessage {
-		return r.fail(s, fmt.Errorf("%w: %s asked for cells [%d, +%d) of %d", ErrProtocol, peer, from, count, len(s.snap)))
+	if from >= s.view.Len() || count <= 0 || count > maxCellsPerMessage {
+		return r.fail(s, fmt.Errorf("%w: %s asked for cells [%d, +%d) of %d", ErrProtocol, peer, from, count, s.view.Len()))
 	}
-	end := min(from+count, len(s.snap))
+	end := min(from+count, s.view.Len())
 	r.touch(now, s)
 	r.stats.CellsSent += uint64(end - from)
 	r.send(peer, &wire.Envelope{Body: &wire.Envelope_AeCells{AeCells: &wire.AECells{
-		Session: m.Session, From: m.From, Cells: digest.AppendCells(nil, s.snap[from:end]),
+		Session: m.Session, From: m.From, Cells: digest.AppendCells(nil, s.view.Cells(from, end)),
 	}}})
 	return nil
 }
@@ -759,7 +766,7 @@ func (r *Reconciler) onCells(now time.Time, peer string, m *wire.AECells) error 
 		return r.badDigest(s, errors.New("no cells in answer"))
 	}
 	r.touch(now, s)
-	if err := s.dec.Add(subCells(cells, s.snap[n:n+len(cells)])); err != nil {
+	if err := s.dec.Add(subCells(cells, s.view.Cells(n, n+len(cells)))); err != nil {
 		return r.badDigest(s, err)
 	}
 	if s.dec.Done() {
@@ -775,7 +782,7 @@ func (r *Reconciler) onCells(now time.Time, peer string, m *wire.AECells) error 
 func (r *Reconciler) decoded(now time.Time, s *session) error {
 	remote, local := s.dec.Remote(), s.dec.Local()
 	s.digesting = false
-	s.snap, s.dec = nil, nil
+	s.view, s.dec = nil, nil
 	quiet := r.st.Digest().Changes() == s.changes
 	byHash := map[uint64][]digest.Item{}
 	verified := local[:0]
@@ -881,9 +888,12 @@ func (r *Reconciler) onDiff(now time.Time, peer string, m *wire.AEDiff) error {
 		return nil
 	}
 	s.diffed = true
-	cellsSent := len(s.snap)
+	cellsSent := 0
+	if s.view != nil {
+		cellsSent = s.view.Len()
+	}
 	s.digesting = false
-	s.snap = nil
+	s.view = nil
 	r.touch(now, s)
 	if m.Full {
 		if !s.full {

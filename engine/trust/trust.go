@@ -202,7 +202,10 @@ type Scores struct {
 	peers       map[string]*peer
 	quarantined int
 	offences    map[string]uint64
-	changes     []Change
+	// counted is what Offences last returned, shared until the next
+	// offence (nil then): the runtime reads the counts after every batch.
+	counted map[string]uint64
+	changes []Change
 }
 
 // New returns empty scores.
@@ -238,6 +241,7 @@ func (s *Scores) OffenceTimes(now time.Time, name, kind string, mult float64) bo
 		kind = BadProtocol // the counters stay bounded by Kinds
 	}
 	s.offences[kind]++
+	s.counted = nil
 	if name == "" {
 		return false
 	}
@@ -366,8 +370,12 @@ func (s *Scores) Score(now time.Time, name string) float64 {
 func (s *Scores) NumQuarantined() int { return s.quarantined }
 
 // Offences returns the offences counted since the start, by kind (every
-// kind present).
+// kind present). The map is shared by the calls until the next offence:
+// read it, do not modify it.
 func (s *Scores) Offences() map[string]uint64 {
+	if s.counted != nil {
+		return s.counted
+	}
 	out := make(map[string]uint64, len(Kinds))
 	for _, k := range Kinds {
 		out[k] = 0
@@ -375,6 +383,7 @@ func (s *Scores) Offences() map[string]uint64 {
 	for k, v := range s.offences {
 		out[k] = v
 	}
+	s.counted = out
 	return out
 }
 

@@ -25,6 +25,7 @@ package digest
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -163,7 +164,15 @@ type Digest struct {
 	cells   []Cell
 	items   int64
 	changes uint64
+	// pinned, when not nil, is shared by the Views taken since the last
+	// change: the next change copies the cells into it first.
+	pinned *frozen
 }
+
+// frozen holds the cells as they were when the Views sharing it were
+// taken, once the digest has changed since (nil until then: the Views
+// read the live cells, which are still theirs).
+type frozen struct{ cells []Cell }
 
 // New returns the digest of the empty set with n cells (at least 1). A
 // difference of up to about n/1.4 items can be decoded from n cells.
@@ -206,6 +215,7 @@ func (d *Digest) update(it Item, sign int64) {
 }
 
 func (d *Digest) updateLocked(it Item, sign int64) {
+	d.freezeLocked()
 	h := it.hash()
 	m := mapping{prng: h}
 	n := uint64(len(d.cells))
@@ -229,8 +239,69 @@ func (d *Digest) Changes() uint64 {
 func (d *Digest) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.freezeLocked()
 	clear(d.cells)
 	d.items = 0
+}
+
+// freezeLocked gives the outstanding Views their copy before the cells
+// change.
+func (d *Digest) freezeLocked() {
+	if d.pinned != nil {
+		d.pinned.cells = slices.Clone(d.cells)
+		d.pinned = nil
+	}
+}
+
+// View is the digest's cells at one instant, read while the digest goes on
+// changing: an anti-entropy exchange sends its cells over several round
+// trips and must send those of one state. Taking a View copies nothing; the
+// first change after it copies the cells once for every View taken since
+// the previous change. An idle node's exchanges, which find the replicas
+// equal, copy nothing at all.
+type View struct {
+	d   *Digest
+	ref *frozen
+}
+
+// View returns the cells as they are now.
+func (d *Digest) View() *View {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pinned == nil {
+		d.pinned = &frozen{}
+	}
+	return &View{d: d, ref: d.pinned}
+}
+
+// Len returns the number of cells.
+func (v *View) Len() int { return len(v.d.cells) }
+
+// CopyCells copies cells [from, from+len(dst)) of the view (fewer at the
+// end) into dst and returns how many it copied.
+func (v *View) CopyCells(dst []Cell, from int) int {
+	v.d.mu.RLock()
+	defer v.d.mu.RUnlock()
+	cells := v.ref.cells
+	if cells == nil {
+		cells = v.d.cells // unchanged since the view was taken
+	}
+	if from < 0 || from >= len(cells) {
+		return 0
+	}
+	return copy(dst, cells[from:])
+}
+
+// Cells returns a copy of cells [from, to) of the view (fewer at the end).
+func (v *View) Cells(from, to int) []Cell {
+	if to > v.Len() {
+		to = v.Len()
+	}
+	if from >= to {
+		return nil
+	}
+	out := make([]Cell, to-from)
+	return out[:v.CopyCells(out, from)]
 }
 
 // Snapshot returns a copy of the cells, consistent at one instant.

@@ -292,3 +292,36 @@ func BenchmarkAdd(b *testing.B) {
 		d.Add(items[i%len(items)])
 	}
 }
+
+// TestViewKeepsItsInstant checks that a View reads the cells as they were
+// when it was taken, whatever changes after, and that views taken before
+// and after a change each see their own instant.
+func TestViewKeepsItsInstant(t *testing.T) {
+	d := New(64)
+	d.Add(Item{KeyHash: 1, HLC: 1, Tag: 1})
+	before := d.Snapshot()
+	v1 := d.View()
+	v1b := d.View()
+	if got := v1.Cells(0, 64); !slices.Equal(got, before) {
+		t.Fatal("a fresh view differs from the digest")
+	}
+	d.Add(Item{KeyHash: 2, HLC: 2, Tag: 2})
+	after := d.Snapshot()
+	v2 := d.View()
+	d.Remove(Item{KeyHash: 1, HLC: 1, Tag: 1})
+	d.Reset()
+	for _, v := range []*View{v1, v1b} {
+		if got := v.Cells(0, 64); !slices.Equal(got, before) {
+			t.Error("a view changed with the digest")
+		}
+	}
+	if got := v2.Cells(0, 64); !slices.Equal(got, after) {
+		t.Error("the second view does not hold its own instant")
+	}
+	if got := v2.Cells(60, 100); len(got) != 4 || !slices.Equal(got, after[60:]) {
+		t.Errorf("Cells beyond the end: %d cells", len(got))
+	}
+	if v2.Cells(70, 80) != nil || v2.CopyCells(make([]Cell, 1), -1) != 0 {
+		t.Error("reads outside the view returned cells")
+	}
+}
