@@ -137,3 +137,69 @@ func TestMailAcksBatched(t *testing.T) {
 		t.Fatalf("a's mail stats %+v", s)
 	}
 }
+
+// TestReplicationLeavesSenderAddressOut checks that, in an unsigned
+// cluster, mail and its acknowledgement name their sender without its
+// address and node id (the receiver knows both from membership), while
+// membership messages keep them (a receiver learns new members from them).
+func TestReplicationLeavesSenderAddressOut(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	mk := func(name string, id uint64) *engine.Engine {
+		cfg := engine.DefaultConfig()
+		cfg.Name, cfg.NodeID, cfg.Addr = name, id, name+":7946"
+		cfg.RumorMongering, cfg.AntiEntropy = false, false
+		cfg.Mail.AckDelay = 0
+		e, err := engine.New(cfg, memstore.New(), rand.New(rand.NewPCG(id, id)), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a, b := mk("a", 1), mk("b", 2)
+	engines := map[string]*engine.Engine{"a:7946": a, "b:7946": b}
+	kinds := map[string]bool{}
+	run := func() {
+		for range 10 {
+			moved := false
+			for _, e := range []*engine.Engine{a, b} {
+				if err := e.Tick(now); err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range e.Ready().Messages {
+					moved = true
+					kind := m.Env.Kind()
+					kinds[kind] = true
+					withSender := m.Env.FromAddr != "" && m.Env.FromId != 0
+					switch kind {
+					case "mail", "mail_ack":
+						if m.Env.FromAddr != "" || m.Env.FromId != 0 {
+							t.Errorf("%s carries the sender's address %q and id %d", kind, m.Env.FromAddr, m.Env.FromId)
+						}
+					case "join", "join_reply", "ping", "ack":
+						if !withSender {
+							t.Errorf("%s without the sender's address and id", kind)
+						}
+					}
+					if err := engines[m.To].Step(now, m.Env); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if !moved {
+				return
+			}
+		}
+	}
+	a.Join(now, []string{"b:7946"})
+	run()
+	if _, err := a.Write(now, []byte("k"), []byte("v"), false); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	if !kinds["mail"] || !kinds["mail_ack"] || !kinds["join"] {
+		t.Fatalf("messages seen: %v", kinds)
+	}
+	if s := a.Stats().Mail; s.Acked != 1 {
+		t.Fatalf("mail not acknowledged without the sender's address: %+v", s)
+	}
+}
