@@ -118,6 +118,9 @@ var (
 	descMailDropped  = desc("directmail_dropped_records_total", "Records dropped from direct-mail outboxes: outbox full, or peer dead.")
 	descOutbox       = desc("directmail_outbox_records", "Records waiting in direct-mail outboxes, over all peers.")
 	descOutboxBytes  = desc("directmail_outbox_bytes", "Bytes waiting in direct-mail outboxes, over all peers.")
+	descAcksOwed     = desc("directmail_acks_owed_total", "Received direct-mail messages owed an acknowledgement (one per mail).")
+	descAckMessages  = desc("directmail_ack_messages_total", "Acknowledgement messages sent for received direct mail (several mails each when batched).")
+	descAcksPending  = desc("directmail_acks_pending", "Received direct-mail messages whose acknowledgement is being held to be batched.")
 
 	// Rumor mongering.
 	descRumorMessages  = desc("rumor_sent_messages_total", "Rumor messages sent (pushes and pull replies).")
@@ -181,7 +184,7 @@ var (
 var collectorDescs = []*prometheus.Desc{
 	descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descCerts, descCertsRefused, descClaimsRefused, descRefused, descMembersRefused, descLocalHealth,
 	descQuarantined, descTrustOffences, descQDropped,
-	descMailSent, descMailRetried, descMailAcked, descMailTimedOut, descMailRecords, descMailQueued, descMailDropped, descOutbox, descOutboxBytes,
+	descMailSent, descMailRetried, descMailAcked, descMailTimedOut, descMailRecords, descMailQueued, descMailDropped, descOutbox, descOutboxBytes, descAcksOwed, descAckMessages, descAcksPending,
 	descRumorMessages, descRumorUpdates, descRumorAnnounced, descRumorPulls, descRumorFetches, descRumorAdded, descRumorRemoved, descRumorHot,
 	descAEStarted, descAECompleted, descAEInSync, descAEFailed, descAEBadDigests, descAEFallbacks, descAECells, descAERecSent, descAERecRecv,
 	descAERepaired, descAECollected, descAEDropped, descAERecovered, descAEIsolated, descAEActive,
@@ -235,6 +238,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descMailDropped, m.Dropped)
 	gauge(descOutbox, m.OutboxRecords)
 	gauge(descOutboxBytes, m.OutboxBytes)
+	counter(descAcksOwed, m.AcksOwed)
+	counter(descAckMessages, m.AckMessages)
+	gauge(descAcksPending, m.AcksPending)
 
 	r := e.Rumor
 	counter(descRumorMessages, r.Messages)

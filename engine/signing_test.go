@@ -274,6 +274,10 @@ func TestUnknownOriginCertificateFetched(t *testing.T) {
 	if _, ok, _ := ast.Get([]byte("k")); ok {
 		t.Fatal("record of an unknown origin was merged")
 	}
+	ackDue := now.Add(engine.DefaultConfig().Mail.AckDelay)
+	if err := a.Tick(ackDue); err != nil {
+		t.Fatal(err)
+	}
 	rd := a.Ready()
 	if acks := bodies(rd, (*wire.Envelope).GetMailAck); len(acks) != 0 {
 		t.Fatal("mail with a record of an unknown origin was acknowledged: the sender would not retry")
@@ -302,6 +306,9 @@ func TestUnknownOriginCertificateFetched(t *testing.T) {
 	}
 	if got, ok, _ := ast.Get([]byte("k")); !ok || got.Version != rec.Version {
 		t.Fatal("retried record not merged")
+	}
+	if err := a.Tick(ackDue.Add(engine.DefaultConfig().Mail.AckDelay)); err != nil {
+		t.Fatal(err)
 	}
 	if acks := bodies(a.Ready(), (*wire.Envelope).GetMailAck); len(acks) != 1 {
 		t.Fatal("retried mail not acknowledged")

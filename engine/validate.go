@@ -77,6 +77,12 @@ func (c Config) Validate() error {
 	mail := c.Mail
 	positive("Mail.AckTimeout", mail.AckTimeout)
 	positive("Mail.RetryMin", mail.RetryMin)
+	if mail.AckDelay < 0 || mail.AckDelay > mail.AckTimeout/2 {
+		errs = append(errs, fmt.Errorf("Mail.AckDelay (%v) must be between 0 and half of AckTimeout (%v)", mail.AckDelay, mail.AckTimeout))
+	}
+	if mail.AckDelay > 0 && mail.MaxAckIDs < 1 {
+		errs = append(errs, fmt.Errorf("Mail.MaxAckIDs (%d) must be at least 1 when AckDelay is set", mail.MaxAckIDs))
+	}
 	if mail.RetryMax < mail.RetryMin {
 		errs = append(errs, fmt.Errorf("Mail.RetryMax (%v) must be at least RetryMin (%v)", mail.RetryMax, mail.RetryMin))
 	}

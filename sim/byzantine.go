@@ -258,7 +258,7 @@ type forgedKey struct {
 // membership.
 func isData(env *wire.Envelope) bool {
 	switch env.Body.(type) {
-	case *wire.Envelope_Mail, *wire.Envelope_MailAck, *wire.Envelope_Rumor, *wire.Envelope_RumorAck,
+	case *wire.Envelope_Mail, *wire.Envelope_MailAck, *wire.Envelope_MailAcks, *wire.Envelope_Rumor, *wire.Envelope_RumorAck,
 		*wire.Envelope_RumorPull, *wire.Envelope_Fetch,
 		*wire.Envelope_AeStart, *wire.Envelope_AeMore, *wire.Envelope_AeCells, *wire.Envelope_AeDiff,
 		*wire.Envelope_AeRecords, *wire.Envelope_AeAck, *wire.Envelope_AeError:

@@ -20,7 +20,11 @@ import (
 // and every mechanism at its default: an update is a Put on node 0, and a
 // node has it when its Watch reports the key.
 type hsSystem struct {
+	name    string
 	profile string
+	// noMail turns direct mail off, so updates spread by rumor mongering
+	// and anti-entropy alone.
+	noMail  bool
 	mu      sync.Mutex
 	nodes   []*hearsay.Node
 	regs    []*prometheus.Registry
@@ -28,9 +32,15 @@ type hsSystem struct {
 	cancel  context.CancelFunc
 }
 
-func newHearsay(profile string) *hsSystem { return &hsSystem{profile: profile} }
+func newHearsay(profile string) *hsSystem { return &hsSystem{name: "hearsay", profile: profile} }
 
-func (s *hsSystem) Name() string { return "hearsay" }
+// newHearsayRumor is hearsay with direct mail off: rumor mongering and
+// anti-entropy carry every update.
+func newHearsayRumor(profile string) *hsSystem {
+	return &hsSystem{name: "hearsay-rumor", profile: profile, noMail: true}
+}
+
+func (s *hsSystem) Name() string { return s.name }
 
 func (s *hsSystem) NodeName(i int) string { return fmt.Sprintf("h%02d", i) }
 
@@ -51,6 +61,9 @@ func (s *hsSystem) Start(n int, obs *observer, timeout time.Duration) error {
 		cfg.Name = s.NodeName(i)
 		cfg.BindAddr = "127.0.0.1:0"
 		cfg.Protocol.Membership = mcfg
+		if s.noMail {
+			cfg.Protocol.DirectMail = false
+		}
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		reg := prometheus.NewRegistry()
 		cfg.Registerer = reg
@@ -172,6 +185,23 @@ func (s *hsSystem) BytesSent() uint64 {
 		}
 	}
 	return uint64(total)
+}
+
+// BytesByMechanism sums Node.Traffic's bytes sent, by mechanism, over the
+// running nodes.
+func (s *hsSystem) BytesByMechanism() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]uint64{}
+	for i, nd := range s.nodes {
+		if s.stopped[i] {
+			continue
+		}
+		for m, t := range nd.Traffic() {
+			out[m] += t.SentBytes
+		}
+	}
+	return out
 }
 
 func (s *hsSystem) Close() {

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -71,7 +72,7 @@ func run(args []string) error {
 		jsonFile                        string
 	)
 	fs.StringVar(&measure, "measure", "detection,broadcast", "measurements to run: detection, broadcast, or both comma separated")
-	fs.StringVar(&systems, "systems", "memberlist,hearsay", "systems to run, comma separated")
+	fs.StringVar(&systems, "systems", "memberlist,hearsay", "systems to run, comma separated: memberlist, hearsay (every mechanism at its default), hearsay-rumor (direct mail off: rumors and anti-entropy)")
 	fs.StringVar(&o.Profile, "profile", "lan", "preset of both systems: lan, wan or local (memberlist.Default{LAN,WAN,Local}Config, hearsay's membership profile of that name)")
 	fs.StringVar(&sizes, "n", "16,48", "cluster sizes for failure detection, comma separated")
 	fs.IntVar(&o.Runs, "runs", 5, "failure-detection runs per size and system")
@@ -99,8 +100,8 @@ func run(args []string) error {
 		return fmt.Errorf("-values: %w", err)
 	}
 	for _, s := range o.Systems {
-		if s != "memberlist" && s != "hearsay" {
-			return fmt.Errorf("-systems: unknown system %q: want memberlist, hearsay", s)
+		if s != "memberlist" && s != "hearsay" && s != "hearsay-rumor" {
+			return fmt.Errorf("-systems: unknown system %q: want memberlist, hearsay, hearsay-rumor", s)
 		}
 	}
 	for _, m := range o.Measure {
@@ -185,6 +186,8 @@ func order(o options, r int) []system {
 			out = append(out, newMemberlist(o.Profile))
 		case "hearsay":
 			out = append(out, newHearsay(o.Profile))
+		case "hearsay-rumor":
+			out = append(out, newHearsayRumor(o.Profile))
 		}
 	}
 	if r%2 == 1 {
@@ -298,14 +301,31 @@ type broadcast struct {
 	// IdleBytesPerSecond is the whole cluster's traffic before the first
 	// update, for scale.
 	IdleBytesPerSecond float64 `json:"idle_bytes_per_second"`
+	// PerMechanism splits PerPayloadByte by the mechanism whose messages
+	// carried the bytes (as framed, before sealing), for systems that
+	// count them (hearsay's Node.Traffic).
+	PerMechanism map[string]float64 `json:"per_payload_byte_by_mechanism,omitempty"`
+}
+
+// mechanismCounter is a system that counts its bytes sent by mechanism.
+type mechanismCounter interface {
+	BytesByMechanism() map[string]uint64
 }
 
 func (b broadcast) summary() string {
 	if b.Unsendable != "" {
 		return "cannot send: " + b.Unsendable
 	}
-	return fmt.Sprintf("%.1f%% delivered, %d/%d complete, p50 %v p99 %v max %v, %.2f B/payload B",
+	s := fmt.Sprintf("%.1f%% delivered, %d/%d complete, p50 %v p99 %v max %v, %.2f B/payload B",
 		100*b.Completeness, b.Complete, b.Updates, ms(b.P50), ms(b.P99), ms(b.Max), b.PerPayloadByte)
+	if len(b.PerMechanism) > 0 {
+		var parts []string
+		for _, m := range slices.Sorted(maps.Keys(b.PerMechanism)) {
+			parts = append(parts, fmt.Sprintf("%s %.2f", m, b.PerMechanism[m]))
+		}
+		s += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return s
 }
 
 func measureBroadcast(sys system, o options, value []byte) (broadcast, error) {
@@ -350,9 +370,17 @@ func measureBroadcast(sys system, o options, value []byte) (broadcast, error) {
 	type sample struct {
 		at    time.Time
 		bytes uint64
+		mech  map[string]uint64
 	}
 	var samples []sample
-	sampleNow := func() { samples = append(samples, sample{time.Now(), sys.BytesSent()}) }
+	mc, _ := sys.(mechanismCounter)
+	sampleNow := func() {
+		s := sample{at: time.Now(), bytes: sys.BytesSent()}
+		if mc != nil {
+			s.mech = mc.BytesByMechanism()
+		}
+		samples = append(samples, s)
+	}
 	sampleNow()
 	b.IdleBytesPerSecond = float64(samples[0].bytes-idleBytes) / samples[0].at.Sub(idleFrom).Seconds()
 	sent := make([]time.Time, b.Updates)
@@ -404,18 +432,25 @@ func measureBroadcast(sys system, o options, value []byte) (broadcast, error) {
 	b.Complete = len(full)
 	slices.Sort(full)
 	b.P50, b.P99, b.Max = percentile(full, 50), percentile(full, 99), percentile(full, 100)
-	end := samples[len(samples)-1].bytes
+	end := samples[len(samples)-1]
 	if !last.IsZero() {
 		for _, s := range samples {
 			if !s.at.Before(last) {
-				end = s.bytes
+				end = s
 				break
 			}
 		}
 	}
-	b.WireBytes = end - samples[0].bytes
+	b.WireBytes = end.bytes - samples[0].bytes
 	if count > 0 {
-		b.PerPayloadByte = float64(b.WireBytes) / float64(count*len(value))
+		payload := float64(count * len(value))
+		b.PerPayloadByte = float64(b.WireBytes) / payload
+		if mc != nil {
+			b.PerMechanism = map[string]float64{}
+			for m, v := range end.mech {
+				b.PerMechanism[m] = float64(v-samples[0].mech[m]) / payload
+			}
+		}
 	}
 	return b, nil
 }

@@ -12,7 +12,7 @@ func TestSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real clusters")
 	}
-	o := options{Systems: []string{"memberlist", "hearsay"}, Profile: "lan", BroadcastNodes: 4,
+	o := options{Systems: []string{"memberlist", "hearsay", "hearsay-rumor"}, Profile: "lan", BroadcastNodes: 4,
 		Updates: 5, Interval: 10 * time.Millisecond, Deadline: 10 * time.Second, Settle: time.Second}
 	for r := range 2 {
 		for _, sys := range order(o, r) {
@@ -39,6 +39,9 @@ func TestSmall(t *testing.T) {
 			}
 			if b.Completeness != 1 || b.PerPayloadByte <= 0 {
 				t.Errorf("%s, %d B: %+v", b.System, size, b)
+			}
+			if _, counts := sys.(mechanismCounter); counts && b.PerMechanism["direct-mail"]+b.PerMechanism["rumor"] <= 0 {
+				t.Errorf("%s, %d B: no replication bytes by mechanism: %v", b.System, size, b.PerMechanism)
 			}
 		}
 	}

@@ -38,6 +38,15 @@ type Config struct {
 	OutboxMaxBytes   int
 	// MaxMailBytes caps the record bytes in one mail; more are split.
 	MaxMailBytes int
+	// AckDelay is how long a receiver may hold the acknowledgement of a
+	// mail to collect those of the sender's next mails into the same
+	// message (see Acknowledge). 0 acknowledges each mail at once. It
+	// must stay well below the sender's AckTimeout.
+	AckDelay time.Duration
+	// MaxAckIDs bounds the ids owed to one sender: at that many the
+	// acknowledgement leaves at once, so that it stays within a datagram
+	// (128 ids take at most 1.3 KB, and far less while ids are small).
+	MaxAckIDs int
 }
 
 // DefaultConfig returns bounds that hold a few minutes of moderate write
@@ -50,6 +59,11 @@ func DefaultConfig() Config {
 		OutboxMaxRecords: 100_000,
 		OutboxMaxBytes:   64 << 20,
 		MaxMailBytes:     1 << 20,
+		// At 50 ms, a writer that mails every 10 ms gets one
+		// acknowledgement per five mails from each peer, and the sender's
+		// 1 s AckTimeout is twenty times longer.
+		AckDelay:  50 * time.Millisecond,
+		MaxAckIDs: 128,
 	}
 }
 
@@ -64,6 +78,9 @@ type Stats struct {
 	Dropped       uint64 // records dropped: outbox full, or peer dead
 	OutboxRecords int    // records now waiting, over all peers
 	OutboxBytes   int    // their bytes
+	AcksOwed      uint64 // received mails owed an acknowledgement (one per mail)
+	AckMessages   uint64 // acknowledgement messages sent for them
+	AcksPending   int    // mail ids whose acknowledgement waits now
 }
 
 // SendFunc hands a mail to the caller for delivery to the named peer. It
@@ -103,13 +120,17 @@ type Mailer struct {
 	peers  map[string]*peer
 	names  []string // sorted peer names, for deterministic iteration
 	stats  Stats
+	// acks are the acknowledgements owed to senders, by sender; ackOrder
+	// their senders in the order the first id was owed.
+	acks     map[string]*PendingAck
+	ackOrder []string
 }
 
 const metaPrefix = "ob/"
 
 // New returns a mailer and reloads the outboxes persisted in st.
 func New(cfg Config, st store.Store, rng *rand.Rand, send SendFunc) (*Mailer, error) {
-	m := &Mailer{cfg: cfg, st: st, rng: rng, send: send, peers: map[string]*peer{}}
+	m := &Mailer{cfg: cfg, st: st, rng: rng, send: send, peers: map[string]*peer{}, acks: map[string]*PendingAck{}}
 	var bad error
 	err := st.ScanMeta([]byte(metaPrefix), func(k, v []byte) bool {
 		name, key, ok := strings.Cut(string(k[len(metaPrefix):]), "\x00")
@@ -151,7 +172,11 @@ func (m *Mailer) peer(name string) *peer {
 }
 
 // Stats returns the counters.
-func (m *Mailer) Stats() Stats { return m.stats }
+func (m *Mailer) Stats() Stats {
+	s := m.stats
+	s.AcksPending = m.AcksPending()
+	return s
+}
 
 // Outbox returns the number of records waiting for the named peer.
 func (m *Mailer) Outbox(name string) int {
@@ -299,7 +324,7 @@ func (m *Mailer) Deadline() time.Time {
 		}
 		d = earliest(d, p.nextRetry)
 	}
-	return d
+	return earliest(d, m.ackDeadline())
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -16,6 +16,8 @@ func (x *Envelope) Kind() string {
 		return "mail"
 	case *Envelope_MailAck:
 		return "mail_ack"
+	case *Envelope_MailAcks:
+		return "mail_acks"
 	case *Envelope_Rumor:
 		return "rumor"
 	case *Envelope_RumorAck:
@@ -89,7 +91,7 @@ const (
 // body.
 func (x *Envelope) Mechanism() string {
 	switch x.GetBody().(type) {
-	case *Envelope_Mail, *Envelope_MailAck:
+	case *Envelope_Mail, *Envelope_MailAck, *Envelope_MailAcks:
 		return MechanismDirectMail
 	case *Envelope_Rumor, *Envelope_RumorAck, *Envelope_RumorPull, *Envelope_Fetch:
 		return MechanismRumor

@@ -962,6 +962,54 @@ func (x *MailAck) GetId() uint64 {
 	return 0
 }
 
+// MailAcks confirms several Mails at once: the receiver collects the ids
+// of the mails from one sender for a short delay (directmail
+// Config.AckDelay) and acknowledges them together, so that a stream of
+// small mails does not cost one acknowledgement each.
+type MailAcks struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []uint64               `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MailAcks) Reset() {
+	*x = MailAcks{}
+	mi := &file_internal_wire_wire_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MailAcks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MailAcks) ProtoMessage() {}
+
+func (x *MailAcks) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MailAcks.ProtoReflect.Descriptor instead.
+func (*MailAcks) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MailAcks) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 // Announce names a record by key and version without its body: how a rumor
 // too large for a datagram travels. A receiver that lacks it fetches it.
 type Announce struct {
@@ -975,7 +1023,7 @@ type Announce struct {
 
 func (x *Announce) Reset() {
 	*x = Announce{}
-	mi := &file_internal_wire_wire_proto_msgTypes[11]
+	mi := &file_internal_wire_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1035,7 @@ func (x *Announce) String() string {
 func (*Announce) ProtoMessage() {}
 
 func (x *Announce) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[11]
+	mi := &file_internal_wire_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1048,7 @@ func (x *Announce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Announce.ProtoReflect.Descriptor instead.
 func (*Announce) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{11}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Announce) GetKey() []byte {
@@ -1040,7 +1088,7 @@ type Rumor struct {
 
 func (x *Rumor) Reset() {
 	*x = Rumor{}
-	mi := &file_internal_wire_wire_proto_msgTypes[12]
+	mi := &file_internal_wire_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1100,7 @@ func (x *Rumor) String() string {
 func (*Rumor) ProtoMessage() {}
 
 func (x *Rumor) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[12]
+	mi := &file_internal_wire_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1113,7 @@ func (x *Rumor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rumor.ProtoReflect.Descriptor instead.
 func (*Rumor) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{12}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Rumor) GetId() uint64 {
@@ -1115,7 +1163,7 @@ type RumorAck struct {
 
 func (x *RumorAck) Reset() {
 	*x = RumorAck{}
-	mi := &file_internal_wire_wire_proto_msgTypes[13]
+	mi := &file_internal_wire_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1175,7 @@ func (x *RumorAck) String() string {
 func (*RumorAck) ProtoMessage() {}
 
 func (x *RumorAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[13]
+	mi := &file_internal_wire_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1188,7 @@ func (x *RumorAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RumorAck.ProtoReflect.Descriptor instead.
 func (*RumorAck) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{13}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RumorAck) GetId() uint64 {
@@ -1167,7 +1215,7 @@ type RumorPull struct {
 
 func (x *RumorPull) Reset() {
 	*x = RumorPull{}
-	mi := &file_internal_wire_wire_proto_msgTypes[14]
+	mi := &file_internal_wire_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1227,7 @@ func (x *RumorPull) String() string {
 func (*RumorPull) ProtoMessage() {}
 
 func (x *RumorPull) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[14]
+	mi := &file_internal_wire_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1240,7 @@ func (x *RumorPull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RumorPull.ProtoReflect.Descriptor instead.
 func (*RumorPull) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{14}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RumorPull) GetFeedback() bool {
@@ -1213,7 +1261,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_internal_wire_wire_proto_msgTypes[15]
+	mi := &file_internal_wire_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1273,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[15]
+	mi := &file_internal_wire_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1286,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{15}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Fetch) GetKeys() [][]byte {
@@ -1273,7 +1321,7 @@ type AEStart struct {
 
 func (x *AEStart) Reset() {
 	*x = AEStart{}
-	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1333,7 @@ func (x *AEStart) String() string {
 func (*AEStart) ProtoMessage() {}
 
 func (x *AEStart) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1346,7 @@ func (x *AEStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEStart.ProtoReflect.Descriptor instead.
 func (*AEStart) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{16}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AEStart) GetSession() uint64 {
@@ -1355,7 +1403,7 @@ type AEMore struct {
 
 func (x *AEMore) Reset() {
 	*x = AEMore{}
-	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1415,7 @@ func (x *AEMore) String() string {
 func (*AEMore) ProtoMessage() {}
 
 func (x *AEMore) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1428,7 @@ func (x *AEMore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEMore.ProtoReflect.Descriptor instead.
 func (*AEMore) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AEMore) GetSession() uint64 {
@@ -1416,7 +1464,7 @@ type AECells struct {
 
 func (x *AECells) Reset() {
 	*x = AECells{}
-	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1476,7 @@ func (x *AECells) String() string {
 func (*AECells) ProtoMessage() {}
 
 func (x *AECells) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1489,7 @@ func (x *AECells) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AECells.ProtoReflect.Descriptor instead.
 func (*AECells) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AECells) GetSession() uint64 {
@@ -1484,7 +1532,7 @@ type AEDiff struct {
 
 func (x *AEDiff) Reset() {
 	*x = AEDiff{}
-	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1544,7 @@ func (x *AEDiff) String() string {
 func (*AEDiff) ProtoMessage() {}
 
 func (x *AEDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1557,7 @@ func (x *AEDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEDiff.ProtoReflect.Descriptor instead.
 func (*AEDiff) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AEDiff) GetSession() uint64 {
@@ -1568,7 +1616,7 @@ type AERecords struct {
 
 func (x *AERecords) Reset() {
 	*x = AERecords{}
-	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1628,7 @@ func (x *AERecords) String() string {
 func (*AERecords) ProtoMessage() {}
 
 func (x *AERecords) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1641,7 @@ func (x *AERecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AERecords.ProtoReflect.Descriptor instead.
 func (*AERecords) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AERecords) GetSession() uint64 {
@@ -1658,7 +1706,7 @@ type AEAck struct {
 
 func (x *AEAck) Reset() {
 	*x = AEAck{}
-	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1718,7 @@ func (x *AEAck) String() string {
 func (*AEAck) ProtoMessage() {}
 
 func (x *AEAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1731,7 @@ func (x *AEAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEAck.ProtoReflect.Descriptor instead.
 func (*AEAck) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AEAck) GetSession() uint64 {
@@ -1721,7 +1769,7 @@ type AEError struct {
 
 func (x *AEError) Reset() {
 	*x = AEError{}
-	mi := &file_internal_wire_wire_proto_msgTypes[22]
+	mi := &file_internal_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1781,7 @@ func (x *AEError) String() string {
 func (*AEError) ProtoMessage() {}
 
 func (x *AEError) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[22]
+	mi := &file_internal_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1794,7 @@ func (x *AEError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEError.ProtoReflect.Descriptor instead.
 func (*AEError) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AEError) GetSession() uint64 {
@@ -1813,6 +1861,7 @@ type Envelope struct {
 	//	*Envelope_KeyOpReply
 	//	*Envelope_SpreadQuery
 	//	*Envelope_SpreadReply
+	//	*Envelope_MailAcks
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1820,7 +1869,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_internal_wire_wire_proto_msgTypes[23]
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1881,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[23]
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1894,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Envelope) GetProtocol() uint32 {
@@ -2122,6 +2171,15 @@ func (x *Envelope) GetSpreadReply() *SpreadReply {
 	return nil
 }
 
+func (x *Envelope) GetMailAcks() *MailAcks {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_MailAcks); ok {
+			return x.MailAcks
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -2231,6 +2289,11 @@ type Envelope_SpreadReply struct {
 	SpreadReply *SpreadReply `protobuf:"bytes,91,opt,name=spread_reply,json=spreadReply,proto3,oneof"`
 }
 
+type Envelope_MailAcks struct {
+	// 110-119: replication bytes (issue 14).
+	MailAcks *MailAcks `protobuf:"bytes,110,opt,name=mail_acks,json=mailAcks,proto3,oneof"`
+}
+
 func (*Envelope_Ping) isEnvelope_Body() {}
 
 func (*Envelope_Ack) isEnvelope_Body() {}
@@ -2281,6 +2344,8 @@ func (*Envelope_SpreadQuery) isEnvelope_Body() {}
 
 func (*Envelope_SpreadReply) isEnvelope_Body() {}
 
+func (*Envelope_MailAcks) isEnvelope_Body() {}
+
 // KeyOp asks a member to change its gossip keyring (hearsay keys). It is
 // only ever sent sealed with the cluster's keyring, so only a holder of a
 // current key can ask. Every operation is idempotent: the sender repeats
@@ -2301,7 +2366,7 @@ type KeyOp struct {
 
 func (x *KeyOp) Reset() {
 	*x = KeyOp{}
-	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2378,7 @@ func (x *KeyOp) String() string {
 func (*KeyOp) ProtoMessage() {}
 
 func (x *KeyOp) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2391,7 @@ func (x *KeyOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyOp.ProtoReflect.Descriptor instead.
 func (*KeyOp) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KeyOp) GetId() uint64 {
@@ -2372,7 +2437,7 @@ type KeyOpReply struct {
 
 func (x *KeyOpReply) Reset() {
 	*x = KeyOpReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2449,7 @@ func (x *KeyOpReply) String() string {
 func (*KeyOpReply) ProtoMessage() {}
 
 func (x *KeyOpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2462,7 @@ func (x *KeyOpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyOpReply.ProtoReflect.Descriptor instead.
 func (*KeyOpReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{25}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KeyOpReply) GetId() uint64 {
@@ -2434,7 +2499,7 @@ type SpreadQuery struct {
 
 func (x *SpreadQuery) Reset() {
 	*x = SpreadQuery{}
-	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2511,7 @@ func (x *SpreadQuery) String() string {
 func (*SpreadQuery) ProtoMessage() {}
 
 func (x *SpreadQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2524,7 @@ func (x *SpreadQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadQuery.ProtoReflect.Descriptor instead.
 func (*SpreadQuery) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{26}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SpreadQuery) GetId() uint64 {
@@ -2495,7 +2560,7 @@ type SpreadEntry struct {
 
 func (x *SpreadEntry) Reset() {
 	*x = SpreadEntry{}
-	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2572,7 @@ func (x *SpreadEntry) String() string {
 func (*SpreadEntry) ProtoMessage() {}
 
 func (x *SpreadEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2585,7 @@ func (x *SpreadEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadEntry.ProtoReflect.Descriptor instead.
 func (*SpreadEntry) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{27}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SpreadEntry) GetKey() []byte {
@@ -2576,7 +2641,7 @@ type SpreadReply struct {
 
 func (x *SpreadReply) Reset() {
 	*x = SpreadReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	mi := &file_internal_wire_wire_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2653,7 @@ func (x *SpreadReply) String() string {
 func (*SpreadReply) ProtoMessage() {}
 
 func (x *SpreadReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	mi := &file_internal_wire_wire_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2666,7 @@ func (x *SpreadReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadReply.ProtoReflect.Descriptor instead.
 func (*SpreadReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{28}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SpreadReply) GetId() uint64 {
@@ -2630,7 +2695,7 @@ type CertRequest struct {
 
 func (x *CertRequest) Reset() {
 	*x = CertRequest{}
-	mi := &file_internal_wire_wire_proto_msgTypes[29]
+	mi := &file_internal_wire_wire_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2707,7 @@ func (x *CertRequest) String() string {
 func (*CertRequest) ProtoMessage() {}
 
 func (x *CertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[29]
+	mi := &file_internal_wire_wire_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2720,7 @@ func (x *CertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertRequest.ProtoReflect.Descriptor instead.
 func (*CertRequest) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{29}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CertRequest) GetNodeIds() []uint64 {
@@ -2676,7 +2741,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[30]
+	mi := &file_internal_wire_wire_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2688,7 +2753,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[30]
+	mi := &file_internal_wire_wire_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2701,7 +2766,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{30}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CertReply) GetCerts() [][]byte {
@@ -2769,7 +2834,9 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.hearsay.wire.RecordR\arecords\"\x19\n" +
 	"\aMailAck\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\"B\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"\x1c\n" +
+	"\bMailAcks\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x04R\x03ids\"B\n" +
 	"\bAnnounce\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x10\n" +
 	"\x03hlc\x18\x02 \x01(\x04R\x03hlc\x12\x12\n" +
@@ -2826,7 +2893,7 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\aAEError\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xca\v\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"\x81\f\n" +
 	"\bEnvelope\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
@@ -2864,7 +2931,8 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\fkey_op_reply\x18= \x01(\v2\x18.hearsay.wire.KeyOpReplyH\x00R\n" +
 	"keyOpReply\x12>\n" +
 	"\fspread_query\x18Z \x01(\v2\x19.hearsay.wire.SpreadQueryH\x00R\vspreadQuery\x12>\n" +
-	"\fspread_reply\x18[ \x01(\v2\x19.hearsay.wire.SpreadReplyH\x00R\vspreadReplyB\x06\n" +
+	"\fspread_reply\x18[ \x01(\v2\x19.hearsay.wire.SpreadReplyH\x00R\vspreadReply\x125\n" +
+	"\tmail_acks\x18n \x01(\v2\x16.hearsay.wire.MailAcksH\x00R\bmailAcksB\x06\n" +
 	"\x04body\"m\n" +
 	"\x05KeyOp\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12+\n" +
@@ -2923,7 +2991,7 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_internal_wire_wire_proto_goTypes = []any{
 	(State)(0),          // 0: hearsay.wire.State
 	(AEMode)(0),         // 1: hearsay.wire.AEMode
@@ -2939,26 +3007,27 @@ var file_internal_wire_wire_proto_goTypes = []any{
 	(*JoinReply)(nil),   // 11: hearsay.wire.JoinReply
 	(*Mail)(nil),        // 12: hearsay.wire.Mail
 	(*MailAck)(nil),     // 13: hearsay.wire.MailAck
-	(*Announce)(nil),    // 14: hearsay.wire.Announce
-	(*Rumor)(nil),       // 15: hearsay.wire.Rumor
-	(*RumorAck)(nil),    // 16: hearsay.wire.RumorAck
-	(*RumorPull)(nil),   // 17: hearsay.wire.RumorPull
-	(*Fetch)(nil),       // 18: hearsay.wire.Fetch
-	(*AEStart)(nil),     // 19: hearsay.wire.AEStart
-	(*AEMore)(nil),      // 20: hearsay.wire.AEMore
-	(*AECells)(nil),     // 21: hearsay.wire.AECells
-	(*AEDiff)(nil),      // 22: hearsay.wire.AEDiff
-	(*AERecords)(nil),   // 23: hearsay.wire.AERecords
-	(*AEAck)(nil),       // 24: hearsay.wire.AEAck
-	(*AEError)(nil),     // 25: hearsay.wire.AEError
-	(*Envelope)(nil),    // 26: hearsay.wire.Envelope
-	(*KeyOp)(nil),       // 27: hearsay.wire.KeyOp
-	(*KeyOpReply)(nil),  // 28: hearsay.wire.KeyOpReply
-	(*SpreadQuery)(nil), // 29: hearsay.wire.SpreadQuery
-	(*SpreadEntry)(nil), // 30: hearsay.wire.SpreadEntry
-	(*SpreadReply)(nil), // 31: hearsay.wire.SpreadReply
-	(*CertRequest)(nil), // 32: hearsay.wire.CertRequest
-	(*CertReply)(nil),   // 33: hearsay.wire.CertReply
+	(*MailAcks)(nil),    // 14: hearsay.wire.MailAcks
+	(*Announce)(nil),    // 15: hearsay.wire.Announce
+	(*Rumor)(nil),       // 16: hearsay.wire.Rumor
+	(*RumorAck)(nil),    // 17: hearsay.wire.RumorAck
+	(*RumorPull)(nil),   // 18: hearsay.wire.RumorPull
+	(*Fetch)(nil),       // 19: hearsay.wire.Fetch
+	(*AEStart)(nil),     // 20: hearsay.wire.AEStart
+	(*AEMore)(nil),      // 21: hearsay.wire.AEMore
+	(*AECells)(nil),     // 22: hearsay.wire.AECells
+	(*AEDiff)(nil),      // 23: hearsay.wire.AEDiff
+	(*AERecords)(nil),   // 24: hearsay.wire.AERecords
+	(*AEAck)(nil),       // 25: hearsay.wire.AEAck
+	(*AEError)(nil),     // 26: hearsay.wire.AEError
+	(*Envelope)(nil),    // 27: hearsay.wire.Envelope
+	(*KeyOp)(nil),       // 28: hearsay.wire.KeyOp
+	(*KeyOpReply)(nil),  // 29: hearsay.wire.KeyOpReply
+	(*SpreadQuery)(nil), // 30: hearsay.wire.SpreadQuery
+	(*SpreadEntry)(nil), // 31: hearsay.wire.SpreadEntry
+	(*SpreadReply)(nil), // 32: hearsay.wire.SpreadReply
+	(*CertRequest)(nil), // 33: hearsay.wire.CertRequest
+	(*CertReply)(nil),   // 34: hearsay.wire.CertReply
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
@@ -2968,7 +3037,7 @@ var file_internal_wire_wire_proto_depIdxs = []int32{
 	9,  // 4: hearsay.wire.JoinReply.settings:type_name -> hearsay.wire.Settings
 	3,  // 5: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
 	3,  // 6: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
-	14, // 7: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
+	15, // 7: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
 	1,  // 8: hearsay.wire.AEStart.mode:type_name -> hearsay.wire.AEMode
 	3,  // 9: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
 	4,  // 10: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
@@ -2978,32 +3047,33 @@ var file_internal_wire_wire_proto_depIdxs = []int32{
 	11, // 14: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
 	12, // 15: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
 	13, // 16: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
-	15, // 17: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
-	16, // 18: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
-	17, // 19: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
-	18, // 20: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
-	19, // 21: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
-	20, // 22: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
-	21, // 23: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
-	22, // 24: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
-	23, // 25: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
-	24, // 26: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
-	25, // 27: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
+	16, // 17: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
+	17, // 18: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
+	18, // 19: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
+	19, // 20: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
+	20, // 21: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
+	21, // 22: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
+	22, // 23: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
+	23, // 24: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
+	24, // 25: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
+	25, // 26: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
+	26, // 27: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
 	7,  // 28: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
 	8,  // 29: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
-	32, // 30: hearsay.wire.Envelope.cert_request:type_name -> hearsay.wire.CertRequest
-	33, // 31: hearsay.wire.Envelope.cert_reply:type_name -> hearsay.wire.CertReply
-	27, // 32: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
-	28, // 33: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
-	29, // 34: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
-	31, // 35: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
-	2,  // 36: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
-	30, // 37: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	33, // 30: hearsay.wire.Envelope.cert_request:type_name -> hearsay.wire.CertRequest
+	34, // 31: hearsay.wire.Envelope.cert_reply:type_name -> hearsay.wire.CertReply
+	28, // 32: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
+	29, // 33: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
+	30, // 34: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
+	32, // 35: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
+	14, // 36: hearsay.wire.Envelope.mail_acks:type_name -> hearsay.wire.MailAcks
+	2,  // 37: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
+	31, // 38: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -3011,7 +3081,7 @@ func file_internal_wire_wire_proto_init() {
 	if File_internal_wire_wire_proto != nil {
 		return
 	}
-	file_internal_wire_wire_proto_msgTypes[23].OneofWrappers = []any{
+	file_internal_wire_wire_proto_msgTypes[24].OneofWrappers = []any{
 		(*Envelope_Ping)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Join)(nil),
@@ -3037,6 +3107,7 @@ func file_internal_wire_wire_proto_init() {
 		(*Envelope_KeyOpReply)(nil),
 		(*Envelope_SpreadQuery)(nil),
 		(*Envelope_SpreadReply)(nil),
+		(*Envelope_MailAcks)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3044,7 +3115,7 @@ func file_internal_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
