@@ -130,4 +130,3 @@ func BenchmarkScan(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
 }
-
