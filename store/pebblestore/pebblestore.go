@@ -144,8 +144,10 @@ type Store struct {
 	metaMu sync.Mutex
 	meta   map[string][]byte
 
-	// wmu serialises the read-modify-write of Apply and Remove.
+	// wmu serialises the read-modify-write of Apply and Remove, and guards
+	// ws, Apply's scratch space.
 	wmu sync.Mutex
+	ws  applyScratch
 	// mu guards closed and db's lifetime: every operation holds it for
 	// reading, Close and Recover for writing. db is nil only if Recover
 	// could not reopen the database.
@@ -371,7 +373,13 @@ func (s *Store) Get(key []byte) (store.Record, bool, error) {
 
 // get reads key's record; the caller holds mu for reading.
 func (s *Store) get(key []byte) (store.Record, bool, error) {
-	v, closer, err := s.db.Get(dbKey(nsRecord, key))
+	return s.getAt(dbKey(nsRecord, key), key)
+}
+
+// getAt reads the record of key, whose pebble key is dk; the caller holds
+// mu for reading.
+func (s *Store) getAt(dk, key []byte) (store.Record, bool, error) {
+	v, closer, err := s.db.Get(dk)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return store.Record{}, false, nil
 	}
@@ -410,9 +418,14 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	changed := make([]bool, len(recs))
 	// pending holds the records this call has already decided to write,
 	// which the database does not show yet.
+	ws := &s.ws
+	defer ws.reset()
 	var pending map[string]store.Record
 	if len(recs) > 1 {
-		pending = make(map[string]store.Record, len(recs))
+		if ws.pending == nil {
+			ws.pending = make(map[string]store.Record, len(recs))
+		}
+		pending = ws.pending
 	}
 	b := s.db.NewBatch()
 	owned := true // until commit takes b
@@ -422,16 +435,16 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 		}
 	}()
 	// items are the digest changes, made once the batch has committed.
-	items := make([][2]digest.Item, 0, len(recs))
+	items := ws.items[:0]
 	// winners are the indexes of the records that change the store, sizes
 	// their change log sizes.
-	var winners []int
-	var sizes []int64
+	winners, sizes := ws.winners[:0], ws.sizes[:0]
 	for i, r := range recs {
 		cur, ok := pending[string(r.Key)]
 		if !ok {
+			ws.key = append(append(ws.key[:0], nsRecord), r.Key...)
 			var err error
-			if cur, ok, err = s.get(r.Key); err != nil {
+			if cur, ok, err = s.getAt(ws.key, r.Key); err != nil {
 				return nil, fmt.Errorf("pebblestore: apply: %w", err)
 			}
 		}
@@ -441,8 +454,14 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 		var old digest.Item
 		if ok {
 			old = cur.Item()
-		} else if err := b.Set(hashKey(digest.KeyHash(r.Key), r.Key), nil, nil); err != nil {
-			return nil, fmt.Errorf("pebblestore: apply: index %q: %w", r.Key, err)
+		} else {
+			op := b.SetDeferred(9+len(r.Key), 0)
+			op.Key[0] = nsHash
+			binary.BigEndian.PutUint64(op.Key[1:], digest.KeyHash(r.Key))
+			copy(op.Key[9:], r.Key)
+			if err := op.Finish(); err != nil {
+				return nil, fmt.Errorf("pebblestore: apply: index %q: %w", r.Key, err)
+			}
 		}
 		items = append(items, [2]digest.Item{old, r.Item()})
 		switch {
@@ -483,7 +502,12 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	}
 	for j, i := range winners {
 		if j >= drop-s.clog.entries() {
-			if err := b.Set(changeKey(rev+uint64(j)+1), encodeChange(recs[i]), nil); err != nil {
+			r := recs[i]
+			op := b.SetDeferred(9, changeLen(r))
+			op.Key[0] = nsChange
+			binary.BigEndian.PutUint64(op.Key[1:], rev+uint64(j)+1)
+			putChange(op.Value, r)
+			if err := op.Finish(); err != nil {
 				return nil, fmt.Errorf("pebblestore: apply: change log: %w", err)
 			}
 		}
@@ -508,7 +532,34 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	s.clog.rev = rev + uint64(len(winners))
 	s.clog.drop(drop)
 	s.logMu.Unlock()
+	ws.items, ws.winners, ws.sizes = items, winners, sizes
 	return changed, nil
+}
+
+// applyScratch is the memory Apply reuses from call to call (under wmu),
+// so that a batch of writes costs few allocations of its own.
+type applyScratch struct {
+	pending map[string]store.Record
+	items   [][2]digest.Item
+	winners []int
+	sizes   []int64
+	key     []byte // the pebble key of the record being read
+}
+
+// reset empties the scratch space for the next Apply, dropping what
+// refers to the caller's records, and lets go of what one large batch grew.
+func (ws *applyScratch) reset() {
+	const keep = 4096
+	if len(ws.pending) > keep {
+		ws.pending = nil
+	}
+	clear(ws.pending)
+	if cap(ws.items) > keep {
+		ws.items, ws.winners, ws.sizes = nil, nil, nil
+	}
+	if cap(ws.key) > store.MaxKeySize+1 {
+		ws.key = nil
+	}
 }
 
 // Scan calls fn for every record whose key has prefix and is at or after
