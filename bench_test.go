@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/hearsaydb/hearsay"
+	"github.com/hearsaydb/hearsay/store/pebblestore"
 )
 
 func benchNode(b *testing.B, name, dir string, seeds ...string) *hearsay.Node {
@@ -35,13 +38,79 @@ func benchNodeWith(b *testing.B, id *hearsay.Identity, name, dir string, seeds .
 }
 
 // BenchmarkPutDurable measures durable Put throughput on one node with a
-// data directory (fsync before acknowledging), with 1 and 64 writers.
+// data directory (fsync before acknowledging), with 1 and 64 writers, and
+// beside it raw Pebble doing the same writes (store=pebble), so that the two
+// can be compared in one run: the same key and value sizes, a database of
+// its own in a temporary directory of the same kind, every write committed
+// with pebble.Sync. One writer commits one key per batch and waits for its
+// sync; 64 writers each commit their own batches with pebble.Sync, which
+// Pebble's commit pipeline groups into shared fsyncs (its own group commit).
 func BenchmarkPutDurable(b *testing.B) {
 	for _, writers := range []int{1, 64} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			benchPutDurable(b, benchNode(b, "bench", b.TempDir()), writers)
+			b.Run("store=hearsay", func(b *testing.B) {
+				benchPutDurable(b, benchNode(b, "bench", b.TempDir()), writers)
+			})
+			b.Run("store=pebble", func(b *testing.B) { benchPebblePut(b, writers) })
 		})
 	}
+}
+
+// benchPebblePut is benchPutDurable on a bare Pebble database opened with
+// the options pebblestore gives it (pebblestore.Tune), one key per batch,
+// each committed with pebble.Sync.
+func benchPebblePut(b *testing.B, writers int) {
+	opts := &pebble.Options{Logger: discardPebbleLog{}}
+	pebblestore.Tune(opts)
+	db, err := pebble.Open(b.TempDir(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			b.Error(err)
+		}
+	}()
+	value := make([]byte, 100)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				batch := db.NewBatch()
+				err := batch.Set([]byte(fmt.Sprintf("key-%09d", i)), value, nil)
+				if err == nil {
+					err = batch.Commit(pebble.Sync)
+				}
+				_ = batch.Close()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/put")
+}
+
+// discardPebbleLog silences Pebble's informational log in benchmarks.
+type discardPebbleLog struct{}
+
+func (discardPebbleLog) Infof(string, ...any)  {}
+func (discardPebbleLog) Errorf(string, ...any) {}
+func (discardPebbleLog) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
 }
 
 // benchPutDurable writes b.N keys with 100-byte values to n from writers

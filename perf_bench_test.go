@@ -133,7 +133,15 @@ func BenchmarkLargePut(b *testing.B) {
 						time.Sleep(5 * time.Millisecond)
 					}
 				}
-				time.Sleep(200 * time.Millisecond) // let the last acks and fetches settle
+				// The next Put starts on a quiet cluster: every direct
+				// mail acknowledged (n1's outbox empty). Rumor fetches
+				// have ended once every node holds the value.
+				for nodes[0].Status().Outbox > 0 {
+					if time.Now().After(deadline) {
+						b.Fatalf("n1's outbox still holds %d records", nodes[0].Status().Outbox)
+					}
+					time.Sleep(time.Millisecond)
+				}
 				b.StartTimer()
 			}
 		})

@@ -471,13 +471,16 @@ func (e *Engine) WriteBatch(now time.Time, ops []WriteOp) ([]store.Record, []err
 		}
 		return recs, errs
 	}
-	if _, err := e.st.Apply(good); err != nil {
-		return fail(fmt.Errorf("engine: apply local write: %w", err))
-	}
-	// Persist the clock's high-water mark with the writes, so that a
-	// restart with a clock set back still issues newer versions than before.
+	// Persist the clock's high-water mark with the writes, once per batch,
+	// so that a restart with a clock set back still issues newer versions
+	// than before. It is set before the apply: a store that holds metadata
+	// for its next commit (pebblestore) writes it in the batch's own, so
+	// the mark costs no commit and is durable with the records it covers.
 	if err := e.setMetaUint(metaClock, good[len(good)-1].Version.HLC); err != nil {
 		return fail(err)
+	}
+	if _, err := e.st.Apply(good); err != nil {
+		return fail(fmt.Errorf("engine: apply local write: %w", err))
 	}
 	for k, i := range ok {
 		rec := good[k]

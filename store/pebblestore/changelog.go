@@ -97,12 +97,22 @@ func changeKey(rev uint64) []byte {
 }
 
 func encodeChange(r store.Record) []byte {
-	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen16+len(r.Key)+encodedLen(r)), uint64(len(r.Key)))
-	b = append(b, r.Key...)
-	n := len(b)
-	b = b[:n+encodedLen(r)]
-	encodeRecord(b[n:], r)
+	b := make([]byte, changeLen(r))
+	putChange(b, r)
 	return b
+}
+
+// changeLen returns the length of r's change log entry.
+func changeLen(r store.Record) int {
+	var n [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(n[:], uint64(len(r.Key))) + len(r.Key) + encodedLen(r)
+}
+
+// putChange writes r's change log entry into dst, of changeLen(r) bytes.
+func putChange(dst []byte, r store.Record) {
+	n := binary.PutUvarint(dst, uint64(len(r.Key)))
+	n += copy(dst[n:], r.Key)
+	encodeRecord(dst[n:], r)
 }
 
 // decodeChange decodes the log entry stored under pebble key k, value v.

@@ -488,6 +488,7 @@ func (s *Store) reopen() error {
 	if s.db != nil {
 		// The log writer keeps its error: Close reports it, and that is
 		// expected here.
+		s.dropSyncs()
 		if err := s.closeDB(); err != nil {
 			s.log.Debug("closing the database that ran out of space", "dir", s.dir, "err", err)
 		}

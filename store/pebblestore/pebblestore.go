@@ -11,15 +11,22 @@
 //
 // # Durability
 //
-// Apply, Remove and SetMeta commit to pebble without waiting for an fsync:
-// their writes are visible at once and reach the write-ahead log's file in
-// order. Sync writes an empty log record with pebble.Sync, which fsyncs the
-// log and so makes every earlier write durable (pebble syncs a log file
-// before it switches to the next), giving group commit: one fsync for any
-// number of writes.
+// Apply and Remove commit one pebble batch each and ask pebble for the sync
+// of the write-ahead log that covers it without waiting for that sync
+// (pebble's ApplyNoSyncWait): their writes are visible at once, the fsync
+// starts at once on pebble's log writer, and the caller goes on (the event
+// loop applies its next batch) while it runs. Sync waits for the syncs of
+// every batch committed before it. Pebble's log writer gives group commit:
+// the syncs asked for while an fsync runs share the next one. SetMeta
+// commits nothing itself: its writes wait in memory (visible to GetMeta)
+// and go into the next batch Apply, Remove or Sync commits, so that the
+// metadata a batch of writes carries (the clock's high-water mark) costs no
+// commit of its own.
 package pebblestore
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,6 +35,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/hearsaydb/hearsay/store"
@@ -119,12 +127,27 @@ type Store struct {
 	walFull     atomic.Bool
 	fail        atomic.Pointer[failure]
 	logThrottle throttle
-	// dirty is set by every write and cleared by Sync, so that a Sync with
-	// nothing to make durable costs no fsync.
+	// dirty is set by a commit made without a sync (Options.NoSync) and
+	// cleared by Sync.
 	dirty atomic.Bool
+	// syncs are the batches committed with a sync asked for and not waited
+	// for yet, in commit order; Sync waits for them and closes them. A
+	// Sync with none (and no metadata pending) costs no fsync.
+	syncMu sync.Mutex
+	syncs  []*pebble.Batch
+	// syncRun serialises Sync, so that a Sync never returns while an
+	// earlier one still waits for a batch committed before it.
+	syncRun sync.Mutex
+	// meta holds the metadata writes SetMeta has taken and no commit has
+	// written yet (nil: a deletion), under metaMu, which a commit holds
+	// from taking them until they are in the database.
+	metaMu sync.Mutex
+	meta   map[string][]byte
 
-	// wmu serialises the read-modify-write of Apply and Remove.
+	// wmu serialises the read-modify-write of Apply and Remove, and guards
+	// ws, Apply's scratch space.
 	wmu sync.Mutex
+	ws  applyScratch
 	// mu guards closed and db's lifetime: every operation holds it for
 	// reading, Close and Recover for writing. db is nil only if Recover
 	// could not reopen the database.
@@ -201,23 +224,36 @@ func open(dir string, opts Options, fsys vfs.FS) (*Store, error) {
 // pebbleOptions returns the options pebble is opened with; create is true
 // when the database does not exist yet.
 func (s *Store) pebbleOptions(create bool) *pebble.Options {
-	cacheSize := s.opts.CacheSize
-	if cacheSize <= 0 {
-		cacheSize = DefaultCacheSize
-	}
 	l := s.opts.Logger
 	if l == nil {
 		l = slog.Default()
 	}
-	return &pebble.Options{
-		FS:                 s.fsys,
-		CacheSize:          cacheSize,
-		Logger:             slogLogger{l: l.With("component", "pebble", "dir", s.dir), fatal: s.fatal},
-		ErrorIfNotExists:   !create,
-		FormatMajorVersion: pebble.FormatNewest,
+	o := &pebble.Options{
+		FS:               s.fsys,
+		CacheSize:        s.opts.CacheSize,
+		Logger:           slogLogger{l: l.With("component", "pebble", "dir", s.dir), fatal: s.fatal},
+		ErrorIfNotExists: !create,
 		EventListener: &pebble.EventListener{
 			BackgroundError: s.backgroundError,
 		},
+	}
+	Tune(o)
+	return o
+}
+
+// Tune sets in o what the store changes in pebble's defaults: the block
+// cache (DefaultCacheSize when o has none), the newest format, and a Bloom
+// filter (10 bits per key) in the tables of every level, so that the read
+// Apply makes of each record it writes costs no block read for a key the
+// store does not hold (a new key: most local writes). Benchmarks use it to
+// open a bare pebble database as the store does.
+func Tune(o *pebble.Options) {
+	if o.CacheSize <= 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	o.FormatMajorVersion = pebble.FormatNewest
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 }
 
@@ -337,7 +373,13 @@ func (s *Store) Get(key []byte) (store.Record, bool, error) {
 
 // get reads key's record; the caller holds mu for reading.
 func (s *Store) get(key []byte) (store.Record, bool, error) {
-	v, closer, err := s.db.Get(dbKey(nsRecord, key))
+	return s.getAt(dbKey(nsRecord, key), key)
+}
+
+// getAt reads the record of key, whose pebble key is dk; the caller holds
+// mu for reading.
+func (s *Store) getAt(dk, key []byte) (store.Record, bool, error) {
+	v, closer, err := s.db.Get(dk)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return store.Record{}, false, nil
 	}
@@ -353,8 +395,10 @@ func (s *Store) get(key []byte) (store.Record, bool, error) {
 }
 
 // Apply merges each record last-writer-wins and reports which changed the
-// store. The winners are written in one pebble batch, visible at once and
-// durable after the next Sync. Records later in recs are merged against the
+// store. The winners, their change log entries, the revision counter and the
+// metadata SetMeta left pending are written in one pebble batch, visible at
+// once and durable after the next Sync (whose fsync has begun when Apply
+// returns). Records later in recs are merged against the
 // result of earlier ones, so a key may appear more than once. A key longer
 // than store.MaxKeySize fails the whole call before anything is written.
 func (s *Store) Apply(recs []store.Record) ([]bool, error) {
@@ -374,23 +418,33 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	changed := make([]bool, len(recs))
 	// pending holds the records this call has already decided to write,
 	// which the database does not show yet.
+	ws := &s.ws
+	defer ws.reset()
 	var pending map[string]store.Record
 	if len(recs) > 1 {
-		pending = make(map[string]store.Record, len(recs))
+		if ws.pending == nil {
+			ws.pending = make(map[string]store.Record, len(recs))
+		}
+		pending = ws.pending
 	}
 	b := s.db.NewBatch()
-	defer b.Close()
+	owned := true // until commit takes b
+	defer func() {
+		if owned {
+			_ = b.Close()
+		}
+	}()
 	// items are the digest changes, made once the batch has committed.
-	items := make([][2]digest.Item, 0, len(recs))
+	items := ws.items[:0]
 	// winners are the indexes of the records that change the store, sizes
 	// their change log sizes.
-	var winners []int
-	var sizes []int64
+	winners, sizes := ws.winners[:0], ws.sizes[:0]
 	for i, r := range recs {
 		cur, ok := pending[string(r.Key)]
 		if !ok {
+			ws.key = append(append(ws.key[:0], nsRecord), r.Key...)
 			var err error
-			if cur, ok, err = s.get(r.Key); err != nil {
+			if cur, ok, err = s.getAt(ws.key, r.Key); err != nil {
 				return nil, fmt.Errorf("pebblestore: apply: %w", err)
 			}
 		}
@@ -400,8 +454,14 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 		var old digest.Item
 		if ok {
 			old = cur.Item()
-		} else if err := b.Set(hashKey(digest.KeyHash(r.Key), r.Key), nil, nil); err != nil {
-			return nil, fmt.Errorf("pebblestore: apply: index %q: %w", r.Key, err)
+		} else {
+			op := b.SetDeferred(9+len(r.Key), 0)
+			op.Key[0] = nsHash
+			binary.BigEndian.PutUint64(op.Key[1:], digest.KeyHash(r.Key))
+			copy(op.Key[9:], r.Key)
+			if err := op.Finish(); err != nil {
+				return nil, fmt.Errorf("pebblestore: apply: index %q: %w", r.Key, err)
+			}
 		}
 		items = append(items, [2]digest.Item{old, r.Item()})
 		switch {
@@ -428,7 +488,7 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 		winners = append(winners, i)
 		sizes = append(sizes, store.ChangeSize(r))
 	}
-	if b.Empty() {
+	if len(winners) == 0 {
 		return changed, nil
 	}
 	// The changes' revisions, log entries and the counter go in the same
@@ -442,7 +502,12 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	}
 	for j, i := range winners {
 		if j >= drop-s.clog.entries() {
-			if err := b.Set(changeKey(rev+uint64(j)+1), encodeChange(recs[i]), nil); err != nil {
+			r := recs[i]
+			op := b.SetDeferred(9, changeLen(r))
+			op.Key[0] = nsChange
+			binary.BigEndian.PutUint64(op.Key[1:], rev+uint64(j)+1)
+			putChange(op.Value, r)
+			if err := op.Finish(); err != nil {
 				return nil, fmt.Errorf("pebblestore: apply: change log: %w", err)
 			}
 		}
@@ -452,10 +517,10 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	if err := b.Set(dbKey(nsInternal, []byte(keyRevision)), counter[:], nil); err != nil {
 		return nil, fmt.Errorf("pebblestore: apply: revision: %w", err)
 	}
-	if err := s.guard(false, func() error { return s.db.Apply(b, pebble.NoSync) }); err != nil {
+	owned = false
+	if err := s.commit(b, false); err != nil {
 		return nil, fmt.Errorf("pebblestore: apply: %w", err)
 	}
-	s.dirty.Store(true) // after the write: a Sync that sees it covers it
 	for _, c := range items {
 		s.digest.Replace(c[0], c[1])
 	}
@@ -467,7 +532,34 @@ func (s *Store) Apply(recs []store.Record) ([]bool, error) {
 	s.clog.rev = rev + uint64(len(winners))
 	s.clog.drop(drop)
 	s.logMu.Unlock()
+	ws.items, ws.winners, ws.sizes = items, winners, sizes
 	return changed, nil
+}
+
+// applyScratch is the memory Apply reuses from call to call (under wmu),
+// so that a batch of writes costs few allocations of its own.
+type applyScratch struct {
+	pending map[string]store.Record
+	items   [][2]digest.Item
+	winners []int
+	sizes   []int64
+	key     []byte // the pebble key of the record being read
+}
+
+// reset empties the scratch space for the next Apply, dropping what
+// refers to the caller's records, and lets go of what one large batch grew.
+func (ws *applyScratch) reset() {
+	const keep = 4096
+	if len(ws.pending) > keep {
+		ws.pending = nil
+	}
+	clear(ws.pending)
+	if cap(ws.items) > keep {
+		ws.items, ws.winners, ws.sizes = nil, nil, nil
+	}
+	if cap(ws.key) > store.MaxKeySize+1 {
+		ws.key = nil
+	}
 }
 
 // Scan calls fn for every record whose key has prefix and is at or after
@@ -596,9 +688,7 @@ func (s *Store) Remove(key []byte, v store.Version) error {
 	if !ok || cur.Version != v {
 		return nil
 	}
-	defer s.dirty.Store(true)
 	b := s.db.NewBatch()
-	defer b.Close()
 	err = b.Delete(dbKey(nsRecord, key), nil)
 	if err == nil {
 		err = b.Delete(hashKey(digest.KeyHash(key), key), nil)
@@ -607,7 +697,9 @@ func (s *Store) Remove(key []byte, v store.Version) error {
 		err = b.Delete(dbKey(nsTomb, key), nil)
 	}
 	if err == nil {
-		err = s.guard(false, func() error { return s.db.Apply(b, pebble.NoSync) })
+		err = s.commit(b, false)
+	} else {
+		_ = b.Close()
 	}
 	if err != nil {
 		return fmt.Errorf("pebblestore: remove %q: %w", key, err)
@@ -623,6 +715,14 @@ func (s *Store) GetMeta(key []byte) ([]byte, bool, error) {
 	if err := s.usable(); err != nil {
 		return nil, false, err
 	}
+	s.metaMu.Lock()
+	v, pending := s.meta[string(key)]
+	s.metaMu.Unlock()
+	if pending {
+		// A pending write was copied when SetMeta took it and is never
+		// changed: copy it again, since the caller may.
+		return bytes.Clone(v), v != nil, nil
+	}
 	v, closer, err := s.db.Get(dbKey(nsMeta, key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
@@ -636,29 +736,95 @@ func (s *Store) GetMeta(key []byte) ([]byte, bool, error) {
 }
 
 // SetMeta stores value under key, or deletes key when value is nil. The
-// change is durable after the next Sync.
+// change is visible to GetMeta at once, goes to the database with the next
+// batch Apply, Remove or Sync commits, and is durable after the next Sync.
+// A store that refuses writes (full disk, failed) refuses it.
 func (s *Store) SetMeta(key, value []byte) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.usable(); err != nil {
 		return err
 	}
-	err := s.guard(false, func() error {
-		if value == nil {
-			return s.db.Delete(dbKey(nsMeta, key), pebble.NoSync)
-		}
-		return s.db.Set(dbKey(nsMeta, key), value, pebble.NoSync)
-	})
-	if err != nil {
+	if err := s.guard(false, func() error { return nil }); err != nil {
 		return fmt.Errorf("pebblestore: set meta %q: %w", key, err)
 	}
-	s.dirty.Store(true)
+	if value != nil {
+		value = append(make([]byte, 0, len(value)), value...)
+	}
+	s.metaMu.Lock()
+	if s.meta == nil {
+		s.meta = make(map[string][]byte)
+	}
+	s.meta[string(key)] = value
+	s.metaMu.Unlock()
 	return nil
+}
+
+// commit writes b, with the metadata SetMeta left pending, and takes b
+// from the caller: with Options.NoSync it commits without a sync and closes
+// b; otherwise it asks pebble for the sync of the write-ahead log through b
+// and returns once b is applied, without waiting for the fsync, and hands b
+// to Sync, which waits for it. An empty b with nothing pending commits
+// nothing. allowNoSpace is guard's. The caller holds mu for reading.
+func (s *Store) commit(b *pebble.Batch, allowNoSpace bool) error {
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	for k, v := range s.meta {
+		var err error
+		if v == nil {
+			err = b.Delete(dbKey(nsMeta, []byte(k)), nil)
+		} else {
+			err = b.Set(dbKey(nsMeta, []byte(k)), v, nil)
+		}
+		if err != nil {
+			_ = b.Close()
+			return fmt.Errorf("metadata %q: %w", k, err)
+		}
+	}
+	if b.Empty() {
+		_ = b.Close()
+		return nil
+	}
+	if s.noSync {
+		err := s.guard(allowNoSpace, func() error { return s.db.Apply(b, pebble.NoSync) })
+		_ = b.Close()
+		if err != nil {
+			return err
+		}
+		clear(s.meta)
+		s.dirty.Store(true)
+		return nil
+	}
+	// On an error b may still sit in pebble's commit queue: it is left
+	// to the garbage collector, not closed.
+	if err := s.guard(allowNoSpace, func() error { return s.db.ApplyNoSyncWait(b, pebble.Sync) }); err != nil {
+		return err
+	}
+	clear(s.meta)
+	s.syncMu.Lock()
+	s.syncs = append(s.syncs, b)
+	s.syncMu.Unlock()
+	return nil
+}
+
+// unsynced reports whether a Sync now would have anything to make durable.
+func (s *Store) unsynced() bool {
+	s.metaMu.Lock()
+	meta := len(s.meta)
+	s.metaMu.Unlock()
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	return meta > 0 || len(s.syncs) > 0 || s.dirty.Load()
 }
 
 // ScanMeta calls fn for every metadata entry whose key has prefix, in key
 // order, until fn returns false. Like Scan, it calls fn with no lock held.
 func (s *Store) ScanMeta(prefix []byte, fn func(key, value []byte) bool) error {
+	// The pending writes go to the database first, so that the scan sees
+	// them; they are made durable by the next Sync as before.
+	if err := s.commitMeta(); err != nil {
+		return fmt.Errorf("pebblestore: scan meta: %w", err)
+	}
 	lower, upper := bounds(nsMeta, prefix, nil)
 	type kv struct{ k, v []byte }
 	var batch []kv
@@ -686,9 +852,25 @@ func (s *Store) ScanMeta(prefix []byte, fn func(key, value []byte) bool) error {
 	}
 }
 
-// Sync makes every Apply, Remove and SetMeta before it durable with one
-// fsync of pebble's write-ahead log. With Options.NoSync it does nothing.
+// commitMeta commits the metadata SetMeta left pending, if any.
+func (s *Store) commitMeta() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	return s.commit(s.db.NewBatch(), false)
+}
+
+// Sync makes every Apply, Remove and SetMeta before it durable: it commits
+// the metadata still pending, then waits for the write-ahead log's sync of
+// every batch committed since the last Sync (their fsyncs began when they
+// were committed, and pebble's log writer lets later ones share an fsync).
+// A Sync with nothing to wait for costs no fsync. With Options.NoSync it
+// only commits the pending metadata.
 func (s *Store) Sync() error {
+	s.syncRun.Lock()
+	defer s.syncRun.Unlock()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.usable(); err != nil {
@@ -699,20 +881,44 @@ func (s *Store) Sync() error {
 		// no later Sync may vouch for it.
 		return fmt.Errorf("pebblestore: sync: %w", f.err)
 	}
-	if s.noSync || !s.dirty.Swap(false) {
-		return nil
-	}
-	// An empty batch would be skipped by pebble's commit pipeline without
-	// syncing anything; a log-data record is not empty, so this commit
-	// writes one record to the WAL and fsyncs the log through it, covering
-	// every earlier NoSync commit (earlier log files were synced when pebble
-	// closed them).
-	err := s.guard(true, func() error { return s.db.LogData(nil, pebble.Sync) })
-	if err != nil {
-		s.dirty.Store(true)
+	if err := s.commit(s.db.NewBatch(), true); err != nil {
 		return fmt.Errorf("pebblestore: sync: %w", err)
 	}
+	s.dirty.Store(false)
+	s.syncMu.Lock()
+	waits := s.syncs
+	s.syncs = nil
+	s.syncMu.Unlock()
+	var failed error
+	for _, b := range waits {
+		// Each batch is waited for, even after a failure, so that none is
+		// left in flight; a batch whose sync failed is not reused.
+		if err := b.SyncWait(); err != nil {
+			failed = cmp.Or(failed, err)
+			continue
+		}
+		_ = b.Close()
+	}
+	if failed != nil {
+		// Like a failed commit: the log holds writes of unknown durability.
+		cause := classify(fmt.Errorf("sync of the write-ahead log: %w", failed))
+		if isNoSpace(cause) {
+			s.noSpace.Store(true)
+		}
+		s.fail.CompareAndSwap(nil, &failure{err: cause})
+		s.logFailure(cause)
+		return fmt.Errorf("pebblestore: sync: %w", cause)
+	}
 	return nil
+}
+
+// dropSyncs forgets the batches waiting for their sync without waiting:
+// the database is being closed or reopened after a failure, and no Sync
+// may vouch for them. The caller holds mu for writing.
+func (s *Store) dropSyncs() {
+	s.syncMu.Lock()
+	s.syncs = nil
+	s.syncMu.Unlock()
 }
 
 // usable returns why the database cannot be used, if it cannot; the caller
@@ -744,6 +950,23 @@ func (s *Store) Close() error {
 		// would wait for it forever. The process's exit releases the rest.
 		return fmt.Errorf("pebblestore: close %s: not closed, storage failed: %w", s.dir, f.err)
 	}
+	if s.fail.Load() == nil {
+		// The pending metadata and the syncs in flight end before the
+		// database does; a failure here shows in closeDB's error too.
+		if err := s.commit(s.db.NewBatch(), true); err != nil {
+			s.log.Warn("metadata not written at close", "dir", s.dir, "err", err)
+		}
+		s.syncMu.Lock()
+		waits := s.syncs
+		s.syncs = nil
+		s.syncMu.Unlock()
+		for _, b := range waits {
+			if b.SyncWait() == nil {
+				_ = b.Close()
+			}
+		}
+	}
+	s.dropSyncs()
 	if err := s.closeDB(); err != nil {
 		if f := s.fail.Load(); f != nil {
 			// The log writer reports the failure again; what is durable
