@@ -130,6 +130,12 @@ type Config struct {
 	// limited. 0 means DefaultMaxNewMembersPerSecond (32); negative, no
 	// limit. See limits.go.
 	MaxNewMembersPerSecond int
+	// RelayDelay is how long, with the defences on (SetDefences), a member
+	// learned second-hand and not heard from since is held back before
+	// this node relays it (vouch.go): long enough for the flooder that
+	// invented it to be quarantined first. A member heard from is relayed
+	// at once. 0 means DefaultRelayDelay (5 s); negative, no delay.
+	RelayDelay time.Duration
 }
 
 // DefaultConfig suits a LAN of 3 to 1,000 members: it is LANConfig (see
@@ -166,6 +172,12 @@ type Member struct {
 	// Revoked is true for a member whose certificate was revoked (see
 	// Membership.Revoke): it stays dead and is never forgotten.
 	Revoked bool
+
+	// via are the members that told this node of the member, while it is
+	// unconfirmed: learned second-hand, not heard from since (vouch.go).
+	via []string
+	// held is true while an unconfirmed member waits to be relayed.
+	held bool
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -212,6 +224,14 @@ type Stats struct {
 	// MaxNewMembersPerSecond.
 	MembersRefused uint64
 	MembersLimited uint64
+	// MembersHeld counts members learned second-hand and held back before
+	// being relayed (Config.RelayDelay). ForgottenQuarantined counts
+	// unconfirmed members forgotten because every member that vouched for
+	// them was quarantined, ForgottenUnanswered those forgotten because
+	// they did not answer a probe (vouch.go).
+	MembersHeld          uint64
+	ForgottenQuarantined uint64
+	ForgottenUnanswered  uint64
 	// Health is the current local health score, 0 (healthy) to
 	// MaxLocalHealth.
 	Health int
@@ -344,7 +364,8 @@ type Membership struct {
 	leaveSeqs map[uint64]bool
 	left      bool
 
-	adm admission // caps on new members (limits.go)
+	adm  admission    // caps on new members (limits.go)
+	held []heldMember // unconfirmed members waiting to be relayed, oldest first (vouch.go)
 
 	// offence, if set, is told of what peers do that does not check out:
 	// member floods and accusations refuted by their target.
@@ -411,6 +432,7 @@ func (m *Membership) SetQuarantined(now time.Time, name string, q bool) {
 		}
 		m.timersDirty = true
 	}
+	m.forgetVouchedBy(now, name)
 }
 
 // accusedByQuarantined reports whether u is a suspicion or death claim
@@ -693,6 +715,7 @@ func (m *Membership) Deadline() time.Time {
 	m.refreshTimers()
 	earlier(m.suspicionAt)
 	earlier(m.reapAt)
+	earlier(m.heldDeadline())
 	if m.cfg.ReconnectInterval > 0 && len(m.down) > 0 {
 		earlier(m.nextReconnect)
 	}
@@ -741,6 +764,7 @@ func (m *Membership) Tick(now time.Time) {
 		return
 	}
 	m.tickRelays(now)
+	m.tickHeld(now)
 	if p := m.probe; p != nil {
 		if !p.indirect && !now.Before(p.timeout) {
 			m.pingReq(now, p)
@@ -900,7 +924,7 @@ func (m *Membership) probeFailed(now time.Time, p *probe) {
 		m.addHealth(1)
 	}
 	t, ok := m.members[p.target]
-	if !ok || !t.Live() {
+	if !ok || !t.Live() || m.forgetUnanswered(now, t) {
 		return
 	}
 	m.stats.Suspected++
@@ -992,8 +1016,8 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 	for _, u := range env.Members {
 		m.apply(now, u)
 	}
-	if p, ok := m.members[env.From]; ok && p.Live() {
-		p.Heard = true
+	if p, ok := m.members[env.From]; ok && p.Live() && !p.Heard {
+		m.heardFrom(p)
 	}
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Ping:
@@ -1105,6 +1129,7 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 			return
 		}
 		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now, From: u.From, Sig: u.Sig}
+		held := m.learnedSecondHand(now, nm)
 		m.members[u.Name] = nm
 		i, _ := slices.BinarySearch(m.names, u.Name)
 		m.names = slices.Insert(m.names, i, u.Name)
@@ -1116,9 +1141,12 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 			m.startSuspicion(now, u.Name, u.From)
 		}
 		m.events = append(m.events, Event{Member: *nm, Prev: u.State, Joined: true})
-		m.enqueue(u)
+		if !held {
+			m.enqueue(u)
+		}
 		return
 	}
+	m.vouchedAgain(p)
 	if m.doubtDeaths && u.State == wire.State_DEAD && m.adm.sender != "" && p.Live() && u.Incarnation >= p.Incarnation {
 		// A death claim from another node: a suspicion by its sender
 		// until this node's own timer says otherwise (SetDefences).
@@ -1128,7 +1156,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		if s := m.suspicions[u.Name]; s != nil && s.confirm(u.From) {
 			s.firstHand(u.From, m.adm.sender)
 			m.timersDirty = true
-			m.enqueue(u) // spread the confirmation too
+			if !p.held {
+				m.enqueue(u) // spread the confirmation too
+			}
 		}
 		return
 	}
@@ -1168,7 +1198,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		delete(m.down, u.Name)
 	}
 	m.timersDirty = true
-	m.enqueue(u)
+	if !p.held {
+		m.enqueue(u)
+	}
 }
 
 // applySelf refutes accusations: a suspect, dead or left update about this
@@ -1272,6 +1304,12 @@ func (m *Membership) enqueue(u *wire.Member) {
 	b := &broadcast{update: &wire.Member{Name: u.Name, Address: u.Address, Incarnation: u.Incarnation, State: u.State, NodeId: u.NodeId, From: u.From, Sig: u.Sig}, id: m.bseq}
 	m.queued[u.Name] = b
 	heap.Push(&m.queue, b)
+}
+
+// dequeue drops a queued update.
+func (m *Membership) dequeue(b *broadcast) {
+	heap.Remove(&m.queue, b.index)
+	delete(m.queued, b.update.Name)
 }
 
 // Piggyback attaches up to MaxPiggyback queued updates to env, least
