@@ -232,6 +232,9 @@ type Stats struct {
 	MembersHeld          uint64
 	ForgottenQuarantined uint64
 	ForgottenUnanswered  uint64
+	// SuspectChecks counts the probes of suspects this node did not accuse
+	// itself, sent before declaring them dead (checkSuspect).
+	SuspectChecks uint64
 	// Health is the current local health score, 0 (healthy) to
 	// MaxLocalHealth.
 	Health int
@@ -280,6 +283,9 @@ type suspicion struct {
 	// if the suspect refutes.
 	direct   []string
 	deadline time.Time
+	// checked is set once this node, which did not accuse the suspect
+	// itself, has probed it before declaring it dead (see checkSuspect).
+	checked bool
 }
 
 // firstHand notes that accuser made its accusation itself, if sender is
@@ -295,7 +301,10 @@ func (s *suspicion) confirm(from string) bool {
 		return false
 	}
 	s.accusers = append(s.accusers, from)
-	s.deadline = s.start.Add(suspicionTimeout(s.min, s.max, len(s.accusers)-1, s.k))
+	d := s.start.Add(suspicionTimeout(s.min, s.max, len(s.accusers)-1, s.k))
+	if !s.checked || d.After(s.deadline) {
+		s.deadline = d // a check under way keeps its time for the answer
+	}
 	return true
 }
 
@@ -366,6 +375,10 @@ type Membership struct {
 
 	adm  admission    // caps on new members (limits.go)
 	held []heldMember // unconfirmed members waiting to be relayed, oldest first (vouch.go)
+	// forgotten are the members forgotten lately, with forgottenOrder
+	// their names, oldest first (vouch.go).
+	forgotten      map[string]forgottenMember
+	forgottenOrder []string
 
 	// offence, if set, is told of what peers do that does not check out:
 	// member floods and accusations refuted by their target.
@@ -781,6 +794,9 @@ func (m *Membership) Tick(now time.Time) {
 				continue
 			}
 			p := m.members[n]
+			if m.checkSuspect(now, p, s) {
+				continue
+			}
 			m.stats.Declared++
 			// SWIM §4.2: a suspect not refuted in time is declared dead, at
 			// the incarnation it was suspected at.
@@ -1125,6 +1141,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 			// Old news of a member we never knew or already reaped.
 			return
 		}
+		if m.wasForgotten(now, u) {
+			return
+		}
 		if !m.admit(now, u) {
 			return
 		}
@@ -1239,6 +1258,30 @@ func (m *Membership) startSuspicion(now time.Time, name, from string) {
 	s.deadline = now.Add(suspicionTimeout(lo, hi, 0, k))
 	m.suspicions[name] = s
 	m.timersDirty = true
+}
+
+// checkSuspect probes, before its suspicion timer declares it dead, a
+// suspect that only others accused, and reports whether it did (the
+// deadline is then put off by one protocol period, once). With the defences
+// on, a suspicion is evidence only of what its accusers claim: accusers can
+// lie, and a suspect that never heard of its suspicion cannot refute it. The
+// probe carries the suspicion (as the buddy system does), so a live suspect
+// refutes in its ack; a dead one stays silent and is declared dead a period
+// later than it would have been.
+func (m *Membership) checkSuspect(now time.Time, p *Member, s *suspicion) bool {
+	if !m.doubtDeaths || s.checked || p.Quarantined || p.State != wire.State_SUSPECT || slices.Contains(s.accusers, m.self.Name) {
+		return false
+	}
+	s.checked = true
+	s.deadline = now.Add(m.scale(m.cfg.ProbeInterval))
+	m.timersDirty = true
+	m.seq++
+	m.stats.SuspectChecks++
+	m.send(p.Addr, &wire.Envelope{
+		Members: []*wire.Member{m.self.toWire(), m.suspectUpdate(p)},
+		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name, SentUs: m.wall(now).UnixMicro()}},
+	})
+	return true
 }
 
 func overrides(u *wire.Member, p *Member) bool {

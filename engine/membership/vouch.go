@@ -38,6 +38,23 @@ const DefaultRelayDelay = 5 * time.Second
 // maxVouchers bounds the vouchers remembered per unconfirmed member.
 const maxVouchers = 3
 
+// forgottenFor is how long a forgotten member is remembered as such: news
+// of it from others at the same incarnation or an older one is ignored
+// meanwhile, so that honest members cannot pass an invented one back and
+// forth (each forgetting it at its own time) for ever. The member itself
+// is heard at once. At most MaxMembers names are remembered, the oldest
+// dropped first.
+const forgottenFor = 10 * time.Minute
+
+// floodMemory is how long a sender that went over its allowance of new
+// members (MaxNewMembersPerSecond) is remembered as a flooder: the members
+// only it vouched for are not relayed by time meanwhile.
+const floodMemory = 10 * time.Minute
+
+// maxFlooders bounds the flooders remembered; beyond it the oldest is
+// dropped.
+const maxFlooders = 256
+
 // heldMember is an unconfirmed member waiting to be relayed.
 type heldMember struct {
 	name string
@@ -117,10 +134,12 @@ func (m *Membership) release(p *Member) {
 	m.enqueue(p.toWire())
 }
 
-// tickHeld relays the held members whose delay is over.
+// tickHeld relays the held members whose delay is over, but for those
+// that only flooders vouched for: they wait to be heard from or vouched
+// for by another member.
 func (m *Membership) tickHeld(now time.Time) {
 	for len(m.held) > 0 && !now.Before(m.held[0].at) {
-		if p, ok := m.members[m.held[0].name]; ok {
+		if p, ok := m.members[m.held[0].name]; ok && slices.ContainsFunc(p.via, func(v string) bool { return !m.adm.flooded(now, v) }) {
 			m.release(p)
 		}
 		m.held = m.held[1:]
@@ -168,6 +187,7 @@ func (m *Membership) forget(now time.Time, name string) {
 	if !ok || m.revoked[name] {
 		return
 	}
+	m.rememberForgotten(now, p)
 	delete(m.members, name)
 	delete(m.down, name)
 	delete(m.suspicions, name)
@@ -194,5 +214,40 @@ func (m *Membership) forgetUnanswered(now time.Time, p *Member) bool {
 	}
 	m.forget(now, p.Name)
 	m.stats.ForgottenUnanswered++
+	return true
+}
+
+// forgottenMember is a member forgotten at an incarnation.
+type forgottenMember struct {
+	inc uint64
+	at  time.Time
+}
+
+// rememberForgotten notes that p was forgotten (see forgottenFor).
+func (m *Membership) rememberForgotten(now time.Time, p *Member) {
+	if m.forgotten == nil {
+		m.forgotten = map[string]forgottenMember{}
+	}
+	if _, ok := m.forgotten[p.Name]; !ok {
+		if len(m.forgottenOrder) >= max(m.cfg.maxMembers(), 1) {
+			delete(m.forgotten, m.forgottenOrder[0])
+			m.forgottenOrder = m.forgottenOrder[1:]
+		}
+		m.forgottenOrder = append(m.forgottenOrder, p.Name)
+	}
+	m.forgotten[p.Name] = forgottenMember{inc: p.Incarnation, at: now}
+}
+
+// wasForgotten reports whether u is second-hand news, no newer than what
+// this node knew, of a member it forgot less than forgottenFor ago.
+func (m *Membership) wasForgotten(now time.Time, u *wire.Member) bool {
+	f, ok := m.forgotten[u.Name]
+	if !ok {
+		return false
+	}
+	if m.adm.sender == u.Name || u.Incarnation > f.inc || now.Sub(f.at) >= forgottenFor {
+		delete(m.forgotten, u.Name) // its name stays in forgottenOrder until it comes round
+		return false
+	}
 	return true
 }
