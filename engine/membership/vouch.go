@@ -21,9 +21,10 @@ import (
 //     what a flooder invented leaves the view when the flooder is caught,
 //     not when the failure detector gets round to probing it, which in a
 //     view of a thousand invented members takes many minutes;
-//   - forgets it, rather than suspecting it, when a probe of it fails: a
-//     member that never answered is not known to exist, and a suspicion
-//     would spread it to members that never heard of it.
+//   - forgets it, rather than suspecting it, when a probe of it fails and
+//     one of its vouchers is quarantined or flooded: a member that never
+//     answered and that a flooder told of is not known to exist, and a
+//     suspicion would spread it to members that never heard of it.
 //
 // A real member forgotten so comes back as soon as it sends this node
 // anything (its probes, gossip, push-pulls) or an honest member tells of
@@ -206,10 +207,20 @@ func (m *Membership) forget(now time.Time, name string) {
 }
 
 // forgetUnanswered forgets p instead of suspecting it after a failed probe
-// when p is unconfirmed (see the package's vouching rules above), and
-// reports whether it did.
+// when p is unconfirmed and one of its vouchers is quarantined or went over
+// its allowance of new members (see the package's vouching rules above),
+// and reports whether it did. A member honest members alone vouched for is
+// suspected as usual: forgotten, it would not be pinged again as a dead
+// member is, and a partition between members that learned of each other
+// second-hand would never heal.
 func (m *Membership) forgetUnanswered(now time.Time, p *Member) bool {
 	if !m.doubtDeaths || len(p.via) == 0 || p.Heard || p.State != wire.State_ALIVE {
+		return false
+	}
+	if !slices.ContainsFunc(p.via, func(v string) bool {
+		q, ok := m.members[v]
+		return m.adm.flooded(now, v) || (ok && q.Quarantined)
+	}) {
 		return false
 	}
 	m.forget(now, p.Name)

@@ -135,38 +135,73 @@ func TestQuarantinedVouchersMembersForgotten(t *testing.T) {
 	}
 }
 
-func TestUnconfirmedMemberForgottenWhenSilent(t *testing.T) {
-	n := defended(t, "b")
-	n.Handle(t0, &wire.Envelope{From: "b", FromAddr: "b", Members: fakes("x", 1)})
-	n.take()
-	var sawPing bool
+// probeUntil ticks n for up to 30 s, acking its probes of the members in
+// ack, until done.
+func probeUntil(n *node, ack []string, done func() bool) (probed map[string]bool) {
+	probed = map[string]bool{}
 	for now := t0; now.Before(t0.Add(30 * time.Second)); now = now.Add(100 * time.Millisecond) {
 		n.Tick(now)
 		for _, s := range n.take() {
-			if p := s.env.GetPing(); p != nil && p.Target == "x-0" {
-				sawPing = true
+			p := s.env.GetPing()
+			if p == nil {
+				continue
 			}
-			if p := s.env.GetPing(); p != nil && p.Target == "b" {
-				n.Handle(now, &wire.Envelope{From: "b", FromAddr: "b", Body: &wire.Envelope_Ack{Ack: &wire.Ack{Seq: p.Seq}}})
+			probed[p.Target] = true
+			if slices.Contains(ack, p.Target) {
+				n.Handle(now, &wire.Envelope{From: p.Target, FromAddr: p.Target, Body: &wire.Envelope_Ack{Ack: &wire.Ack{Seq: p.Seq}}})
 			}
 		}
-		if _, ok := n.Get("x-0"); !ok {
+		if done() {
 			break
 		}
 	}
-	if !sawPing {
+	return probed
+}
+
+func TestFloodersMemberForgottenWhenSilent(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxNewMembersPerSecond = 1
+	n := newNode(t, "a", cfg)
+	n.SetDefences(nil, true)
+	n.Handle(t0, &wire.Envelope{From: "b", FromAddr: "b"})
+	// b goes over its allowance: x-0 is admitted, x-1 refused.
+	n.Handle(t0, &wire.Envelope{From: "b", FromAddr: "b", Members: fakes("x", 2)})
+	n.take()
+	probed := probeUntil(n, []string{"b"}, func() bool { _, ok := n.Get("x-0"); return !ok })
+	if !probed["x-0"] {
 		t.Fatal("x-0 never probed")
 	}
 	if _, ok := n.Get("x-0"); ok {
-		t.Fatal("an unconfirmed member that never answers stays in the view")
+		t.Fatal("a silent member that only a flooder vouched for stays in the view")
 	}
 	if s := n.Stats(); s.ForgottenUnanswered != 1 || s.Suspected != 0 {
 		t.Fatalf("ForgottenUnanswered %d, Suspected %d: want 1, 0", s.ForgottenUnanswered, s.Suspected)
 	}
-	// It comes back when it speaks.
+	// Second-hand news of it is ignored now; it comes back when it speaks.
+	n.Handle(t0.Add(time.Minute), &wire.Envelope{From: "b", FromAddr: "b", Members: fakes("x", 1)})
+	if _, ok := n.Get("x-0"); ok {
+		t.Fatal("a forgotten member taken back from second-hand news")
+	}
 	n.Handle(t0.Add(time.Minute), &wire.Envelope{From: "x-0", FromAddr: "x-0"})
 	if p, ok := n.Get("x-0"); !ok || !p.Heard {
 		t.Fatalf("x-0 not back after a message from it: %+v %v", p, ok)
+	}
+}
+
+// A member an honest member told of, and which does not answer, is
+// suspected as usual, not forgotten: forgotten members are not pinged
+// again, and a partition between members that knew each other second-hand
+// would never heal.
+func TestHonestlyVouchedMemberSuspectedWhenSilent(t *testing.T) {
+	n := defended(t, "b")
+	n.Handle(t0, &wire.Envelope{From: "b", FromAddr: "b", Members: fakes("x", 1)})
+	n.take()
+	probeUntil(n, []string{"b"}, func() bool { p, _ := n.Get("x-0"); return p.State != wire.State_ALIVE })
+	if p, ok := n.Get("x-0"); !ok || p.State != wire.State_SUSPECT {
+		t.Fatalf("x-0: %+v in view %v, want suspect", p, ok)
+	}
+	if s := n.Stats(); s.ForgottenUnanswered != 0 {
+		t.Fatalf("ForgottenUnanswered %d, want 0", s.ForgottenUnanswered)
 	}
 }
 
