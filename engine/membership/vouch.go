@@ -240,7 +240,11 @@ func (m *Membership) rememberForgotten(now time.Time, p *Member) {
 		m.forgotten = map[string]forgottenMember{}
 	}
 	if _, ok := m.forgotten[p.Name]; !ok {
-		if len(m.forgottenOrder) >= max(m.cfg.maxMembers(), 1) {
+		limit := m.cfg.maxMembers()
+		if limit <= 0 {
+			limit = DefaultMaxMembers // the view is not capped; this memory is
+		}
+		if len(m.forgottenOrder) >= limit {
 			delete(m.forgotten, m.forgottenOrder[0])
 			m.forgottenOrder = m.forgottenOrder[1:]
 		}
