@@ -103,6 +103,8 @@ var (
 	descClaimsRefused  = desc("membership_claims_refused_total", "Membership claims dropped in a certificate cluster before the member view saw them: unsigned (unsigned), signed by a node whose certificate was not held yet (unknown_signer: asked for), or with a signature that does not verify (signature).", "reason")
 	descRefused        = desc("messages_refused_total", "Messages refused by the protocol (foreign cluster, anonymous).")
 	descMembersRefused = desc("members_refused_total", "New members refused: the view was full (reason full, --max-members) or their sender's allowance for the second was spent (reason rate).", "reason")
+	descMembersHeld    = desc("members_held_total", "Members learned second-hand, not heard from, held back before being relayed (vouching, see docs/ARCHITECTURE.md, Membership and failure detection).")
+	descMembersForgot  = desc("members_forgotten_total", "Members learned second-hand and never heard from, forgotten: every member that vouched for them was quarantined (reason voucher_quarantined) or they did not answer a probe (reason unanswered).", "reason")
 	descQuarantined    = desc("quarantined_members", "Peers this node quarantines now: their messages are dropped and they are chosen as no partner.")
 	descTrustOffences  = desc("offences_total", "Offences by peers this node observed, by kind (see docs/ARCHITECTURE.md, Peer scoring and quarantine).", "kind")
 	descQDropped       = desc("quarantine_dropped_messages_total", "Messages dropped because their sender was quarantined.")
@@ -183,6 +185,7 @@ var (
 
 var collectorDescs = []*prometheus.Desc{
 	descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descCerts, descCertsRefused, descClaimsRefused, descRefused, descMembersRefused, descLocalHealth,
+	descMembersHeld, descMembersForgot,
 	descQuarantined, descTrustOffences, descQDropped,
 	descMailSent, descMailRetried, descMailAcked, descMailTimedOut, descMailRecords, descMailQueued, descMailDropped, descOutbox, descOutboxBytes, descAcksOwed, descAckMessages, descAcksPending,
 	descRumorMessages, descRumorUpdates, descRumorAnnounced, descRumorPulls, descRumorFetches, descRumorAdded, descRumorRemoved, descRumorHot,
@@ -291,6 +294,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descLocalHealth, fd.Health)
 	counter(descMembersRefused, fd.MembersRefused, "full")
 	counter(descMembersRefused, fd.MembersLimited, "rate")
+	counter(descMembersHeld, fd.MembersHeld)
+	counter(descMembersForgot, fd.ForgottenQuarantined, "voucher_quarantined")
+	counter(descMembersForgot, fd.ForgottenUnanswered, "unanswered")
 
 	q := e.Trust
 	gauge(descQuarantined, q.Quarantined)

@@ -358,6 +358,36 @@ func (r *runner) onQuarantine(n *Node, ch trust.Change) {
 	r.qAllAt[j] = r.c.now
 }
 
+// sampleInvented counts, at one step, the invented members the honest
+// nodes hold alive or suspect, for RunResult.InventedPeak and
+// InventedGone.
+func (r *runner) sampleInvented() {
+	if len(r.adv) == 0 {
+		return
+	}
+	most := 0
+	for _, n := range r.honestLive() {
+		k := r.invented(n)
+		most = max(most, k)
+	}
+	r.res.InventedPeak = max(r.res.InventedPeak, most)
+	if most > 0 {
+		r.inventedSeen = r.c.now
+	}
+}
+
+// invented returns how many members n holds alive or suspect that no node
+// of the cluster is: invented by an adversary.
+func (r *runner) invented(n *Node) int {
+	k := 0
+	for _, m := range n.Engine.Members() {
+		if r.c.byAddr[m.Name] == nil && m.Live() {
+			k++
+		}
+	}
+	return k
+}
+
 // finishByzantine sums up the quarantine decisions and counts the
 // invented members still alive.
 func (r *runner) finishByzantine() {
@@ -365,13 +395,13 @@ func (r *runner) finishByzantine() {
 		return
 	}
 	for _, n := range r.honestLive() {
-		k := 0
-		for _, m := range n.Engine.Members() {
-			if r.c.byAddr[m.Name] == nil && m.Live() {
-				k++
-			}
-		}
-		r.res.InventedAlive = max(r.res.InventedAlive, k)
+		r.res.InventedAlive = max(r.res.InventedAlive, r.invented(n))
+	}
+	switch {
+	case r.res.InventedAlive > 0:
+		r.res.InventedGone = -1
+	case !r.inventedSeen.IsZero():
+		r.res.InventedGone = r.since(r.inventedSeen.Add(time.Duration(r.s.Cycle)))
 	}
 	r.res.Quarantined.All = 0
 	for _, a := range r.adv {

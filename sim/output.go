@@ -57,6 +57,12 @@ func WriteSummary(w io.Writer, r *Report) error {
 			all = fmt.Sprintf("every byzantine node by every honest node within %.1f s", q.All)
 		}
 		formed += fmt.Sprintf("  byzantine %.1f forged records accepted; quarantined: %.1f (honest, byzantine) pairs, %.1f false (honest, honest); %s\n", r.ForgedAccepted, q.Byzantine, q.False, all)
+		switch {
+		case r.InventedGone < 0:
+			formed += "  invented  members invented by a flooder were still in honest views at the end of some run\n"
+		case r.InventedGone > 0:
+			formed += fmt.Sprintf("  invented  members invented by a flooder left the last honest view after %.1f s\n", r.InventedGone)
+		}
 	}
 	conv := "never (some running node misses an update at the end)"
 	if r.Converged > 0 {

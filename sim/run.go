@@ -80,10 +80,13 @@ type runner struct {
 	// Adversaries (see byzantine.go). Every measure and invariant is over
 	// the honest nodes: the byzantine nodes' own replicas and views are
 	// out of scope.
-	byz    []bool             // per node index: byzantine
-	adv    []*byzantine       // the byzantine nodes' adversaries
-	attack bool               // the adversaries act (from the start of the workload)
-	forged map[forgedKey]bool // versions the adversaries made up
+	byz []bool       // per node index: byzantine
+	adv []*byzantine // the byzantine nodes' adversaries
+	// inventedSeen is the last step at which an honest node held a member
+	// an adversary invented.
+	inventedSeen time.Time
+	attack       bool               // the adversaries act (from the start of the workload)
+	forged       map[forgedKey]bool // versions the adversaries made up
 	// forgedValues are values forgers put on versions (relayed records
 	// altered, or writes invented in another node's name).
 	forgedValues map[forgedKey]string
@@ -341,6 +344,7 @@ func (r *runner) run() (*RunResult, error) {
 			return nil, err
 		}
 		quiet := r.sample(base)
+		r.sampleInvented()
 		if r.progress != nil {
 			r.progress(Progress{Virtual: c.now.Sub(r.start), Limit: limit, Phase: "running"})
 		}

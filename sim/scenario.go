@@ -185,6 +185,13 @@ type RunResult struct {
 	// invariant leaves them out: they die as the failure detector gets
 	// to probe them, which takes a probe round over the flooded view.
 	InventedAlive int `json:"invented_alive,omitempty"`
+	// InventedPeak is the most invented members an honest node held alive
+	// or suspect at any step of the run, and InventedGone when, in seconds
+	// of virtual time from the start of the workload, the last of them
+	// left the last honest view (sampled every step; -1 if some were still
+	// there at the end; 0 if there never were any).
+	InventedPeak int     `json:"invented_peak,omitempty"`
+	InventedGone float64 `json:"invented_gone,omitempty"`
 	// Lost and Duplicated count messages the network dropped (loss,
 	// partitions, down nodes) and delivered twice.
 	Lost       uint64 `json:"lost"`
@@ -264,6 +271,10 @@ type Report struct {
 	// Quarantined sums up the honest nodes' quarantine decisions, with
 	// byzantine nodes.
 	Quarantined *QuarantineSummary `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
+	// InventedGone is the mean of the runs' InventedGone: how long members
+	// invented by a flooder stayed in honest views; -1 if in some run some
+	// were still there at the end.
+	InventedGone float64 `json:"invented_gone,omitempty" yaml:"invented_gone,omitempty"`
 	// Spread holds the standard deviation of each mean over the runs.
 	Spread map[string]float64 `json:"spread" yaml:"spread"`
 	// MessagesPerNode and BytesPerNode count all traffic, of every kind,
@@ -547,6 +558,12 @@ func Run(s Scenario, progress func(Progress)) (*Report, error) {
 			}
 		}
 		rep.Quarantined = q
+		rep.InventedGone = stat("invented_gone", all, func(r RunResult) float64 { return r.InventedGone })
+		for _, r := range all {
+			if r.InventedGone < 0 {
+				rep.InventedGone = -1
+			}
+		}
 	}
 	rep.ClockViolations = stat("clock_violations", all, func(r RunResult) float64 { return float64(r.ClockViolations) })
 	rep.MessagesPerNode = stat("messages_per_node", all, func(r RunResult) float64 { return float64(r.Messages) / float64(s.Nodes) })

@@ -197,7 +197,9 @@ func (m *Membership) wireMembers() []*wire.Member {
 	out := make([]*wire.Member, 0, len(m.names)+1)
 	out = append(out, m.self.toWire())
 	for _, n := range m.names {
-		out = append(out, m.members[n].toWire())
+		if p := m.members[n]; !p.held {
+			out = append(out, p.toWire())
+		}
 	}
 	return out
 }

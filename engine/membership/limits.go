@@ -37,6 +37,33 @@ type admission struct {
 	counts    map[string]int // new members admitted per sender in window
 	sent      [solicitedJoins]int64
 	nextSent  int
+	// flooders are the senders that went over their allowance, with when
+	// they last did (at most maxFlooders, oldest dropped first).
+	flooders map[string]time.Time
+}
+
+// flood remembers that sender went over its allowance.
+func (a *admission) flood(now time.Time, sender string) {
+	if a.flooders == nil {
+		a.flooders = map[string]time.Time{}
+	}
+	if _, ok := a.flooders[sender]; !ok && len(a.flooders) >= maxFlooders {
+		oldest := ""
+		for s, t := range a.flooders {
+			if oldest == "" || t.Before(a.flooders[oldest]) || (t.Equal(a.flooders[oldest]) && s < oldest) {
+				oldest = s
+			}
+		}
+		delete(a.flooders, oldest)
+	}
+	a.flooders[sender] = now
+}
+
+// flooded reports whether sender went over its allowance less than
+// floodMemory ago.
+func (a *admission) flooded(now time.Time, sender string) bool {
+	t, ok := a.flooders[sender]
+	return ok && now.Sub(t) < floodMemory
 }
 
 func (c Config) maxMembers() int {
@@ -79,6 +106,7 @@ func (m *Membership) admit(now time.Time, u *wire.Member) bool {
 		if a.counts[a.sender] == limit {
 			// Once per sender and second: a flood of invented members.
 			a.counts[a.sender]++
+			a.flood(now, a.sender)
 			m.report(now, a.sender, OffenceMemberFlood)
 		}
 		return false

@@ -130,6 +130,12 @@ type Config struct {
 	// limited. 0 means DefaultMaxNewMembersPerSecond (32); negative, no
 	// limit. See limits.go.
 	MaxNewMembersPerSecond int
+	// RelayDelay is how long, with the defences on (SetDefences), a member
+	// learned second-hand and not heard from since is held back before
+	// this node relays it (vouch.go): long enough for the flooder that
+	// invented it to be quarantined first. A member heard from is relayed
+	// at once. 0 means DefaultRelayDelay (5 s); negative, no delay.
+	RelayDelay time.Duration
 }
 
 // DefaultConfig suits a LAN of 3 to 1,000 members: it is LANConfig (see
@@ -166,6 +172,12 @@ type Member struct {
 	// Revoked is true for a member whose certificate was revoked (see
 	// Membership.Revoke): it stays dead and is never forgotten.
 	Revoked bool
+
+	// via are the members that told this node of the member, while it is
+	// unconfirmed: learned second-hand, not heard from since (vouch.go).
+	via []string
+	// held is true while an unconfirmed member waits to be relayed.
+	held bool
 }
 
 // Live reports whether the member takes part in the protocol: alive or
@@ -212,6 +224,17 @@ type Stats struct {
 	// MaxNewMembersPerSecond.
 	MembersRefused uint64
 	MembersLimited uint64
+	// MembersHeld counts members learned second-hand and held back before
+	// being relayed (Config.RelayDelay). ForgottenQuarantined counts
+	// unconfirmed members forgotten because every member that vouched for
+	// them was quarantined, ForgottenUnanswered those forgotten because
+	// they did not answer a probe (vouch.go).
+	MembersHeld          uint64
+	ForgottenQuarantined uint64
+	ForgottenUnanswered  uint64
+	// SuspectChecks counts the probes of suspects this node did not accuse
+	// itself, sent before declaring them dead (checkSuspect).
+	SuspectChecks uint64
 	// Health is the current local health score, 0 (healthy) to
 	// MaxLocalHealth.
 	Health int
@@ -260,6 +283,9 @@ type suspicion struct {
 	// if the suspect refutes.
 	direct   []string
 	deadline time.Time
+	// checked is set once this node, which did not accuse the suspect
+	// itself, has probed it before declaring it dead (see checkSuspect).
+	checked bool
 }
 
 // firstHand notes that accuser made its accusation itself, if sender is
@@ -275,7 +301,10 @@ func (s *suspicion) confirm(from string) bool {
 		return false
 	}
 	s.accusers = append(s.accusers, from)
-	s.deadline = s.start.Add(suspicionTimeout(s.min, s.max, len(s.accusers)-1, s.k))
+	d := s.start.Add(suspicionTimeout(s.min, s.max, len(s.accusers)-1, s.k))
+	if !s.checked || d.After(s.deadline) {
+		s.deadline = d // a check under way keeps its time for the answer
+	}
 	return true
 }
 
@@ -344,7 +373,12 @@ type Membership struct {
 	leaveSeqs map[uint64]bool
 	left      bool
 
-	adm admission // caps on new members (limits.go)
+	adm  admission    // caps on new members (limits.go)
+	held []heldMember // unconfirmed members waiting to be relayed, oldest first (vouch.go)
+	// forgotten are the members forgotten lately, with forgottenOrder
+	// their names, oldest first (vouch.go).
+	forgotten      map[string]forgottenMember
+	forgottenOrder []string
 
 	// offence, if set, is told of what peers do that does not check out:
 	// member floods and accusations refuted by their target.
@@ -411,6 +445,7 @@ func (m *Membership) SetQuarantined(now time.Time, name string, q bool) {
 		}
 		m.timersDirty = true
 	}
+	m.forgetVouchedBy(now, name)
 }
 
 // accusedByQuarantined reports whether u is a suspicion or death claim
@@ -693,6 +728,7 @@ func (m *Membership) Deadline() time.Time {
 	m.refreshTimers()
 	earlier(m.suspicionAt)
 	earlier(m.reapAt)
+	earlier(m.heldDeadline())
 	if m.cfg.ReconnectInterval > 0 && len(m.down) > 0 {
 		earlier(m.nextReconnect)
 	}
@@ -741,6 +777,7 @@ func (m *Membership) Tick(now time.Time) {
 		return
 	}
 	m.tickRelays(now)
+	m.tickHeld(now)
 	if p := m.probe; p != nil {
 		if !p.indirect && !now.Before(p.timeout) {
 			m.pingReq(now, p)
@@ -757,6 +794,9 @@ func (m *Membership) Tick(now time.Time) {
 				continue
 			}
 			p := m.members[n]
+			if m.checkSuspect(now, p, s) {
+				continue
+			}
 			m.stats.Declared++
 			// SWIM §4.2: a suspect not refuted in time is declared dead, at
 			// the incarnation it was suspected at.
@@ -900,7 +940,7 @@ func (m *Membership) probeFailed(now time.Time, p *probe) {
 		m.addHealth(1)
 	}
 	t, ok := m.members[p.target]
-	if !ok || !t.Live() {
+	if !ok || !t.Live() || m.forgetUnanswered(now, t) {
 		return
 	}
 	m.stats.Suspected++
@@ -992,8 +1032,8 @@ func (m *Membership) Handle(now time.Time, env *wire.Envelope) (bool, error) {
 	for _, u := range env.Members {
 		m.apply(now, u)
 	}
-	if p, ok := m.members[env.From]; ok && p.Live() {
-		p.Heard = true
+	if p, ok := m.members[env.From]; ok && p.Live() && !p.Heard {
+		m.heardFrom(p)
 	}
 	switch b := env.Body.(type) {
 	case *wire.Envelope_Ping:
@@ -1101,10 +1141,14 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 			// Old news of a member we never knew or already reaped.
 			return
 		}
+		if m.wasForgotten(now, u) {
+			return
+		}
 		if !m.admit(now, u) {
 			return
 		}
 		nm := &Member{Name: u.Name, Addr: u.Address, NodeID: u.NodeId, Incarnation: u.Incarnation, State: u.State, Since: now, From: u.From, Sig: u.Sig}
+		held := m.learnedSecondHand(now, nm)
 		m.members[u.Name] = nm
 		i, _ := slices.BinarySearch(m.names, u.Name)
 		m.names = slices.Insert(m.names, i, u.Name)
@@ -1116,9 +1160,12 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 			m.startSuspicion(now, u.Name, u.From)
 		}
 		m.events = append(m.events, Event{Member: *nm, Prev: u.State, Joined: true})
-		m.enqueue(u)
+		if !held {
+			m.enqueue(u)
+		}
 		return
 	}
+	m.vouchedAgain(p)
 	if m.doubtDeaths && u.State == wire.State_DEAD && m.adm.sender != "" && p.Live() && u.Incarnation >= p.Incarnation {
 		// A death claim from another node: a suspicion by its sender
 		// until this node's own timer says otherwise (SetDefences).
@@ -1128,7 +1175,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		if s := m.suspicions[u.Name]; s != nil && s.confirm(u.From) {
 			s.firstHand(u.From, m.adm.sender)
 			m.timersDirty = true
-			m.enqueue(u) // spread the confirmation too
+			if !p.held {
+				m.enqueue(u) // spread the confirmation too
+			}
 		}
 		return
 	}
@@ -1168,7 +1217,9 @@ func (m *Membership) apply(now time.Time, u *wire.Member) {
 		delete(m.down, u.Name)
 	}
 	m.timersDirty = true
-	m.enqueue(u)
+	if !p.held {
+		m.enqueue(u)
+	}
 }
 
 // applySelf refutes accusations: a suspect, dead or left update about this
@@ -1207,6 +1258,30 @@ func (m *Membership) startSuspicion(now time.Time, name, from string) {
 	s.deadline = now.Add(suspicionTimeout(lo, hi, 0, k))
 	m.suspicions[name] = s
 	m.timersDirty = true
+}
+
+// checkSuspect probes, before its suspicion timer declares it dead, a
+// suspect that only others accused, and reports whether it did (the
+// deadline is then put off by one protocol period, once). With the defences
+// on, a suspicion is evidence only of what its accusers claim: accusers can
+// lie, and a suspect that never heard of its suspicion cannot refute it. The
+// probe carries the suspicion (as the buddy system does), so a live suspect
+// refutes in its ack; a dead one stays silent and is declared dead a period
+// later than it would have been.
+func (m *Membership) checkSuspect(now time.Time, p *Member, s *suspicion) bool {
+	if !m.doubtDeaths || s.checked || p.Quarantined || p.State != wire.State_SUSPECT || slices.Contains(s.accusers, m.self.Name) {
+		return false
+	}
+	s.checked = true
+	s.deadline = now.Add(m.scale(m.cfg.ProbeInterval))
+	m.timersDirty = true
+	m.seq++
+	m.stats.SuspectChecks++
+	m.send(p.Addr, &wire.Envelope{
+		Members: []*wire.Member{m.self.toWire(), m.suspectUpdate(p)},
+		Body:    &wire.Envelope_Ping{Ping: &wire.Ping{Seq: m.seq, Target: p.Name, SentUs: m.wall(now).UnixMicro()}},
+	})
+	return true
 }
 
 func overrides(u *wire.Member, p *Member) bool {
@@ -1272,6 +1347,12 @@ func (m *Membership) enqueue(u *wire.Member) {
 	b := &broadcast{update: &wire.Member{Name: u.Name, Address: u.Address, Incarnation: u.Incarnation, State: u.State, NodeId: u.NodeId, From: u.From, Sig: u.Sig}, id: m.bseq}
 	m.queued[u.Name] = b
 	heap.Push(&m.queue, b)
+}
+
+// dequeue drops a queued update.
+func (m *Membership) dequeue(b *broadcast) {
+	heap.Remove(&m.queue, b.index)
+	delete(m.queued, b.update.Name)
 }
 
 // Piggyback attaches up to MaxPiggyback queued updates to env, least
