@@ -8,7 +8,9 @@
 #
 #   scripts/http-bench.sh [binary] [reps] [duration]
 #
-# CLIENTS, VALUE and KEYS override the load's shape.
+# CLIENTS, VALUE and KEYS override the load's shape; AGENT=binary runs the
+# agent from another build (one older than the load generator, say) while
+# the binary given runs the load and the twin.
 set -euo pipefail
 bin=${1:-}
 reps=${2:-3}
@@ -28,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 port=$((20000 + RANDOM % 20000))
-"$bin" agent --name bench --data-dir "$work/data" --bind 127.0.0.1:$port --http 127.0.0.1:$((port + 1)) \
+"${AGENT:-$bin}" agent --name bench --data-dir "$work/data" --bind 127.0.0.1:$port --http 127.0.0.1:$((port + 1)) \
 	--log-level warn >"$work/agent.log" 2>&1 &
 apid=$!
 "$bin" bench http-twin --listen 127.0.0.1:$((port + 2)) >"$work/twin.log" 2>&1 &
