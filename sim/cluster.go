@@ -81,10 +81,11 @@ type Cluster struct {
 	events eventQueue
 	seq    uint64
 	byAddr map[string]*Node
+	byName map[string]*Node
 	nodes  []*Node
 	cut    map[[2]string]bool // directed links that drop everything
 	stats  NetStats
-	live   []*Node // running nodes, for the oracle sampler
+	live   []*Node // running nodes, for the oracle view
 	liveAt map[*Node]int
 	busy   map[[2]*Node]time.Time // when each directed link is free, with Bandwidth
 	ca     *certs.MemoryCA        // with Options.Signed
@@ -178,6 +179,7 @@ func New(opts Options) *Cluster {
 		now:    Epoch,
 		rng:    rand.New(rand.NewPCG(opts.Seed, 0x9e3779b97f4a7c15)),
 		byAddr: map[string]*Node{},
+		byName: map[string]*Node{},
 		cut:    map[[2]string]bool{},
 		liveAt: map[*Node]int{},
 		busy:   map[[2]*Node]time.Time{},
@@ -196,7 +198,7 @@ func (c *Cluster) Nodes() []*Node { return c.nodes }
 // AddNode starts a node named name with the default engine configuration,
 // changed by configure if it is not nil. Its address is name itself.
 func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, error) {
-	if _, dup := c.byAddr[name]; dup {
+	if _, dup := c.byName[name]; dup {
 		return nil, fmt.Errorf("sim: node %q exists", name)
 	}
 	cfg := engine.DefaultConfig()
@@ -220,6 +222,7 @@ func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, e
 		return nil, err
 	}
 	c.byAddr[n.Addr] = n
+	c.byName[n.Name] = n
 	c.nodes = append(c.nodes, n)
 	return n, nil
 }
@@ -304,7 +307,7 @@ func (n *Node) Restart() error {
 func (n *Node) Join(seeds ...string) {
 	addrs := make([]string, len(seeds))
 	for i, s := range seeds {
-		addrs[i] = n.c.byAddr[s].Addr
+		addrs[i] = n.c.byName[s].Addr
 	}
 	n.Engine.Join(n.now(), addrs)
 	n.flush()
@@ -725,25 +728,71 @@ func (q *eventQueue) Pop() any {
 	return ev
 }
 
-// Sample implements engine.PeerSampler over the true live set: the oracle
-// peer sampler. It draws k distinct running nodes other than self uniformly.
-func (c *Cluster) Sample(rng *rand.Rand, k int, self string) []string {
-	n := len(c.live)
+// oracle is a node's member view read from the simulator's true live set
+// (--sampler oracle): no membership protocol runs, and partners are drawn
+// uniformly from the running nodes, as Demers et al.'s model draws them. It
+// is injected through engine.Config.View, the interface the membership
+// protocol's view implements.
+type oracle struct {
+	c    *Cluster
+	self string
+}
+
+// Handle takes nothing: the oracle's view is the simulator's, not learned.
+func (o oracle) Handle(time.Time, *wire.Envelope) (bool, error) { return false, nil }
+
+// Tick has no timers to run: nothing is probed.
+func (o oracle) Tick(time.Time) {}
+
+// Deadline is never: the oracle has no timers.
+func (o oracle) Deadline() time.Time { return time.Time{} }
+
+// Piggyback adds nothing: there is no membership news to spread.
+func (o oracle) Piggyback(*wire.Envelope) {}
+
+// Sample draws k distinct running nodes other than self uniformly.
+func (o oracle) Sample(rng *rand.Rand, k int) []string {
+	live := o.c.live
+	n := len(live)
 	out := make([]string, 0, k)
 	if k >= n-1 {
-		for _, nd := range c.live {
-			if nd.Name != self {
+		for _, nd := range live {
+			if nd.Name != o.self {
 				out = append(out, nd.Name)
 			}
 		}
 		return out
 	}
 	for len(out) < k {
-		nd := c.live[rng.IntN(n)]
-		if nd.Name == self || slices.Contains(out, nd.Name) {
+		nd := live[rng.IntN(n)]
+		if nd.Name == o.self || slices.Contains(out, nd.Name) {
 			continue
 		}
 		out = append(out, nd.Name)
 	}
 	return out
+}
+
+// LivePeers lists the running nodes other than self.
+func (o oracle) LivePeers() []string {
+	out := make([]string, 0, len(o.c.live))
+	for _, nd := range o.c.live {
+		if nd.Name != o.self {
+			out = append(out, nd.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// HeardPeers is LivePeers: the oracle knows every running node first-hand.
+func (o oracle) HeardPeers() []string { return o.LivePeers() }
+
+// Addr returns the address of the node named name.
+func (o oracle) Addr(name string) (string, bool) {
+	n := o.c.byName[name]
+	if n == nil {
+		return "", false
+	}
+	return n.Addr, true
 }

@@ -762,7 +762,7 @@ func (r *runner) onMemberEvent(n *Node, ev membership.Event) {
 	if ev.Member.State != wire.State_DEAD || r.byz[idx(n)] {
 		return
 	}
-	t := r.c.byAddr[ev.Member.Name] // in the simulator a name is its address
+	t := r.c.byName[ev.Member.Name]
 	if t == nil || !t.up || ev.Member.Incarnation < r.bootInc[idx(t)] || r.byz[idx(t)] {
 		return
 	}
@@ -809,7 +809,7 @@ func (r *runner) pick(set *NodeSet, up bool) ([]*Node, error) {
 			return nil, err
 		}
 		for _, name := range names {
-			n := r.c.byAddr[name]
+			n := r.c.byName[name]
 			if n == nil {
 				return nil, fmt.Errorf("sim: no node %s", name)
 			}
@@ -844,7 +844,7 @@ func (r *runner) nodeSet(l NodeList) ([]bool, error) {
 	}
 	set := make([]bool, len(r.c.nodes))
 	for _, name := range names {
-		n := r.c.byAddr[name]
+		n := r.c.byName[name]
 		if n == nil {
 			return nil, fmt.Errorf("sim: no node %s", name)
 		}
@@ -972,7 +972,7 @@ func (r *runner) apply(e Event) error {
 		}
 		n := r.randomLive()
 		if w.Node != "" {
-			n = r.c.byAddr[w.Node]
+			n = r.c.byName[w.Node]
 			if n == nil {
 				return fmt.Errorf("sim: no node %s", w.Node)
 			}
@@ -1195,7 +1195,7 @@ func (r *runner) membersAgree() bool {
 			if m.State != wire.State_ALIVE {
 				continue
 			}
-			o := r.c.byAddr[m.Name]
+			o := r.c.byName[m.Name]
 			if o == nil && len(r.adv) > 0 {
 				continue // invented by an adversary (see RunResult.InventedAlive)
 			}
@@ -1226,7 +1226,7 @@ func (r *runner) replicas() []Replica {
 			return true
 		})
 		for _, m := range n.Engine.Members() {
-			if o := r.c.byAddr[m.Name]; (o != nil && r.byz[idx(o)]) || (o == nil && len(r.adv) > 0) {
+			if o := r.c.byName[m.Name]; (o != nil && r.byz[idx(o)]) || (o == nil && len(r.adv) > 0) {
 				continue // the faulty nodes' liveness, and members they invented, are out of scope
 			}
 			if m.State == wire.State_ALIVE {

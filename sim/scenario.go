@@ -448,7 +448,7 @@ func (s *Scenario) configure(c *Cluster, cfg *engine.Config) error {
 		r.Jitter = 0
 	}
 	if s.Sampler == "oracle" {
-		cfg.Peers = c
+		cfg.View = oracle{c: c, self: cfg.Name}
 	}
 	if s.Suspicion > 0 {
 		cfg.Membership.SuspicionTimeout = time.Duration(s.Suspicion)
