@@ -524,15 +524,33 @@ func (r *runner) latency(t float64) {
 // write makes a client write (or delete) on n, records it in the history
 // and starts tracking it.
 func (r *runner) write(n *Node, key, value string, del bool) error {
-	var rec store.Record
-	var err error
 	op := Op{Index: len(r.hist), Node: n.Name, Key: key, Value: value, Delete: del, Invoked: Duration(r.c.now.Sub(r.start))}
 	if del {
 		op.Value = ""
-		rec, err = n.Delete(key)
-	} else {
-		rec, err = n.Put(key, value)
 	}
+	i := op.Index
+	// The answer may come before Write returns (a sync without delay): it
+	// is kept until the op is in the history.
+	var early []error
+	inCall := true
+	lost := false
+	acked := func(err error) {
+		if inCall {
+			early = append(early, err)
+			return
+		}
+		o := &r.hist[i]
+		o.Completed = Duration(r.c.now.Sub(r.start))
+		if err != nil {
+			o.Outcome, o.Err = Info, err.Error()
+			lost = true
+			return
+		}
+		o.Outcome = OK
+		r.res.Acknowledged++
+	}
+	rec, err := n.Write(key, op.Value, del, acked)
+	inCall = false
 	if errors.Is(err, engine.ErrClockOffset) || errors.Is(err, store.ErrNoSpace) || errors.Is(err, ErrDiskIO) {
 		// The node knows it cannot honour the write and refuses: the
 		// client is told, and nothing happened.
@@ -550,19 +568,9 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 	}
 	op.Version = rec.Version
 	r.hist = append(r.hist, op)
-	i := op.Index
-	lost := false
-	n.WhenDurable(func(err error) {
-		o := &r.hist[i]
-		o.Completed = Duration(r.c.now.Sub(r.start))
-		if err != nil {
-			o.Outcome, o.Err = Info, err.Error()
-			lost = true
-			return
-		}
-		o.Outcome = OK
-		r.res.Acknowledged++
-	})
+	for _, err := range early {
+		acked(err)
+	}
 	if b := n.cfg.MaxClockOffset; b > 0 && n.skew(r.c.now).Abs() > b+r.clockSlack() {
 		// Invariant: a node whose clock is off by more than the bound
 		// acknowledges no write (the slack covers what a round trip can
