@@ -735,7 +735,7 @@ func (c *Cluster) deliver(from *Node, m engine.Message, frame []byte) {
 			at = maxTime(at, c.stream[link])
 			c.stream[link] = at
 		}
-		c.push(event{at: at, to: m.To, from: from.Name, fromAddr: from.Addr, tcp: tcp, frame: frame})
+		c.push(event{at: at, to: m.To, from: from.Name, tcp: tcp, frame: frame})
 	}
 }
 
@@ -788,7 +788,7 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 		return true, n.run()
 	}
 	n := c.byAddr[ev.to]
-	if n == nil || !n.up || (ev.tcp && c.down(ev.fromAddr, ev.to)) {
+	if n == nil || !n.up || (ev.tcp && c.down(c.byName[ev.from].Addr, ev.to)) {
 		// A datagram in flight when its link is cut still arrives; a
 		// stream cut meanwhile is broken, and what it carried is lost.
 		c.stats.Lost++
@@ -833,15 +833,14 @@ func (c *Cluster) RunUntil(d time.Duration, cond func() bool) (bool, error) {
 }
 
 type event struct {
-	at       time.Time
-	seq      uint64
-	sync     *syncOp // a sync completing, or
-	run      *Node   // a turn of this node's loop, or
-	to       string  // a message delivery to this address
-	from     string  // from this node
-	fromAddr string  // at this address
-	tcp      bool    // over a TCP stream, not a datagram
-	frame    []byte
+	at    time.Time
+	seq   uint64
+	sync  *syncOp // a sync completing, or
+	run   *Node   // a turn of this node's loop, or
+	to    string  // a message delivery to this address
+	from  string  // from this node
+	tcp   bool    // over a TCP stream, not a datagram
+	frame []byte
 }
 
 type eventQueue []event

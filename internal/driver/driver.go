@@ -67,6 +67,7 @@ type Core struct {
 
 	mu    sync.Mutex
 	queue []Work // committed batches waiting for a sync
+	spare []Work // a released queue, for the next one
 }
 
 type written struct {
@@ -188,7 +189,7 @@ func (c *Core) TakeSync() []Work {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	w := c.queue
-	c.queue = nil
+	c.queue, c.spare = c.spare, nil
 	return w
 }
 
@@ -203,8 +204,9 @@ func (c *Core) Queued() bool {
 // the writes are acknowledged first (a write waits for its own sync, not
 // for its copies to reach every peer), then the changes announced, then
 // the messages sent. If it failed, nothing is sent or announced, and every
-// write learns the error.
+// write learns the error. The caller keeps no part of work after.
 func (c *Core) Release(work []Work, err error) {
+	defer c.recycle(work)
 	if err != nil {
 		Abandon(work, fmt.Errorf("%w: %w", ErrNotDurable, err))
 		return
@@ -222,6 +224,17 @@ func (c *Core) Release(work []Work, err error) {
 			c.out.Send(w.msgs)
 		}
 	}
+}
+
+// recycle keeps a released queue's array for the next one: a busy node
+// commits thousands of batches a second.
+func (c *Core) recycle(work []Work) {
+	clear(work)
+	c.mu.Lock()
+	if c.spare == nil {
+		c.spare = work[:0]
+	}
+	c.mu.Unlock()
 }
 
 // Abandon answers every write of work with err, and drops the rest: what
