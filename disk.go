@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hearsaydb/hearsay/engine"
+	"github.com/hearsaydb/hearsay/internal/driver"
 	"github.com/hearsaydb/hearsay/store"
 )
 
@@ -232,14 +233,6 @@ func (t *logThrottle) log(l *slog.Logger, level slog.Level, msg string, args ...
 	l.Log(context.Background(), level, msg, args...)
 }
 
-// syncWork is what one batch leaves for the syncer: what waits for the
-// store's sync.
-type syncWork struct {
-	msgs    []engine.Message
-	changes []store.Record
-	writes  []pending
-}
-
 // syncer makes batches durable and then releases what waited for it, apart
 // from the event loop, so that the loop keeps stepping messages (and
 // answering probes) while the disk syncs: etcd raft's asynchronous storage
@@ -259,11 +252,8 @@ func (n *Node) syncer() {
 	}
 }
 
-// enqueueSync hands a batch's durable-dependent work to the syncer.
-func (n *Node) enqueueSync(w syncWork) {
-	n.syncMu.Lock()
-	n.syncQueue = append(n.syncQueue, w)
-	n.syncMu.Unlock()
+// kickSync wakes the syncer: the loop has committed a batch.
+func (n *Node) kickSync() {
 	select {
 	case n.syncKick <- struct{}{}:
 	default:
@@ -271,10 +261,7 @@ func (n *Node) enqueueSync(w syncWork) {
 }
 
 func (n *Node) syncOnce() {
-	n.syncMu.Lock()
-	work := n.syncQueue
-	n.syncQueue = nil
-	n.syncMu.Unlock()
+	work := n.core.TakeSync()
 	if len(work) == 0 {
 		return
 	}
@@ -299,27 +286,23 @@ func (n *Node) syncOnce() {
 		}
 		n.storageFailure(err)
 		n.storageLog.log(n.log, slog.LevelError, "store sync failed: writes of this batch are not acknowledged, its messages not sent", "err", err)
-		for _, w := range work {
-			for _, p := range w.writes {
-				p.done <- result{err: fmt.Errorf("hearsay: write not durable: %w", err)}
-			}
-		}
+		n.core.Release(work, err)
 		return
 	}
 	n.durableRev.Store(max(n.durableRev.Load(), rev)) // the syncer is its only writer
-	// Durable now: acknowledge first, then announce and send. A write
-	// waits for its own sync, not for its copies to reach every peer (a
-	// 1 MiB value mailed to 15 peers is 15 MiB to hand to the transport).
-	for _, w := range work {
-		for _, p := range w.writes {
-			p.done <- p.res
-		}
-		n.notify(w.changes)
-	}
-	for _, w := range work {
-		n.send(w.msgs)
-	}
+	// Durable now: the core acknowledges first, then announces and sends.
+	// A write waits for its own sync, not for its copies to reach every
+	// peer (a 1 MiB value mailed to 15 peers is 15 MiB to hand to the
+	// transport).
+	n.core.Release(work, nil)
 }
+
+// runtimeOutputs is where the runtime's driver core releases: the
+// transport, and the watchers.
+type runtimeOutputs struct{ n *Node }
+
+func (o runtimeOutputs) Send(msgs []engine.Message)     { o.n.send(msgs) }
+func (o runtimeOutputs) Durable(changes []store.Record) { o.n.notify(changes) }
 
 // send hands messages to the transport.
 func (n *Node) send(msgs []engine.Message) {
@@ -345,9 +328,9 @@ func (n *Node) send(msgs []engine.Message) {
 
 // hasWork reports whether any of work waits for durability: writes to
 // acknowledge, changes to announce, messages to send.
-func hasWork(work []syncWork) bool {
-	for _, w := range work {
-		if len(w.writes) > 0 || len(w.changes) > 0 || len(w.msgs) > 0 {
+func hasWork(work []driver.Work) bool {
+	for i := range work {
+		if !work[i].Empty() {
 			return true
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/internal/certs"
+	"github.com/hearsaydb/hearsay/internal/driver"
 	"github.com/hearsaydb/hearsay/internal/transport"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
@@ -129,6 +130,7 @@ type Node struct {
 	tr      *transport.Transport
 	certs   *nodeCerts     // nil without Config.Identity
 	eng     *engine.Engine // owned by the loop
+	core    *driver.Core   // the loop's batching and commit (internal/driver)
 	nodeID  uint64
 	started time.Time
 	metrics *metrics
@@ -172,17 +174,14 @@ type Node struct {
 	diskAvail  atomic.Uint64
 	storageLog logThrottle
 
-	// The syncer (disk.go) and what the loop leaves it.
-	syncMu    sync.Mutex
-	syncQueue []syncWork
-	syncKick  chan struct{}
-	syncDone  chan struct{}
+	// The syncer (disk.go): kicked when the loop has committed a batch.
+	syncKick chan struct{}
+	syncDone chan struct{}
 	// Sync latency (syncwatch.go): the bound, the recent syncs, and the
 	// loop's next look at them.
 	slowSync  time.Duration
 	syncWatch syncWatch
 	syncNext  time.Time
-	early     []engine.Message // loop-owned scratch
 
 	keys keys // the gossip keyring and its operations (keys.go)
 
@@ -341,6 +340,7 @@ func open(cfg Config, log *slog.Logger, st store.Store) (*Node, error) {
 	n.durableRev.Store(rev)
 	cfg.Protocol = pc
 	n.cfg, n.tr, n.eng, n.nodeID, n.started = cfg, tr, eng, id, now
+	n.core = driver.New(eng, runtimeOutputs{n})
 	n.reqs, n.closing, n.done = make(chan request, 1024), make(chan struct{}), make(chan struct{})
 	n.syncKick, n.syncDone = make(chan struct{}, 1), make(chan struct{})
 	n.watchers = map[*watcher]struct{}{}
@@ -448,17 +448,15 @@ func idToBytes(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id)
 // the monotonic clock, as when an operator or NTP sets the clock wrong.
 var wallSkew func() time.Duration
 
-// loop is the event loop: the only goroutine that touches the engine.
+// loop is the event loop: the only goroutine that touches the engine. It
+// takes inputs in batches and commits each through the driver core
+// (internal/driver), which the simulator runs too.
 func (n *Node) loop() {
 	defer close(n.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var waiting []pending
-	var writes []request // the batch's writes, made together before the tick
 	// Release what Open queued (join requests, our alive announcement).
-	if err := n.eng.Tick(time.Now()); err != nil {
-		n.log.Error("protocol tick failed", "err", err)
-	}
 	waiting = n.commit(time.Now(), waiting)
 	for {
 		if wallSkew != nil {
@@ -475,7 +473,7 @@ func (n *Node) loop() {
 			}
 			return
 		case r := <-n.reqs:
-			writes, waiting = n.handle(time.Now(), r, writes, waiting)
+			waiting = n.handle(time.Now(), r, waiting)
 		case in := <-n.tr.Incoming():
 			n.step(time.Now(), in)
 		case b := <-n.tr.BadFrames():
@@ -485,24 +483,17 @@ func (n *Node) loop() {
 		// Take whatever else is queued, up to a bound, into the same batch:
 		// one fsync then covers all of it.
 	batch:
-		for range 512 {
+		for range driver.MaxBatch - 1 {
 			select {
 			case r := <-n.reqs:
-				writes, waiting = n.handle(time.Now(), r, writes, waiting)
+				waiting = n.handle(time.Now(), r, waiting)
 			case in := <-n.tr.Incoming():
 				n.step(time.Now(), in)
 			default:
 				break batch
 			}
 		}
-		now = time.Now()
-		waiting = n.writeBatch(now, writes, waiting)
-		clear(writes)
-		writes = writes[:0]
-		if err := n.eng.Tick(now); err != nil {
-			n.tickFailed(err)
-		}
-		waiting = n.commit(now, waiting)
+		waiting = n.commit(time.Now(), waiting)
 	}
 }
 
@@ -523,28 +514,39 @@ func earliestTime(a, b time.Time) time.Time {
 	return a
 }
 
-// pending is a request answered once its batch is durable (writes) or its
-// condition holds (join, leave).
+// pending is a request answered once its condition holds (join, leave).
 type pending struct {
 	done  chan result
-	res   result
-	until func(s *snapshot) bool // nil: answer after the sync
+	until func(s *snapshot) bool
 }
 
 // handle takes one request: a write joins the batch's writes (made
-// together by writeBatch), the others are handed to the engine at once,
+// together at the commit), the others are handed to the engine at once,
 // after the writes before them.
-func (n *Node) handle(now time.Time, r request, writes []request, waiting []pending) ([]request, []pending) {
-	if r.write != nil {
-		return append(writes, r), waiting
+func (n *Node) handle(now time.Time, r request, waiting []pending) []pending {
+	if w := r.write; w != nil {
+		done := r.done
+		accepted := func(store.Record) { n.metrics.writes.Inc() }
+		n.core.Write(now, engine.WriteOp{Key: w.key, Value: w.value, Tombstone: w.tombstone}, accepted, func(rec store.Record, err error) {
+			switch {
+			case err == nil:
+				done <- result{version: rec.Version}
+			case errors.Is(err, driver.ErrNotDurable):
+				done <- result{err: fmt.Errorf("hearsay: %w", err)}
+			default:
+				if isStorageError(err) {
+					n.storageFailure(err)
+				}
+				done <- result{err: err}
+			}
+		})
+		return waiting
 	}
-	waiting = n.writeBatch(now, writes, waiting)
-	clear(writes)
-	writes = writes[:0]
+	n.core.Flush()
 	switch {
 	case r.join != nil:
 		n.eng.Join(now, r.join)
-		return writes, append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
+		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.joined }})
 	case r.seeds != nil:
 		n.eng.SetSeeds(r.seeds)
 		r.done <- result{}
@@ -554,33 +556,7 @@ func (n *Node) handle(now time.Time, r request, writes []request, waiting []pend
 		if err := n.eng.Leave(now); err != nil {
 			n.log.Error("leave: incarnation not saved; a restart may not supersede the leave at once", "err", err)
 		}
-		return writes, append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
-	}
-	return writes, waiting
-}
-
-// writeBatch makes the batch's writes in one engine call (one store
-// apply, and in a certificate cluster their signatures together), and
-// queues their acknowledgements for after the sync.
-func (n *Node) writeBatch(now time.Time, writes []request, waiting []pending) []pending {
-	if len(writes) == 0 {
-		return waiting
-	}
-	ops := make([]engine.WriteOp, len(writes))
-	for i, r := range writes {
-		ops[i] = engine.WriteOp{Key: r.write.key, Value: r.write.value, Tombstone: r.write.tombstone}
-	}
-	recs, errs := n.eng.WriteBatch(now, ops)
-	for i, r := range writes {
-		if err := errs[i]; err != nil {
-			if isStorageError(err) {
-				n.storageFailure(err)
-			}
-			r.done <- result{err: err}
-			continue
-		}
-		n.metrics.writes.Inc()
-		waiting = append(waiting, pending{done: r.done, res: result{version: recs[i].Version}})
+		return append(waiting, pending{done: r.done, until: func(s *snapshot) bool { return s.leave[0] >= s.leave[1] }})
 	}
 	return waiting
 }
@@ -599,7 +575,7 @@ func (n *Node) step(now time.Time, in *transport.Incoming) {
 		n.stepKeyOp(in.Env) // the runtime's, not the engine's
 		return
 	}
-	if err := n.eng.Step(now, in.Env); err != nil {
+	if err := n.core.Step(now, in.Env); err != nil {
 		if errors.Is(err, engine.ErrQuarantined) {
 			return // counted in hearsay_quarantine_dropped_messages_total
 		}
@@ -612,25 +588,16 @@ func (n *Node) step(now time.Time, in *transport.Incoming) {
 	}
 }
 
-// commit releases the batch's effects: the messages that depend on no
-// sync go out at once; the rest (messages carrying or acknowledging
-// records, watch events, write acknowledgements) go to the syncer, which
-// releases them once the store is durable.
+// commit ends a batch through the driver core, which sends at once the
+// messages that depend on no sync and queues the rest (messages carrying
+// or acknowledging records, watch events, write acknowledgements) for the
+// syncer; then it logs, publishes the snapshot, answers the requests whose
+// condition now holds and wakes the syncer.
 func (n *Node) commit(now time.Time, waiting []pending) []pending {
-	rd := n.eng.Ready()
-	var w syncWork
-	early := n.early[:0]
-	for _, m := range rd.Messages {
-		if m.AfterSync {
-			w.msgs = append(w.msgs, m)
-		} else {
-			early = append(early, m)
-		}
+	rd, err := n.core.Commit(now)
+	if err != nil {
+		n.tickFailed(err)
 	}
-	n.send(early)
-	clear(early)
-	n.early = early[:0]
-	w.changes = rd.Changes
 	n.routeSpread(rd.Spread)
 	for _, ev := range rd.MemberEvents {
 		n.logMemberEvent(ev)
@@ -649,17 +616,14 @@ func (n *Node) commit(now time.Time, waiting []pending) []pending {
 	n.logJoin(prev, s)
 	keep := waiting[:0]
 	for _, p := range waiting {
-		switch {
-		case p.until == nil:
-			w.writes = append(w.writes, p)
-		case p.until(s):
-			p.done <- p.res
-		default:
+		if p.until(s) {
+			p.done <- result{}
+		} else {
 			keep = append(keep, p)
 		}
 	}
 	clear(waiting[len(keep):])
-	n.enqueueSync(w)
+	n.kickSync()
 	return keep
 }
 

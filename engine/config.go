@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"math/rand/v2"
 	"time"
 
 	"github.com/hearsaydb/hearsay/engine/antientropy"
@@ -89,12 +88,13 @@ type Config struct {
 	// learned first is forgotten, and asked for again when needed.
 	MaxCerts int
 
-	// Peers, when set, replaces the membership view as the source of gossip
-	// partners, and membership (probing, member lists) is switched off.
-	// The simulator uses it for an oracle that samples the true live set,
-	// to study dissemination alone at sizes where full membership views
-	// would not fit in memory. Names it returns are used as addresses.
-	Peers PeerSampler
+	// View, when set, is the member view the mechanisms choose gossip
+	// partners from, list live peers from and address peers through, in
+	// place of the view the membership protocol keeps (engine/membership):
+	// the simulator's oracle over the true live set. The membership
+	// protocol still answers joins, clock and leave queries, but is fed
+	// nothing through a View that handles nothing. Nil: membership's view.
+	View View
 
 	// CheckReserved, when set, checks every record under ReservedPrefix,
 	// received or written here, before it is applied: a record it refuses
@@ -107,13 +107,6 @@ type Config struct {
 	// named name has been revoked and since when: records it signed with a
 	// version after that time are refused everywhere, whoever relays them.
 	Revoked func(name string) (at time.Time, ok bool)
-}
-
-// PeerSampler picks gossip partners.
-type PeerSampler interface {
-	// Sample returns up to k distinct live peers other than self, uniformly
-	// at random.
-	Sample(rng *rand.Rand, k int, self string) []string
 }
 
 // DefaultConfig returns the defaults for a LAN cluster of 3 to 1,000 nodes,

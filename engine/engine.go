@@ -141,6 +141,7 @@ type Engine struct {
 	rng     *rand.Rand
 	clock   hlc.Clock
 	members *membership.Membership
+	view    View // membership's, or Config.View
 	mail    *directmail.Mailer
 	monger  *rumor.Monger
 	ae      *antientropy.Reconciler
@@ -259,10 +260,11 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 		return nil, err
 	}
 	e.initTrust()
-	sample := rumor.Sampler(e.members.Sample)
-	if cfg.Peers != nil {
-		sample = func(rng *rand.Rand, k int) []string { return cfg.Peers.Sample(rng, k, cfg.Name) }
+	e.view = cfg.View
+	if e.view == nil {
+		e.view = memberView{e.members}
 	}
+	sample := rumor.Sampler(e.view.Sample)
 	e.monger = rumor.New(cfg.Rumor, st, rng, now, sample, e.sendPeer)
 	if err := e.initAE(now, sample); err != nil {
 		return nil, err
@@ -374,7 +376,7 @@ func (e *Engine) sendAddr(addr string, env *wire.Envelope) {
 	if e.signing() {
 		e.attachCerts(env)
 	}
-	e.members.Piggyback(env)
+	e.view.Piggyback(env)
 	e.ready.Messages = append(e.ready.Messages, Message{To: addr, Env: env, AfterSync: afterSync(env)})
 }
 
@@ -399,15 +401,11 @@ func replicationBody(env *wire.Envelope) bool {
 
 // sendPeer queues env for the named member; false if its address is unknown.
 func (e *Engine) sendPeer(name string, env *wire.Envelope) bool {
-	if e.cfg.Peers != nil {
-		e.sendAddr(name, env)
-		return true
-	}
-	m, ok := e.members.Get(name)
-	if !ok || m.Addr == "" {
+	addr, ok := e.view.Addr(name)
+	if !ok {
 		return false
 	}
-	e.sendAddr(m.Addr, env)
+	e.sendAddr(addr, env)
 	return true
 }
 
@@ -520,7 +518,7 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		e.stats.Refused++
 		return fmt.Errorf("%w: %q", ErrRevoked, env.From)
 	}
-	if e.cfg.MaxClockOffset > 0 && e.cfg.Peers == nil && e.wallStepped(now) {
+	if e.cfg.MaxClockOffset > 0 && e.wallStepped(now) {
 		// Before the envelope's clock sample, if it carries one, is taken.
 		e.clockCheckedAt = time.Time{}
 	}
@@ -542,26 +540,24 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 			e.askCerts(now, env.From, []uint64{env.FromId})
 		}
 	}
-	if e.cfg.Peers == nil {
-		answered := e.members.Answered()
-		handled, err := e.members.Handle(now, env)
-		if err != nil {
-			return err
+	answered := e.members.Answered()
+	handled, err := e.view.Handle(now, env)
+	if err != nil {
+		return err
+	}
+	if handled && certErr != nil {
+		return certErr
+	}
+	if handled {
+		e.mail.Contact(now, env.From)
+		if !answered && e.members.Answered() && env.GetJoinReply() != nil && e.cfg.AntiEntropy {
+			// A joiner reconciles with the seed that admitted it at
+			// once, rather than an anti-entropy interval later: it
+			// catches up before the cluster's next writes build on
+			// what it lacks.
+			e.ae.Start(now, env.From)
 		}
-		if handled && certErr != nil {
-			return certErr
-		}
-		if handled {
-			e.mail.Contact(now, env.From)
-			if !answered && e.members.Answered() && env.GetJoinReply() != nil && e.cfg.AntiEntropy {
-				// A joiner reconciles with the seed that admitted it at
-				// once, rather than an anti-entropy interval later: it
-				// catches up before the cluster's next writes build on
-				// what it lacks.
-				e.ae.Start(now, env.From)
-			}
-			return nil
-		}
+		return nil
 	}
 	e.mail.Contact(now, env.From)
 	e.heardData(env.From)
@@ -837,7 +833,7 @@ func (e *Engine) refusedBefore(r store.Record) bool {
 // bound (its versions would be refused by every peer). The verdict is
 // recomputed at most every clockRecheck.
 func (e *Engine) checkClock(now time.Time) error {
-	if e.cfg.MaxClockOffset <= 0 || e.cfg.Peers != nil {
+	if e.cfg.MaxClockOffset <= 0 {
 		return nil
 	}
 	if e.wallStepped(now) {
@@ -967,25 +963,23 @@ func (e *Engine) ClockStatus(now time.Time) (offset time.Duration, peers int, er
 // Tick runs every timer that is due and sends the writes made since the
 // last tick.
 func (e *Engine) Tick(now time.Time) error {
-	if e.cfg.Peers == nil {
-		// Watch the wall clock on every tick, not only at writes: a step
-		// before a node's first write would otherwise go unseen, and the
-		// samples taken before it would vouch for the stepped clock.
-		if e.cfg.MaxClockOffset > 0 && e.wallStepped(now) {
-			e.clockCheckedAt = time.Time{}
-		}
-		e.members.Tick(now)
+	// Watch the wall clock on every tick, not only at writes: a step
+	// before a node's first write would otherwise go unseen, and the
+	// samples taken before it would vouch for the stepped clock.
+	if e.cfg.MaxClockOffset > 0 && e.wallStepped(now) {
+		e.clockCheckedAt = time.Time{}
 	}
+	e.view.Tick(now)
 	e.tickTrust(now)
 	e.drainMemberEvents()
 	if len(e.fresh) > 0 && e.cfg.DirectMail && !now.Before(e.freshSince.Add(e.cfg.DirectMailWindow)) {
 		limit := e.cfg.DirectMailMaxPeers
-		peers := e.members.LivePeers()
+		peers := e.view.LivePeers()
 		if limit > 0 && len(peers) > limit {
 			// Over the limit, count only the members heard from directly:
 			// members known only from others' news may be fakes that a
 			// faulty member gossiped, and must not switch direct mail off.
-			peers = e.members.HeardPeers()
+			peers = e.view.HeardPeers()
 		}
 		if limit <= 0 || len(peers) <= limit {
 			e.mail.Send(now, e.fresh, peers)
@@ -1024,10 +1018,7 @@ func (e *Engine) drainMemberEvents() {
 
 // Deadline returns when Tick next has work to do.
 func (e *Engine) Deadline() time.Time {
-	var d time.Time
-	if e.cfg.Peers == nil {
-		d = e.members.Deadline()
-	}
+	d := e.view.Deadline()
 	if e.viewDirty {
 		d = earliest(d, e.viewSavedAt.Add(membersSaveInterval))
 	}

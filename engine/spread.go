@@ -104,7 +104,7 @@ func (e *Engine) QuerySpread(keys [][]byte) (id uint64, asked []string, err erro
 	for id == 0 {
 		id = e.rng.Uint64()
 	}
-	for _, name := range e.members.LivePeers() {
+	for _, name := range e.view.LivePeers() {
 		if e.sendPeer(name, &wire.Envelope{Body: &wire.Envelope_SpreadQuery{SpreadQuery: &wire.SpreadQuery{Id: id, Keys: keys}}}) {
 			asked = append(asked, name)
 		}

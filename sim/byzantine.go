@@ -316,7 +316,7 @@ func (r *runner) behaviour(i int) string { return r.byzKind[i] }
 // onQuarantine records an honest node's quarantine decision.
 func (r *runner) onQuarantine(n *Node, ch trust.Change) {
 	i := idx(n)
-	t := r.c.byAddr[ch.Peer]
+	t := r.c.byName[ch.Peer]
 	if r.byz[i] || t == nil {
 		return
 	}
@@ -381,7 +381,7 @@ func (r *runner) sampleInvented() {
 func (r *runner) invented(n *Node) int {
 	k := 0
 	for _, m := range n.Engine.Members() {
-		if r.c.byAddr[m.Name] == nil && m.Live() {
+		if r.c.byName[m.Name] == nil && m.Live() {
 			k++
 		}
 	}

@@ -1,11 +1,27 @@
-// Package sim runs many hearsay engines, the same code the runtime ships,
-// in one process on a virtual clock and a virtual network.
+// Package sim runs many hearsay nodes, the engine and driver core the
+// runtime ships, in one process on a virtual clock, a virtual network and
+// a virtual disk.
 //
 // There is no goroutine per node and no wall-clock read: a single event
-// queue orders message deliveries and timer ticks by virtual time, ties
-// broken by insertion order, and every random choice (the network's and each
-// engine's) comes from generators seeded from the cluster seed. The same
-// seed gives the same run, bit for bit.
+// queue orders message deliveries, node runs and sync completions by
+// virtual time, ties broken by insertion order, and every random choice
+// (the network's and each engine's) comes from generators seeded from the
+// cluster seed. The same seed gives the same run, bit for bit.
+//
+// A simulated node is driven by the runtime's driver core
+// (internal/driver): its loop takes inputs in batches, makes a batch's
+// writes together, ticks, sends at once what waits for no sync, and
+// releases the rest when the sync covering it completes. When a node runs:
+// a message delivered to it is queued in its inbox and wakes its loop at
+// that virtual instant (a run event queued behind the events already due
+// then), so every message that arrives at the same instant before the run
+// is taken in the same batch, up to driver.MaxBatch, as a runtime loop
+// finds them queued in its channel; a timer wakes it at the engine's
+// deadline; a client call (Put, Delete, Join, Leave, QuerySpread) runs it
+// at once, with whatever is queued. The loop itself takes no virtual time
+// (ProcessingDelay models a node short of CPU); a sync takes SyncDelay,
+// during which the loop goes on and later batches wait for the next sync
+// (group commit).
 package sim
 
 import (
@@ -22,6 +38,8 @@ import (
 	"github.com/hearsaydb/hearsay/engine/membership"
 	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/internal/certs"
+	"github.com/hearsaydb/hearsay/internal/driver"
+	"github.com/hearsaydb/hearsay/internal/transport"
 	"github.com/hearsaydb/hearsay/internal/wire"
 	"github.com/hearsaydb/hearsay/store"
 	"github.com/hearsaydb/hearsay/store/memstore"
@@ -32,6 +50,16 @@ import (
 var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Options configures the virtual network.
+//
+// The network carries frames as the runtime's transport does
+// (internal/transport): a frame of at most MaxPacket bytes is a UDP
+// datagram, which Loss, Duplicate and Jitter (reordering) apply to; a
+// larger one travels over the sender's TCP stream to that peer, which
+// neither loses, duplicates nor reorders it: it is lost only when the link
+// is cut or blocked when it is sent or when it would arrive (the stream
+// broken mid-way), or when its receiver is down. Its delay is drawn as a
+// datagram's, but it never arrives before a frame sent before it on the
+// same stream.
 type Options struct {
 	// Seed seeds every random choice of the run.
 	Seed uint64
@@ -40,12 +68,12 @@ type Options struct {
 	// Jitter adds a uniform random delay in [0, Jitter) to each message,
 	// which also reorders them.
 	Jitter time.Duration
-	// Loss is the probability that a message is lost.
+	// Loss is the probability that a datagram is lost.
 	Loss float64
 	// Delay, if set, draws each message's delay instead of Latency and
 	// Jitter.
 	Delay func(*rand.Rand) time.Duration
-	// Duplicate is the probability that a message that is not lost is
+	// Duplicate is the probability that a datagram that is not lost is
 	// delivered twice, the copy with its own delay.
 	Duplicate float64
 	// Bandwidth, if positive, is each directed link's capacity in bytes per
@@ -57,6 +85,9 @@ type Options struct {
 	// 0 is memstore's default. Runs without anti-entropy set it to 1: at
 	// 100,000 nodes the default digests alone would take gigabytes.
 	DigestCells int
+	// MaxPacket is the largest frame sent as a datagram; larger ones go
+	// over TCP. 0 means the transport's, transport.DefaultMaxPacket (1400).
+	MaxPacket int
 	// Signed makes a certificate cluster: every node gets a certificate from
 	// an in-memory CA derived from Seed (internal/certs.MemoryCA), its node
 	// id is the one the certificate binds, and records are signed and
@@ -71,6 +102,7 @@ type NetStats struct {
 	Lost       uint64 // messages lost to Loss, partitions or down nodes
 	Bytes      uint64 // encoded bytes of the messages sent
 	Duplicated uint64 // extra copies delivered by Duplicate
+	Streamed   uint64 // messages sent over TCP (larger than MaxPacket)
 }
 
 // Cluster is a set of simulated nodes on one virtual network.
@@ -81,18 +113,24 @@ type Cluster struct {
 	events eventQueue
 	seq    uint64
 	byAddr map[string]*Node
+	byName map[string]*Node
 	nodes  []*Node
 	cut    map[[2]string]bool // directed links that drop everything
 	stats  NetStats
-	live   []*Node // running nodes, for the oracle sampler
+	live   []*Node // running nodes, for the oracle view
 	liveAt map[*Node]int
-	busy   map[[2]*Node]time.Time // when each directed link is free, with Bandwidth
-	ca     *certs.MemoryCA        // with Options.Signed
+	busy   map[[2]*Node]time.Time  // when each directed link is free, with Bandwidth
+	stream map[[2]string]time.Time // when the last frame on each TCP stream arrives
+	ca     *certs.MemoryCA         // with Options.Signed
 
 	// OnChange, if set, is called for every record that changes a node's
 	// store (local writes and merged remote records), at the virtual time
 	// it happens.
 	OnChange func(n *Node, r store.Record)
+	// OnDurable, if set, is called for every change of a node's store once
+	// the sync covering it completes: what the node's watchers would be
+	// told, and when.
+	OnDurable func(n *Node, r store.Record)
 	// OnSend, if set, is called for every message a node hands to the
 	// network, before loss is drawn.
 	OnSend func(from *Node, m engine.Message, size int)
@@ -148,27 +186,34 @@ type Node struct {
 	ClockOffset time.Duration
 	ClockDrift  float64
 	// SyncDelay is how long each sync of the store takes. The node
-	// commits as the runtime does: messages marked AfterSync leave, and
-	// writes are acknowledged, once the sync covering them completes;
-	// changes made while a sync is in flight share the next one (group
-	// commit); a crash loses every change no completed sync covered. 0: a
-	// sync is instant, so a crash loses nothing.
+	// commits as the runtime does (its driver core): messages marked
+	// AfterSync leave, and writes are acknowledged, once the sync covering
+	// them completes; batches committed while a sync is in flight share the
+	// next one (group commit); a crash loses every change no completed sync
+	// covered. 0: a sync is instant, so a crash loses nothing.
 	SyncDelay time.Duration
 	// Mangle, if set, rewrites every message the node's engine sends: the
 	// messages returned are sent instead. How the simulator makes a node
 	// byzantine while it runs the real engine.
 	Mangle func(engine.Message) []engine.Message
 
-	disk     *disk
-	syncs    []*syncOp // in flight (the first) and queued (at most one more)
-	syncFree time.Time // when the sync in flight completes
+	disk    *disk
+	core    *driver.Core
+	inbox   []delivery // delivered, not yet taken by the loop
+	syncing *syncOp    // the sync in flight
 
-	c      *Cluster
-	index  int // in Cluster.nodes
-	cfg    engine.Config
-	up     bool
-	tickAt time.Time
-	boots  uint64
+	c     *Cluster
+	index int // in Cluster.nodes
+	cfg   engine.Config
+	up    bool
+	runAt time.Time // the next run event queued, zero if none
+	boots uint64
+}
+
+// delivery is a frame delivered to a node's inbox.
+type delivery struct {
+	from  string
+	frame []byte
 }
 
 // New returns an empty cluster at virtual time Epoch.
@@ -178,9 +223,11 @@ func New(opts Options) *Cluster {
 		now:    Epoch,
 		rng:    rand.New(rand.NewPCG(opts.Seed, 0x9e3779b97f4a7c15)),
 		byAddr: map[string]*Node{},
+		byName: map[string]*Node{},
 		cut:    map[[2]string]bool{},
 		liveAt: map[*Node]int{},
 		busy:   map[[2]*Node]time.Time{},
+		stream: map[[2]string]time.Time{},
 	}
 }
 
@@ -196,7 +243,7 @@ func (c *Cluster) Nodes() []*Node { return c.nodes }
 // AddNode starts a node named name with the default engine configuration,
 // changed by configure if it is not nil. Its address is name itself.
 func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, error) {
-	if _, dup := c.byAddr[name]; dup {
+	if _, dup := c.byName[name]; dup {
 		return nil, fmt.Errorf("sim: node %q exists", name)
 	}
 	cfg := engine.DefaultConfig()
@@ -220,6 +267,7 @@ func (c *Cluster) AddNode(name string, configure func(*engine.Config)) (*Node, e
 		return nil, err
 	}
 	c.byAddr[n.Addr] = n
+	c.byName[n.Name] = n
 	c.nodes = append(c.nodes, n)
 	return n, nil
 }
@@ -232,12 +280,30 @@ func (n *Node) boot() error {
 		return fmt.Errorf("sim: start %s: %w", n.Name, err)
 	}
 	n.Engine = e
+	n.core = driver.New(e, simOutputs{n})
 	n.up = true
 	n.c.liveAt[n] = len(n.c.live)
 	n.c.live = append(n.c.live, n)
-	n.tickAt = time.Time{}
-	n.flush()
-	return nil
+	n.runAt = time.Time{}
+	return n.run()
+}
+
+// simOutputs is where a simulated node's driver core releases: the
+// virtual network, and Cluster.OnDurable.
+type simOutputs struct{ n *Node }
+
+func (o simOutputs) Send(msgs []engine.Message) {
+	for _, m := range msgs {
+		o.n.c.send(o.n, m)
+	}
+}
+
+func (o simOutputs) Durable(changes []store.Record) {
+	if f := o.n.c.OnDurable; f != nil {
+		for _, r := range changes {
+			f(o.n, r)
+		}
+	}
 }
 
 // now returns virtual time, the clock the node's timers run on, and first
@@ -268,13 +334,14 @@ func (n *Node) Crash() {
 	}
 	n.up = false
 	n.Engine = nil
-	syncs := n.syncs
-	n.syncs, n.syncFree = nil, time.Time{}
-	for _, op := range syncs {
-		for _, done := range op.done {
-			done(ErrCrashed)
-		}
+	clear(n.inbox)
+	n.inbox = n.inbox[:0]
+	if op := n.syncing; op != nil {
+		n.syncing = nil
+		driver.Abandon(op.work, ErrCrashed)
 	}
+	n.core.Stop(ErrCrashed)
+	n.core = nil
 	keys, err := n.disk.rollback()
 	if err != nil {
 		panic(fmt.Sprintf("sim: %s: %v", n.Name, err)) // memstore does not fail
@@ -304,40 +371,58 @@ func (n *Node) Restart() error {
 func (n *Node) Join(seeds ...string) {
 	addrs := make([]string, len(seeds))
 	for i, s := range seeds {
-		addrs[i] = n.c.byAddr[s].Addr
+		addrs[i] = n.c.byName[s].Addr
 	}
+	n.core.Flush()
 	n.Engine.Join(n.now(), addrs)
-	n.flush()
+	n.runNow()
 }
 
 // Leave makes the node announce a graceful departure.
 func (n *Node) Leave() error {
+	n.core.Flush()
 	err := n.Engine.Leave(n.now())
-	n.flush()
+	n.runNow()
 	return err
 }
 
 // Put writes key=value on the node.
 func (n *Node) Put(key, value string) (store.Record, error) {
-	return n.write([]byte(key), []byte(value), false)
+	return n.Write(key, value, false, nil)
 }
 
 // Delete deletes key on the node.
-func (n *Node) Delete(key string) (store.Record, error) { return n.write([]byte(key), nil, true) }
+func (n *Node) Delete(key string) (store.Record, error) { return n.Write(key, "", true, nil) }
 
-func (n *Node) write(key, value []byte, tomb bool) (store.Record, error) {
+// Write makes a client write (a delete if del) on the node, as a client
+// of the runtime does: the node's loop runs at once and takes the write
+// with whatever else is queued. It returns the record written, or why the
+// write was refused; acked, if not nil, learns later whether it was
+// acknowledged (nil once its sync completes) or lost (ErrCrashed).
+func (n *Node) Write(key, value string, del bool, acked func(error)) (store.Record, error) {
 	if !n.up {
 		return store.Record{}, fmt.Errorf("sim: %s is down", n.Name)
 	}
-	r, err := n.Engine.Write(n.now(), key, value, tomb)
-	if err != nil {
-		return r, err
+	op := engine.WriteOp{Key: []byte(key), Tombstone: del}
+	if !del {
+		op.Value = []byte(value)
 	}
-	if err := n.Engine.Tick(n.now()); err != nil {
-		return r, err
+	var rec store.Record
+	var refused error
+	made := false
+	n.core.Write(n.now(), op, func(r store.Record) { rec, made = r, true }, func(r store.Record, err error) {
+		if !made {
+			rec, refused = r, err
+			return
+		}
+		if acked != nil {
+			acked(err)
+		}
+	})
+	if err := n.run(); err != nil {
+		return rec, err
 	}
-	n.flush()
-	return r, nil
+	return rec, refused
 }
 
 // QuerySpread asks every live member which version of each key it holds
@@ -347,8 +432,9 @@ func (n *Node) QuerySpread(keys ...string) (id uint64, asked []string, err error
 	for i, k := range keys {
 		bs[i] = []byte(k)
 	}
+	n.core.Flush()
 	id, asked, err = n.Engine.QuerySpread(bs)
-	n.flush()
+	n.runNow()
 	return id, asked, err
 }
 
@@ -361,13 +447,47 @@ func (n *Node) Get(key string) (store.Record, bool) {
 	return r, ok
 }
 
-// flush carries the engine's Ready out: messages onto the network, and the
-// next tick onto the event queue.
-func (n *Node) flush() {
-	if !n.up {
+// runNow runs the node's loop at once for a client call that returns no
+// error of the loop's: a tick that fails is reported by the node's next
+// run from the event queue.
+func (n *Node) runNow() {
+	if err := n.run(); err != nil {
+		n.wake(n.c.now)
+	}
+}
+
+// wake queues a run of the node's loop at t, unless one is queued no later.
+func (n *Node) wake(t time.Time) {
+	if !n.runAt.IsZero() && !n.runAt.After(t) {
 		return
 	}
-	rd := n.Engine.Ready()
+	n.runAt = t
+	n.c.push(event{at: t, run: n})
+}
+
+// run is one turn of the node's loop, as the runtime's: it takes the
+// deliveries queued, up to driver.MaxBatch, steps them, and commits the
+// batch through the driver core (the batch's writes, a tick, the messages
+// that wait for no sync sent, the rest queued for the next sync); then it
+// starts a sync if none is in flight, and queues its next run.
+func (n *Node) run() error {
+	if !n.up {
+		return nil
+	}
+	now := n.now()
+	k := min(len(n.inbox), driver.MaxBatch)
+	for i := range k {
+		if err := n.stepDelivery(now, n.inbox[i]); err != nil {
+			return err
+		}
+	}
+	rest := copy(n.inbox, n.inbox[k:])
+	clear(n.inbox[rest:])
+	n.inbox = n.inbox[:rest]
+	rd, err := n.core.Commit(now)
+	if err != nil {
+		return fmt.Errorf("sim: %s tick: %w", n.Name, err)
+	}
 	n.Changes += len(rd.Changes)
 	if n.c.OnChange != nil {
 		for _, r := range rd.Changes {
@@ -389,88 +509,102 @@ func (n *Node) flush() {
 			n.c.OnSpread(n, r)
 		}
 	}
-	var after []engine.Message
-	for _, m := range rd.Messages {
-		if m.AfterSync {
-			after = append(after, m)
-		} else {
-			n.c.send(n, m)
-		}
+	if n.syncing == nil {
+		n.startSync()
 	}
-	if n.disk.pending() || len(after) > 0 {
-		if !n.sync(after) {
-			return // the sync failed and the node stopped
-		}
+	if !n.up {
+		return nil // the sync failed and the node stopped
 	}
-	if d := n.Engine.Deadline(); !d.IsZero() && (n.tickAt.IsZero() || d.Before(n.tickAt)) {
-		if d.Before(n.c.now) {
-			d = n.c.now
-		}
-		n.tickAt = d
-		n.c.push(event{at: d, tick: n})
+	if len(n.inbox) > 0 {
+		n.wake(n.c.now)
+	} else if d := n.Engine.Deadline(); !d.IsZero() {
+		n.wake(maxTime(d, n.c.now))
 	}
+	return nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// stepDelivery hands one delivered frame to the node's engine.
+func (n *Node) stepDelivery(now time.Time, d delivery) error {
+	env, err := wire.Unmarshal(d.frame, 0)
+	if err != nil {
+		// Only byzantine nodes send frames that do not decode: the driver
+		// reports them against their sender, as the runtime would a peer
+		// it can attribute a bad frame to.
+		if err := n.Engine.Offence(now, d.from, trust.Undecodable); err != nil {
+			return fmt.Errorf("sim: %s: %w", n.Name, err)
+		}
+		return nil
+	}
+	n.c.stats.Delivered++
+	// Refusals (bad records) are the engine's business and are counted in
+	// its stats; the simulation goes on.
+	_ = n.core.Step(now, env)
+	return nil
 }
 
 // syncOp is one sync of a node's store: when it completes, the changes
-// before pos are durable, msgs leave and done learns it.
+// before pos are durable and the work it took is released.
 type syncOp struct {
 	n     *Node
 	boots uint64
 	pos   int
-	at    time.Time
-	msgs  []engine.Message
-	done  []func(error)
+	work  []driver.Work
 }
 
-// sync makes the changes so far durable, then sends msgs: at once without
-// SyncDelay, else when a sync covering them completes. It reports false
-// when the sync failed and the node stopped.
-func (n *Node) sync(msgs []engine.Message) bool {
-	if n.SyncDelay <= 0 && len(n.syncs) == 0 {
+// startSync starts a sync of what the node's driver core has queued, as
+// the runtime's syncer does when the loop wakes it: instant without
+// SyncDelay, else completing SyncDelay later. A sync with nothing to make
+// durable and nothing waiting for it costs nothing.
+func (n *Node) startSync() {
+	work := n.core.TakeSync()
+	if !n.disk.pending() && !waits(work) {
+		return
+	}
+	if n.SyncDelay <= 0 {
 		if err := n.disk.Sync(); err != nil {
+			driver.Abandon(work, ErrCrashed)
 			n.failStop(err)
-			return false
+			return
 		}
-		for _, m := range msgs {
-			n.c.send(n, m)
+		n.core.Release(work, nil)
+		return
+	}
+	op := &syncOp{n: n, boots: n.boots, pos: n.disk.mark(), work: work}
+	n.syncing = op
+	n.c.push(event{at: n.c.now.Add(n.SyncDelay), sync: op})
+}
+
+// waits reports whether any of work waits for a sync.
+func waits(work []driver.Work) bool {
+	for i := range work {
+		if !work[i].Empty() {
+			return true
 		}
-		return true
 	}
-	if len(n.syncs) == 2 {
-		// Group commit: the queued sync has not started; it takes these
-		// changes too.
-		op := n.syncs[1]
-		op.pos = n.disk.mark()
-		op.msgs = append(op.msgs, msgs...)
-		return true
-	}
-	start := n.c.now
-	if n.syncFree.After(start) {
-		start = n.syncFree
-	}
-	op := &syncOp{n: n, boots: n.boots, pos: n.disk.mark(), at: start.Add(n.SyncDelay), msgs: msgs}
-	n.syncFree = op.at
-	n.syncs = append(n.syncs, op)
-	n.c.push(event{at: op.at, sync: op})
-	return true
+	return false
 }
 
 // completeSync is the event of a sync completing.
 func (n *Node) completeSync(op *syncOp) {
-	if !n.up || n.boots != op.boots || len(n.syncs) == 0 || n.syncs[0] != op {
+	if !n.up || n.boots != op.boots || n.syncing != op {
 		return // the node crashed meanwhile
 	}
 	if n.disk.syncErr {
 		n.failStop(fmt.Errorf("sync: %w", ErrDiskIO))
 		return
 	}
-	n.syncs = n.syncs[1:]
+	n.syncing = nil
 	n.disk.commit(op.pos)
-	for _, m := range op.msgs {
-		n.c.send(n, m)
-	}
-	for _, done := range op.done {
-		done(nil)
+	n.core.Release(op.work, nil)
+	if n.up && n.core.Queued() {
+		n.startSync()
 	}
 }
 
@@ -481,21 +615,6 @@ func (n *Node) failStop(err error) {
 		n.c.OnFailStop(n, err)
 	}
 	n.Crash()
-}
-
-// WhenDurable calls done once every change the node made so far is
-// durable (nil), or when the node crashes first (ErrCrashed): how a client
-// of the simulated node learns whether its write was acknowledged.
-func (n *Node) WhenDurable(done func(error)) {
-	switch {
-	case !n.up:
-		done(ErrCrashed)
-	case len(n.syncs) == 0:
-		done(nil)
-	default:
-		op := n.syncs[len(n.syncs)-1]
-		op.done = append(op.done, done)
-	}
 }
 
 // Cut drops every message from a to b (one direction) until Mend.
@@ -573,8 +692,11 @@ func (c *Cluster) deliver(from *Node, m engine.Message, frame []byte) {
 	if c.OnSend != nil {
 		c.OnSend(from, m, len(frame))
 	}
-	if c.cut[[2]string{from.Addr, m.To}] || (c.Blocked != nil && c.Blocked(from.Addr, m.To)) ||
-		(c.opts.Loss > 0 && c.rng.Float64() < c.opts.Loss) {
+	tcp := len(frame) > c.maxPacket()
+	if tcp {
+		c.stats.Streamed++
+	}
+	if c.down(from.Addr, m.To) || (!tcp && c.opts.Loss > 0 && c.rng.Float64() < c.opts.Loss) {
 		c.stats.Lost++
 		return
 	}
@@ -591,7 +713,7 @@ func (c *Cluster) deliver(from *Node, m engine.Message, frame []byte) {
 		ser = done.Sub(c.now)
 	}
 	copies := 1
-	if c.opts.Duplicate > 0 && c.rng.Float64() < c.opts.Duplicate {
+	if !tcp && c.opts.Duplicate > 0 && c.rng.Float64() < c.opts.Duplicate {
 		copies = 2
 		c.stats.Duplicated++
 	}
@@ -605,8 +727,30 @@ func (c *Cluster) deliver(from *Node, m engine.Message, frame []byte) {
 		if to != nil {
 			d += to.ProcessingDelay
 		}
-		c.push(event{at: c.now.Add(ser + d), to: m.To, from: from.Name, frame: frame})
+		at := c.now.Add(ser + d)
+		if tcp {
+			// A stream delivers in order: after the frames sent on it
+			// before, whatever their delays.
+			link := [2]string{from.Addr, m.To}
+			at = maxTime(at, c.stream[link])
+			c.stream[link] = at
+		}
+		c.push(event{at: at, to: m.To, from: from.Name, tcp: tcp, frame: frame})
 	}
+}
+
+// maxPacket is the largest frame the network carries as a datagram.
+func (c *Cluster) maxPacket() int {
+	if c.opts.MaxPacket > 0 {
+		return c.opts.MaxPacket
+	}
+	return transport.DefaultMaxPacket
+}
+
+// down reports whether the link from one address to another is cut or
+// blocked.
+func (c *Cluster) down(from, to string) bool {
+	return c.cut[[2]string{from, to}] || (c.Blocked != nil && c.Blocked(from, to))
 }
 
 func (c *Cluster) push(ev event) {
@@ -626,41 +770,32 @@ func (c *Cluster) step(limit time.Time) (bool, error) {
 		op.n.completeSync(op)
 		return true, nil
 	}
-	if n := ev.tick; n != nil {
-		if !n.up || !n.tickAt.Equal(ev.at) {
-			return true, nil // stale: a newer tick was scheduled, or the node crashed
+	if n := ev.run; n != nil {
+		if !n.up || !n.runAt.Equal(ev.at) {
+			return true, nil // stale: an earlier run was queued, or the node crashed
 		}
-		n.tickAt = time.Time{}
-		if err := n.Engine.Tick(n.now()); err != nil {
-			return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
+		n.runAt = time.Time{}
+		if len(n.inbox) == 0 {
+			if d := n.Engine.Deadline(); d.IsZero() || d.After(c.now) {
+				// Woken for input a client call has taken already: the
+				// loop sleeps on until its deadline.
+				if !d.IsZero() {
+					n.wake(d)
+				}
+				return true, nil
+			}
 		}
-		n.flush()
-		return true, nil
+		return true, n.run()
 	}
 	n := c.byAddr[ev.to]
-	if n == nil || !n.up {
+	if n == nil || !n.up || (ev.tcp && c.down(c.byName[ev.from].Addr, ev.to)) {
+		// A datagram in flight when its link is cut still arrives; a
+		// stream cut meanwhile is broken, and what it carried is lost.
 		c.stats.Lost++
 		return true, nil
 	}
-	env, err := wire.Unmarshal(ev.frame, 0)
-	if err != nil {
-		// Only byzantine nodes send frames that do not decode: the driver
-		// reports them against their sender, as the runtime would a peer
-		// it can attribute a bad frame to.
-		if err := n.Engine.Offence(n.now(), ev.from, trust.Undecodable); err != nil {
-			return false, fmt.Errorf("sim: %s: %w", n.Name, err)
-		}
-		n.flush()
-		return true, nil
-	}
-	c.stats.Delivered++
-	// Refusals (bad records) are the engine's business and are counted in
-	// its stats; the simulation goes on.
-	_ = n.Engine.Step(n.now(), env)
-	if err := n.Engine.Tick(n.now()); err != nil {
-		return false, fmt.Errorf("sim: %s tick: %w", n.Name, err)
-	}
-	n.flush()
+	n.inbox = append(n.inbox, delivery{from: ev.from, frame: ev.frame})
+	n.wake(c.now)
 	return true, nil
 }
 
@@ -701,9 +836,10 @@ type event struct {
 	at    time.Time
 	seq   uint64
 	sync  *syncOp // a sync completing, or
-	tick  *Node   // a timer tick for this node, or
+	run   *Node   // a turn of this node's loop, or
 	to    string  // a message delivery to this address
 	from  string  // from this node
+	tcp   bool    // over a TCP stream, not a datagram
 	frame []byte
 }
 
@@ -725,25 +861,71 @@ func (q *eventQueue) Pop() any {
 	return ev
 }
 
-// Sample implements engine.PeerSampler over the true live set: the oracle
-// peer sampler. It draws k distinct running nodes other than self uniformly.
-func (c *Cluster) Sample(rng *rand.Rand, k int, self string) []string {
-	n := len(c.live)
+// oracle is a node's member view read from the simulator's true live set
+// (--sampler oracle): no membership protocol runs, and partners are drawn
+// uniformly from the running nodes, as Demers et al.'s model draws them. It
+// is injected through engine.Config.View, the interface the membership
+// protocol's view implements.
+type oracle struct {
+	c    *Cluster
+	self string
+}
+
+// Handle takes nothing: the oracle's view is the simulator's, not learned.
+func (o oracle) Handle(time.Time, *wire.Envelope) (bool, error) { return false, nil }
+
+// Tick has no timers to run: nothing is probed.
+func (o oracle) Tick(time.Time) {}
+
+// Deadline is never: the oracle has no timers.
+func (o oracle) Deadline() time.Time { return time.Time{} }
+
+// Piggyback adds nothing: there is no membership news to spread.
+func (o oracle) Piggyback(*wire.Envelope) {}
+
+// Sample draws k distinct running nodes other than self uniformly.
+func (o oracle) Sample(rng *rand.Rand, k int) []string {
+	live := o.c.live
+	n := len(live)
 	out := make([]string, 0, k)
 	if k >= n-1 {
-		for _, nd := range c.live {
-			if nd.Name != self {
+		for _, nd := range live {
+			if nd.Name != o.self {
 				out = append(out, nd.Name)
 			}
 		}
 		return out
 	}
 	for len(out) < k {
-		nd := c.live[rng.IntN(n)]
-		if nd.Name == self || slices.Contains(out, nd.Name) {
+		nd := live[rng.IntN(n)]
+		if nd.Name == o.self || slices.Contains(out, nd.Name) {
 			continue
 		}
 		out = append(out, nd.Name)
 	}
 	return out
+}
+
+// LivePeers lists the running nodes other than self.
+func (o oracle) LivePeers() []string {
+	out := make([]string, 0, len(o.c.live))
+	for _, nd := range o.c.live {
+		if nd.Name != o.self {
+			out = append(out, nd.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// HeardPeers is LivePeers: the oracle knows every running node first-hand.
+func (o oracle) HeardPeers() []string { return o.LivePeers() }
+
+// Addr returns the address of the node named name.
+func (o oracle) Addr(name string) (string, bool) {
+	n := o.c.byName[name]
+	if n == nil {
+		return "", false
+	}
+	return n.Addr, true
 }

@@ -16,11 +16,10 @@ func TestCrashLosesUnsyncedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.SyncDelay = 10 * time.Millisecond
-	if _, err := n.Put("early", "v"); err != nil {
+	var early error = errors.New("not told")
+	if _, err := n.Write("early", "v", false, func(err error) { early = err }); err != nil {
 		t.Fatal(err)
 	}
-	var early error = errors.New("not told")
-	n.WhenDurable(func(err error) { early = err })
 	if early == nil {
 		t.Fatal("acknowledged before its sync completed")
 	}
@@ -34,11 +33,10 @@ func TestCrashLosesUnsyncedWrites(t *testing.T) {
 	if _, ok := n.Get("early"); ok {
 		t.Fatal("a write never synced survived the crash")
 	}
-	if _, err := n.Put("late", "v"); err != nil {
+	var late error = errors.New("not told")
+	if _, err := n.Write("late", "v", false, func(err error) { late = err }); err != nil {
 		t.Fatal(err)
 	}
-	var late error = errors.New("not told")
-	n.WhenDurable(func(err error) { late = err })
 	if err := c.RunFor(20 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}

@@ -528,15 +528,33 @@ func (r *runner) latency(t float64) {
 // write makes a client write (or delete) on n, records it in the history
 // and starts tracking it.
 func (r *runner) write(n *Node, key, value string, del bool) error {
-	var rec store.Record
-	var err error
 	op := Op{Index: len(r.hist), Node: n.Name, Key: key, Value: value, Delete: del, Invoked: Duration(r.c.now.Sub(r.start))}
 	if del {
 		op.Value = ""
-		rec, err = n.Delete(key)
-	} else {
-		rec, err = n.Put(key, value)
 	}
+	i := op.Index
+	// The answer may come before Write returns (a sync without delay): it
+	// is kept until the op is in the history.
+	var early []error
+	inCall := true
+	lost := false
+	acked := func(err error) {
+		if inCall {
+			early = append(early, err)
+			return
+		}
+		o := &r.hist[i]
+		o.Completed = Duration(r.c.now.Sub(r.start))
+		if err != nil {
+			o.Outcome, o.Err = Info, err.Error()
+			lost = true
+			return
+		}
+		o.Outcome = OK
+		r.res.Acknowledged++
+	}
+	rec, err := n.Write(key, op.Value, del, acked)
+	inCall = false
 	if errors.Is(err, engine.ErrClockOffset) || errors.Is(err, store.ErrNoSpace) || errors.Is(err, ErrDiskIO) {
 		// The node knows it cannot honour the write and refuses: the
 		// client is told, and nothing happened.
@@ -554,19 +572,9 @@ func (r *runner) write(n *Node, key, value string, del bool) error {
 	}
 	op.Version = rec.Version
 	r.hist = append(r.hist, op)
-	i := op.Index
-	lost := false
-	n.WhenDurable(func(err error) {
-		o := &r.hist[i]
-		o.Completed = Duration(r.c.now.Sub(r.start))
-		if err != nil {
-			o.Outcome, o.Err = Info, err.Error()
-			lost = true
-			return
-		}
-		o.Outcome = OK
-		r.res.Acknowledged++
-	})
+	for _, err := range early {
+		acked(err)
+	}
 	if b := n.cfg.MaxClockOffset; b > 0 && n.skew(r.c.now).Abs() > b+r.clockSlack() {
 		// Invariant: a node whose clock is off by more than the bound
 		// acknowledges no write (the slack covers what a round trip can
@@ -766,7 +774,7 @@ func (r *runner) onMemberEvent(n *Node, ev membership.Event) {
 	if ev.Member.State != wire.State_DEAD || r.byz[idx(n)] {
 		return
 	}
-	t := r.c.byAddr[ev.Member.Name] // in the simulator a name is its address
+	t := r.c.byName[ev.Member.Name]
 	if t == nil || !t.up || ev.Member.Incarnation < r.bootInc[idx(t)] || r.byz[idx(t)] {
 		return
 	}
@@ -813,7 +821,7 @@ func (r *runner) pick(set *NodeSet, up bool) ([]*Node, error) {
 			return nil, err
 		}
 		for _, name := range names {
-			n := r.c.byAddr[name]
+			n := r.c.byName[name]
 			if n == nil {
 				return nil, fmt.Errorf("sim: no node %s", name)
 			}
@@ -848,7 +856,7 @@ func (r *runner) nodeSet(l NodeList) ([]bool, error) {
 	}
 	set := make([]bool, len(r.c.nodes))
 	for _, name := range names {
-		n := r.c.byAddr[name]
+		n := r.c.byName[name]
 		if n == nil {
 			return nil, fmt.Errorf("sim: no node %s", name)
 		}
@@ -976,7 +984,7 @@ func (r *runner) apply(e Event) error {
 		}
 		n := r.randomLive()
 		if w.Node != "" {
-			n = r.c.byAddr[w.Node]
+			n = r.c.byName[w.Node]
 			if n == nil {
 				return fmt.Errorf("sim: no node %s", w.Node)
 			}
@@ -1199,7 +1207,7 @@ func (r *runner) membersAgree() bool {
 			if m.State != wire.State_ALIVE {
 				continue
 			}
-			o := r.c.byAddr[m.Name]
+			o := r.c.byName[m.Name]
 			if o == nil && len(r.adv) > 0 {
 				continue // invented by an adversary (see RunResult.InventedAlive)
 			}
@@ -1230,7 +1238,7 @@ func (r *runner) replicas() []Replica {
 			return true
 		})
 		for _, m := range n.Engine.Members() {
-			if o := r.c.byAddr[m.Name]; (o != nil && r.byz[idx(o)]) || (o == nil && len(r.adv) > 0) {
+			if o := r.c.byName[m.Name]; (o != nil && r.byz[idx(o)]) || (o == nil && len(r.adv) > 0) {
 				continue // the faulty nodes' liveness, and members they invented, are out of scope
 			}
 			if m.State == wire.State_ALIVE {

@@ -349,14 +349,15 @@ func (s *Scenario) Validate() error {
 		return err
 	}
 	if m.directMail && s.Sampler != "real" {
-		// The engine mails the members of its view, which the oracle
-		// sampler leaves empty.
+		// Direct mail keeps an outbox per member and drops it when the
+		// member is declared dead: the oracle view announces no deaths,
+		// so mail to crashed nodes would be retried for ever.
 		return fmt.Errorf("sim: --mechanism %s: direct mail needs --sampler real", s.Mechanism)
 	}
 	if s.Signed && s.Sampler != "real" {
 		// Certificates travel with membership (join replies, and on
-		// request to members heard first-hand), which the oracle sampler
-		// switches off: every first receipt would be refused for an
+		// request to members heard first-hand), which does not run over
+		// the oracle view: every first receipt would be refused for an
 		// unknown origin, a different protocol from the one deployed.
 		return fmt.Errorf("sim: --signed needs --sampler real: certificates travel with membership")
 	}
@@ -459,7 +460,7 @@ func (s *Scenario) configure(c *Cluster, cfg *engine.Config) error {
 		r.Jitter = 0
 	}
 	if s.Sampler == "oracle" {
-		cfg.Peers = c
+		cfg.View = oracle{c: c, self: cfg.Name}
 	}
 	if s.Suspicion > 0 {
 		cfg.Membership.SuspicionTimeout = time.Duration(s.Suspicion)
