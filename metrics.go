@@ -3,6 +3,7 @@ package hearsay
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hearsaydb/hearsay/engine"
 	"github.com/hearsaydb/hearsay/engine/trust"
 )
 
@@ -108,6 +109,7 @@ var (
 	descQuarantined    = desc("quarantined_members", "Peers this node quarantines now: their messages are dropped and they are chosen as no partner.")
 	descTrustOffences  = desc("offences_total", "Offences by peers this node observed, by kind (see docs/ARCHITECTURE.md, Peer scoring and quarantine).", "kind")
 	descQDropped       = desc("quarantine_dropped_messages_total", "Messages dropped because their sender was quarantined.")
+	descRateLimited    = desc("rate_limited_messages_total", "Requests dropped unserved because their sender exceeded its rate limit for the kind (anti-entropy starts, rumor pulls, rumor body fetches; see docs/ARCHITECTURE.md, Peer scoring and quarantine).", "kind")
 	descLocalHealth    = desc("local_health", "Local health score (Lifeguard): 0 when this node keeps up; probe timers are stretched by score+1.")
 
 	// Direct mail.
@@ -186,7 +188,7 @@ var (
 var collectorDescs = []*prometheus.Desc{
 	descMembers, descRecordsRecv, descRecordsApplied, descRecordsRefused, descCerts, descCertsRefused, descClaimsRefused, descRefused, descMembersRefused, descLocalHealth,
 	descMembersHeld, descMembersForgot,
-	descQuarantined, descTrustOffences, descQDropped,
+	descQuarantined, descTrustOffences, descQDropped, descRateLimited,
 	descMailSent, descMailRetried, descMailAcked, descMailTimedOut, descMailRecords, descMailQueued, descMailDropped, descOutbox, descOutboxBytes, descAcksOwed, descAckMessages, descAcksPending,
 	descRumorMessages, descRumorUpdates, descRumorAnnounced, descRumorPulls, descRumorFetches, descRumorAdded, descRumorRemoved, descRumorHot,
 	descAEStarted, descAECompleted, descAEInSync, descAEFailed, descAEBadDigests, descAEFallbacks, descAECells, descAERecSent, descAERecRecv,
@@ -303,6 +305,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descQDropped, q.Dropped)
 	for _, k := range trust.Kinds {
 		counter(descTrustOffences, q.Offences[k], k)
+	}
+	for _, k := range engine.LimitKinds {
+		counter(descRateLimited, q.RateLimited[k], k)
 	}
 
 	t := c.n.tr.Stats()

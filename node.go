@@ -576,8 +576,8 @@ func (n *Node) step(now time.Time, in *transport.Incoming) {
 		return
 	}
 	if err := n.core.Step(now, in.Env); err != nil {
-		if errors.Is(err, engine.ErrQuarantined) {
-			return // counted in hearsay_quarantine_dropped_messages_total
+		if errors.Is(err, engine.ErrQuarantined) || errors.Is(err, engine.ErrRateLimited) {
+			return // counted in hearsay_quarantine_dropped_messages_total, hearsay_rate_limited_messages_total
 		}
 		if isStorageError(err) {
 			// Not acknowledged: the sender keeps the records.

@@ -75,6 +75,10 @@ type Config struct {
 	// quarantines those that commit too many (see package trust). The zero
 	// value is the defaults, with quarantine on.
 	Trust trust.Config
+	// RateLimits bounds the requests each peer may send: those beyond are
+	// dropped and scored as rate_limit offences. The zero value is the
+	// defaults, on.
+	RateLimits RateLimits
 
 	// Signer, when set, makes this a certificate cluster (Settings.Signing
 	// "ed25519"): every local write is signed with this node's key, and
@@ -127,5 +131,6 @@ func DefaultConfig() Config {
 		Membership:         membership.DefaultConfig(),
 		Mail:               directmail.DefaultConfig(),
 		Trust:              trust.DefaultConfig(),
+		RateLimits:         DefaultRateLimits(),
 	}
 }

@@ -150,6 +150,7 @@ type Engine struct {
 	trustAt     time.Time // next sweep of the scores
 	trustStats  TrustStats
 	stallStreak map[string]int // anti-entropy exchanges stalled in a row, per peer
+	limits      *limiter       // per-peer rate limits of requests
 
 	fresh []store.Record // local writes not yet mailed
 	// freshSince is when the oldest of fresh was written: the mail window
@@ -590,10 +591,16 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 	case *wire.Envelope_RumorAck:
 		e.monger.Feedback(b.RumorAck.Id, b.RumorAck.Known)
 	case *wire.Envelope_RumorPull:
+		if err := e.allow(now, env.From, limRumorPull); err != nil {
+			return err
+		}
 		if e.cfg.RumorMongering {
 			return e.monger.Pulled(now, env.From)
 		}
 	case *wire.Envelope_Fetch:
+		if err := e.allow(now, env.From, limFetch); err != nil {
+			return err
+		}
 		return e.monger.Fetch(now, env.From, b.Fetch.Keys)
 	case *wire.Envelope_CertRequest:
 		e.answerCerts(env, b.CertRequest)
@@ -601,6 +608,11 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		return e.takeCerts(now, env.From, b.CertReply.Certs)
 	case *wire.Envelope_AeStart, *wire.Envelope_AeMore, *wire.Envelope_AeCells, *wire.Envelope_AeDiff,
 		*wire.Envelope_AeRecords, *wire.Envelope_AeAck, *wire.Envelope_AeError:
+		if env.GetAeStart() != nil {
+			if err := e.allow(now, env.From, limAEStart); err != nil {
+				return err
+			}
+		}
 		return e.stepAE(now, env)
 	case *wire.Envelope_SpreadQuery, *wire.Envelope_SpreadReply:
 		return e.stepSpread(env)
@@ -1010,6 +1022,7 @@ func (e *Engine) drainMemberEvents() {
 			// A dead member's mail is dropped; anti-entropy repairs it
 			// when the member comes back.
 			e.mail.Drop(ev.Member.Name)
+			e.limits.forget(ev.Member.Name)
 		}
 		e.viewDirty = true
 		e.ready.MemberEvents = append(e.ready.MemberEvents, ev)

@@ -30,12 +30,16 @@ type TrustStats struct {
 	// Offences counts offences observed, by kind (every kind of
 	// trust.Kinds present).
 	Offences map[string]uint64
+	// RateLimited counts requests dropped for their sender's rate limit,
+	// by kind (every kind of LimitKinds present).
+	RateLimited map[string]uint64
 }
 
 // initTrust sets up peer scoring and hands membership its offence
 // reporter.
 func (e *Engine) initTrust() {
 	e.trust = trust.New(e.cfg.Trust)
+	e.limits = newLimiter(e.cfg.RateLimits)
 	e.members.SetDefences(e.reportOffence, !e.cfg.Trust.Disabled)
 }
 
@@ -154,12 +158,13 @@ func (e *Engine) tickTrust(now time.Time) {
 	e.trustAt = now.Add(trustTickInterval)
 	e.trust.Tick(now)
 	e.applyTrust(now)
+	e.limits.sweep(now)
 }
 
 // trustDeadline is when tickTrust next has work: only while peers are
-// scored.
+// scored or have buckets.
 func (e *Engine) trustDeadline() time.Time {
-	if e.trust.Tracked() == 0 {
+	if e.trust.Tracked() == 0 && len(e.limits.peers) == 0 {
 		return time.Time{}
 	}
 	return e.trustAt
@@ -176,5 +181,6 @@ func (e *Engine) trustStatsNow() TrustStats {
 	s := e.trustStats
 	s.Quarantined = e.trust.NumQuarantined()
 	s.Offences = e.trust.Offences()
+	s.RateLimited = e.limits.Refused()
 	return s
 }

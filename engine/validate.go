@@ -106,6 +106,9 @@ func (c Config) Validate() error {
 	if err := c.Trust.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.RateLimits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 
 	if len(errs) == 0 {
 		return nil

@@ -221,6 +221,11 @@ func TestNoHonestQuarantineUnderLoss(t *testing.T) {
 		if st.Quarantines != 0 {
 			t.Fatalf("%s quarantined %d honest peers", n.Name, st.Quarantines)
 		}
+		for k, c := range st.RateLimited {
+			if c != 0 {
+				t.Fatalf("%s refused %d %s requests of honest peers for their rate", n.Name, c, k)
+			}
+		}
 	}
 	if res.Quarantined.False != 0 {
 		t.Fatalf("%d false quarantines", res.Quarantined.False)

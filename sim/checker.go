@@ -93,7 +93,7 @@ const (
 	InvMembership   = "membership"     // membership views disagree after quiet
 	InvClock        = "clock"          // a node off by more than the bound acknowledged a write
 	InvConvergence  = "no-convergence" // replicas not identical within the settling bound
-	InvQuarantine   = "quarantine"     // an honest node quarantined another (no adversary, no clock fault)
+	InvQuarantine   = "quarantine"     // an honest node quarantined another (no adversary, no clock fault), or refused its requests for their rate (no adversary)
 )
 
 // Violation is one broken invariant.

@@ -1271,6 +1271,19 @@ func (r *runner) check(opts CheckOptions) error {
 		// quarantined), every quarantine is of an honest node.
 		vs = append(vs, Violation{Invariant: InvQuarantine, Detail: fmt.Sprintf("%d (honest, honest) quarantine decisions", res.Quarantined.False)})
 	}
+	if len(r.adv) == 0 {
+		// Without adversaries no request is beyond a rate limit: the
+		// limits are set above what the protocol's timers allow (see
+		// engine.RateLimits), clock faults and loss included.
+		for _, n := range r.c.live {
+			st := n.Engine.Stats().Trust
+			for _, k := range engine.LimitKinds {
+				if c := st.RateLimited[k]; c > 0 {
+					vs = append(vs, Violation{Invariant: InvQuarantine, Node: n.Name, Detail: fmt.Sprintf("%d %s requests of honest peers refused for their rate", c, k)})
+				}
+			}
+		}
+	}
 	if res.ClockViolations > 0 {
 		vs = append(vs, Violation{Invariant: InvClock, Detail: fmt.Sprintf("%d writes acknowledged by a node whose clock was off beyond the bound", res.ClockViolations)})
 	}

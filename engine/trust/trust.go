@@ -53,7 +53,8 @@ const (
 	// MemberFlood: more new members in one second than
 	// membership.Config.MaxNewMembersPerSecond allows one sender.
 	MemberFlood = "member_flood"
-	// RateLimit: a rate limit of the driver exceeded (reported by it).
+	// RateLimit: a request beyond its sender's rate limit
+	// (engine.RateLimits), scored at most once per peer, kind and second.
 	RateLimit = "rate_limit"
 	// BadProtocol: a message that breaks the protocol (an anti-entropy
 	// digest that does not decode, a session out of order).
