@@ -1248,6 +1248,250 @@ func (x *Fetch) GetKeys() [][]byte {
 	return nil
 }
 
+// PlumIDs names records by version alone (epidemic broadcast trees): the
+// versions of one origin node, hlc ascending, each hlc after the first
+// given as its difference from the one before, so that the versions of a
+// batch cost a byte or two each. A version identifies a write: its origin
+// never issues the same one twice.
+type PlumIDs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          uint64                 `protobuf:"varint,1,opt,name=node,proto3" json:"node,omitempty"`
+	HlcDeltas     []uint64               `protobuf:"varint,2,rep,packed,name=hlc_deltas,json=hlcDeltas,proto3" json:"hlc_deltas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumIDs) Reset() {
+	*x = PlumIDs{}
+	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumIDs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumIDs) ProtoMessage() {}
+
+func (x *PlumIDs) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumIDs.ProtoReflect.Descriptor instead.
+func (*PlumIDs) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PlumIDs) GetNode() uint64 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *PlumIDs) GetHlcDeltas() []uint64 {
+	if x != nil {
+		return x.HlcDeltas
+	}
+	return nil
+}
+
+// PlumGossip is an eager push along the broadcast tree (Leitão et al.,
+// "Epidemic Broadcast Trees", 2007, GOSSIP): whole records, to the eager
+// peers, or in answer to a PlumGraft (reply set: a record the receiver
+// asked for and already holds by then is no reason to prune).
+type PlumGossip struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	Reply         bool                   `protobuf:"varint,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumGossip) Reset() {
+	*x = PlumGossip{}
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumGossip) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumGossip) ProtoMessage() {}
+
+func (x *PlumGossip) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumGossip.ProtoReflect.Descriptor instead.
+func (*PlumGossip) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PlumGossip) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *PlumGossip) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
+}
+
+// PlumIHave is a lazy push (IHAVE): the versions the sender received
+// lately, batched per peer; a receiver that lacks one grafts.
+type PlumIHave struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []*PlumIDs             `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumIHave) Reset() {
+	*x = PlumIHave{}
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumIHave) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumIHave) ProtoMessage() {}
+
+func (x *PlumIHave) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumIHave.ProtoReflect.Descriptor instead.
+func (*PlumIHave) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PlumIHave) GetIds() []*PlumIDs {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// PlumPrune asks the receiver to stop pushing eagerly to the sender: it
+// got a record twice (PRUNE).
+type PlumPrune struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumPrune) Reset() {
+	*x = PlumPrune{}
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumPrune) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumPrune) ProtoMessage() {}
+
+func (x *PlumPrune) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumPrune.ProtoReflect.Descriptor instead.
+func (*PlumPrune) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{19}
+}
+
+// PlumGraft asks the receiver to push eagerly to the sender again, and to
+// send the records named (GRAFT): the tree repair after an announcement
+// whose body did not come.
+type PlumGraft struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []*PlumIDs             `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumGraft) Reset() {
+	*x = PlumGraft{}
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumGraft) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumGraft) ProtoMessage() {}
+
+func (x *PlumGraft) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumGraft.ProtoReflect.Descriptor instead.
+func (*PlumGraft) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PlumGraft) GetIds() []*PlumIDs {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 // AEStart opens an anti-entropy exchange. With full unset it carries the
 // first cells of the initiator's digest (package store/digest); the
 // responder peels the difference and asks for more cells (AEMore) until it
@@ -1273,7 +1517,7 @@ type AEStart struct {
 
 func (x *AEStart) Reset() {
 	*x = AEStart{}
-	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1529,7 @@ func (x *AEStart) String() string {
 func (*AEStart) ProtoMessage() {}
 
 func (x *AEStart) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[16]
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1542,7 @@ func (x *AEStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEStart.ProtoReflect.Descriptor instead.
 func (*AEStart) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{16}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AEStart) GetSession() uint64 {
@@ -1355,7 +1599,7 @@ type AEMore struct {
 
 func (x *AEMore) Reset() {
 	*x = AEMore{}
-	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1611,7 @@ func (x *AEMore) String() string {
 func (*AEMore) ProtoMessage() {}
 
 func (x *AEMore) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1624,7 @@ func (x *AEMore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEMore.ProtoReflect.Descriptor instead.
 func (*AEMore) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AEMore) GetSession() uint64 {
@@ -1416,7 +1660,7 @@ type AECells struct {
 
 func (x *AECells) Reset() {
 	*x = AECells{}
-	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	mi := &file_internal_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1672,7 @@ func (x *AECells) String() string {
 func (*AECells) ProtoMessage() {}
 
 func (x *AECells) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	mi := &file_internal_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1685,7 @@ func (x *AECells) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AECells.ProtoReflect.Descriptor instead.
 func (*AECells) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AECells) GetSession() uint64 {
@@ -1484,7 +1728,7 @@ type AEDiff struct {
 
 func (x *AEDiff) Reset() {
 	*x = AEDiff{}
-	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1740,7 @@ func (x *AEDiff) String() string {
 func (*AEDiff) ProtoMessage() {}
 
 func (x *AEDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1753,7 @@ func (x *AEDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEDiff.ProtoReflect.Descriptor instead.
 func (*AEDiff) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AEDiff) GetSession() uint64 {
@@ -1568,7 +1812,7 @@ type AERecords struct {
 
 func (x *AERecords) Reset() {
 	*x = AERecords{}
-	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1824,7 @@ func (x *AERecords) String() string {
 func (*AERecords) ProtoMessage() {}
 
 func (x *AERecords) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1837,7 @@ func (x *AERecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AERecords.ProtoReflect.Descriptor instead.
 func (*AERecords) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AERecords) GetSession() uint64 {
@@ -1658,7 +1902,7 @@ type AEAck struct {
 
 func (x *AEAck) Reset() {
 	*x = AEAck{}
-	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1914,7 @@ func (x *AEAck) String() string {
 func (*AEAck) ProtoMessage() {}
 
 func (x *AEAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1927,7 @@ func (x *AEAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEAck.ProtoReflect.Descriptor instead.
 func (*AEAck) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AEAck) GetSession() uint64 {
@@ -1721,7 +1965,7 @@ type AEError struct {
 
 func (x *AEError) Reset() {
 	*x = AEError{}
-	mi := &file_internal_wire_wire_proto_msgTypes[22]
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1977,7 @@ func (x *AEError) String() string {
 func (*AEError) ProtoMessage() {}
 
 func (x *AEError) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[22]
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1990,7 @@ func (x *AEError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEError.ProtoReflect.Descriptor instead.
 func (*AEError) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AEError) GetSession() uint64 {
@@ -1813,6 +2057,10 @@ type Envelope struct {
 	//	*Envelope_KeyOpReply
 	//	*Envelope_SpreadQuery
 	//	*Envelope_SpreadReply
+	//	*Envelope_PlumGossip
+	//	*Envelope_PlumIhave
+	//	*Envelope_PlumPrune
+	//	*Envelope_PlumGraft
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1820,7 +2068,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_internal_wire_wire_proto_msgTypes[23]
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +2080,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[23]
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +2093,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Envelope) GetProtocol() uint32 {
@@ -2122,6 +2370,42 @@ func (x *Envelope) GetSpreadReply() *SpreadReply {
 	return nil
 }
 
+func (x *Envelope) GetPlumGossip() *PlumGossip {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_PlumGossip); ok {
+			return x.PlumGossip
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetPlumIhave() *PlumIHave {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_PlumIhave); ok {
+			return x.PlumIhave
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetPlumPrune() *PlumPrune {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_PlumPrune); ok {
+			return x.PlumPrune
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetPlumGraft() *PlumGraft {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_PlumGraft); ok {
+			return x.PlumGraft
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -2231,6 +2515,23 @@ type Envelope_SpreadReply struct {
 	SpreadReply *SpreadReply `protobuf:"bytes,91,opt,name=spread_reply,json=spreadReply,proto3,oneof"`
 }
 
+type Envelope_PlumGossip struct {
+	// 100-109: epidemic broadcast trees (plumtree).
+	PlumGossip *PlumGossip `protobuf:"bytes,100,opt,name=plum_gossip,json=plumGossip,proto3,oneof"`
+}
+
+type Envelope_PlumIhave struct {
+	PlumIhave *PlumIHave `protobuf:"bytes,101,opt,name=plum_ihave,json=plumIhave,proto3,oneof"`
+}
+
+type Envelope_PlumPrune struct {
+	PlumPrune *PlumPrune `protobuf:"bytes,102,opt,name=plum_prune,json=plumPrune,proto3,oneof"`
+}
+
+type Envelope_PlumGraft struct {
+	PlumGraft *PlumGraft `protobuf:"bytes,103,opt,name=plum_graft,json=plumGraft,proto3,oneof"`
+}
+
 func (*Envelope_Ping) isEnvelope_Body() {}
 
 func (*Envelope_Ack) isEnvelope_Body() {}
@@ -2281,6 +2582,14 @@ func (*Envelope_SpreadQuery) isEnvelope_Body() {}
 
 func (*Envelope_SpreadReply) isEnvelope_Body() {}
 
+func (*Envelope_PlumGossip) isEnvelope_Body() {}
+
+func (*Envelope_PlumIhave) isEnvelope_Body() {}
+
+func (*Envelope_PlumPrune) isEnvelope_Body() {}
+
+func (*Envelope_PlumGraft) isEnvelope_Body() {}
+
 // KeyOp asks a member to change its gossip keyring (hearsay keys). It is
 // only ever sent sealed with the cluster's keyring, so only a holder of a
 // current key can ask. Every operation is idempotent: the sender repeats
@@ -2301,7 +2610,7 @@ type KeyOp struct {
 
 func (x *KeyOp) Reset() {
 	*x = KeyOp{}
-	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	mi := &file_internal_wire_wire_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2622,7 @@ func (x *KeyOp) String() string {
 func (*KeyOp) ProtoMessage() {}
 
 func (x *KeyOp) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	mi := &file_internal_wire_wire_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2635,7 @@ func (x *KeyOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyOp.ProtoReflect.Descriptor instead.
 func (*KeyOp) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KeyOp) GetId() uint64 {
@@ -2372,7 +2681,7 @@ type KeyOpReply struct {
 
 func (x *KeyOpReply) Reset() {
 	*x = KeyOpReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	mi := &file_internal_wire_wire_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2693,7 @@ func (x *KeyOpReply) String() string {
 func (*KeyOpReply) ProtoMessage() {}
 
 func (x *KeyOpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	mi := &file_internal_wire_wire_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2706,7 @@ func (x *KeyOpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyOpReply.ProtoReflect.Descriptor instead.
 func (*KeyOpReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{25}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *KeyOpReply) GetId() uint64 {
@@ -2434,7 +2743,7 @@ type SpreadQuery struct {
 
 func (x *SpreadQuery) Reset() {
 	*x = SpreadQuery{}
-	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	mi := &file_internal_wire_wire_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2755,7 @@ func (x *SpreadQuery) String() string {
 func (*SpreadQuery) ProtoMessage() {}
 
 func (x *SpreadQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	mi := &file_internal_wire_wire_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2768,7 @@ func (x *SpreadQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadQuery.ProtoReflect.Descriptor instead.
 func (*SpreadQuery) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{26}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SpreadQuery) GetId() uint64 {
@@ -2495,7 +2804,7 @@ type SpreadEntry struct {
 
 func (x *SpreadEntry) Reset() {
 	*x = SpreadEntry{}
-	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	mi := &file_internal_wire_wire_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2816,7 @@ func (x *SpreadEntry) String() string {
 func (*SpreadEntry) ProtoMessage() {}
 
 func (x *SpreadEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	mi := &file_internal_wire_wire_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2829,7 @@ func (x *SpreadEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadEntry.ProtoReflect.Descriptor instead.
 func (*SpreadEntry) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{27}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SpreadEntry) GetKey() []byte {
@@ -2576,7 +2885,7 @@ type SpreadReply struct {
 
 func (x *SpreadReply) Reset() {
 	*x = SpreadReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	mi := &file_internal_wire_wire_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2897,7 @@ func (x *SpreadReply) String() string {
 func (*SpreadReply) ProtoMessage() {}
 
 func (x *SpreadReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	mi := &file_internal_wire_wire_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2910,7 @@ func (x *SpreadReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadReply.ProtoReflect.Descriptor instead.
 func (*SpreadReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{28}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SpreadReply) GetId() uint64 {
@@ -2630,7 +2939,7 @@ type CertRequest struct {
 
 func (x *CertRequest) Reset() {
 	*x = CertRequest{}
-	mi := &file_internal_wire_wire_proto_msgTypes[29]
+	mi := &file_internal_wire_wire_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2951,7 @@ func (x *CertRequest) String() string {
 func (*CertRequest) ProtoMessage() {}
 
 func (x *CertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[29]
+	mi := &file_internal_wire_wire_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2964,7 @@ func (x *CertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertRequest.ProtoReflect.Descriptor instead.
 func (*CertRequest) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{29}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CertRequest) GetNodeIds() []uint64 {
@@ -2676,7 +2985,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[30]
+	mi := &file_internal_wire_wire_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2688,7 +2997,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[30]
+	mi := &file_internal_wire_wire_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2701,7 +3010,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{30}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CertReply) GetCerts() [][]byte {
@@ -2786,7 +3095,20 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\tRumorPull\x12\x1a\n" +
 	"\bfeedback\x18\x01 \x01(\bR\bfeedback\"\x1b\n" +
 	"\x05Fetch\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\fR\x04keys\"\xb8\x01\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"<\n" +
+	"\aPlumIDs\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\x04R\x04node\x12\x1d\n" +
+	"\n" +
+	"hlc_deltas\x18\x02 \x03(\x04R\thlcDeltas\"R\n" +
+	"\n" +
+	"PlumGossip\x12.\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.hearsay.wire.RecordR\arecords\x12\x14\n" +
+	"\x05reply\x18\x02 \x01(\bR\x05reply\"4\n" +
+	"\tPlumIHave\x12'\n" +
+	"\x03ids\x18\x01 \x03(\v2\x15.hearsay.wire.PlumIDsR\x03ids\"\v\n" +
+	"\tPlumPrune\"4\n" +
+	"\tPlumGraft\x12'\n" +
+	"\x03ids\x18\x01 \x03(\v2\x15.hearsay.wire.PlumIDsR\x03ids\"\xb8\x01\n" +
 	"\aAEStart\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12(\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x14.hearsay.wire.AEModeR\x04mode\x12\x12\n" +
@@ -2826,7 +3148,7 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\aAEError\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xca\v\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xb5\r\n" +
 	"\bEnvelope\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
@@ -2864,7 +3186,15 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\fkey_op_reply\x18= \x01(\v2\x18.hearsay.wire.KeyOpReplyH\x00R\n" +
 	"keyOpReply\x12>\n" +
 	"\fspread_query\x18Z \x01(\v2\x19.hearsay.wire.SpreadQueryH\x00R\vspreadQuery\x12>\n" +
-	"\fspread_reply\x18[ \x01(\v2\x19.hearsay.wire.SpreadReplyH\x00R\vspreadReplyB\x06\n" +
+	"\fspread_reply\x18[ \x01(\v2\x19.hearsay.wire.SpreadReplyH\x00R\vspreadReply\x12;\n" +
+	"\vplum_gossip\x18d \x01(\v2\x18.hearsay.wire.PlumGossipH\x00R\n" +
+	"plumGossip\x128\n" +
+	"\n" +
+	"plum_ihave\x18e \x01(\v2\x17.hearsay.wire.PlumIHaveH\x00R\tplumIhave\x128\n" +
+	"\n" +
+	"plum_prune\x18f \x01(\v2\x17.hearsay.wire.PlumPruneH\x00R\tplumPrune\x128\n" +
+	"\n" +
+	"plum_graft\x18g \x01(\v2\x17.hearsay.wire.PlumGraftH\x00R\tplumGraftB\x06\n" +
 	"\x04body\"m\n" +
 	"\x05KeyOp\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12+\n" +
@@ -2923,7 +3253,7 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_internal_wire_wire_proto_goTypes = []any{
 	(State)(0),          // 0: hearsay.wire.State
 	(AEMode)(0),         // 1: hearsay.wire.AEMode
@@ -2944,21 +3274,26 @@ var file_internal_wire_wire_proto_goTypes = []any{
 	(*RumorAck)(nil),    // 16: hearsay.wire.RumorAck
 	(*RumorPull)(nil),   // 17: hearsay.wire.RumorPull
 	(*Fetch)(nil),       // 18: hearsay.wire.Fetch
-	(*AEStart)(nil),     // 19: hearsay.wire.AEStart
-	(*AEMore)(nil),      // 20: hearsay.wire.AEMore
-	(*AECells)(nil),     // 21: hearsay.wire.AECells
-	(*AEDiff)(nil),      // 22: hearsay.wire.AEDiff
-	(*AERecords)(nil),   // 23: hearsay.wire.AERecords
-	(*AEAck)(nil),       // 24: hearsay.wire.AEAck
-	(*AEError)(nil),     // 25: hearsay.wire.AEError
-	(*Envelope)(nil),    // 26: hearsay.wire.Envelope
-	(*KeyOp)(nil),       // 27: hearsay.wire.KeyOp
-	(*KeyOpReply)(nil),  // 28: hearsay.wire.KeyOpReply
-	(*SpreadQuery)(nil), // 29: hearsay.wire.SpreadQuery
-	(*SpreadEntry)(nil), // 30: hearsay.wire.SpreadEntry
-	(*SpreadReply)(nil), // 31: hearsay.wire.SpreadReply
-	(*CertRequest)(nil), // 32: hearsay.wire.CertRequest
-	(*CertReply)(nil),   // 33: hearsay.wire.CertReply
+	(*PlumIDs)(nil),     // 19: hearsay.wire.PlumIDs
+	(*PlumGossip)(nil),  // 20: hearsay.wire.PlumGossip
+	(*PlumIHave)(nil),   // 21: hearsay.wire.PlumIHave
+	(*PlumPrune)(nil),   // 22: hearsay.wire.PlumPrune
+	(*PlumGraft)(nil),   // 23: hearsay.wire.PlumGraft
+	(*AEStart)(nil),     // 24: hearsay.wire.AEStart
+	(*AEMore)(nil),      // 25: hearsay.wire.AEMore
+	(*AECells)(nil),     // 26: hearsay.wire.AECells
+	(*AEDiff)(nil),      // 27: hearsay.wire.AEDiff
+	(*AERecords)(nil),   // 28: hearsay.wire.AERecords
+	(*AEAck)(nil),       // 29: hearsay.wire.AEAck
+	(*AEError)(nil),     // 30: hearsay.wire.AEError
+	(*Envelope)(nil),    // 31: hearsay.wire.Envelope
+	(*KeyOp)(nil),       // 32: hearsay.wire.KeyOp
+	(*KeyOpReply)(nil),  // 33: hearsay.wire.KeyOpReply
+	(*SpreadQuery)(nil), // 34: hearsay.wire.SpreadQuery
+	(*SpreadEntry)(nil), // 35: hearsay.wire.SpreadEntry
+	(*SpreadReply)(nil), // 36: hearsay.wire.SpreadReply
+	(*CertRequest)(nil), // 37: hearsay.wire.CertRequest
+	(*CertReply)(nil),   // 38: hearsay.wire.CertReply
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
@@ -2969,41 +3304,48 @@ var file_internal_wire_wire_proto_depIdxs = []int32{
 	3,  // 5: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
 	3,  // 6: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
 	14, // 7: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
-	1,  // 8: hearsay.wire.AEStart.mode:type_name -> hearsay.wire.AEMode
-	3,  // 9: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
-	4,  // 10: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
-	5,  // 11: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
-	6,  // 12: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
-	10, // 13: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
-	11, // 14: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
-	12, // 15: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
-	13, // 16: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
-	15, // 17: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
-	16, // 18: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
-	17, // 19: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
-	18, // 20: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
-	19, // 21: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
-	20, // 22: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
-	21, // 23: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
-	22, // 24: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
-	23, // 25: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
-	24, // 26: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
-	25, // 27: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
-	7,  // 28: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
-	8,  // 29: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
-	32, // 30: hearsay.wire.Envelope.cert_request:type_name -> hearsay.wire.CertRequest
-	33, // 31: hearsay.wire.Envelope.cert_reply:type_name -> hearsay.wire.CertReply
-	27, // 32: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
-	28, // 33: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
-	29, // 34: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
-	31, // 35: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
-	2,  // 36: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
-	30, // 37: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	3,  // 8: hearsay.wire.PlumGossip.records:type_name -> hearsay.wire.Record
+	19, // 9: hearsay.wire.PlumIHave.ids:type_name -> hearsay.wire.PlumIDs
+	19, // 10: hearsay.wire.PlumGraft.ids:type_name -> hearsay.wire.PlumIDs
+	1,  // 11: hearsay.wire.AEStart.mode:type_name -> hearsay.wire.AEMode
+	3,  // 12: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
+	4,  // 13: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
+	5,  // 14: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
+	6,  // 15: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
+	10, // 16: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
+	11, // 17: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
+	12, // 18: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
+	13, // 19: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
+	15, // 20: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
+	16, // 21: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
+	17, // 22: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
+	18, // 23: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
+	24, // 24: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
+	25, // 25: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
+	26, // 26: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
+	27, // 27: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
+	28, // 28: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
+	29, // 29: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
+	30, // 30: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
+	7,  // 31: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
+	8,  // 32: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
+	37, // 33: hearsay.wire.Envelope.cert_request:type_name -> hearsay.wire.CertRequest
+	38, // 34: hearsay.wire.Envelope.cert_reply:type_name -> hearsay.wire.CertReply
+	32, // 35: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
+	33, // 36: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
+	34, // 37: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
+	36, // 38: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
+	20, // 39: hearsay.wire.Envelope.plum_gossip:type_name -> hearsay.wire.PlumGossip
+	21, // 40: hearsay.wire.Envelope.plum_ihave:type_name -> hearsay.wire.PlumIHave
+	22, // 41: hearsay.wire.Envelope.plum_prune:type_name -> hearsay.wire.PlumPrune
+	23, // 42: hearsay.wire.Envelope.plum_graft:type_name -> hearsay.wire.PlumGraft
+	2,  // 43: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
+	35, // 44: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -3011,7 +3353,7 @@ func file_internal_wire_wire_proto_init() {
 	if File_internal_wire_wire_proto != nil {
 		return
 	}
-	file_internal_wire_wire_proto_msgTypes[23].OneofWrappers = []any{
+	file_internal_wire_wire_proto_msgTypes[28].OneofWrappers = []any{
 		(*Envelope_Ping)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Join)(nil),
@@ -3037,6 +3379,10 @@ func file_internal_wire_wire_proto_init() {
 		(*Envelope_KeyOpReply)(nil),
 		(*Envelope_SpreadQuery)(nil),
 		(*Envelope_SpreadReply)(nil),
+		(*Envelope_PlumGossip)(nil),
+		(*Envelope_PlumIhave)(nil),
+		(*Envelope_PlumPrune)(nil),
+		(*Envelope_PlumGraft)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3044,7 +3390,7 @@ func file_internal_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
