@@ -24,9 +24,12 @@
 // view; here the view is drawn from the membership's uniform sampler (the
 // same accessor rumor mongering uses), and a sender or announcer not yet
 // in the view joins it, so the links become symmetric as traffic flows.
-// Announcements go, per window, to LazyFanout peers drawn from the lazy
-// set rather than to all of it (the paper's lazy-push policy is left
-// open, §3.4), which bounds their cost whatever the view size.
+// Announcements go, per window, to every lazy peer as in the paper, or to
+// LazyFanout of them drawn at random (the paper leaves the lazy-push
+// policy open, §3.4), which bounds their cost whatever the view size at
+// the price of reliability: a node the tree missed then hears of an
+// update from about LazyFanout peers, and misses it with probability
+// about e^-LazyFanout (anti-entropy repairs it).
 //
 // Eager pushes and announcements are batched: what a node delivers within
 // EagerWindow leaves in one GOSSIP per eager peer, what it delivers within
@@ -64,9 +67,9 @@ type Config struct {
 	LazyPeers int
 	MaxLazy   int
 	// LazyFanout is how many lazy peers, at random, each window's
-	// announcements go to. Every node announces what it received, so a
-	// node that the tree missed hears of an update from about LazyFanout
-	// peers.
+	// announcements go to; 0 sends them to every lazy peer (the paper),
+	// a negative value announces nothing (the tree and anti-entropy
+	// alone).
 	LazyFanout int
 	// EagerWindow batches eager pushes: records delivered within it go in
 	// one GOSSIP per eager peer. 0 pushes at the next Tick (the records
@@ -108,7 +111,7 @@ func DefaultConfig() Config {
 	return Config{
 		Fanout:          4,
 		LazyPeers:       8,
-		LazyFanout:      2,
+		LazyFanout:      0,
 		IHaveWindow:     100 * time.Millisecond,
 		GraftTimeout:    500 * time.Millisecond,
 		MaxGraftTries:   4,
@@ -205,9 +208,6 @@ func New(cfg Config, st store.Store, rng *rand.Rand, sample Sampler, send SendFu
 	if cfg.MaxEager < cfg.Fanout {
 		cfg.MaxEager = 4 * cfg.Fanout
 	}
-	if cfg.LazyFanout < 0 {
-		cfg.LazyFanout = 0
-	}
 	if cfg.LazyPeers < cfg.LazyFanout {
 		cfg.LazyPeers = cfg.LazyFanout
 	}
@@ -284,13 +284,28 @@ func (t *Tree) Gossip(now time.Time, peer string, reply bool, records []store.Re
 	}
 	if fresh {
 		// The first delivery of a record marks the link it came by as a
-		// tree link (the paper's eagerPushPeers ∪ {sender}).
-		t.makeEager(peer)
+		// tree link (the paper's eagerPushPeers ∪ {sender}), unless this
+		// node made it lazy: then the push crossed this node's PRUNE,
+		// and the sender is about to stop. Making the link eager again
+		// would leave it eager on this side only, and the records
+		// forwarded over it would make other tree links prune this node
+		// away. A lazy link becomes eager by GRAFT.
+		if !slices.Contains(t.lazy, peer) {
+			t.makeEager(peer)
+		}
 		return
 	}
 	if reply || !slices.Contains(held, true) {
 		// A graft answer that lost a race with the tree, or records this
 		// node refused: neither says the link is redundant.
+		return
+	}
+	if len(t.eager) == 1 && t.eager[0] == peer {
+		// The last tree link: with several sources broadcasting at once,
+		// prunes of different links of one cycle can cross and cut a node
+		// off, to live on grafts alone. Keep it; a duplicate now and then
+		// costs less.
+		t.stats.Duplicates++
 		return
 	}
 	t.stats.Duplicates++
@@ -312,7 +327,7 @@ func (t *Tree) deliver(now time.Time, from string, r store.Record) {
 		}
 		t.push = append(t.push, queued{rec: r, from: from})
 	}
-	if t.cfg.LazyFanout == 0 {
+	if t.cfg.LazyFanout < 0 {
 		return
 	}
 	if len(t.ann) >= t.cfg.MaxQueue {
@@ -530,14 +545,16 @@ func (t *Tree) sendGossip(peer string, recs []*wire.Record) {
 	t.stats.GossipRecords += uint64(len(recs))
 }
 
-// flushAnnounce sends the queued versions to LazyFanout lazy peers at
-// random, each without the versions it sent this node.
+// flushAnnounce sends the queued versions to the lazy peers (LazyFanout
+// of them at random, if set), each without the versions it sent this node.
 func (t *Tree) flushAnnounce() {
 	q := t.ann
 	t.ann = nil
 	peers := slices.Clone(t.lazy)
-	t.rng.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	peers = peers[:min(len(peers), t.cfg.LazyFanout)]
+	if t.cfg.LazyFanout > 0 {
+		t.rng.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+		peers = peers[:min(len(peers), t.cfg.LazyFanout)]
+	}
 	for _, p := range peers {
 		var vs []store.Version
 		for _, e := range q {
