@@ -83,6 +83,8 @@ func (s *Scenario) Override(flag string, o Scenario) {
 		s.IHaveWindow = o.IHaveWindow
 	case "graft-timeout":
 		s.GraftTimeout = o.GraftTimeout
+	case "prune-after":
+		s.PruneAfter = o.PruneAfter
 	case "write-rate":
 		s.Workload.Rate = o.Workload.Rate
 	case "keys":

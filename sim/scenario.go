@@ -89,6 +89,8 @@ type Scenario struct {
 	EagerWindow  Duration `json:"eager_window,omitempty" yaml:"eager_window,omitempty"`
 	IHaveWindow  Duration `json:"ihave_window,omitempty" yaml:"ihave_window,omitempty"`
 	GraftTimeout Duration `json:"graft_timeout,omitempty" yaml:"graft_timeout,omitempty"`
+	// PruneAfter is plumtree.Config.PruneAfter (0: the engine's default).
+	PruneAfter int `json:"prune_after,omitempty" yaml:"prune_after,omitempty"`
 
 	// Workload is what clients write; the default is one update.
 	Workload Workload `json:"workload,omitzero" yaml:"workload"`
@@ -348,8 +350,8 @@ func (s *Scenario) Validate() error {
 	if err != nil {
 		return err
 	}
-	if s.TreeFanout < 0 || s.EagerWindow < 0 || s.IHaveWindow < 0 || s.GraftTimeout < 0 {
-		return errors.New("sim: --tree-fanout, --eager-window, --ihave-window and --graft-timeout must not be negative")
+	if s.TreeFanout < 0 || s.PruneAfter < 0 || s.EagerWindow < 0 || s.IHaveWindow < 0 || s.GraftTimeout < 0 {
+		return errors.New("sim: --tree-fanout, --prune-after, --eager-window, --ihave-window and --graft-timeout must not be negative")
 	}
 	if m.directMail && s.Sampler != "real" {
 		// The engine mails the members of its view, which the oracle
@@ -447,6 +449,9 @@ func (s *Scenario) configure(c *Cluster, cfg *engine.Config) error {
 	}
 	if s.GraftTimeout > 0 {
 		cfg.Tree.GraftTimeout = time.Duration(s.GraftTimeout)
+	}
+	if s.PruneAfter > 0 {
+		cfg.Tree.PruneAfter = s.PruneAfter
 	}
 	cfg.AntiEntropy = m.antiEntropy
 	// The textbook runs measure each mechanism on its own: a repair does

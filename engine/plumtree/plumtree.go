@@ -82,6 +82,14 @@ type Config struct {
 	// announcer. It should exceed the spread of arrival times along the
 	// tree, or a node grafts what is on its way.
 	GraftTimeout time.Duration
+	// PruneAfter is how many GOSSIP messages in a row from an eager peer
+	// must bring nothing new before the link is pruned. The paper prunes
+	// at the first (1). With several sources broadcasting at once, a link
+	// redundant for one update may be the first path of another, and
+	// prunes of two links of one cycle that cross cut the tree (until
+	// grafts mend it); a larger value keeps a link that still delivers
+	// now and then, for some duplicates. 0 means 1.
+	PruneAfter int
 	// MaxGraftTries is how many grafts a missing version gets before it is
 	// left to anti-entropy.
 	MaxGraftTries int
@@ -115,6 +123,7 @@ func DefaultConfig() Config {
 		IHaveWindow:     100 * time.Millisecond,
 		GraftTimeout:    500 * time.Millisecond,
 		MaxGraftTries:   4,
+		PruneAfter:      1,
 		MaxSeen:         100_000,
 		MaxMissing:      10_000,
 		MaxQueue:        10_000,
@@ -181,6 +190,9 @@ type Tree struct {
 	send   SendFunc
 
 	eager, lazy []string // small (MaxEager, MaxLazy): slices keep iteration deterministic
+	// dups counts, per eager peer, the GOSSIP messages in a row that
+	// brought nothing new (see PruneAfter); its keys are eager peers.
+	dups map[string]int
 	drawn       bool     // the view was drawn from the sampler once
 	refreshAt   time.Time
 
@@ -218,6 +230,9 @@ func New(cfg Config, st store.Store, rng *rand.Rand, sample Sampler, send SendFu
 	if cfg.GraftTimeout <= 0 {
 		cfg.GraftTimeout = d.GraftTimeout
 	}
+	if cfg.PruneAfter < 1 {
+		cfg.PruneAfter = 1
+	}
 	if cfg.MaxGraftTries < 1 {
 		cfg.MaxGraftTries = 1
 	}
@@ -234,7 +249,7 @@ func New(cfg Config, st store.Store, rng *rand.Rand, sample Sampler, send SendFu
 		cfg.MaxMessageBytes = d.MaxMessageBytes
 	}
 	return &Tree{cfg: cfg, st: st, rng: rng, sample: sample, send: send,
-		seen: map[store.Version]string{}, missing: map[store.Version]*missing{}}
+		seen: map[store.Version]string{}, missing: map[store.Version]*missing{}, dups: map[string]int{}}
 }
 
 // Stats returns the counters.
@@ -283,6 +298,7 @@ func (t *Tree) Gossip(now time.Time, peer string, reply bool, records []store.Re
 		}
 	}
 	if fresh {
+		delete(t.dups, peer)
 		// The first delivery of a record marks the link it came by as a
 		// tree link (the paper's eagerPushPeers ∪ {sender}), unless this
 		// node made it lazy: then the push crossed this node's PRUNE,
@@ -309,6 +325,11 @@ func (t *Tree) Gossip(now time.Time, peer string, reply bool, records []store.Re
 		return
 	}
 	t.stats.Duplicates++
+	if slices.Contains(t.eager, peer) {
+		if t.dups[peer]++; t.dups[peer] < t.cfg.PruneAfter {
+			return
+		}
+	}
 	t.makeLazy(peer)
 	if t.send(peer, &wire.Envelope{Body: &wire.Envelope_PlumPrune{PlumPrune: &wire.PlumPrune{}}}) {
 		t.stats.Prunes++
@@ -432,6 +453,7 @@ func (t *Tree) Graft(now time.Time, peer string, ids []*wire.PlumIDs) error {
 // announcers of missing versions.
 func (t *Tree) PeerDown(peer string) {
 	t.eager = remove(t.eager, peer)
+	delete(t.dups, peer)
 	t.lazy = remove(t.lazy, peer)
 	for _, m := range t.missing {
 		m.announcers = remove(m.announcers, peer)
@@ -643,6 +665,7 @@ func (t *Tree) makeEager(peer string) {
 // announcements, even when the lazy set is full).
 func (t *Tree) makeLazy(peer string) {
 	t.eager = remove(t.eager, peer)
+	delete(t.dups, peer)
 	if !slices.Contains(t.lazy, peer) {
 		if len(t.lazy) >= t.cfg.MaxLazy {
 			t.lazy = t.lazy[1:] // the oldest lazy link makes room
