@@ -192,9 +192,9 @@ type Tree struct {
 	eager, lazy []string // small (MaxEager, MaxLazy): slices keep iteration deterministic
 	// dups counts, per eager peer, the GOSSIP messages in a row that
 	// brought nothing new (see PruneAfter); its keys are eager peers.
-	dups map[string]int
-	drawn       bool     // the view was drawn from the sampler once
-	refreshAt   time.Time
+	dups      map[string]int
+	drawn     bool // the view was drawn from the sampler once
+	refreshAt time.Time
 
 	push      []queued // records for the eager peers
 	pushSince time.Time
