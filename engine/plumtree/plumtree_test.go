@@ -499,3 +499,27 @@ func TestSeenBounded(t *testing.T) {
 		t.Error("an old version is still held")
 	}
 }
+
+// With PruneAfter 2 a link is pruned at its second duplicate in a row, not
+// at its first.
+func TestPruneAfter(t *testing.T) {
+	cfg := testConfig()
+	cfg.Fanout = 2
+	cfg.PruneAfter = 2
+	w := newNet(t, 3, cfg)
+	w.write("n00", "k1", 1)
+	w.run(w.now.Add(time.Second))
+	for _, name := range []string{"n01", "n02"} {
+		if s := w.nodes[name].tree.Stats(); s.Duplicates != 1 || s.Prunes != 0 || len(w.nodes[name].tree.Eager()) != 2 {
+			t.Fatalf("%s after one duplicate: %+v, eager %v; want no prune yet", name, s, w.nodes[name].tree.Eager())
+		}
+	}
+	w.write("n00", "k2", 2)
+	w.run(w.now.Add(time.Second))
+	for _, name := range []string{"n01", "n02"} {
+		tr := w.nodes[name].tree
+		if s := tr.Stats(); s.Prunes != 1 || !slices.Equal(tr.Eager(), []string{"n00"}) {
+			t.Errorf("%s after two duplicates: %d prunes, eager %v; want 1 and [n00]", name, s.Prunes, tr.Eager())
+		}
+	}
+}
