@@ -146,7 +146,7 @@ Flags override a --scenario YAML file, whose keys are the flag names.`,
 	f.DurationVar((*time.Duration)(&s.EagerWindow), "eager-window", 0, "plumtree: batch eager pushes of this window into one message per eager peer (0: at once)")
 	f.DurationVar((*time.Duration)(&s.IHaveWindow), "ihave-window", 0, "plumtree: batch announcements of this window into one message per lazy peer (0: the engine's default, 100ms)")
 	f.IntVar(&s.PruneAfter, "prune-after", 0, "plumtree: duplicate pushes in a row from a peer before its link is pruned (0: the engine's default, 1)")
-	f.DurationVar((*time.Duration)(&s.GraftTimeout), "graft-timeout", 0, "plumtree: how long an announced update may stay missing before it is grafted (0: the engine's default, 500ms)")
+	f.DurationVar((*time.Duration)(&s.GraftTimeout), "graft-timeout", 0, "plumtree: how long an announced update may stay missing before it is grafted (0: the engine's default, 1s)")
 	f.Float64Var(&s.Duplicate, "duplicate", 0, "probability that a message is delivered twice")
 	f.Int64Var(&s.Bandwidth, "bandwidth", 0, "capacity of each directed link in bytes per second (0: unlimited)")
 	f.BoolVar(&s.Signed, "signed", false, "a certificate cluster: every node gets a certificate from an in-memory CA derived from the seed, and records are signed and verified")

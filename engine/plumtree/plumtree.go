@@ -62,8 +62,9 @@ type Config struct {
 	// peers join it while it has room. 0 means 4*Fanout.
 	MaxEager int
 	// LazyPeers is how many peers the lazy set is topped up to, and
-	// MaxLazy its bound (0: 4*LazyPeers); announcers join it while it has
-	// room.
+	// MaxLazy its bound (0: LazyPeers); announcers join it while it has
+	// room, pruned peers push the oldest lazy peer out. Every lazy peer
+	// costs one announcement per window, so the bound is the cost.
 	LazyPeers int
 	MaxLazy   int
 	// LazyFanout is how many lazy peers, at random, each window's
@@ -114,14 +115,17 @@ type Config struct {
 
 // DefaultConfig returns a tree for a LAN cluster: fanout 4 (a flood of
 // the first broadcast reaches every node of a few thousand with high
-// probability), announcements every 100 ms to 2 peers, grafts after 500 ms.
+// probability), 8 lazy peers, announcements every 100 ms to all of them,
+// grafts after 1 s (well above the spread of arrival times along a tree
+// of a few hops on a LAN, even on a loaded machine: a graft of what is on
+// its way costs a copy and reshapes the tree).
 func DefaultConfig() Config {
 	return Config{
 		Fanout:          4,
 		LazyPeers:       8,
 		LazyFanout:      0,
 		IHaveWindow:     100 * time.Millisecond,
-		GraftTimeout:    500 * time.Millisecond,
+		GraftTimeout:    time.Second,
 		MaxGraftTries:   4,
 		PruneAfter:      1,
 		MaxSeen:         100_000,
@@ -224,7 +228,7 @@ func New(cfg Config, st store.Store, rng *rand.Rand, sample Sampler, send SendFu
 		cfg.LazyPeers = cfg.LazyFanout
 	}
 	if cfg.MaxLazy < cfg.LazyPeers {
-		cfg.MaxLazy = max(4*cfg.LazyPeers, 1)
+		cfg.MaxLazy = max(cfg.LazyPeers, 1)
 	}
 	d := DefaultConfig()
 	if cfg.GraftTimeout <= 0 {
@@ -460,11 +464,13 @@ func (t *Tree) PeerDown(peer string) {
 	}
 }
 
-// PeerUp offers a peer that joined (or came back) to the lazy set, if it
-// has room below LazyPeers: a new member gets announcements, and grafts
+// PeerUp offers a peer that joined (or came back) to the lazy set, if the
+// view is short: a new member gets announcements, and grafts
 // into the tree on the first one it lacks.
 func (t *Tree) PeerUp(peer string) {
-	if len(t.lazy) < t.cfg.LazyPeers {
+	// Before the view is drawn, the members that join first would fill
+	// every node's lazy set alike; the draw samples uniformly instead.
+	if t.drawn && len(t.eager)+len(t.lazy) < t.cfg.Fanout+t.cfg.LazyPeers {
 		t.addLazy(peer)
 	}
 }
