@@ -108,14 +108,15 @@ type Config struct {
 	MaxQueue int
 	// MaxMessageBytes caps the record bytes of one GOSSIP; more are split.
 	MaxMessageBytes int
-	// RefreshInterval is how often, at most, a view short of Fanout eager
-	// or LazyPeers lazy peers is topped up from the membership.
+	// RefreshInterval is how often, at most, a view of fewer than
+	// Fanout+LazyPeers peers, or without an eager peer, is topped up from
+	// the membership.
 	RefreshInterval time.Duration
 }
 
-// DefaultConfig returns a tree for a LAN cluster: fanout 4 (a flood of
-// the first broadcast reaches every node of a few thousand with high
-// probability), 8 lazy peers, announcements every 100 ms to all of them,
+// DefaultConfig returns a tree for a LAN cluster: fanout 4 and 8 lazy
+// peers (a node is in no other node's view with probability about e^-12,
+// the views being drawn uniformly), announcements every 100 ms to all of them,
 // grafts after 1 s (well above the spread of arrival times along a tree
 // of a few hops on a LAN, even on a loaded machine: a graft of what is on
 // its way costs a copy and reshapes the tree).
