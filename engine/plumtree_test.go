@@ -61,8 +61,9 @@ func TestPlumtreeSpreads(t *testing.T) {
 	t.Logf("one writer, after the tree formed: %.2f GOSSIP records per update per receiving node", perUpdate)
 	// A flood along fanout 4 costs about 4; the tree 1, plus the
 	// grafts and prunes that still reshape it now and then (with link
-	// jitter, pushes cross prunes).
-	if perUpdate > 1.3 {
+	// jitter, pushes cross prunes): 1.34 measured with seed 41 after
+	// commit 26ca60a (1.15 before it, when lazy sets were unbounded).
+	if perUpdate > 1.5 {
 		t.Errorf("%.2f GOSSIP records per update and node: not a tree", perUpdate)
 	}
 	single = false
