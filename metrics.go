@@ -136,6 +136,15 @@ var (
 	descRumorRemoved   = desc("rumor_removed_total", "Hot rumors removed: by the loss-of-interest rule (lost_interest), of old age (age), or because the hot set was full (full).", "reason")
 	descRumorHot       = desc("rumor_hot", "Hot rumors: updates this node is spreading now.")
 
+	descTreeSent      = desc("plumtree_sent_messages_total", "Broadcast-tree messages sent, by type: gossip (eager pushes and graft answers), ihave, prune, graft.", "type")
+	descTreeRecords   = desc("plumtree_sent_records_total", "Records carried by broadcast-tree gossip messages.")
+	descTreeAnnounced = desc("plumtree_announced_total", "Versions named by IHAVE announcements.")
+	descTreeDelivered = desc("plumtree_delivered_total", "Records new to this node received by broadcast-tree gossip.")
+	descTreeDups      = desc("plumtree_duplicates_total", "Broadcast-tree gossip messages that brought nothing new.")
+	descTreeDropped   = desc("plumtree_dropped_total", "What the broadcast tree gave up on: records or versions beyond its queue bound (queue), announcements beyond its missing bound (missing), versions grafted in vain (graft_failed).", "reason")
+	descTreePeers     = desc("plumtree_peers", "Peers in this node's broadcast-tree view, by set: eager (tree links) or lazy (announcements).", "set")
+	descTreeMissing   = desc("plumtree_missing", "Versions announced to this node and not received yet.")
+
 	// Anti-entropy.
 	descAEStarted    = desc("antientropy_started_exchanges_total", "Anti-entropy exchanges this node started.")
 	descAECompleted  = desc("antientropy_completed_exchanges_total", "Anti-entropy exchanges completed, by this node's role: initiator (it started them) or responder (a peer did).", "role")
@@ -191,6 +200,7 @@ var collectorDescs = []*prometheus.Desc{
 	descQuarantined, descTrustOffences, descQDropped, descRateLimited,
 	descMailSent, descMailRetried, descMailAcked, descMailTimedOut, descMailRecords, descMailQueued, descMailDropped, descOutbox, descOutboxBytes, descAcksOwed, descAckMessages, descAcksPending,
 	descRumorMessages, descRumorUpdates, descRumorAnnounced, descRumorPulls, descRumorFetches, descRumorAdded, descRumorRemoved, descRumorHot,
+	descTreeSent, descTreeRecords, descTreeAnnounced, descTreeDelivered, descTreeDups, descTreeDropped, descTreePeers, descTreeMissing,
 	descAEStarted, descAECompleted, descAEInSync, descAEFailed, descAEBadDigests, descAEFallbacks, descAECells, descAERecSent, descAERecRecv,
 	descAERepaired, descAECollected, descAEDropped, descAERecovered, descAEIsolated, descAEActive,
 	descProbes, descProbesFailed, descPingReqs, descNacksRecv, descRelayed, descNacksSent, descSuspected, descRefuted, descDeclared, descReconnects, descReaped, descPushPulls, descJoinsRefused,
@@ -258,6 +268,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRumorRemoved, r.DroppedAge, "age")
 	counter(descRumorRemoved, r.DroppedFull, "full")
 	gauge(descRumorHot, r.Hot)
+
+	pt := e.Tree
+	counter(descTreeSent, pt.Gossips, "gossip")
+	counter(descTreeSent, pt.IHaves, "ihave")
+	counter(descTreeSent, pt.Prunes, "prune")
+	counter(descTreeSent, pt.Grafts, "graft")
+	counter(descTreeRecords, pt.GossipRecords)
+	counter(descTreeAnnounced, pt.IHaveIDs)
+	counter(descTreeDelivered, pt.Delivered)
+	counter(descTreeDups, pt.Duplicates)
+	counter(descTreeDropped, pt.DroppedQueue, "queue")
+	counter(descTreeDropped, pt.DroppedMissing, "missing")
+	counter(descTreeDropped, pt.GraftFailed, "graft_failed")
+	ch <- prometheus.MustNewConstMetric(descTreePeers, prometheus.GaugeValue, float64(pt.Eager), "eager")
+	ch <- prometheus.MustNewConstMetric(descTreePeers, prometheus.GaugeValue, float64(pt.Lazy), "lazy")
+	gauge(descTreeMissing, pt.Missing)
 
 	a := e.AntiEntropy
 	counter(descAEStarted, a.Started)

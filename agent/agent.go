@@ -317,6 +317,9 @@ func applyProtocol(pc *engine.Config, cfg Config) {
 	pc.DirectMail = cfg.DirectMail
 	pc.DirectMailWindow = cfg.DirectMailWindow
 	pc.RumorMongering = cfg.Rumor
+	pc.Plumtree = cfg.Plumtree
+	pc.Tree.EagerWindow = cfg.PlumtreeEagerWindow
+	pc.Tree.IHaveWindow = cfg.PlumtreeIHaveWindow
 	pc.AntiEntropy = cfg.AntiEntropy
 	pc.Rumor.Interval = cfg.GossipInterval
 	pc.Rumor.Fanout = cfg.Fanout

@@ -63,6 +63,9 @@ const (
 	FlagDirectMail       = "direct-mail"
 	FlagDirectMailWindow = "direct-mail-window"
 	FlagRumor            = "rumor"
+	FlagPlumtree         = "plumtree"
+	FlagPlumtreeEager    = "plumtree-eager-window"
+	FlagPlumtreeIHave    = "plumtree-ihave-window"
 	FlagAntiEntropy      = "anti-entropy"
 	FlagGossipInterval   = "gossip-interval"
 	FlagFanout           = "fanout"
@@ -80,7 +83,7 @@ var fileKeys = []string{
 	FlagAdvertise, FlagAntiEntropy, FlagAEInterval, FlagAEMode, FlagBind, FlagCluster,
 	FlagDataDir, FlagDirectMail, FlagDirectMailWindow, FlagFanout, FlagGossipInterval, FlagHTTP, FlagInMemory, FlagJoin,
 	FlagLogFormat, FlagLogLevel, FlagMaxClockOffset, FlagMaxValueSize, FlagMinFreeDisk, FlagName,
-	FlagNoSync, FlagProfile, FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSlowSync,
+	FlagNoSync, FlagPlumtree, FlagPlumtreeEager, FlagPlumtreeIHave, FlagProfile, FlagRetryJoinMax, FlagRumor, FlagSecretKey, FlagSlowSync,
 	FlagSuspicionTimeout, FlagTombstoneGrace,
 }
 
@@ -155,9 +158,15 @@ type Config struct {
 	ConfigFile string
 
 	// Protocol tuning: which mechanisms run and how fast. Each has a flag.
-	DirectMail          bool
-	DirectMailWindow    time.Duration
-	Rumor               bool
+	DirectMail       bool
+	DirectMailWindow time.Duration
+	Rumor            bool
+	// Plumtree spreads updates along an epidemic broadcast tree (package
+	// plumtree), with its eager and announcement windows; an alternative
+	// to Rumor (switch that off) beyond the direct-mail limit.
+	Plumtree            bool
+	PlumtreeEagerWindow time.Duration
+	PlumtreeIHaveWindow time.Duration
 	AntiEntropy         bool
 	GossipInterval      time.Duration
 	Fanout              int
@@ -212,6 +221,9 @@ func DefaultConfig() Config {
 		DirectMail:          pc.DirectMail,
 		DirectMailWindow:    pc.DirectMailWindow,
 		Rumor:               pc.RumorMongering,
+		Plumtree:            pc.Plumtree,
+		PlumtreeEagerWindow: pc.Tree.EagerWindow,
+		PlumtreeIHaveWindow: pc.Tree.IHaveWindow,
 		AntiEntropy:         pc.AntiEntropy,
 		GossipInterval:      pc.Rumor.Interval,
 		Fanout:              pc.Rumor.Fanout,
@@ -245,6 +257,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.DirectMail, FlagDirectMail, c.DirectMail, "send each write at once to every member (small clusters)")
 	fs.DurationVar(&c.DirectMailWindow, FlagDirectMailWindow, c.DirectMailWindow, "batch the writes of this window into one direct mail per member: fewer messages for at most this much more replication latency (0: mail at once)")
 	fs.BoolVar(&c.Rumor, FlagRumor, c.Rumor, "spread updates by rumor mongering")
+	fs.BoolVar(&c.Plumtree, FlagPlumtree, c.Plumtree, "spread updates along an epidemic broadcast tree (one copy per node, announcements to the others); use with --rumor=false")
+	fs.DurationVar(&c.PlumtreeEagerWindow, FlagPlumtreeEager, c.PlumtreeEagerWindow, "plumtree: batch the updates of this window into one push per tree link (0: at once)")
+	fs.DurationVar(&c.PlumtreeIHaveWindow, FlagPlumtreeIHave, c.PlumtreeIHaveWindow, "plumtree: batch announcements of this window into one message per lazy peer")
 	fs.BoolVar(&c.AntiEntropy, FlagAntiEntropy, c.AntiEntropy, "start periodic anti-entropy exchanges (answering peers' is always on)")
 	fs.DurationVar(&c.GossipInterval, FlagGossipInterval, c.GossipInterval, "rumor-mongering round")
 	fs.IntVar(&c.Fanout, FlagFanout, c.Fanout, "peers each rumor round contacts")
@@ -453,6 +468,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Fanout < 1 {
 		errs = append(errs, fmt.Errorf("--%s %d: must be at least 1", FlagFanout, c.Fanout))
+	}
+	if c.PlumtreeEagerWindow < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagPlumtreeEager, c.PlumtreeEagerWindow))
+	}
+	if c.PlumtreeIHaveWindow < 0 {
+		errs = append(errs, fmt.Errorf("--%s %v: must not be negative", FlagPlumtreeIHave, c.PlumtreeIHaveWindow))
 	}
 	if c.AntiEntropyInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--%s %v: must be positive", FlagAEInterval, c.AntiEntropyInterval))

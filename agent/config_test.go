@@ -223,6 +223,29 @@ func TestProtocolFlags(t *testing.T) {
 	}
 }
 
+// --plumtree and its windows, from a flag, the environment and a file,
+// reach the engine.
+func TestPlumtreeFlags(t *testing.T) {
+	file := writeFile(t, "c.yaml", "plumtree-ihave-window: 250ms\n")
+	cfg, err := ParseConfig([]string{"--config", file, "--plumtree", "--rumor=false"}, env("HEARSAY_PLUMTREE_EAGER_WINDOW", "20ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncfg := engine.DefaultConfig()
+	if ncfg.Plumtree {
+		t.Fatal("the broadcast tree is on by default")
+	}
+	applyProtocol(&ncfg, cfg)
+	if !ncfg.Plumtree || ncfg.RumorMongering || ncfg.Tree.EagerWindow != 20*time.Millisecond || ncfg.Tree.IHaveWindow != 250*time.Millisecond {
+		t.Fatalf("engine config: plumtree %v rumor %v tree %+v", ncfg.Plumtree, ncfg.RumorMongering, ncfg.Tree)
+	}
+	for _, bad := range [][]string{{"--plumtree-eager-window", "-1s"}, {"--plumtree-ihave-window", "-1ms"}} {
+		if _, err := ParseConfig(bad, env()); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
+			t.Errorf("%v: error %v should name the flag", bad, err)
+		}
+	}
+}
+
 func TestProfileFlag(t *testing.T) {
 	cfg, err := ParseConfig(nil, env())
 	if err != nil || cfg.Profile != "lan" {

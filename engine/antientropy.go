@@ -66,11 +66,16 @@ func (e *Engine) mergeAE(now time.Time, peer string, ws []*wire.Record) ([]store
 // node, already merged and counted (Stats.AntiEntropy.Repaired): the hook
 // where rumor mongering may take them up, so that a repair spreads fast.
 func (e *Engine) onRepaired(now time.Time, recs []store.Record) {
-	if !e.cfg.RumorMongering || !e.cfg.RumorRepairs {
+	if !e.cfg.RumorRepairs {
 		return
 	}
 	for _, r := range recs {
-		e.monger.Add(now, r)
+		if e.cfg.RumorMongering {
+			e.monger.Add(now, r)
+		}
+		if e.cfg.Plumtree {
+			e.tree.Add(now, r)
+		}
 	}
 }
 

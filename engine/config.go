@@ -6,6 +6,7 @@ import (
 	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/engine/plumtree"
 	"github.com/hearsaydb/hearsay/engine/rumor"
 	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/store"
@@ -58,9 +59,16 @@ type Config struct {
 	// (see package rumor).
 	RumorMongering bool
 	Rumor          rumor.Config
+	// Plumtree spreads every new update along an epidemic broadcast tree
+	// (see package plumtree): one whole copy per node over tree links,
+	// announcements over the others. An alternative to rumor mongering
+	// beyond the direct-mail limit; switch RumorMongering off with it.
+	Plumtree bool
+	Tree     plumtree.Config
 	// RumorRepairs hands records that anti-entropy found new to this node
-	// to rumor mongering, so that a repair spreads at epidemic speed
-	// instead of one exchange at a time.
+	// to rumor mongering (and to the broadcast tree, with Plumtree), so
+	// that a repair spreads at epidemic speed instead of one exchange at a
+	// time.
 	RumorRepairs bool
 	// AntiEntropy makes this node reconcile its whole replica with a random
 	// live peer every interval, collect tombstones after their grace
@@ -126,6 +134,7 @@ func DefaultConfig() Config {
 		RumorMongering:     true,
 		RumorRepairs:       true,
 		Rumor:              rumor.DefaultConfig(),
+		Tree:               plumtree.DefaultConfig(),
 		AntiEntropy:        true,
 		AE:                 antientropy.DefaultConfig(),
 		Membership:         membership.DefaultConfig(),

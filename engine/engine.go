@@ -35,6 +35,7 @@ import (
 	"github.com/hearsaydb/hearsay/engine/antientropy"
 	"github.com/hearsaydb/hearsay/engine/directmail"
 	"github.com/hearsaydb/hearsay/engine/membership"
+	"github.com/hearsaydb/hearsay/engine/plumtree"
 	"github.com/hearsaydb/hearsay/engine/rumor"
 	"github.com/hearsaydb/hearsay/engine/trust"
 	"github.com/hearsaydb/hearsay/internal/hlc"
@@ -58,7 +59,8 @@ type Message struct {
 	To  string
 	Env *wire.Envelope
 	// AfterSync is true when the message carries records or acknowledges
-	// received ones (mail, rumors, anti-entropy records, and their acks):
+	// received ones (mail, rumors, anti-entropy records, and their acks),
+	// or claims to hold them (plumtree announcements, which peers graft):
 	// it may concern records applied since the last sync, so it leaves
 	// only once the store is synced. The others (membership probes, acks
 	// and gossip, joins, digests, requests) depend on nothing durable and
@@ -70,7 +72,7 @@ type Message struct {
 func afterSync(env *wire.Envelope) bool {
 	switch env.Body.(type) {
 	case *wire.Envelope_Mail, *wire.Envelope_MailAck, *wire.Envelope_MailAcks, *wire.Envelope_Rumor, *wire.Envelope_RumorAck,
-		*wire.Envelope_AeRecords, *wire.Envelope_AeAck:
+		*wire.Envelope_AeRecords, *wire.Envelope_AeAck, *wire.Envelope_PlumGossip, *wire.Envelope_PlumIhave:
 		return true
 	}
 	return false
@@ -128,6 +130,7 @@ type Stats struct {
 	ClockSteps      uint64 // jumps of this node's wall clock detected
 	Mail            directmail.Stats
 	Rumor           rumor.Stats
+	Tree            plumtree.Stats
 	AntiEntropy     antientropy.Stats
 	Members         membership.Stats
 	Trust           TrustStats
@@ -144,6 +147,7 @@ type Engine struct {
 	view    View // membership's, or Config.View
 	mail    *directmail.Mailer
 	monger  *rumor.Monger
+	tree    *plumtree.Tree
 	ae      *antientropy.Reconciler
 	trust   *trust.Scores
 
@@ -267,6 +271,7 @@ func New(cfg Config, st store.Store, rng *rand.Rand, now time.Time) (*Engine, er
 	}
 	sample := rumor.Sampler(e.view.Sample)
 	e.monger = rumor.New(cfg.Rumor, st, rng, now, sample, e.sendPeer)
+	e.tree = plumtree.New(cfg.Tree, st, rng, plumtree.Sampler(sample), e.sendPeer)
 	if err := e.initAE(now, sample); err != nil {
 		return nil, err
 	}
@@ -496,6 +501,9 @@ func (e *Engine) WriteBatch(now time.Time, ops []WriteOp) ([]store.Record, []err
 		if e.cfg.RumorMongering {
 			e.monger.Add(now, rec)
 		}
+		if e.cfg.Plumtree {
+			e.tree.Add(now, rec)
+		}
 	}
 	return recs, errs
 }
@@ -616,6 +624,8 @@ func (e *Engine) Step(now time.Time, env *wire.Envelope) error {
 		return e.stepAE(now, env)
 	case *wire.Envelope_SpreadQuery, *wire.Envelope_SpreadReply:
 		return e.stepSpread(env)
+	case *wire.Envelope_PlumGossip, *wire.Envelope_PlumIhave, *wire.Envelope_PlumPrune, *wire.Envelope_PlumGraft:
+		return e.stepTree(now, env)
 	}
 	return nil
 }
@@ -743,6 +753,7 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 				// rumors and anti-entropy bring each record several times)
 				// or an older one. A read costs far less than verifying.
 				e.stats.SigSkipped++
+				e.treeReceived(r.Key, r.Version)
 				continue
 			}
 			// Before the clock-skew check, which remembers what it refuses:
@@ -801,6 +812,7 @@ func (e *Engine) merge(now time.Time, from string, ws []*wire.Record) (changed [
 		return nil, nil, fmt.Errorf("engine: apply received records: %w", err)
 	}
 	for i, c := range applied {
+		e.treeReceived(recs[i].Key, recs[i].Version)
 		if c {
 			changed[idx[i]] = true
 			e.stats.RecordsApplied++
@@ -1013,6 +1025,7 @@ func (e *Engine) Tick(now time.Time) error {
 			return fmt.Errorf("engine: %w", err)
 		}
 	}
+	e.tree.Tick(now)
 	return e.tickAE(now)
 }
 
@@ -1023,6 +1036,9 @@ func (e *Engine) drainMemberEvents() {
 			// when the member comes back.
 			e.mail.Drop(ev.Member.Name)
 			e.limits.forget(ev.Member.Name)
+			e.tree.PeerDown(ev.Member.Name)
+		} else if ev.Member.State == wire.State_ALIVE && e.cfg.Plumtree {
+			e.tree.PeerUp(ev.Member.Name)
 		}
 		e.viewDirty = true
 		e.ready.MemberEvents = append(e.ready.MemberEvents, ev)
@@ -1042,6 +1058,7 @@ func (e *Engine) Deadline() time.Time {
 	if e.cfg.RumorMongering {
 		d = earliest(d, e.monger.Deadline())
 	}
+	d = earliest(d, e.tree.Deadline())
 	d = earliest(d, e.trustDeadline())
 	return earliest(d, e.ae.Deadline())
 }
@@ -1109,6 +1126,7 @@ func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.Mail = e.mail.Stats()
 	s.Rumor = e.monger.Stats()
+	s.Tree = e.tree.Stats()
 	s.AntiEntropy = e.ae.Stats()
 	s.Members = e.members.Stats()
 	s.Trust = e.trustStatsNow()

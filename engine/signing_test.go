@@ -115,6 +115,9 @@ func TestRelayCannotForge(t *testing.T) {
 		{"mail", "genuine", func(cfg *engine.Config) { cfg.RumorMongering, cfg.AntiEntropy = false, false }},
 		{"rumor", "genuine", func(cfg *engine.Config) { cfg.DirectMail, cfg.AntiEntropy = false, false }},
 		{"fetch", strings.Repeat("genuine", 10_000), func(cfg *engine.Config) { cfg.DirectMail, cfg.AntiEntropy = false, false }},
+		{"plumtree", "genuine", func(cfg *engine.Config) {
+			cfg.DirectMail, cfg.RumorMongering, cfg.AntiEntropy, cfg.Plumtree = false, false, false, true
+		}},
 		{"anti-entropy", "genuine", func(cfg *engine.Config) {
 			cfg.DirectMail, cfg.RumorMongering = false, false
 			cfg.AE.Interval = time.Second
@@ -154,6 +157,8 @@ func TestRelayCannotForge(t *testing.T) {
 						recs = b.Rumor.Records
 					case *wire.Envelope_AeRecords:
 						recs = b.AeRecords.Records
+					case *wire.Envelope_PlumGossip:
+						recs = b.PlumGossip.Records
 					}
 					for _, r := range recs {
 						if r.Node != originID {

@@ -12,6 +12,7 @@ const (
 	ViaLocal       = "local"        // written by this node's client
 	ViaDirectMail  = "direct-mail"  // mailed by its writer
 	ViaRumor       = "rumor"        // pushed, pulled or fetched by rumor mongering
+	ViaPlumtree    = "plumtree"     // pushed or grafted along the broadcast tree
 	ViaAntiEntropy = "anti-entropy" // repaired by an anti-entropy exchange
 )
 

@@ -73,6 +73,18 @@ func (s *Scenario) Override(flag string, o Scenario) {
 		s.Drain = o.Drain
 	case "mail-window":
 		s.MailWindow = o.MailWindow
+	case "tree-fanout":
+		s.TreeFanout = o.TreeFanout
+	case "lazy-fanout":
+		s.LazyFanout = o.LazyFanout
+	case "eager-window":
+		s.EagerWindow = o.EagerWindow
+	case "ihave-window":
+		s.IHaveWindow = o.IHaveWindow
+	case "graft-timeout":
+		s.GraftTimeout = o.GraftTimeout
+	case "prune-after":
+		s.PruneAfter = o.PruneAfter
 	case "write-rate":
 		s.Workload.Rate = o.Workload.Rate
 	case "keys":

@@ -413,7 +413,8 @@ func (r *runner) run() (*RunResult, error) {
 }
 
 // sample records one step of the time series and reports whether the
-// cluster is quiet: no hot rumor, no mail waiting for an ack or a retry.
+// cluster is quiet: no hot rumor, no mail waiting for an ack or a retry,
+// nothing waiting in the broadcast tree's windows or grafts.
 func (r *runner) sample(base NetStats) bool {
 	c := r.c
 	live := r.honestLive()
@@ -429,6 +430,9 @@ func (r *runner) sample(base NetStats) bool {
 			quiet = false
 		}
 		if st.Mail.OutboxRecords > 0 || st.Mail.Acked+st.Mail.TimedOut < st.Mail.MailsSent {
+			quiet = false
+		}
+		if st.Tree.Queued > 0 || st.Tree.Missing > 0 {
 			quiet = false
 		}
 		has := int(r.covered[idx(nd)]) == r.updates

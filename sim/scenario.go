@@ -23,7 +23,8 @@ type Scenario struct {
 	// drawn per message).
 	Model string `json:"model" yaml:"model"`
 	// Mechanism is the replication mechanisms, joined by "+": "rumor",
-	// "direct-mail", "anti-entropy", e.g. "direct-mail+rumor".
+	// "direct-mail", "plumtree", "anti-entropy", e.g. "direct-mail+rumor"
+	// or "plumtree+anti-entropy".
 	Mechanism string `json:"mechanism" yaml:"mechanism"`
 	// Direction is push, pull or push-pull.
 	Direction string `json:"direction" yaml:"direction"`
@@ -78,6 +79,18 @@ type Scenario struct {
 	// MailWindow batches direct mail (engine.Config.DirectMailWindow):
 	// the writes of a window leave in one mail per peer. 0: at once.
 	MailWindow Duration `json:"mail_window,omitempty" yaml:"mail_window,omitempty"`
+	// The broadcast tree (mechanism plumtree, engine.Config.Tree): its
+	// initial eager fanout (0: the engine's default), how many lazy peers
+	// each announcement window goes to (0: all of them), the eager and
+	// announcement windows and the graft timeout (0: the engine's
+	// defaults).
+	TreeFanout   int      `json:"tree_fanout,omitempty" yaml:"tree_fanout,omitempty"`
+	LazyFanout   int      `json:"lazy_fanout,omitempty" yaml:"lazy_fanout,omitempty"`
+	EagerWindow  Duration `json:"eager_window,omitempty" yaml:"eager_window,omitempty"`
+	IHaveWindow  Duration `json:"ihave_window,omitempty" yaml:"ihave_window,omitempty"`
+	GraftTimeout Duration `json:"graft_timeout,omitempty" yaml:"graft_timeout,omitempty"`
+	// PruneAfter is plumtree.Config.PruneAfter (0: the engine's default).
+	PruneAfter int `json:"prune_after,omitempty" yaml:"prune_after,omitempty"`
 
 	// Workload is what clients write; the default is one update.
 	Workload Workload `json:"workload,omitzero" yaml:"workload"`
@@ -348,6 +361,9 @@ func (s *Scenario) Validate() error {
 	if err != nil {
 		return err
 	}
+	if s.TreeFanout < 0 || s.PruneAfter < 0 || s.EagerWindow < 0 || s.IHaveWindow < 0 || s.GraftTimeout < 0 {
+		return errors.New("sim: --tree-fanout, --prune-after, --eager-window, --ihave-window and --graft-timeout must not be negative")
+	}
 	if m.directMail && s.Sampler != "real" {
 		// Direct mail keeps an outbox per member and drops it when the
 		// member is declared dead: the oracle view announces no deaths,
@@ -396,12 +412,12 @@ func (s *Scenario) Validate() error {
 	return nil
 }
 
-type mechanisms struct{ rumor, directMail, antiEntropy bool }
+type mechanisms struct{ rumor, directMail, plumtree, antiEntropy bool }
 
 // mechanisms parses Mechanism: names joined by "+".
 func (s *Scenario) mechanisms() (mechanisms, error) {
 	var m mechanisms
-	bad := fmt.Errorf("sim: --mechanism %q: want rumor, direct-mail or anti-entropy, or several joined by + (rumor+anti-entropy)", s.Mechanism)
+	bad := fmt.Errorf("sim: --mechanism %q: want rumor, direct-mail, plumtree or anti-entropy, or several joined by + (rumor+anti-entropy)", s.Mechanism)
 	for name := range strings.SplitSeq(s.Mechanism, "+") {
 		var p *bool
 		switch name {
@@ -409,6 +425,8 @@ func (s *Scenario) mechanisms() (mechanisms, error) {
 			p = &m.rumor
 		case "direct-mail":
 			p = &m.directMail
+		case "plumtree":
+			p = &m.plumtree
 		case "anti-entropy":
 			p = &m.antiEntropy
 		default:
@@ -432,6 +450,21 @@ func (s *Scenario) configure(c *Cluster, cfg *engine.Config) error {
 	cfg.DirectMailMaxPeers = 0 // the scenario asked for it: mail everyone
 	cfg.DirectMailWindow = time.Duration(s.MailWindow)
 	cfg.RumorMongering = m.rumor
+	cfg.Plumtree = m.plumtree
+	if s.TreeFanout > 0 {
+		cfg.Tree.Fanout = s.TreeFanout
+	}
+	cfg.Tree.LazyFanout = s.LazyFanout
+	cfg.Tree.EagerWindow = time.Duration(s.EagerWindow)
+	if s.IHaveWindow > 0 {
+		cfg.Tree.IHaveWindow = time.Duration(s.IHaveWindow)
+	}
+	if s.GraftTimeout > 0 {
+		cfg.Tree.GraftTimeout = time.Duration(s.GraftTimeout)
+	}
+	if s.PruneAfter > 0 {
+		cfg.Tree.PruneAfter = s.PruneAfter
+	}
 	cfg.AntiEntropy = m.antiEntropy
 	// The textbook runs measure each mechanism on its own: a repair does
 	// not start a rumor.

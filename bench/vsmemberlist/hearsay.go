@@ -17,14 +17,16 @@ import (
 )
 
 // hsSystem runs hearsay nodes (in-memory stores) with a membership profile
-// and every mechanism at its default: an update is a Put on node 0, and a
-// node has it when its Watch reports the key.
+// and a mode: "hearsay" runs every mechanism at its default,
+// "hearsay-rumor" switches direct mail off (rumor mongering and
+// anti-entropy), "hearsay-plumtree" switches direct mail and rumors off
+// and the broadcast tree on (with anti-entropy). An update is a Put on
+// node 0, and a node has it when its Watch reports the key.
 type hsSystem struct {
 	name    string
 	profile string
-	// noMail turns direct mail off, so updates spread by rumor mongering
-	// and anti-entropy alone.
-	noMail  bool
+	mode    string
+	opts    options
 	mu      sync.Mutex
 	nodes   []*hearsay.Node
 	regs    []*prometheus.Registry
@@ -32,15 +34,11 @@ type hsSystem struct {
 	cancel  context.CancelFunc
 }
 
-func newHearsay(profile string) *hsSystem { return &hsSystem{name: "hearsay", profile: profile} }
-
-// newHearsayRumor is hearsay with direct mail off: rumor mongering and
-// anti-entropy carry every update.
-func newHearsayRumor(profile string) *hsSystem {
-	return &hsSystem{name: "hearsay-rumor", profile: profile, noMail: true}
+func newHearsay(profile, mode string, o options) *hsSystem {
+	return &hsSystem{profile: profile, mode: mode, opts: o}
 }
 
-func (s *hsSystem) Name() string { return s.name }
+func (s *hsSystem) Name() string { return s.mode }
 
 func (s *hsSystem) NodeName(i int) string { return fmt.Sprintf("h%02d", i) }
 
@@ -61,8 +59,18 @@ func (s *hsSystem) Start(n int, obs *observer, timeout time.Duration) error {
 		cfg.Name = s.NodeName(i)
 		cfg.BindAddr = "127.0.0.1:0"
 		cfg.Protocol.Membership = mcfg
-		if s.noMail {
+		switch s.mode {
+		case "hearsay-rumor":
 			cfg.Protocol.DirectMail = false
+		case "hearsay-plumtree":
+			cfg.Protocol.DirectMail = false
+			cfg.Protocol.RumorMongering = false
+			cfg.Protocol.Plumtree = true
+			cfg.Protocol.Tree.EagerWindow = s.opts.TreeEagerWindow
+			if s.opts.TreeIHaveWindow > 0 {
+				cfg.Protocol.Tree.IHaveWindow = s.opts.TreeIHaveWindow
+			}
+			cfg.Protocol.Tree.LazyFanout = s.opts.TreeLazyFanout
 		}
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		reg := prometheus.NewRegistry()

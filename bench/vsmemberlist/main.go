@@ -49,6 +49,10 @@ type options struct {
 	Deadline       time.Duration `json:"deadline_ns"`
 	Settle         time.Duration `json:"settle_ns"`
 	Seed           uint64        `json:"seed"`
+	// The broadcast tree's windows and lazy fanout (hearsay-plumtree).
+	TreeEagerWindow time.Duration `json:"tree_eager_window_ns,omitempty"`
+	TreeIHaveWindow time.Duration `json:"tree_ihave_window_ns,omitempty"`
+	TreeLazyFanout  int           `json:"tree_lazy_fanout,omitempty"`
 }
 
 // largeValue is the size above which --large-updates applies: every node
@@ -72,7 +76,10 @@ func run(args []string) error {
 		jsonFile                        string
 	)
 	fs.StringVar(&measure, "measure", "detection,broadcast", "measurements to run: detection, broadcast, or both comma separated")
-	fs.StringVar(&systems, "systems", "memberlist,hearsay", "systems to run, comma separated: memberlist, hearsay (every mechanism at its default), hearsay-rumor (direct mail off: rumors and anti-entropy)")
+	fs.StringVar(&systems, "systems", "memberlist,hearsay", "systems to run, comma separated: memberlist, hearsay (every mechanism at its default), hearsay-rumor (direct mail off: rumor mongering and anti-entropy), hearsay-plumtree (direct mail and rumors off: the broadcast tree and anti-entropy)")
+	fs.DurationVar(&o.TreeEagerWindow, "tree-eager-window", 0, "hearsay-plumtree: the tree's eager window (engine.Config.Tree.EagerWindow)")
+	fs.DurationVar(&o.TreeIHaveWindow, "tree-ihave-window", 0, "hearsay-plumtree: the tree's announcement window (0: the engine's default)")
+	fs.IntVar(&o.TreeLazyFanout, "tree-lazy-fanout", 0, "hearsay-plumtree: lazy peers per announcement window (0: all)")
 	fs.StringVar(&o.Profile, "profile", "lan", "preset of both systems: lan, wan or local (memberlist.Default{LAN,WAN,Local}Config, hearsay's membership profile of that name)")
 	fs.StringVar(&sizes, "n", "16,48", "cluster sizes for failure detection, comma separated")
 	fs.IntVar(&o.Runs, "runs", 5, "failure-detection runs per size and system")
@@ -100,8 +107,8 @@ func run(args []string) error {
 		return fmt.Errorf("-values: %w", err)
 	}
 	for _, s := range o.Systems {
-		if s != "memberlist" && s != "hearsay" && s != "hearsay-rumor" {
-			return fmt.Errorf("-systems: unknown system %q: want memberlist, hearsay, hearsay-rumor", s)
+		if s != "memberlist" && s != "hearsay" && s != "hearsay-rumor" && s != "hearsay-plumtree" {
+			return fmt.Errorf("-systems: unknown system %q: want memberlist, hearsay, hearsay-rumor, hearsay-plumtree", s)
 		}
 	}
 	for _, m := range o.Measure {
@@ -184,10 +191,8 @@ func order(o options, r int) []system {
 		switch name {
 		case "memberlist":
 			out = append(out, newMemberlist(o.Profile))
-		case "hearsay":
-			out = append(out, newHearsay(o.Profile))
-		case "hearsay-rumor":
-			out = append(out, newHearsayRumor(o.Profile))
+		case "hearsay", "hearsay-rumor", "hearsay-plumtree":
+			out = append(out, newHearsay(o.Profile, name, o))
 		}
 	}
 	if r%2 == 1 {

@@ -17,7 +17,8 @@ type observer struct {
 // system is one of the two gossip libraries under test, as n nodes on
 // loopback in this process.
 type system interface {
-	// Name is "memberlist", "hearsay" or "hearsay-rumor".
+	// Name is "memberlist" or the hearsay mode (hearsay, hearsay-rumor,
+	// hearsay-plumtree).
 	Name() string
 	// Start starts n nodes, joins them through node 0 and returns when
 	// every node sees n live members, or fails after timeout.

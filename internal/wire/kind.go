@@ -56,6 +56,14 @@ func (x *Envelope) Kind() string {
 		return "spread_query"
 	case *Envelope_SpreadReply:
 		return "spread_reply"
+	case *Envelope_PlumGossip:
+		return "plum_gossip"
+	case *Envelope_PlumIhave:
+		return "plum_ihave"
+	case *Envelope_PlumPrune:
+		return "plum_prune"
+	case *Envelope_PlumGraft:
+		return "plum_graft"
 	case nil:
 		return "empty"
 	}
@@ -72,6 +80,14 @@ func (x *Envelope) Updates() int {
 		return len(b.Rumor.Records) + len(b.Rumor.Announces)
 	case *Envelope_AeRecords:
 		return len(b.AeRecords.Records)
+	case *Envelope_PlumGossip:
+		return len(b.PlumGossip.Records)
+	case *Envelope_PlumIhave:
+		n := 0
+		for _, ids := range b.PlumIhave.Ids {
+			n += len(ids.HlcDeltas)
+		}
+		return n
 	}
 	return 0
 }
@@ -80,13 +96,14 @@ func (x *Envelope) Updates() int {
 const (
 	MechanismDirectMail  = "direct-mail"
 	MechanismRumor       = "rumor"
+	MechanismPlumtree    = "plumtree"
 	MechanismAntiEntropy = "anti-entropy"
 	MechanismMembership  = "membership"
 	MechanismObservation = "observation"
 )
 
 // Mechanism names the part of the protocol the envelope's body belongs to:
-// direct mail, rumor mongering, anti-entropy, membership (failure
+// direct mail, rumor mongering, epidemic broadcast trees, anti-entropy, membership (failure
 // detection, joins) or observation (spread queries); "" when it has no
 // body.
 func (x *Envelope) Mechanism() string {
@@ -95,6 +112,8 @@ func (x *Envelope) Mechanism() string {
 		return MechanismDirectMail
 	case *Envelope_Rumor, *Envelope_RumorAck, *Envelope_RumorPull, *Envelope_Fetch:
 		return MechanismRumor
+	case *Envelope_PlumGossip, *Envelope_PlumIhave, *Envelope_PlumPrune, *Envelope_PlumGraft:
+		return MechanismPlumtree
 	case *Envelope_AeStart, *Envelope_AeMore, *Envelope_AeCells, *Envelope_AeDiff,
 		*Envelope_AeRecords, *Envelope_AeAck, *Envelope_AeError:
 		return MechanismAntiEntropy

@@ -1296,6 +1296,250 @@ func (x *Fetch) GetKeys() [][]byte {
 	return nil
 }
 
+// PlumIDs names records by version alone (epidemic broadcast trees): the
+// versions of one origin node, hlc ascending, each hlc after the first
+// given as its difference from the one before, so that the versions of a
+// batch cost a byte or two each. A version identifies a write: its origin
+// never issues the same one twice.
+type PlumIDs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          uint64                 `protobuf:"varint,1,opt,name=node,proto3" json:"node,omitempty"`
+	HlcDeltas     []uint64               `protobuf:"varint,2,rep,packed,name=hlc_deltas,json=hlcDeltas,proto3" json:"hlc_deltas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumIDs) Reset() {
+	*x = PlumIDs{}
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumIDs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumIDs) ProtoMessage() {}
+
+func (x *PlumIDs) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumIDs.ProtoReflect.Descriptor instead.
+func (*PlumIDs) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PlumIDs) GetNode() uint64 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *PlumIDs) GetHlcDeltas() []uint64 {
+	if x != nil {
+		return x.HlcDeltas
+	}
+	return nil
+}
+
+// PlumGossip is an eager push along the broadcast tree (Leitão et al.,
+// "Epidemic Broadcast Trees", 2007, GOSSIP): whole records, to the eager
+// peers, or in answer to a PlumGraft (reply set: a record the receiver
+// asked for and already holds by then is no reason to prune).
+type PlumGossip struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	Reply         bool                   `protobuf:"varint,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumGossip) Reset() {
+	*x = PlumGossip{}
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumGossip) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumGossip) ProtoMessage() {}
+
+func (x *PlumGossip) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumGossip.ProtoReflect.Descriptor instead.
+func (*PlumGossip) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PlumGossip) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *PlumGossip) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
+}
+
+// PlumIHave is a lazy push (IHAVE): the versions the sender received
+// lately, batched per peer; a receiver that lacks one grafts.
+type PlumIHave struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []*PlumIDs             `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumIHave) Reset() {
+	*x = PlumIHave{}
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumIHave) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumIHave) ProtoMessage() {}
+
+func (x *PlumIHave) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumIHave.ProtoReflect.Descriptor instead.
+func (*PlumIHave) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PlumIHave) GetIds() []*PlumIDs {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// PlumPrune asks the receiver to stop pushing eagerly to the sender: it
+// got a record twice (PRUNE).
+type PlumPrune struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumPrune) Reset() {
+	*x = PlumPrune{}
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumPrune) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumPrune) ProtoMessage() {}
+
+func (x *PlumPrune) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumPrune.ProtoReflect.Descriptor instead.
+func (*PlumPrune) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{20}
+}
+
+// PlumGraft asks the receiver to push eagerly to the sender again, and to
+// send the records named (GRAFT): the tree repair after an announcement
+// whose body did not come.
+type PlumGraft struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []*PlumIDs             `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumGraft) Reset() {
+	*x = PlumGraft{}
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumGraft) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumGraft) ProtoMessage() {}
+
+func (x *PlumGraft) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumGraft.ProtoReflect.Descriptor instead.
+func (*PlumGraft) Descriptor() ([]byte, []int) {
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PlumGraft) GetIds() []*PlumIDs {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 // AEStart opens an anti-entropy exchange. With full unset it carries the
 // first cells of the initiator's digest (package store/digest); the
 // responder peels the difference and asks for more cells (AEMore) until it
@@ -1321,7 +1565,7 @@ type AEStart struct {
 
 func (x *AEStart) Reset() {
 	*x = AEStart{}
-	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1577,7 @@ func (x *AEStart) String() string {
 func (*AEStart) ProtoMessage() {}
 
 func (x *AEStart) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[17]
+	mi := &file_internal_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1590,7 @@ func (x *AEStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEStart.ProtoReflect.Descriptor instead.
 func (*AEStart) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AEStart) GetSession() uint64 {
@@ -1403,7 +1647,7 @@ type AEMore struct {
 
 func (x *AEMore) Reset() {
 	*x = AEMore{}
-	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	mi := &file_internal_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1659,7 @@ func (x *AEMore) String() string {
 func (*AEMore) ProtoMessage() {}
 
 func (x *AEMore) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[18]
+	mi := &file_internal_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1672,7 @@ func (x *AEMore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEMore.ProtoReflect.Descriptor instead.
 func (*AEMore) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AEMore) GetSession() uint64 {
@@ -1464,7 +1708,7 @@ type AECells struct {
 
 func (x *AECells) Reset() {
 	*x = AECells{}
-	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1720,7 @@ func (x *AECells) String() string {
 func (*AECells) ProtoMessage() {}
 
 func (x *AECells) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[19]
+	mi := &file_internal_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1733,7 @@ func (x *AECells) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AECells.ProtoReflect.Descriptor instead.
 func (*AECells) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AECells) GetSession() uint64 {
@@ -1532,7 +1776,7 @@ type AEDiff struct {
 
 func (x *AEDiff) Reset() {
 	*x = AEDiff{}
-	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1788,7 @@ func (x *AEDiff) String() string {
 func (*AEDiff) ProtoMessage() {}
 
 func (x *AEDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[20]
+	mi := &file_internal_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1801,7 @@ func (x *AEDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEDiff.ProtoReflect.Descriptor instead.
 func (*AEDiff) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AEDiff) GetSession() uint64 {
@@ -1616,7 +1860,7 @@ type AERecords struct {
 
 func (x *AERecords) Reset() {
 	*x = AERecords{}
-	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1872,7 @@ func (x *AERecords) String() string {
 func (*AERecords) ProtoMessage() {}
 
 func (x *AERecords) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[21]
+	mi := &file_internal_wire_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1885,7 @@ func (x *AERecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AERecords.ProtoReflect.Descriptor instead.
 func (*AERecords) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AERecords) GetSession() uint64 {
@@ -1706,7 +1950,7 @@ type AEAck struct {
 
 func (x *AEAck) Reset() {
 	*x = AEAck{}
-	mi := &file_internal_wire_wire_proto_msgTypes[22]
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1962,7 @@ func (x *AEAck) String() string {
 func (*AEAck) ProtoMessage() {}
 
 func (x *AEAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[22]
+	mi := &file_internal_wire_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1975,7 @@ func (x *AEAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEAck.ProtoReflect.Descriptor instead.
 func (*AEAck) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AEAck) GetSession() uint64 {
@@ -1769,7 +2013,7 @@ type AEError struct {
 
 func (x *AEError) Reset() {
 	*x = AEError{}
-	mi := &file_internal_wire_wire_proto_msgTypes[23]
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +2025,7 @@ func (x *AEError) String() string {
 func (*AEError) ProtoMessage() {}
 
 func (x *AEError) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[23]
+	mi := &file_internal_wire_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +2038,7 @@ func (x *AEError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AEError.ProtoReflect.Descriptor instead.
 func (*AEError) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AEError) GetSession() uint64 {
@@ -1861,6 +2105,10 @@ type Envelope struct {
 	//	*Envelope_KeyOpReply
 	//	*Envelope_SpreadQuery
 	//	*Envelope_SpreadReply
+	//	*Envelope_PlumGossip
+	//	*Envelope_PlumIhave
+	//	*Envelope_PlumPrune
+	//	*Envelope_PlumGraft
 	//	*Envelope_MailAcks
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -1869,7 +2117,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	mi := &file_internal_wire_wire_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +2129,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[24]
+	mi := &file_internal_wire_wire_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +2142,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Envelope) GetProtocol() uint32 {
@@ -2171,6 +2419,42 @@ func (x *Envelope) GetSpreadReply() *SpreadReply {
 	return nil
 }
 
+func (x *Envelope) GetPlumGossip() *PlumGossip {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_PlumGossip); ok {
+			return x.PlumGossip
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetPlumIhave() *PlumIHave {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_PlumIhave); ok {
+			return x.PlumIhave
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetPlumPrune() *PlumPrune {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_PlumPrune); ok {
+			return x.PlumPrune
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetPlumGraft() *PlumGraft {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_PlumGraft); ok {
+			return x.PlumGraft
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetMailAcks() *MailAcks {
 	if x != nil {
 		if x, ok := x.Body.(*Envelope_MailAcks); ok {
@@ -2289,6 +2573,23 @@ type Envelope_SpreadReply struct {
 	SpreadReply *SpreadReply `protobuf:"bytes,91,opt,name=spread_reply,json=spreadReply,proto3,oneof"`
 }
 
+type Envelope_PlumGossip struct {
+	// 100-109: epidemic broadcast trees (plumtree).
+	PlumGossip *PlumGossip `protobuf:"bytes,100,opt,name=plum_gossip,json=plumGossip,proto3,oneof"`
+}
+
+type Envelope_PlumIhave struct {
+	PlumIhave *PlumIHave `protobuf:"bytes,101,opt,name=plum_ihave,json=plumIhave,proto3,oneof"`
+}
+
+type Envelope_PlumPrune struct {
+	PlumPrune *PlumPrune `protobuf:"bytes,102,opt,name=plum_prune,json=plumPrune,proto3,oneof"`
+}
+
+type Envelope_PlumGraft struct {
+	PlumGraft *PlumGraft `protobuf:"bytes,103,opt,name=plum_graft,json=plumGraft,proto3,oneof"`
+}
+
 type Envelope_MailAcks struct {
 	// 110-119: replication bytes (issue 14).
 	MailAcks *MailAcks `protobuf:"bytes,110,opt,name=mail_acks,json=mailAcks,proto3,oneof"`
@@ -2344,6 +2645,14 @@ func (*Envelope_SpreadQuery) isEnvelope_Body() {}
 
 func (*Envelope_SpreadReply) isEnvelope_Body() {}
 
+func (*Envelope_PlumGossip) isEnvelope_Body() {}
+
+func (*Envelope_PlumIhave) isEnvelope_Body() {}
+
+func (*Envelope_PlumPrune) isEnvelope_Body() {}
+
+func (*Envelope_PlumGraft) isEnvelope_Body() {}
+
 func (*Envelope_MailAcks) isEnvelope_Body() {}
 
 // KeyOp asks a member to change its gossip keyring (hearsay keys). It is
@@ -2366,7 +2675,7 @@ type KeyOp struct {
 
 func (x *KeyOp) Reset() {
 	*x = KeyOp{}
-	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	mi := &file_internal_wire_wire_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2378,7 +2687,7 @@ func (x *KeyOp) String() string {
 func (*KeyOp) ProtoMessage() {}
 
 func (x *KeyOp) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[25]
+	mi := &file_internal_wire_wire_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2391,7 +2700,7 @@ func (x *KeyOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyOp.ProtoReflect.Descriptor instead.
 func (*KeyOp) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{25}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *KeyOp) GetId() uint64 {
@@ -2437,7 +2746,7 @@ type KeyOpReply struct {
 
 func (x *KeyOpReply) Reset() {
 	*x = KeyOpReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	mi := &file_internal_wire_wire_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2758,7 @@ func (x *KeyOpReply) String() string {
 func (*KeyOpReply) ProtoMessage() {}
 
 func (x *KeyOpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[26]
+	mi := &file_internal_wire_wire_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2771,7 @@ func (x *KeyOpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyOpReply.ProtoReflect.Descriptor instead.
 func (*KeyOpReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{26}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KeyOpReply) GetId() uint64 {
@@ -2499,7 +2808,7 @@ type SpreadQuery struct {
 
 func (x *SpreadQuery) Reset() {
 	*x = SpreadQuery{}
-	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	mi := &file_internal_wire_wire_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2511,7 +2820,7 @@ func (x *SpreadQuery) String() string {
 func (*SpreadQuery) ProtoMessage() {}
 
 func (x *SpreadQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[27]
+	mi := &file_internal_wire_wire_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2524,7 +2833,7 @@ func (x *SpreadQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadQuery.ProtoReflect.Descriptor instead.
 func (*SpreadQuery) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{27}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SpreadQuery) GetId() uint64 {
@@ -2560,7 +2869,7 @@ type SpreadEntry struct {
 
 func (x *SpreadEntry) Reset() {
 	*x = SpreadEntry{}
-	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	mi := &file_internal_wire_wire_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +2881,7 @@ func (x *SpreadEntry) String() string {
 func (*SpreadEntry) ProtoMessage() {}
 
 func (x *SpreadEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[28]
+	mi := &file_internal_wire_wire_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +2894,7 @@ func (x *SpreadEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadEntry.ProtoReflect.Descriptor instead.
 func (*SpreadEntry) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{28}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SpreadEntry) GetKey() []byte {
@@ -2641,7 +2950,7 @@ type SpreadReply struct {
 
 func (x *SpreadReply) Reset() {
 	*x = SpreadReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[29]
+	mi := &file_internal_wire_wire_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2962,7 @@ func (x *SpreadReply) String() string {
 func (*SpreadReply) ProtoMessage() {}
 
 func (x *SpreadReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[29]
+	mi := &file_internal_wire_wire_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2975,7 @@ func (x *SpreadReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadReply.ProtoReflect.Descriptor instead.
 func (*SpreadReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{29}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SpreadReply) GetId() uint64 {
@@ -2695,7 +3004,7 @@ type CertRequest struct {
 
 func (x *CertRequest) Reset() {
 	*x = CertRequest{}
-	mi := &file_internal_wire_wire_proto_msgTypes[30]
+	mi := &file_internal_wire_wire_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +3016,7 @@ func (x *CertRequest) String() string {
 func (*CertRequest) ProtoMessage() {}
 
 func (x *CertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[30]
+	mi := &file_internal_wire_wire_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +3029,7 @@ func (x *CertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertRequest.ProtoReflect.Descriptor instead.
 func (*CertRequest) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{30}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CertRequest) GetNodeIds() []uint64 {
@@ -2741,7 +3050,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_internal_wire_wire_proto_msgTypes[31]
+	mi := &file_internal_wire_wire_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2753,7 +3062,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_wire_proto_msgTypes[31]
+	mi := &file_internal_wire_wire_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2766,7 +3075,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_internal_wire_wire_proto_rawDescGZIP(), []int{31}
+	return file_internal_wire_wire_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CertReply) GetCerts() [][]byte {
@@ -2853,7 +3162,20 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\tRumorPull\x12\x1a\n" +
 	"\bfeedback\x18\x01 \x01(\bR\bfeedback\"\x1b\n" +
 	"\x05Fetch\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\fR\x04keys\"\xb8\x01\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"<\n" +
+	"\aPlumIDs\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\x04R\x04node\x12\x1d\n" +
+	"\n" +
+	"hlc_deltas\x18\x02 \x03(\x04R\thlcDeltas\"R\n" +
+	"\n" +
+	"PlumGossip\x12.\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.hearsay.wire.RecordR\arecords\x12\x14\n" +
+	"\x05reply\x18\x02 \x01(\bR\x05reply\"4\n" +
+	"\tPlumIHave\x12'\n" +
+	"\x03ids\x18\x01 \x03(\v2\x15.hearsay.wire.PlumIDsR\x03ids\"\v\n" +
+	"\tPlumPrune\"4\n" +
+	"\tPlumGraft\x12'\n" +
+	"\x03ids\x18\x01 \x03(\v2\x15.hearsay.wire.PlumIDsR\x03ids\"\xb8\x01\n" +
 	"\aAEStart\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12(\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x14.hearsay.wire.AEModeR\x04mode\x12\x12\n" +
@@ -2893,7 +3215,7 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\aAEError\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04busy\x18\x03 \x01(\bR\x04busy\"\x81\f\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"\xec\r\n" +
 	"\bEnvelope\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
@@ -2931,7 +3253,15 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\fkey_op_reply\x18= \x01(\v2\x18.hearsay.wire.KeyOpReplyH\x00R\n" +
 	"keyOpReply\x12>\n" +
 	"\fspread_query\x18Z \x01(\v2\x19.hearsay.wire.SpreadQueryH\x00R\vspreadQuery\x12>\n" +
-	"\fspread_reply\x18[ \x01(\v2\x19.hearsay.wire.SpreadReplyH\x00R\vspreadReply\x125\n" +
+	"\fspread_reply\x18[ \x01(\v2\x19.hearsay.wire.SpreadReplyH\x00R\vspreadReply\x12;\n" +
+	"\vplum_gossip\x18d \x01(\v2\x18.hearsay.wire.PlumGossipH\x00R\n" +
+	"plumGossip\x128\n" +
+	"\n" +
+	"plum_ihave\x18e \x01(\v2\x17.hearsay.wire.PlumIHaveH\x00R\tplumIhave\x128\n" +
+	"\n" +
+	"plum_prune\x18f \x01(\v2\x17.hearsay.wire.PlumPruneH\x00R\tplumPrune\x128\n" +
+	"\n" +
+	"plum_graft\x18g \x01(\v2\x17.hearsay.wire.PlumGraftH\x00R\tplumGraft\x125\n" +
 	"\tmail_acks\x18n \x01(\v2\x16.hearsay.wire.MailAcksH\x00R\bmailAcksB\x06\n" +
 	"\x04body\"m\n" +
 	"\x05KeyOp\x12\x0e\n" +
@@ -2991,7 +3321,7 @@ func file_internal_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_internal_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_internal_wire_wire_proto_goTypes = []any{
 	(State)(0),          // 0: hearsay.wire.State
 	(AEMode)(0),         // 1: hearsay.wire.AEMode
@@ -3013,21 +3343,26 @@ var file_internal_wire_wire_proto_goTypes = []any{
 	(*RumorAck)(nil),    // 17: hearsay.wire.RumorAck
 	(*RumorPull)(nil),   // 18: hearsay.wire.RumorPull
 	(*Fetch)(nil),       // 19: hearsay.wire.Fetch
-	(*AEStart)(nil),     // 20: hearsay.wire.AEStart
-	(*AEMore)(nil),      // 21: hearsay.wire.AEMore
-	(*AECells)(nil),     // 22: hearsay.wire.AECells
-	(*AEDiff)(nil),      // 23: hearsay.wire.AEDiff
-	(*AERecords)(nil),   // 24: hearsay.wire.AERecords
-	(*AEAck)(nil),       // 25: hearsay.wire.AEAck
-	(*AEError)(nil),     // 26: hearsay.wire.AEError
-	(*Envelope)(nil),    // 27: hearsay.wire.Envelope
-	(*KeyOp)(nil),       // 28: hearsay.wire.KeyOp
-	(*KeyOpReply)(nil),  // 29: hearsay.wire.KeyOpReply
-	(*SpreadQuery)(nil), // 30: hearsay.wire.SpreadQuery
-	(*SpreadEntry)(nil), // 31: hearsay.wire.SpreadEntry
-	(*SpreadReply)(nil), // 32: hearsay.wire.SpreadReply
-	(*CertRequest)(nil), // 33: hearsay.wire.CertRequest
-	(*CertReply)(nil),   // 34: hearsay.wire.CertReply
+	(*PlumIDs)(nil),     // 20: hearsay.wire.PlumIDs
+	(*PlumGossip)(nil),  // 21: hearsay.wire.PlumGossip
+	(*PlumIHave)(nil),   // 22: hearsay.wire.PlumIHave
+	(*PlumPrune)(nil),   // 23: hearsay.wire.PlumPrune
+	(*PlumGraft)(nil),   // 24: hearsay.wire.PlumGraft
+	(*AEStart)(nil),     // 25: hearsay.wire.AEStart
+	(*AEMore)(nil),      // 26: hearsay.wire.AEMore
+	(*AECells)(nil),     // 27: hearsay.wire.AECells
+	(*AEDiff)(nil),      // 28: hearsay.wire.AEDiff
+	(*AERecords)(nil),   // 29: hearsay.wire.AERecords
+	(*AEAck)(nil),       // 30: hearsay.wire.AEAck
+	(*AEError)(nil),     // 31: hearsay.wire.AEError
+	(*Envelope)(nil),    // 32: hearsay.wire.Envelope
+	(*KeyOp)(nil),       // 33: hearsay.wire.KeyOp
+	(*KeyOpReply)(nil),  // 34: hearsay.wire.KeyOpReply
+	(*SpreadQuery)(nil), // 35: hearsay.wire.SpreadQuery
+	(*SpreadEntry)(nil), // 36: hearsay.wire.SpreadEntry
+	(*SpreadReply)(nil), // 37: hearsay.wire.SpreadReply
+	(*CertRequest)(nil), // 38: hearsay.wire.CertRequest
+	(*CertReply)(nil),   // 39: hearsay.wire.CertReply
 }
 var file_internal_wire_wire_proto_depIdxs = []int32{
 	0,  // 0: hearsay.wire.Member.state:type_name -> hearsay.wire.State
@@ -3038,42 +3373,49 @@ var file_internal_wire_wire_proto_depIdxs = []int32{
 	3,  // 5: hearsay.wire.Mail.records:type_name -> hearsay.wire.Record
 	3,  // 6: hearsay.wire.Rumor.records:type_name -> hearsay.wire.Record
 	15, // 7: hearsay.wire.Rumor.announces:type_name -> hearsay.wire.Announce
-	1,  // 8: hearsay.wire.AEStart.mode:type_name -> hearsay.wire.AEMode
-	3,  // 9: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
-	4,  // 10: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
-	5,  // 11: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
-	6,  // 12: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
-	10, // 13: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
-	11, // 14: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
-	12, // 15: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
-	13, // 16: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
-	16, // 17: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
-	17, // 18: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
-	18, // 19: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
-	19, // 20: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
-	20, // 21: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
-	21, // 22: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
-	22, // 23: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
-	23, // 24: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
-	24, // 25: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
-	25, // 26: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
-	26, // 27: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
-	7,  // 28: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
-	8,  // 29: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
-	33, // 30: hearsay.wire.Envelope.cert_request:type_name -> hearsay.wire.CertRequest
-	34, // 31: hearsay.wire.Envelope.cert_reply:type_name -> hearsay.wire.CertReply
-	28, // 32: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
-	29, // 33: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
-	30, // 34: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
-	32, // 35: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
-	14, // 36: hearsay.wire.Envelope.mail_acks:type_name -> hearsay.wire.MailAcks
-	2,  // 37: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
-	31, // 38: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	3,  // 8: hearsay.wire.PlumGossip.records:type_name -> hearsay.wire.Record
+	20, // 9: hearsay.wire.PlumIHave.ids:type_name -> hearsay.wire.PlumIDs
+	20, // 10: hearsay.wire.PlumGraft.ids:type_name -> hearsay.wire.PlumIDs
+	1,  // 11: hearsay.wire.AEStart.mode:type_name -> hearsay.wire.AEMode
+	3,  // 12: hearsay.wire.AERecords.records:type_name -> hearsay.wire.Record
+	4,  // 13: hearsay.wire.Envelope.members:type_name -> hearsay.wire.Member
+	5,  // 14: hearsay.wire.Envelope.ping:type_name -> hearsay.wire.Ping
+	6,  // 15: hearsay.wire.Envelope.ack:type_name -> hearsay.wire.Ack
+	10, // 16: hearsay.wire.Envelope.join:type_name -> hearsay.wire.Join
+	11, // 17: hearsay.wire.Envelope.join_reply:type_name -> hearsay.wire.JoinReply
+	12, // 18: hearsay.wire.Envelope.mail:type_name -> hearsay.wire.Mail
+	13, // 19: hearsay.wire.Envelope.mail_ack:type_name -> hearsay.wire.MailAck
+	16, // 20: hearsay.wire.Envelope.rumor:type_name -> hearsay.wire.Rumor
+	17, // 21: hearsay.wire.Envelope.rumor_ack:type_name -> hearsay.wire.RumorAck
+	18, // 22: hearsay.wire.Envelope.rumor_pull:type_name -> hearsay.wire.RumorPull
+	19, // 23: hearsay.wire.Envelope.fetch:type_name -> hearsay.wire.Fetch
+	25, // 24: hearsay.wire.Envelope.ae_start:type_name -> hearsay.wire.AEStart
+	26, // 25: hearsay.wire.Envelope.ae_more:type_name -> hearsay.wire.AEMore
+	27, // 26: hearsay.wire.Envelope.ae_cells:type_name -> hearsay.wire.AECells
+	28, // 27: hearsay.wire.Envelope.ae_diff:type_name -> hearsay.wire.AEDiff
+	29, // 28: hearsay.wire.Envelope.ae_records:type_name -> hearsay.wire.AERecords
+	30, // 29: hearsay.wire.Envelope.ae_ack:type_name -> hearsay.wire.AEAck
+	31, // 30: hearsay.wire.Envelope.ae_error:type_name -> hearsay.wire.AEError
+	7,  // 31: hearsay.wire.Envelope.ping_req:type_name -> hearsay.wire.PingReq
+	8,  // 32: hearsay.wire.Envelope.nack:type_name -> hearsay.wire.Nack
+	38, // 33: hearsay.wire.Envelope.cert_request:type_name -> hearsay.wire.CertRequest
+	39, // 34: hearsay.wire.Envelope.cert_reply:type_name -> hearsay.wire.CertReply
+	33, // 35: hearsay.wire.Envelope.key_op:type_name -> hearsay.wire.KeyOp
+	34, // 36: hearsay.wire.Envelope.key_op_reply:type_name -> hearsay.wire.KeyOpReply
+	35, // 37: hearsay.wire.Envelope.spread_query:type_name -> hearsay.wire.SpreadQuery
+	37, // 38: hearsay.wire.Envelope.spread_reply:type_name -> hearsay.wire.SpreadReply
+	21, // 39: hearsay.wire.Envelope.plum_gossip:type_name -> hearsay.wire.PlumGossip
+	22, // 40: hearsay.wire.Envelope.plum_ihave:type_name -> hearsay.wire.PlumIHave
+	23, // 41: hearsay.wire.Envelope.plum_prune:type_name -> hearsay.wire.PlumPrune
+	24, // 42: hearsay.wire.Envelope.plum_graft:type_name -> hearsay.wire.PlumGraft
+	14, // 43: hearsay.wire.Envelope.mail_acks:type_name -> hearsay.wire.MailAcks
+	2,  // 44: hearsay.wire.KeyOp.kind:type_name -> hearsay.wire.KeyOpKind
+	36, // 45: hearsay.wire.SpreadReply.entries:type_name -> hearsay.wire.SpreadEntry
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_wire_proto_init() }
@@ -3081,7 +3423,7 @@ func file_internal_wire_wire_proto_init() {
 	if File_internal_wire_wire_proto != nil {
 		return
 	}
-	file_internal_wire_wire_proto_msgTypes[24].OneofWrappers = []any{
+	file_internal_wire_wire_proto_msgTypes[29].OneofWrappers = []any{
 		(*Envelope_Ping)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Join)(nil),
@@ -3107,6 +3449,10 @@ func file_internal_wire_wire_proto_init() {
 		(*Envelope_KeyOpReply)(nil),
 		(*Envelope_SpreadQuery)(nil),
 		(*Envelope_SpreadReply)(nil),
+		(*Envelope_PlumGossip)(nil),
+		(*Envelope_PlumIhave)(nil),
+		(*Envelope_PlumPrune)(nil),
+		(*Envelope_PlumGraft)(nil),
 		(*Envelope_MailAcks)(nil),
 	}
 	type x struct{}
@@ -3115,7 +3461,7 @@ func file_internal_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_wire_proto_rawDesc), len(file_internal_wire_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
