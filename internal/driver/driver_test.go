@@ -91,8 +91,24 @@ func TestCommitWaitsForTheSync(t *testing.T) {
 	if len(out.durable) != 3 {
 		t.Fatalf("%d changes announced, want the 2 writes and the mailed record", len(out.durable))
 	}
+	// The receiver holds a mail's acknowledgement for up to Mail.AckDelay
+	// to batch it with others; when it goes, it goes after a sync too.
+	if hasKind(out.sent, "mail_ack") || hasKind(out.sent, "mail_acks") {
+		t.Fatalf("the mail ack left before its delay: %v", kinds(out.sent))
+	}
+	now = now.Add(engine.DefaultConfig().Mail.AckDelay)
+	before := len(out.sent)
+	if _, err := c.Commit(now); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range out.sent[before:] {
+		if m.AfterSync {
+			t.Fatalf("%s sent before the sync", m.Env.Kind())
+		}
+	}
+	c.Release(c.TakeSync(), nil)
 	if !hasKind(out.sent, "mail_ack") {
-		t.Fatalf("the mail ack did not leave after the sync: %v", kinds(out.sent))
+		t.Fatalf("the mail ack did not leave after its delay and the sync: %v", kinds(out.sent))
 	}
 
 	// A failed sync: nothing leaves, the write learns why.
