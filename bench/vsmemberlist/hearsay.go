@@ -23,7 +23,6 @@ import (
 // and the broadcast tree on (with anti-entropy). An update is a Put on
 // node 0, and a node has it when its Watch reports the key.
 type hsSystem struct {
-	name    string
 	profile string
 	mode    string
 	opts    options
