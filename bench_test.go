@@ -71,37 +71,15 @@ func benchPebblePut(b *testing.B, writers int) {
 			b.Error(err)
 		}
 	}()
-	value := make([]byte, 100)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	cpu0 := cpuTime(b)
-	for range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(b.N) {
-					return
-				}
-				batch := db.NewBatch()
-				err := batch.Set([]byte(fmt.Sprintf("key-%09d", i)), value, nil)
-				if err == nil {
-					err = batch.Commit(pebble.Sync)
-				}
-				_ = batch.Close()
-				if err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/put")
+	runWriters(b, writers, func(key, value []byte) error {
+		batch := db.NewBatch()
+		err := batch.Set(key, value, nil)
+		if err == nil {
+			err = batch.Commit(pebble.Sync)
+		}
+		_ = batch.Close()
+		return err
+	})
 }
 
 // discardPebbleLog silences Pebble's informational log in benchmarks.
@@ -116,8 +94,19 @@ func (discardPebbleLog) Fatalf(format string, args ...any) {
 // benchPutDurable writes b.N keys with 100-byte values to n from writers
 // goroutines and reports puts/s.
 func benchPutDurable(b *testing.B, n *hearsay.Node, writers int) {
-	value := make([]byte, 100)
 	ctx := context.Background()
+	runWriters(b, writers, func(key, value []byte) error {
+		_, err := n.Put(ctx, key, value)
+		return err
+	})
+}
+
+// runWriters puts b.N keys with 100-byte values from writers goroutines
+// and reports puts/s and the process's CPU time per put: what a put costs
+// whatever the load on the machine (the rate depends on the share of the
+// cores the benchmark gets).
+func runWriters(b *testing.B, writers int, put func(key, value []byte) error) {
+	value := make([]byte, 100)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
@@ -131,7 +120,7 @@ func benchPutDurable(b *testing.B, n *hearsay.Node, writers int) {
 				if i > int64(b.N) {
 					return
 				}
-				if _, err := n.Put(ctx, []byte(fmt.Sprintf("key-%09d", i)), value); err != nil {
+				if err := put([]byte(fmt.Sprintf("key-%09d", i)), value); err != nil {
 					b.Error(err)
 					return
 				}
@@ -141,9 +130,6 @@ func benchPutDurable(b *testing.B, n *hearsay.Node, writers int) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
-	// CPU time of the whole process per put: what a put costs whatever the
-	// load on the machine (the rate depends on the share of the cores the
-	// benchmark gets).
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/put")
 }
 
