@@ -3,7 +3,8 @@
 # agents start, n0 takes PUTs of new keys from 64 clients for WRITE seconds
 # (0: none; about 100,000 keys in 35 s on two cores), then the script
 # waits SETTLE seconds and reads each agent's CPU time over WINDOW seconds.
-# Compare two builds by running it with each binary.
+# Compare two builds by running it with each binary, or with AGENT=binary
+# to run the agents from another build than the load generator's.
 #
 #   scripts/idle-cpu.sh [binary] [write s] [window s]
 set -euo pipefail
@@ -26,7 +27,7 @@ port=$((20000 + RANDOM % 20000))
 for i in 0 1 2; do
 	join=()
 	((i > 0)) && join=(--join 127.0.0.1:$port)
-	"$bin" agent --name n$i --data-dir "$work/n$i" --bind 127.0.0.1:$((port + 2 * i)) \
+	"${AGENT:-$bin}" agent --name n$i --data-dir "$work/n$i" --bind 127.0.0.1:$((port + 2 * i)) \
 		--http 127.0.0.1:$((port + 2 * i + 1)) "${join[@]}" --log-level warn >"$work/log$i" 2>&1 &
 	pids+=($!)
 done
