@@ -87,17 +87,9 @@ func TestBadFramesQuarantineTheirSender(t *testing.T) {
 		t.Skip("spoofing a source address needs root")
 	}
 	dirs := nodeCertsDirs(t, "n1", "n2", "n3", "bad")
-	start := func(a *agent) {
-		a.extra = []string{"--certs-dir", dirs[a.name]}
-		a.https = httpsClient(t, dirs[a.name], "admin")
-		a.start()
-	}
-	n1 := newAgent(t, "n1")
-	start(n1)
-	n2, n3 := newAgent(t, "n2", n1.gossip), newAgent(t, "n3", n1.gossip)
-	start(n2)
-	start(n3)
-	honest := []*agent{n1, n2, n3}
+	start := certStarter(t, dirs)
+	honest := startHonestTrio(t, start)
+	n1, n2, n3 := honest[0], honest[1], honest[2]
 	for _, a := range honest {
 		a.waitFor(20*time.Second, "three alive", func() bool { return allAlive(a, "n1", "n2", "n3") })
 	}

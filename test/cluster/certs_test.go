@@ -75,19 +75,8 @@ func TestCertificates(t *testing.T) {
 	// One certs directory per node, with the CA's certificate and not its
 	// key, as in a deployment.
 	nodeDir := func(name string) string {
-		dir := filepath.Join(t.TempDir(), name)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		data, err := os.ReadFile(filepath.Join(ca, "ca.crt"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "ca.crt"), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		mustHearsay(t, "cert", "create-node", "--certs-dir", dir, "--ca-key", filepath.Join(ca, "ca.key"), "--name", name, "--host", "127.0.0.1")
-		for _, c := range [][2]string{{"admin", "admin"}, {"writer", "write"}, {"reader", "read"}} {
+		dir := certNodeDir(t, ca, name) // ca.crt, node.crt and an admin client
+		for _, c := range [][2]string{{"writer", "write"}, {"reader", "read"}} {
 			mustHearsay(t, "cert", "create-client", "--certs-dir", dir, "--ca-key", filepath.Join(ca, "ca.key"), "--name", c[0], "--role", c[1])
 		}
 		return dir

@@ -13,6 +13,26 @@ import (
 // name, a certs directory holding ca.crt (not the CA's key, as in a
 // deployment), node.crt/node.key for that name and an admin client
 // certificate.
+// certStarter returns a function that starts an agent with its certs
+// directory from dirs and an admin HTTPS client.
+func certStarter(t *testing.T, dirs map[string]string) func(*agent) {
+	return func(a *agent) {
+		a.extra = []string{"--certs-dir", dirs[a.name]}
+		a.https = httpsClient(t, dirs[a.name], "admin")
+		a.start()
+	}
+}
+
+// startHonestTrio starts n1, then n2 and n3 joining it, with start.
+func startHonestTrio(t *testing.T, start func(*agent)) []*agent {
+	n1 := newAgent(t, "n1")
+	start(n1)
+	n2, n3 := newAgent(t, "n2", n1.gossip), newAgent(t, "n3", n1.gossip)
+	start(n2)
+	start(n3)
+	return []*agent{n1, n2, n3}
+}
+
 func nodeCertsDirs(t *testing.T, names ...string) map[string]string {
 	t.Helper()
 	ca := filepath.Join(t.TempDir(), "ca")
@@ -46,17 +66,9 @@ func nodeCertsDirs(t *testing.T, names ...string) map[string]string {
 // refusal and the offence, and quarantines the forger.
 func TestSignedRecordsRefuseAForger(t *testing.T) {
 	dirs := nodeCertsDirs(t, "n1", "n2", "n3", "forger")
-	start := func(a *agent) {
-		a.extra = []string{"--certs-dir", dirs[a.name]}
-		a.https = httpsClient(t, dirs[a.name], "admin")
-		a.start()
-	}
-	n1 := newAgent(t, "n1")
-	start(n1)
-	n2, n3 := newAgent(t, "n2", n1.gossip), newAgent(t, "n3", n1.gossip)
-	start(n2)
-	start(n3)
-	honest := []*agent{n1, n2, n3}
+	start := certStarter(t, dirs)
+	honest := startHonestTrio(t, start)
+	n1, n2 := honest[0], honest[1]
 	for _, a := range honest {
 		a.waitFor(20*time.Second, "three alive", func() bool {
 			ms := a.members()
