@@ -21,7 +21,8 @@ type walGate struct {
 	hold    atomic.Bool
 	fail    atomic.Bool
 	release chan struct{}
-	syncs   atomic.Int64 // log syncs that have started
+	syncs   atomic.Int64  // log syncs that have started
+	held    chan struct{} // told of each sync held (when not nil)
 }
 
 func (g *walGate) wrap(name string, f vfs.File, err error) (vfs.File, error) {
@@ -54,6 +55,12 @@ type gatedFile struct {
 func (f gatedFile) gate() error {
 	f.g.syncs.Add(1)
 	if f.g.hold.Load() {
+		if f.g.held != nil {
+			select {
+			case f.g.held <- struct{}{}:
+			default: // the test waits for the first one only
+			}
+		}
 		<-f.g.release
 	}
 	if f.g.fail.Load() {
@@ -89,7 +96,7 @@ func (f gatedFile) SyncTo(length int64) (bool, error) {
 // nothing is acknowledged before it is on disk. The metadata set before the
 // Apply rides its batch: it is committed and synced with the records.
 func TestApplyOverlapsSync(t *testing.T) {
-	g := &walGate{FS: vfs.NewMem(), release: make(chan struct{})}
+	g := &walGate{FS: vfs.NewMem(), release: make(chan struct{}), held: make(chan struct{}, 1)}
 	s, err := open("/data", Options{Logger: quiet}, g)
 	if err != nil {
 		t.Fatal(err)
@@ -115,12 +122,13 @@ func TestApplyOverlapsSync(t *testing.T) {
 	}
 	// Apply asked for the sync at once: the log writer is in its fsync (or
 	// about to be), held.
-	deadline := time.Now().Add(10 * time.Second)
-	for g.syncs.Load() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("no fsync of the log started after Apply")
-		}
-		time.Sleep(time.Millisecond)
+	select {
+	case <-g.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fsync of the log started after Apply")
+	}
+	if g.syncs.Load() == before {
+		t.Fatal("a sync was held but none counted")
 	}
 	// The next batch applies while that fsync runs.
 	if _, err := s.Apply([]store.Record{rec("k2", "v2", 1)}); err != nil {
